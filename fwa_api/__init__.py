@@ -1,0 +1,1 @@
+"""The serving side of the FWA platform: FastAPI app, middleware, routes, assistant."""

@@ -1,0 +1,1 @@
+"""The data side of the FWA platform: store, ingest, synthetic data, domain logic, Dagster."""

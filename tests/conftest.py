@@ -1,0 +1,111 @@
+"""Shared fixtures.
+
+* ``sqlite_engine``: a migrated SQLite file per test, copied from one template migrated once per
+  session (fast unit path).
+* ``pg_engine``: the machine's real PostgreSQL. One database of our own is created per test run
+  (``fwa_test_<random>``), migrated once, truncated after each test and dropped at the end.
+* ``settings`` / ``pg_settings``: test settings with a fresh encryption key pointing at those.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store import migrate
+from fwa_pipeline.store.db import engine_for
+from fwa_pipeline.store.models import Base
+
+PG_ADMIN_DSN = os.environ.get(
+    "FWA_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def make_key(kid: str = "test1") -> str:
+    return f"{kid}:{base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}"
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    engine = create_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "fwa.db"
+    shutil.copy(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = engine_for(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=sqlite_url,
+        data_dir=tmp_path / "data",
+        encryption_key=make_key(),
+        _env_file=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """Create a database of our own for this run; drop it at the end."""
+    name = f"fwa_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - CI starts the server
+        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN_DSN}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    url = f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        engine_for.cache_clear()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_engine(pg_database_url: str) -> Iterator[Engine]:
+    engine = engine_for(pg_database_url)
+    yield engine
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def pg_settings(pg_database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=pg_database_url,
+        data_dir=tmp_path / "data",
+        encryption_key=make_key(),
+        _env_file=None,
+    )
