@@ -1,0 +1,154 @@
+"""Member PHI through the store: transparent decryption, plaintext in development, rotation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine, select
+
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.crypto import DecryptionError, FieldCipher, generate_key
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import Member, PhiAuditEvent, Workspace
+from fwa_pipeline.store.pii import (
+    cipher_from_settings,
+    encrypt_member_frame,
+    get_member,
+    members_frame,
+    rotate_keys,
+)
+
+PEOPLE = pd.DataFrame(
+    {
+        "member_id": [f"M{i:03d}" for i in range(7)],
+        "first_name": ["Ana", "Ben", "Cleo", "Dev", "Eve", "Finn", "Gus"],
+        "last_name": ["Alvarez", "Brown", "Chen", "Dutta", "Evans", "Fox", "Grey"],
+        "date_of_birth": [
+            "1950-01-02",
+            "1961-02-03",
+            "1972-03-04",
+            "1983-04-05",
+            "1994-05-06",
+            "2005-06-07",
+            "2016-07-08",
+        ],
+        "gender": list("FMFMFMU"),
+    }
+)
+
+
+def _settings(base: Settings, keys: str) -> Settings:
+    return base.model_copy(update={"encryption_key": SecretStr(keys)})
+
+
+def _store(engine: Engine, cipher: FieldCipher | None, frame: pd.DataFrame) -> int:
+    with session_scope(engine) as session:
+        workspace = Workspace(name="acme")
+        session.add(workspace)
+        session.flush()
+        stored = encrypt_member_frame(frame, cipher, workspace.id)
+        session.add_all(
+            Member(workspace_id=workspace.id, **row) for row in stored.to_dict(orient="records")
+        )
+        return workspace.id
+
+
+def test_phi_is_encrypted_at_rest_and_decrypted_on_read(
+    sqlite_engine: Engine, settings: Settings
+) -> None:
+    cipher = cipher_from_settings(settings)
+    ws = _store(sqlite_engine, cipher, PEOPLE)
+    with sqlite_engine.connect() as conn:
+        raw = conn.execute(select(Member.first_name, Member.date_of_birth)).all()
+    assert all(v.startswith("v1:") for row in raw for v in row)
+    with session_scope(sqlite_engine) as session:
+        ana = get_member(session, cipher, ws, "M000")
+    assert ana is not None
+    assert (ana.first_name, ana.last_name, ana.date_of_birth) == (
+        "Ana",
+        "Alvarez",
+        dt.date(1950, 1, 2),
+    )
+    frame = members_frame(sqlite_engine, cipher, ws)
+    assert sorted(frame["first_name"]) == sorted(PEOPLE["first_name"])
+
+
+def test_row_swap_is_detected(sqlite_engine: Engine, settings: Settings) -> None:
+    cipher = cipher_from_settings(settings)
+    ws = _store(sqlite_engine, cipher, PEOPLE)
+    with session_scope(sqlite_engine) as session:
+        a = session.get(Member, (ws, "M000"))
+        b = session.get(Member, (ws, "M001"))
+        a.first_name, b.first_name = b.first_name, a.first_name
+    with session_scope(sqlite_engine) as session, pytest.raises(DecryptionError, match="M000"):
+        get_member(session, cipher, ws, "M000")
+
+
+def test_plaintext_in_development_then_rotation_encrypts_it(
+    sqlite_engine: Engine, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    no_key = _settings(settings, "")
+    ws = _store(sqlite_engine, cipher_from_settings(no_key), PEOPLE)
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(select(Member.pii_key_id)).scalars().all() == [None] * len(PEOPLE)
+    report = rotate_keys(sqlite_engine, settings, batch_size=3)
+    assert report["rotated"] == len(PEOPLE)
+    assert report["from"] == {"plaintext": len(PEOPLE)}
+    cipher = cipher_from_settings(settings)
+    assert members_frame(sqlite_engine, cipher, ws)["last_name"].tolist() == sorted(
+        PEOPLE["last_name"]
+    )
+    with sqlite_engine.connect() as conn:
+        assert "Alvarez" not in str(conn.execute(select(Member.last_name)).scalars().all())
+        assert conn.execute(select(PhiAuditEvent.action)).scalars().first() == "rotate"
+    assert not any("Alvarez" in r.getMessage() for r in caplog.records)
+
+
+def test_rotation_with_mixed_key_ids_is_resumable(
+    sqlite_engine: Engine, settings: Settings
+) -> None:
+    old_key, new_key = generate_key("old"), generate_key("new")
+    old = _settings(settings, old_key)
+    ws = _store(sqlite_engine, cipher_from_settings(old), PEOPLE.iloc[:4])
+    # Half the members were written under "old"; a later batch arrives while "new" is active.
+    both = _settings(settings, f"{new_key},{old_key}")
+    cipher = cipher_from_settings(both)
+    with session_scope(sqlite_engine) as session:
+        later = encrypt_member_frame(PEOPLE.iloc[4:], cipher, ws)
+        session.add_all(Member(workspace_id=ws, **row) for row in later.to_dict(orient="records"))
+
+    # An interrupted rotation: the first batch commits, then the process dies.
+    calls = {"n": 0}
+    original = FieldCipher.encrypt
+
+    def dying_encrypt(self: FieldCipher, *args: object, **kwargs: object) -> str:
+        calls["n"] += 1
+        if calls["n"] > 3 * 2:  # two members (three columns each), then a crash
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    FieldCipher.encrypt = dying_encrypt  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rotate_keys(sqlite_engine, both, batch_size=2)
+    finally:
+        FieldCipher.encrypt = original  # type: ignore[method-assign]
+
+    with sqlite_engine.connect() as conn:
+        kids = conn.execute(select(Member.pii_key_id)).scalars().all()
+    assert kids.count("new") == 3 + 2  # 3 written under new + the committed first batch
+    report = rotate_keys(sqlite_engine, both, batch_size=2)
+    assert report["rotated"] == 2
+    with sqlite_engine.connect() as conn:
+        assert set(conn.execute(select(Member.pii_key_id)).scalars()) == {"new"}
+    # Once everything is on "new", the old key can be retired.
+    only_new = FieldCipher({"new": both.encryption_keys["new"]})
+    assert len(members_frame(sqlite_engine, only_new, ws)) == len(PEOPLE)
+
+
+def test_rotation_without_a_key_is_refused(sqlite_engine: Engine, settings: Settings) -> None:
+    with pytest.raises(ValueError, match="no key to rotate to"):
+        rotate_keys(sqlite_engine, _settings(settings, ""))

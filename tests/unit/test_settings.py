@@ -1,0 +1,83 @@
+"""Production refuses to start on unsafe settings, naming every problem at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from fwa_pipeline.settings import DEV_DB_PASSWORD, DEV_SECRET_KEY, ConfigurationError, Settings
+from tests.conftest import make_key
+
+GOOD = {
+    "environment": "production",
+    "secret_key": "s" * 48,
+    "database_url": "postgresql://fwa:a-real-password@db:5432/fwa",
+    "encryption_key": make_key("prod1"),
+    "allowed_origins": "https://fwa.example.org",
+    "_env_file": None,
+}
+
+
+def test_safe_production_settings_start() -> None:
+    settings = Settings(**GOOD)
+    assert settings.allowed_origins == ["https://fwa.example.org"]
+    assert settings.sqlalchemy_url.startswith("postgresql+psycopg://")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"secret_key": DEV_SECRET_KEY}, "FWA_SECRET_KEY is the development default"),
+        ({"secret_key": "short-but-not-default"}, "FWA_SECRET_KEY is shorter than 32 bytes"),
+        ({"database_url": ""}, "FWA_DATABASE_URL is SQLite"),
+        ({"database_url": "sqlite:////tmp/x.db"}, "FWA_DATABASE_URL is SQLite"),
+        (
+            {"database_url": f"postgresql://fwa:{DEV_DB_PASSWORD}@db/fwa"},
+            "carries the development database password",
+        ),
+        ({"encryption_key": ""}, "FWA_ENCRYPTION_KEY is empty"),
+        ({"encryption_key": "k1:not-base64!!"}, "FWA_ENCRYPTION_KEY is malformed"),
+        ({"encryption_key": "k1:c2hvcnQ="}, "must decode to 32 bytes"),
+        ({"allowed_origins": "https://a.example.org,*"}, "FWA_ALLOWED_ORIGINS contains '*'"),
+    ],
+)
+def test_each_unsafe_setting_is_refused(override: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match="refusing to start in production") as info:
+        Settings(**{**GOOD, **override})
+    assert message in str(info.value)
+
+
+def test_all_problems_are_listed_together() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings(
+            environment="production",
+            secret_key=DEV_SECRET_KEY,
+            database_url="",
+            encryption_key="",
+            allowed_origins="*",
+            _env_file=None,
+        )
+    text = str(info.value)
+    for fragment in ("SECRET_KEY", "DATABASE_URL", "ENCRYPTION_KEY is empty", "ALLOWED_ORIGINS"):
+        assert fragment in text
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FWA_ALLOWED_ORIGINS", "https://a.example.org, https://b.example.org")
+    monkeypatch.setenv("FWA_RATE_LIMIT_PER_MINUTE", "7")
+    settings = Settings(_env_file=None)
+    assert settings.allowed_origins == ["https://a.example.org", "https://b.example.org"]
+    assert settings.rate_limit_per_minute == 7
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    settings = Settings(**GOOD)
+    shown = repr(settings) + str(settings.model_dump())
+    assert "a-real-password" not in shown
+    assert GOOD["secret_key"] not in shown
+    assert GOOD["encryption_key"].split(":", 1)[1] not in shown
+
+
+def test_development_defaults_to_sqlite_under_data_dir(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path, _env_file=None)
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'fwa.db'}"
+    assert settings.encryption_keys == {}
