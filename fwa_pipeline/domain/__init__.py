@@ -1,0 +1,1 @@
+"""Pure domain logic: DataFrames in, DataFrames out. No Dagster, no HTTP, no database."""

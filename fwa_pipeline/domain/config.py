@@ -1,0 +1,85 @@
+"""The pipeline's tunable configuration: quality mode, every rule's weight, cap and thresholds,
+scoring bands and case policy. It is data (defaults in ``catalogue.toml``), recorded whole in each
+run's config snapshot, and never a literal in the logic that reads it."""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CATALOGUE = Path(__file__).with_name("catalogue.toml")
+
+
+class QualityMode(StrEnum):
+    skip_invalid = "skip_invalid"  # invalid claims are held back, marked and reported
+    halt_on_errors = "halt_on_errors"  # any invalid claim fails the run before scoring
+    flag_only = "flag_only"  # every claim goes on; issues are attached to the report
+
+
+class RuleParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    family: str  # medical | pharmacy
+    version: str
+    enabled: bool = True
+    weight: float = Field(ge=0)
+    # Most a single rule may add to one claim's score (before the x10 scaling).
+    cap: float = Field(ge=0)
+    # How far back a run must read history for the entities its new claims touch.
+    lookback_days: int = Field(0, ge=0)
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+
+class QualityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: QualityMode = QualityMode.skip_invalid
+    outlier_sd: float = 3.0
+    outlier_min_peers: int = 10
+    sample_size: int = 20
+
+
+class ScoringConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    multiplier: float = 10.0
+    max_score: float = 100.0
+    # Lower bound of each risk level, ascending.
+    bands: dict[str, float] = Field(
+        default_factory=lambda: {"low": 0.0, "medium": 40.0, "high": 70.0, "critical": 90.0}
+    )
+    case_min_level: str = "high"
+    # Entity score = max claim score blended with flagged dollars (see domain.scoring).
+    entity_dollar_weight: float = 0.2
+    entity_dollar_scale: float = 50_000.0
+    # Rules whose hit makes the subject critical regardless of score.
+    critical_overrides: list[str] = Field(default_factory=lambda: ["RULE-MED-009"])
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    rules: dict[str, RuleParams]
+
+    def enabled_rules(self) -> dict[str, RuleParams]:
+        return {rule_id: p for rule_id, p in self.rules.items() if p.enabled}
+
+
+@lru_cache(maxsize=1)
+def _catalogue() -> dict[str, Any]:
+    with CATALOGUE.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def default_config(**overrides: Any) -> PipelineConfig:
+    """The shipped defaults, optionally overridden (e.g. ``quality={"mode": "flag_only"}``)."""
+    data = {"rules": _catalogue()["rules"], **overrides}
+    return PipelineConfig.model_validate(data)

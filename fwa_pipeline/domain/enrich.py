@@ -1,0 +1,103 @@
+"""Enrichment: join claims to members, providers and the code references, so rules read plain
+columns. Dates of birth are turned into an age at service and dropped here: no rule needs PHI.
+
+Input claim frames carry the store's columns (``claim_pk`` is the surrogate ``id``) with dates as
+``datetime64`` and an ``in_scope`` flag (new claims vs. look-back history).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+MEMBER_COLUMNS = {"gender": "member_gender", "date_of_death": "member_date_of_death"}
+PROVIDER_COLUMNS = {
+    "provider_type": "type",
+    "specialty": "specialty",
+    "state": "state",
+    "excluded": "excluded",
+    "exclusion_date": "exclusion_date",
+}
+CPT_COLUMNS = ["minutes_per_unit", "mue_limit", "gender", "min_age", "max_age", "em_level"]
+NDC_COLUMNS = ["drug_name", "dea_schedule", "mme_factor", "strength_per_unit", "max_daily_quantity"]
+
+
+def age_on(date_of_birth: pd.Series, on: pd.Series) -> pd.Series:
+    """Whole years between two datetime Series (NaN where either is missing)."""
+    years = on.dt.year - date_of_birth.dt.year
+    before_birthday = (on.dt.month * 100 + on.dt.day) < (
+        date_of_birth.dt.month * 100 + date_of_birth.dt.day
+    )
+    return (years - before_birthday.astype("Int64")).astype("Int64")
+
+
+def _members(members: pd.DataFrame) -> pd.DataFrame:
+    out = members[["member_id", "gender", "date_of_death", "date_of_birth"]].copy()
+    out["date_of_death"] = pd.to_datetime(out["date_of_death"])
+    out["date_of_birth"] = pd.to_datetime(out["date_of_birth"])
+    return out.rename(columns=MEMBER_COLUMNS).assign(member_known=True)
+
+
+def _providers(providers: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    out = providers[["provider_id", *PROVIDER_COLUMNS]].rename(
+        columns={k: f"{prefix}_{v}" for k, v in PROVIDER_COLUMNS.items()}
+    )
+    out[f"{prefix}_exclusion_date"] = pd.to_datetime(out[f"{prefix}_exclusion_date"])
+    out[f"{prefix}_excluded"] = out[f"{prefix}_excluded"].astype(bool)
+    return out.rename(columns={"provider_id": f"{prefix}_id"}).assign(**{f"{prefix}_known": True})
+
+
+def _with_members(claims: pd.DataFrame, members: pd.DataFrame, date_column: str) -> pd.DataFrame:
+    out = claims.merge(_members(members), on="member_id", how="left")
+    out["member_known"] = out["member_known"].fillna(False).astype(bool)
+    out["member_age"] = age_on(out.pop("date_of_birth"), out[date_column])
+    return out
+
+
+def enrich_medical(
+    claims: pd.DataFrame,
+    members: pd.DataFrame,
+    providers: pd.DataFrame,
+    cpt_reference: pd.DataFrame,
+) -> pd.DataFrame:
+    out = _with_members(claims, members, "service_date")
+    out = out.merge(_providers(providers, "provider"), on="provider_id", how="left")
+    out["provider_known"] = out["provider_known"].fillna(False).astype(bool)
+    out["provider_excluded"] = out["provider_excluded"].fillna(False).astype(bool)
+    cpt = cpt_reference[["cpt_code", *CPT_COLUMNS]].rename(
+        columns={c: f"cpt_{c}" for c in CPT_COLUMNS}
+    )
+    return out.merge(cpt, on="cpt_code", how="left")
+
+
+def benzodiazepine_mask(drug_names: pd.Series, stems: Sequence[str]) -> pd.Series:
+    pattern = "|".join(re.escape(stem.lower()) for stem in stems)
+    return drug_names.fillna("").str.lower().str.contains(pattern, regex=True)
+
+
+def enrich_pharmacy(
+    claims: pd.DataFrame,
+    members: pd.DataFrame,
+    providers: pd.DataFrame,
+    ndc_reference: pd.DataFrame,
+    benzodiazepine_stems: Sequence[str],
+) -> pd.DataFrame:
+    out = _with_members(claims, members, "fill_date")
+    for role in ("prescriber", "pharmacy"):
+        out = out.merge(_providers(providers, role), on=f"{role}_id", how="left")
+        out[f"{role}_known"] = out[f"{role}_known"].fillna(False).astype(bool)
+        out[f"{role}_excluded"] = out[f"{role}_excluded"].fillna(False).astype(bool)
+    ndc = ndc_reference[["ndc_code", *NDC_COLUMNS]].rename(
+        columns={c: f"ndc_{c}" for c in NDC_COLUMNS}
+    )
+    out = out.merge(ndc, on="ndc_code", how="left")
+    out["is_opioid"] = out["ndc_mme_factor"].notna()
+    out["is_benzodiazepine"] = benzodiazepine_mask(out["ndc_drug_name"], benzodiazepine_stems)
+    out["is_controlled"] = out["ndc_dea_schedule"].between(2, 5).fillna(False).astype(bool)
+    out["supply_end"] = out["fill_date"] + pd.to_timedelta(
+        out["days_supply"].astype("float").fillna(0).to_numpy(np.float64), unit="D"
+    )
+    return out
