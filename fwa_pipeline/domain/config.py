@@ -60,6 +60,23 @@ class ScoringConfig(BaseModel):
     entity_dollar_scale: float = 50_000.0
     # Rules whose hit makes the subject critical regardless of score.
     critical_overrides: list[str] = Field(default_factory=lambda: ["RULE-MED-009"])
+    # Who a case is opened on when a rule's hit names the claim itself: the party answerable
+    # for that kind of finding. Entity-level hits name their subject already.
+    case_subject: dict[str, str] = Field(
+        default_factory=lambda: {
+            **{f"RULE-MED-{n:03d}": "provider" for n in range(1, 13)},
+            "RULE-RX-001": "member",
+            "RULE-RX-002": "member",
+            "RULE-RX-003": "member",
+            "RULE-RX-004": "member",
+            "RULE-RX-005": "pharmacy",
+            "RULE-RX-006": "pharmacy",
+            "RULE-RX-007": "prescriber",
+            "RULE-RX-008": "pharmacy",
+            "RULE-RX-009": "pharmacy",
+            "RULE-RX-010": "pharmacy",
+        }
+    )
 
 
 class PipelineConfig(BaseModel):
