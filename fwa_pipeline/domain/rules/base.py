@@ -75,6 +75,11 @@ def hits_from(
             clean[column] = evidence[column].dt.strftime("%Y-%m-%d").astype(object)
             clean[column] = clean[column].where(evidence[column].notna(), None)
     subject = claims["claim_id"] if subject_column is None else claims[subject_column].astype(str)
+    # Zipping column lists is a few times faster than to_dict(orient="records"), same records.
+    names = list(clean.columns)
+    columns = [clean[c].tolist() for c in names]
+    rows = zip(*columns, strict=True) if names else ([] for _ in range(len(clean)))
+    records = [dict(zip(names, row, strict=True)) for row in rows]
     return pd.DataFrame(
         {
             "claim_type": claim_type,
@@ -83,7 +88,7 @@ def hits_from(
             "subject_type": subject_type,
             "subject_id": subject.to_numpy(),
             "severity": severity.to_numpy() if isinstance(severity, pd.Series) else severity,
-            "evidence": clean.to_dict(orient="records"),
+            "evidence": records,
         }
     )
 

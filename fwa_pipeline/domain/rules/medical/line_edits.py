@@ -1,0 +1,126 @@
+"""Edits of a single line against its member, its provider and its code: service after death,
+gender and age inconsistent with the code, excluded provider, amount far above the code's mean."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.medical._common import (
+    codes,
+    medical_hits,
+    numeric,
+    z_severity,
+)
+
+# Only a definite F/M on both sides can conflict (U, blank and unknown members never do).
+GENDERS = ["F", "M"]
+
+
+@rule("RULE-MED-006")
+def service_after_death(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A line whose service date is after the member's date of death."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    rows = claims[claims["service_date"] > claims["member_date_of_death"]]
+    evidence = pd.DataFrame(
+        {
+            "service_date": rows["service_date"],
+            "date_of_death": rows["member_date_of_death"],
+            "days_after_death": (rows["service_date"] - rows["member_date_of_death"]).dt.days,
+        }
+    )
+    return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
+
+
+@rule("RULE-MED-007")
+def gender_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A code restricted to one gender billed for a member recorded as the other."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    member, code = codes(claims["member_gender"]), codes(claims["cpt_gender"])
+    conflict = member.isin(GENDERS) & code.isin(GENDERS) & (member != code)
+    rows = claims[conflict.fillna(False).astype(bool)]
+    evidence = pd.DataFrame(
+        {
+            "member_gender": member[rows.index],
+            "code_gender": code[rows.index],
+            "cpt_code": rows["cpt_code"],
+        }
+    )
+    return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
+
+
+@rule("RULE-MED-008")
+def age_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A member's age on the service date below the code's ``min_age`` or above its
+    ``max_age`` (a blank bound is no bound; an unknown age never hits)."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    age = numeric(claims["member_age"])
+    low, high = numeric(claims["cpt_min_age"]), numeric(claims["cpt_max_age"])
+    # NaN comparisons are false, so a missing age or bound cannot hit.
+    rows = claims[(age < low) | (age > high)]
+    evidence = pd.DataFrame(
+        {
+            "member_age": age[rows.index],
+            "min_age": low[rows.index],
+            "max_age": high[rows.index],
+            "cpt_code": rows["cpt_code"],
+        }
+    )
+    return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
+
+
+@rule("RULE-MED-009")
+def excluded_provider(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """Every line of an excluded provider serviced on or after its exclusion date. An exclusion
+    without a date covers every line: the provider is on the list, and nothing dates it later."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    since = claims["provider_exclusion_date"]
+    covered = since.isna() | (claims["service_date"] >= since)
+    rows = claims[claims["provider_excluded"].fillna(False).astype(bool) & covered]
+    evidence = pd.DataFrame(
+        {
+            "service_date": rows["service_date"],
+            "exclusion_date": rows["provider_exclusion_date"],
+        }
+    )
+    return medical_hits(rows, subject="provider", severity=1.0, evidence=evidence)
+
+
+@rule("RULE-MED-012")
+def amount_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A line billed more than ``sd`` standard deviations above the mean of its code's lines
+    (codes with fewer than ``min_lines`` lines are not judged); severity grows with the distance,
+    reaching 1 at ``full_severity_sd``."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    t = params.thresholds
+    amount = numeric(claims["amount_billed"])
+    grouped = amount.groupby(claims["cpt_code"], sort=False)
+    mean, sd = grouped.transform("mean"), grouped.transform("std")
+    lines = grouped.transform("count")
+    z = (amount - mean) / sd.where(sd > 0)
+    hit = (z > t["sd"]) & (lines >= t["min_lines"])
+    rows = claims[hit]
+    evidence = pd.DataFrame(
+        {
+            "amount_billed": amount[hit],
+            "cpt_mean": mean[hit],
+            "cpt_sd": sd[hit],
+            "cpt_lines": lines[hit],
+            "z": z[hit],
+            "threshold_sd": t["sd"],
+            "threshold_amount": (mean + t["sd"] * sd)[hit],
+        }
+    )
+    severity = z_severity(z[hit], t["full_severity_sd"])
+    return medical_hits(rows, subject="claim", severity=severity, evidence=evidence)

@@ -1,0 +1,164 @@
+"""A provider measured against its specialty peers by robust z: E/M upcoding, modifier overuse and
+billing outliers. Each finding is about the provider and lists the lines it rests on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.medical._common import (
+    code_set,
+    codes,
+    medical_hits,
+    numeric,
+    peer_stats,
+    z_severity,
+)
+
+
+def _provider_lines(
+    claims: pd.DataFrame, lines: pd.Series, findings: pd.DataFrame, severity: pd.Series
+) -> pd.DataFrame:
+    """Hits on the ``lines`` (a mask over ``claims``) of the providers in ``findings`` (indexed
+    by provider id), each carrying its provider's finding as evidence."""
+    rows = claims[lines & claims["provider_id"].isin(findings.index)]
+    evidence = findings.reindex(rows["provider_id"]).set_axis(rows.index)
+    return medical_hits(
+        rows,
+        subject="provider",
+        severity=severity.reindex(rows["provider_id"]).set_axis(rows.index),
+        evidence=evidence,
+    )
+
+
+def _share_outliers(
+    providers: pd.DataFrame, eligible: pd.Series, t: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Providers (indexed by id, with ``share`` and ``specialty``) whose share is above their
+    eligible specialty peers' ``peer_percentile`` value and has robust z >= ``min_robust_z``
+    among them (in a group of at least ``min_peers``): their evidence and severity."""
+    stats = peer_stats(
+        providers["share"].where(eligible), providers["specialty"], t["peer_percentile"]
+    )
+    flagged = (
+        (stats["peers"] >= t["min_peers"])
+        & (providers["share"] > stats["peer_percentile_value"])
+        & (stats["z"] >= t["min_robust_z"])
+    )
+    findings = providers[flagged].join(stats[flagged])
+    findings = findings.assign(peer_percentile=t["peer_percentile"], min_robust_z=t["min_robust_z"])
+    return findings, z_severity(findings["z"], t["full_severity_z"])
+
+
+@rule("RULE-MED-005")
+def em_upcoding(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A provider (with office E/M visits for >= ``min_members`` members) whose share of E/M
+    lines at ``high_levels`` is a peer outlier within its specialty: hits its high-level lines."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    t = params.thresholds
+    level = numeric(claims["cpt_em_level"])
+    high = level.isin([float(v) for v in t["high_levels"]])
+    em = claims.loc[level.notna(), ["provider_id", "provider_specialty", "member_id"]]
+    providers = (
+        em.assign(high=high)
+        .groupby("provider_id")
+        .agg(
+            specialty=("provider_specialty", "first"),
+            members=("member_id", "nunique"),
+            em_lines=("high", "size"),
+            high_lines=("high", "sum"),
+        )
+    )
+    providers["share"] = providers["high_lines"] / providers["em_lines"]
+    findings, severity = _share_outliers(providers, providers["members"] >= t["min_members"], t)
+    return _provider_lines(claims, high, findings.assign(min_members=t["min_members"]), severity)
+
+
+@rule("RULE-MED-010")
+def modifier_overuse(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A provider (with >= ``min_lines`` lines) whose share of lines carrying one of
+    ``modifiers`` is a peer outlier within its specialty: hits those modifier lines."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    t = params.thresholds
+    modified = codes(claims["modifier"]).isin(code_set(t["modifiers"])).fillna(False)
+    modified = modified.astype(bool)
+    providers = (
+        claims[["provider_id", "provider_specialty"]]
+        .assign(modified=modified)
+        .groupby("provider_id")
+        .agg(
+            specialty=("provider_specialty", "first"),
+            lines=("modified", "size"),
+            modifier_lines=("modified", "sum"),
+        )
+    )
+    providers["share"] = providers["modifier_lines"] / providers["lines"]
+    findings, severity = _share_outliers(providers, providers["lines"] >= t["min_lines"], t)
+    return _provider_lines(claims, modified, findings.assign(min_lines=t["min_lines"]), severity)
+
+
+BILLING_METRICS = ("billed_per_member", "services_per_member")
+
+
+def _specialty_state_stats(
+    values: pd.Series, specialty: pd.Series, state: pd.Series, min_state_peers: int
+) -> pd.DataFrame:
+    """Peer statistics of ``values`` among the provider's specialty and state when that group
+    has at least ``min_state_peers`` providers, else among its whole specialty (every state)."""
+    with_state = specialty.str.cat(state, sep=" / ")
+    local = peer_stats(values, with_state)
+    national = peer_stats(values, specialty)
+    use_state = local["peers"] >= min_state_peers
+    return local.where(use_state, national).assign(
+        peer_group=with_state.where(use_state, specialty)
+    )
+
+
+@rule("RULE-MED-011")
+def billing_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A provider whose billed amount per member or lines (services) per member has robust
+    z >= ``min_robust_z`` among its peers (specialty, and state when that group is large enough;
+    at least ``min_peers``): hits every line of the provider."""
+    claims = ctx.medical
+    if claims.empty:
+        return empty_hits()
+    t = params.thresholds
+    providers = (
+        claims[["provider_id", "provider_specialty", "provider_state", "member_id"]]
+        .assign(amount=numeric(claims["amount_billed"]))
+        .groupby("provider_id")
+        .agg(
+            specialty=("provider_specialty", "first"),
+            state=("provider_state", "first"),
+            members=("member_id", "nunique"),
+            lines=("amount", "size"),
+            billed=("amount", "sum"),
+        )
+    )
+    # A provider none of whose lines names a member has no per-member figures.
+    members = providers["members"].where(providers["members"] > 0)
+    providers["billed_per_member"] = providers["billed"] / members
+    providers["services_per_member"] = providers["lines"] / members
+    specialty = providers["specialty"].astype("string")
+    state = providers["state"].astype("string")
+    stats = {
+        m: _specialty_state_stats(providers[m], specialty, state, t["min_state_peers"])
+        for m in BILLING_METRICS
+    }
+    # Both metrics are defined for the same providers, so they share peer group and size.
+    providers[["peer_group", "peers"]] = stats[BILLING_METRICS[0]][["peer_group", "peers"]]
+    providers = providers.join(
+        [s.drop(columns=["peer_group", "peers"]).add_prefix(f"{m}_") for m, s in stats.items()]
+    )
+    z = providers[[f"{m}_z" for m in BILLING_METRICS]].max(axis=1)
+    flagged = (providers["peers"] >= t["min_peers"]) & (z >= t["min_robust_z"])
+    findings = providers[flagged].assign(min_robust_z=t["min_robust_z"])
+    lines = pd.Series(True, index=claims.index)
+    return _provider_lines(claims, lines, findings, z_severity(z[flagged], t["full_severity_z"]))
