@@ -1,0 +1,88 @@
+"""The pharmacy outlier among its peers (RULE-RX-010)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, robust_z, rule
+from fwa_pipeline.domain.rules.pharmacy._common import numeric, pharmacy_hits, ramp
+
+# The measures a pharmacy is compared on.
+METRICS = ["schedule2_share", "cost_per_member"]
+
+
+def pharmacy_measures(frame: pd.DataFrame, min_fills: int) -> pd.DataFrame:
+    """Per pharmacy of provider type ``pharmacy`` with at least ``min_fills`` fills: fills,
+    members, share of schedule-2 fills and billed amount per member."""
+    columns = ["pharmacy_id", "claim_id", "member_id", "ndc_dea_schedule", "amount_billed"]
+    fills = frame.loc[frame["pharmacy_type"].eq("pharmacy").fillna(False).astype(bool), columns]
+    measures = (
+        fills.assign(
+            _c2=numeric(fills, "ndc_dea_schedule").eq(2), _billed=numeric(fills, "amount_billed")
+        )
+        .groupby("pharmacy_id")
+        .agg(
+            fills=("claim_id", "size"),
+            members=("member_id", "nunique"),
+            schedule2_fills=("_c2", "sum"),
+            billed=("_billed", "sum"),
+        )
+    )
+    measures = measures.loc[(measures["fills"] >= min_fills) & (measures["members"] > 0)]
+    return measures.assign(
+        schedule2_share=measures["schedule2_fills"] / measures["fills"],
+        cost_per_member=measures["billed"] / measures["members"],
+    )
+
+
+@rule("RULE-RX-010")
+def pharmacy_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A pharmacy whose schedule-2 share of fills, or billed amount per member, has robust
+    z = 0.6745 (x - median) / MAD >= ``min_robust_z`` among all pharmacies with at least
+    ``min_fills`` fills (when there are at least ``min_peers`` of them); every fill of the
+    pharmacy is a hit. Severity grows with the larger z, up to ``full_severity_z``."""
+    thresholds = params.thresholds
+    measures = pharmacy_measures(ctx.pharmacy, thresholds["min_fills"])
+    if len(measures) < thresholds["min_peers"]:
+        return empty_hits()
+    z = pd.DataFrame({metric: robust_z(measures[metric]) for metric in METRICS})
+    evidence = {}
+    for metric in METRICS:
+        values = measures[metric]
+        median = values.median()
+        evidence[metric] = values.round(4)
+        evidence[f"{metric}_peer_median"] = round(median, 4)
+        evidence[f"{metric}_peer_mad"] = round((values - median).abs().median(), 4)
+        evidence[f"{metric}_z"] = z[metric].round(2)
+    crossed = z.ge(thresholds["min_robust_z"])  # NaN z (MAD 0) never crosses
+    flagged = crossed.any(axis=1)
+    if not flagged.any():
+        return empty_hits()
+    stats = (
+        pd.DataFrame(evidence)
+        .loc[flagged]
+        .assign(
+            **{f"{m}_flagged": crossed.loc[flagged, m] for m in METRICS},
+            fills=measures["fills"],
+            members=measures["members"],
+            peers=len(measures),
+            min_robust_z=thresholds["min_robust_z"],
+        )
+    )
+    severity = ramp(
+        z.loc[flagged].max(axis=1),
+        thresholds["min_robust_z"],
+        thresholds["full_severity_z"],
+        thresholds["min_severity"],
+    )
+    rows = ctx.pharmacy.loc[ctx.pharmacy["pharmacy_id"].isin(stats.index)]
+    position = stats.index.get_indexer(rows["pharmacy_id"])
+    per_fill = stats.iloc[position]
+    return pharmacy_hits(
+        rows,
+        subject_type="pharmacy",
+        subject_column="pharmacy_id",
+        severity=severity[position],
+        evidence={c: per_fill[c] for c in per_fill.columns},
+    )
