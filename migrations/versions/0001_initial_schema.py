@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:32:17.899638
+Create Date: 2026-11-25 17:30:36.682126
 """
 
 from __future__ import annotations
@@ -38,6 +38,93 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
+    op.create_table(
+        "medical_claims",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
+        sa.Column("claim_id", sa.String(length=64), nullable=False),
+        sa.Column("member_id", sa.String(length=64), nullable=True),
+        sa.Column("provider_id", sa.String(length=10), nullable=True),
+        sa.Column("service_date", sa.Date(), nullable=True),
+        sa.Column("cpt_code", sa.String(length=5), nullable=True),
+        sa.Column("modifier", sa.String(length=2), nullable=True),
+        sa.Column("diagnosis_code", sa.String(length=8), nullable=True),
+        sa.Column("units", sa.Integer(), nullable=True),
+        sa.Column("place_of_service", sa.String(length=2), nullable=True),
+        sa.Column(
+            "amount_billed", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True
+        ),
+        sa.Column("amount_paid", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("last_run_id", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_medical_claims")),
+    )
+    with op.batch_alter_table("medical_claims", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_medical_claims_ws_claim", ["workspace_id", "claim_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_medical_claims_ws_member", ["workspace_id", "member_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_medical_claims_ws_provider_date",
+            ["workspace_id", "provider_id", "service_date"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_medical_claims_ws_status", ["workspace_id", "status"], unique=False
+        )
+
+    op.create_table(
+        "pharmacy_claims",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
+        sa.Column("claim_id", sa.String(length=64), nullable=False),
+        sa.Column("member_id", sa.String(length=64), nullable=True),
+        sa.Column("prescriber_id", sa.String(length=10), nullable=True),
+        sa.Column("pharmacy_id", sa.String(length=10), nullable=True),
+        sa.Column("fill_date", sa.Date(), nullable=True),
+        sa.Column("ndc_code", sa.String(length=11), nullable=True),
+        sa.Column("quantity", sa.Float(), nullable=True),
+        sa.Column("days_supply", sa.Integer(), nullable=True),
+        sa.Column("refill_number", sa.Integer(), nullable=True),
+        sa.Column(
+            "amount_billed", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True
+        ),
+        sa.Column("amount_paid", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("last_run_id", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pharmacy_claims")),
+    )
+    with op.batch_alter_table("pharmacy_claims", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_pharmacy_claims_ws_claim", ["workspace_id", "claim_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_pharmacy_claims_ws_member", ["workspace_id", "member_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_pharmacy_claims_ws_pharmacy", ["workspace_id", "pharmacy_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_pharmacy_claims_ws_prescriber", ["workspace_id", "prescriber_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_pharmacy_claims_ws_status", ["workspace_id", "status"], unique=False
+        )
+
     op.create_table(
         "phi_audit_events",
         sa.Column(
@@ -383,61 +470,6 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
-        "medical_claims",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("workspace_id", sa.Integer(), nullable=False),
-        sa.Column("batch_id", sa.Integer(), nullable=False),
-        sa.Column("claim_id", sa.String(length=64), nullable=False),
-        sa.Column("member_id", sa.String(length=64), nullable=True),
-        sa.Column("provider_id", sa.String(length=10), nullable=True),
-        sa.Column("service_date", sa.Date(), nullable=True),
-        sa.Column("cpt_code", sa.String(length=5), nullable=True),
-        sa.Column("modifier", sa.String(length=2), nullable=True),
-        sa.Column("diagnosis_code", sa.String(length=8), nullable=True),
-        sa.Column("units", sa.Integer(), nullable=True),
-        sa.Column("place_of_service", sa.String(length=2), nullable=True),
-        sa.Column(
-            "amount_billed", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True
-        ),
-        sa.Column("amount_paid", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True),
-        sa.Column("status", sa.String(length=12), nullable=False),
-        sa.Column("last_run_id", sa.String(length=64), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["batch_id"],
-            ["batches.id"],
-            name=op.f("fk_medical_claims_batch_id_batches"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["workspace_id"],
-            ["workspaces.id"],
-            name=op.f("fk_medical_claims_workspace_id_workspaces"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_medical_claims")),
-    )
-    with op.batch_alter_table("medical_claims", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_medical_claims_ws_claim", ["workspace_id", "claim_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_medical_claims_ws_member", ["workspace_id", "member_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_medical_claims_ws_provider_date",
-            ["workspace_id", "provider_id", "service_date"],
-            unique=False,
-        )
-        batch_op.create_index(
-            "ix_medical_claims_ws_status", ["workspace_id", "status"], unique=False
-        )
-
-    op.create_table(
         "members",
         sa.Column("workspace_id", sa.Integer(), nullable=False),
         sa.Column("member_id", sa.String(length=64), nullable=False),
@@ -465,62 +497,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.create_index("ix_members_pii_key_id", ["pii_key_id"], unique=False)
-
-    op.create_table(
-        "pharmacy_claims",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("workspace_id", sa.Integer(), nullable=False),
-        sa.Column("batch_id", sa.Integer(), nullable=False),
-        sa.Column("claim_id", sa.String(length=64), nullable=False),
-        sa.Column("member_id", sa.String(length=64), nullable=True),
-        sa.Column("prescriber_id", sa.String(length=10), nullable=True),
-        sa.Column("pharmacy_id", sa.String(length=10), nullable=True),
-        sa.Column("fill_date", sa.Date(), nullable=True),
-        sa.Column("ndc_code", sa.String(length=11), nullable=True),
-        sa.Column("quantity", sa.Float(), nullable=True),
-        sa.Column("days_supply", sa.Integer(), nullable=True),
-        sa.Column("refill_number", sa.Integer(), nullable=True),
-        sa.Column(
-            "amount_billed", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True
-        ),
-        sa.Column("amount_paid", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True),
-        sa.Column("status", sa.String(length=12), nullable=False),
-        sa.Column("last_run_id", sa.String(length=64), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["batch_id"],
-            ["batches.id"],
-            name=op.f("fk_pharmacy_claims_batch_id_batches"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["workspace_id"],
-            ["workspaces.id"],
-            name=op.f("fk_pharmacy_claims_workspace_id_workspaces"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_pharmacy_claims")),
-    )
-    with op.batch_alter_table("pharmacy_claims", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_pharmacy_claims_ws_claim", ["workspace_id", "claim_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_pharmacy_claims_ws_member", ["workspace_id", "member_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_pharmacy_claims_ws_pharmacy", ["workspace_id", "pharmacy_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_pharmacy_claims_ws_prescriber", ["workspace_id", "prescriber_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_pharmacy_claims_ws_status", ["workspace_id", "status"], unique=False
-        )
 
     op.create_table(
         "pipeline_runs",
@@ -638,25 +614,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_pipeline_runs_ws_created")
 
     op.drop_table("pipeline_runs")
-    with op.batch_alter_table("pharmacy_claims", schema=None) as batch_op:
-        batch_op.drop_index("ix_pharmacy_claims_ws_status")
-        batch_op.drop_index("ix_pharmacy_claims_ws_prescriber")
-        batch_op.drop_index("ix_pharmacy_claims_ws_pharmacy")
-        batch_op.drop_index("ix_pharmacy_claims_ws_member")
-        batch_op.drop_index("ix_pharmacy_claims_ws_claim")
-
-    op.drop_table("pharmacy_claims")
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.drop_index("ix_members_pii_key_id")
 
     op.drop_table("members")
-    with op.batch_alter_table("medical_claims", schema=None) as batch_op:
-        batch_op.drop_index("ix_medical_claims_ws_status")
-        batch_op.drop_index("ix_medical_claims_ws_provider_date")
-        batch_op.drop_index("ix_medical_claims_ws_member")
-        batch_op.drop_index("ix_medical_claims_ws_claim")
-
-    op.drop_table("medical_claims")
     op.drop_table("claim_labels")
     with op.batch_alter_table("chat_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_chat_sessions_ws_updated")
@@ -699,5 +660,20 @@ def downgrade() -> None:
         batch_op.drop_index("ix_phi_audit_events_at")
 
     op.drop_table("phi_audit_events")
+    with op.batch_alter_table("pharmacy_claims", schema=None) as batch_op:
+        batch_op.drop_index("ix_pharmacy_claims_ws_status")
+        batch_op.drop_index("ix_pharmacy_claims_ws_prescriber")
+        batch_op.drop_index("ix_pharmacy_claims_ws_pharmacy")
+        batch_op.drop_index("ix_pharmacy_claims_ws_member")
+        batch_op.drop_index("ix_pharmacy_claims_ws_claim")
+
+    op.drop_table("pharmacy_claims")
+    with op.batch_alter_table("medical_claims", schema=None) as batch_op:
+        batch_op.drop_index("ix_medical_claims_ws_status")
+        batch_op.drop_index("ix_medical_claims_ws_provider_date")
+        batch_op.drop_index("ix_medical_claims_ws_member")
+        batch_op.drop_index("ix_medical_claims_ws_claim")
+
+    op.drop_table("medical_claims")
     op.drop_table("api_tokens")
     # ### end Alembic commands ###
