@@ -1,0 +1,303 @@
+"""Bulk I/O between DataFrames and the store.
+
+On PostgreSQL rows move with ``COPY`` in CSV form, written and parsed by Arrow in large chunks
+(never one Python call per row); on SQLite, the embedded default, with ``executemany``.
+
+* :func:`copy_frame` appends a frame's rows to a table.
+* :func:`upsert_frame` inserts or replaces rows by the table's primary key.
+* :func:`read_frame` runs a query into a typed frame (``COPY (query) TO STDOUT`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+from psycopg import ClientCursor
+from sqlalchemy import Connection, Engine, Table, TextClause, bindparam, insert, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql import Executable
+
+from fwa_pipeline.store.models import Base
+
+# Rows per COPY chunk: about 10 MB of CSV for a claims row.
+COPY_CHUNK_ROWS = 100_000
+# SQLite's executemany batches.
+SQLITE_CHUNK_ROWS = 20_000
+
+
+def _table(table: str | Table) -> Table:
+    return Base.metadata.tables[table] if isinstance(table, str) else table
+
+
+def _psycopg(connection: Connection) -> Any:
+    """The psycopg connection under a SQLAlchemy one (same transaction)."""
+    return connection.connection.driver_connection
+
+
+def _arrow(df: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def copy_frame(connection: Connection, table: str | Table, df: pd.DataFrame) -> int:
+    """Append ``df``'s rows to ``table`` (columns by name) in the connection's transaction.
+
+    NULLs are missing values (None/NaN/NA); the frame's columns must exist in the table, and
+    columns it lacks get the model's constant default. Values must be scalars (a JSON column
+    takes JSON text through a Text-typed ``Table``). Returns the number of rows written.
+    """
+    target = _table(table)
+    if df.empty:
+        return 0
+    if connection.dialect.name == "postgresql":
+        _copy_in(connection, target.name, _with_defaults(target, df))
+    else:
+        _executemany(connection, insert(target), df)
+    return len(df)
+
+
+def upsert_frame(connection: Connection, table: str | Table, df: pd.DataFrame) -> int:
+    """Insert ``df``'s rows into ``table``, replacing rows with the same primary key.
+
+    Every primary-key column must be in ``df`` and each key must appear once in it (PostgreSQL
+    cannot update one row twice in a statement). Columns of the table not in ``df`` keep their
+    value on replaced rows and get the model's constant default on new ones.
+    """
+    target = _table(table)
+    if df.empty:
+        return 0
+    key = [c.name for c in target.primary_key.columns]
+    updated = [c for c in df.columns if c not in key]
+    if connection.dialect.name == "postgresql":
+        prepare = connection.dialect.identifier_preparer
+        staging = f"_fwa_upsert_{target.name}_{secrets.token_hex(4)}"
+        # New rows get the model's defaults; replaced rows keep what the frame does not set.
+        filled = _with_defaults(target, df)
+        columns = ", ".join(prepare.quote(c) for c in filled.columns)
+        assignments = ", ".join(
+            f"{prepare.quote(c)} = EXCLUDED.{prepare.quote(c)}" for c in updated
+        )
+        conflict = "DO NOTHING" if not updated else f"DO UPDATE SET {assignments}"
+        # Staged through COPY: a temporary copy of the table's shape, dropped at commit.
+        connection.exec_driver_sql(
+            f"CREATE TEMP TABLE {staging} (LIKE {prepare.format_table(target)} "
+            "INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        _copy_in(connection, staging, filled)
+        connection.exec_driver_sql(
+            f"INSERT INTO {prepare.format_table(target)} ({columns}) "
+            f"SELECT {columns} FROM {staging} "
+            f"ON CONFLICT ({', '.join(prepare.quote(c) for c in key)}) {conflict}"
+        )
+        connection.exec_driver_sql(f"DROP TABLE {staging}")
+    else:
+        statement = sqlite_insert(target)
+        statement = statement.on_conflict_do_update(
+            index_elements=key, set_={c: statement.excluded[c] for c in updated}
+        )
+        _executemany(connection, statement, df)
+    return len(df)
+
+
+def _with_defaults(target: Table, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` plus the table's constant column defaults it lacks (``status``, flags...).
+    SQLAlchemy applies these to its own inserts (the SQLite path); COPY must be given them."""
+    missing = {
+        column.name: column.default.arg
+        for column in target.columns
+        if column.name not in df.columns and column.default is not None and column.default.is_scalar
+    }
+    return df.assign(**missing) if missing else df
+
+
+def _copy_in(connection: Connection, table: str, df: pd.DataFrame) -> None:
+    prepare = connection.dialect.identifier_preparer
+    columns = ", ".join(prepare.quote(c) for c in df.columns)
+    arrow = _arrow(df)
+    # Arrow quotes every string, so "\." and empty strings stay data; nulls are written as
+    # nothing, which COPY's CSV format reads as NULL.
+    options = pa_csv.WriteOptions(include_header=False)
+    with (
+        _psycopg(connection).cursor() as cursor,
+        cursor.copy(f"COPY {prepare.quote(table)} ({columns}) FROM STDIN (FORMAT csv)") as copy,
+    ):
+        for batch in arrow.to_batches(max_chunksize=COPY_CHUNK_ROWS):
+            sink = pa.BufferOutputStream()
+            pa_csv.write_csv(batch, sink, options)
+            copy.write(memoryview(sink.getvalue()))
+
+
+def _executemany(connection: Connection, statement: Executable, df: pd.DataFrame) -> None:
+    arrow = _arrow(df)
+    for batch in arrow.to_batches(max_chunksize=SQLITE_CHUNK_ROWS):
+        connection.execute(statement, batch.to_pylist())
+
+
+# --------------------------------------------------------------------------- reading
+
+# PostgreSQL type OIDs of the result columns a frame gets typed from; others are strings.
+_PG_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int64(),
+    23: pa.int64(),
+    700: pa.float64(),
+    701: pa.float64(),
+    1700: pa.float64(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+}
+
+# SQLite declared types (their affinity prefix) of the same.
+_SQLITE_TYPES: tuple[tuple[str, pa.DataType], ...] = (
+    ("BOOLEAN", pa.bool_()),
+    ("DATETIME", pa.timestamp("us", tz="UTC")),
+    ("TIMESTAMP", pa.timestamp("us", tz="UTC")),
+    ("DATE", pa.date32()),
+    ("INT", pa.int64()),
+    ("BIGINT", pa.int64()),
+    ("SMALLINT", pa.int64()),
+    ("FLOAT", pa.float64()),
+    ("REAL", pa.float64()),
+    ("DOUBLE", pa.float64()),
+    ("NUMERIC", pa.float64()),
+    ("DECIMAL", pa.float64()),
+)
+
+
+def read_frame(
+    source: Engine | Connection,
+    query: str | Executable,
+    params: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Run ``query`` (SQL text with ``:name`` parameters, or a SQLAlchemy statement) into a
+    DataFrame typed from the result columns' database types, the same on both engines:
+
+    integers ``Int64``, booleans ``boolean``, numeric and float ``float64``, dates
+    ``datetime64[us]``, timestamps with time zone ``datetime64[us, UTC]``, anything else
+    ``str`` (NULL is ``<NA>``/``NaN``/``NaT``). A list or tuple parameter expands for ``IN :name``.
+
+    On PostgreSQL the rows stream through ``COPY (query) TO STDOUT`` and Arrow's CSV reader.
+    """
+    with _connected(source) as connection:
+        sql = _literal_sql(connection, query, params or {})
+        if connection.dialect.name == "postgresql":
+            table = _read_postgres(connection, sql)
+        else:
+            table = _read_sqlite(connection, sql)
+    return _to_pandas(table)
+
+
+@contextmanager
+def _connected(source: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(source, Connection):
+        yield source
+    else:
+        with source.connect() as connection:
+            yield connection
+
+
+def _literal_sql(connection: Connection, query: str | Executable, params: Mapping[str, Any]) -> str:
+    """The statement with its parameters rendered as literals by the driver's own quoting
+    (``COPY`` and view definitions take no bound parameters)."""
+    # A trailing semicolon would end the subquery or view the SQL is wrapped in.
+    statement: Any = text(query.strip().rstrip(";")) if isinstance(query, str) else query
+    if isinstance(statement, TextClause):
+        statement = statement.bindparams(
+            *(
+                bindparam(k, value=v, expanding=isinstance(v, list | tuple))
+                for k, v in params.items()
+            )
+        )
+    elif params:
+        statement = statement.params(params)
+    if connection.dialect.name == "postgresql":
+        compiled = statement.compile(
+            dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        return ClientCursor(_psycopg(connection)).mogrify(compiled.string, compiled.params)
+    return str(
+        statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    )
+
+
+def _read_postgres(connection: Connection, sql: str) -> pa.Table:
+    with _psycopg(connection).cursor() as cursor:
+        # The result's column types, without running the query.
+        cursor.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
+        types = {d.name: _PG_TYPES.get(d.type_code, pa.string()) for d in cursor.description}
+        if len(types) != len(cursor.description):
+            raise ValueError("read_frame: the query returns two columns of the same name")
+        with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER true)") as copy:
+            data = b"".join(copy)
+    # Timestamps carry their UTC offset, which Arrow applies.
+    return pa_csv.read_csv(
+        pa.py_buffer(data),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=types,
+            true_values=["t"],
+            false_values=["f"],
+            # COPY writes NULL as an empty unquoted field and an empty string as "".
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+    )
+
+
+def _read_sqlite(connection: Connection, sql: str) -> pa.Table:
+    # A view's columns report their declared types, which type the result as on PostgreSQL
+    # (SQLite itself returns dates and timestamps as text and booleans as 0/1).
+    view = f"_fwa_read_{secrets.token_hex(4)}"
+    connection.exec_driver_sql(f"CREATE TEMP VIEW {view} AS {sql}")
+    try:
+        declared = connection.exec_driver_sql(f"PRAGMA table_info({view})").all()
+        result = connection.exec_driver_sql(f"SELECT * FROM {view}")
+        names = list(result.keys())
+        rows = result.all()
+    finally:
+        connection.exec_driver_sql(f"DROP VIEW {view}")
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = [
+        _cast(pa.array(values), _sqlite_type(row[2]))
+        for values, row in zip(columns, declared, strict=True)
+    ]
+    return pa.table(arrays, names=names)
+
+
+def _sqlite_type(declared: str) -> pa.DataType | None:
+    upper = declared.upper()
+    if not upper:  # an expression: keep what SQLite returned
+        return None
+    return next((t for prefix, t in _SQLITE_TYPES if upper.startswith(prefix)), pa.string())
+
+
+def _cast(array: pa.Array, target: pa.DataType | None) -> pa.Array:
+    if target is None or array.type == target:
+        return array
+    if pa.types.is_timestamp(target) and pa.types.is_string(array.type):
+        # SQLite holds timestamps as naive UTC text.
+        return pc.cast(pc.cast(array, pa.timestamp(target.unit)), target)
+    return pc.cast(array, target)
+
+
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    # Dates become datetime64[us], what pandas itself makes of ISO date strings.
+    columns = [
+        pc.cast(c, pa.timestamp("us")) if c.type == pa.date32() else c for c in table.columns
+    ]
+    return pa.table(columns, names=table.column_names).to_pandas(types_mapper=_PANDAS_TYPES.get)

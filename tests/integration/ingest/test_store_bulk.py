@@ -1,0 +1,141 @@
+"""The PostgreSQL COPY paths of store.bulk: awkward text survives COPY in and out, NULL stays
+apart from the empty string, upserts go through ON CONFLICT, and read_frame types its result
+exactly as on SQLite."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from fwa_pipeline.ingest import load_files
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.bulk import copy_frame, read_frame, upsert_frame
+from fwa_pipeline.store.models import Base, Batch, MedicalClaim, Workspace
+from tests.unit.ingest.batch import files
+
+pytestmark = pytest.mark.postgres
+
+AWKWARD = [
+    "plain",
+    'comma, "quotes"',
+    "line\nbreak\r\nand CRLF",
+    "back\\slash \\N",
+    "\\.",
+    "NULL",
+    "",
+    "ünïcødé ✓",
+    None,
+]
+
+
+@pytest.fixture
+def batch_id(pg_engine: Engine) -> int:
+    with pg_engine.begin() as conn:
+        conn.execute(insert(Workspace).values(id=1, name="acme"))
+        return conn.execute(
+            insert(Batch).values(workspace_id=1, source="cli").returning(Batch.id)
+        ).scalar_one()
+
+
+def test_copy_round_trips_awkward_text(pg_engine: Engine, batch_id: int) -> None:
+    n = len(AWKWARD)
+    frame = pd.DataFrame(
+        {
+            "workspace_id": [1] * n,
+            "batch_id": [batch_id] * n,
+            "claim_id": [f"C{i}" for i in range(n)],
+            "member_id": AWKWARD,
+            "service_date": pd.to_datetime(["2024-02-29"] * (n - 1) + [None]),
+            "units": pd.array([*range(n - 1), None], dtype="Int64"),
+            "amount_billed": [0.1 + 0.2] + [1234567890.12] * (n - 2) + [None],
+            "status": ["pending"] * n,
+        }
+    )
+    with pg_engine.begin() as conn:
+        assert copy_frame(conn, "medical_claims", frame) == n
+    stored = read_frame(pg_engine, "SELECT * FROM medical_claims ORDER BY claim_id")
+    assert stored["member_id"].tolist()[:-1] == AWKWARD[:-1]
+    assert pd.isna(stored["member_id"].tolist()[-1])
+    assert stored["service_date"].tolist()[0] == pd.Timestamp("2024-02-29")
+    # Money is numeric(14, 2): the float's noise is rounded away.
+    assert stored["amount_billed"].tolist()[:2] == [0.3, 1234567890.12]
+    assert stored["units"].tolist()[:3] == [0, 1, 2]
+
+
+def test_upsert_through_on_conflict(pg_engine: Engine, batch_id: int) -> None:
+    def providers(*rows: tuple[str, str]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"workspace_id": 1, "provider_id": npi, "name": name, "provider_type": "individual"}
+                for npi, name in rows
+            ]
+        )
+
+    with pg_engine.begin() as conn:
+        upsert_frame(conn, "providers", providers(("1", "One"), ("2", "Two")))
+        upsert_frame(conn, "providers", providers(("2", "Two again"), ("3", "Three")))
+        # Twice in one transaction: the staging tables do not collide.
+        upsert_frame(conn, "providers", providers(("3", "Three again")))
+    stored = read_frame(pg_engine, "SELECT provider_id, name FROM providers ORDER BY 1")
+    assert stored["name"].tolist() == ["One", "Two again", "Three again"]
+
+
+def test_read_frame_types_and_values_match_sqlite(
+    pg_engine: Engine, pg_settings: Settings, sqlite_engine: Engine, settings: Settings
+) -> None:
+    load_files(pg_engine, pg_settings, "acme", files())
+    load_files(sqlite_engine, settings, "acme", files())
+    for table in Base.metadata.sorted_tables:
+        sql = f"SELECT * FROM {table.name} ORDER BY 1, 2"
+        on_pg, on_sqlite = read_frame(pg_engine, sql), read_frame(sqlite_engine, sql)
+        assert on_pg.dtypes.to_dict() == on_sqlite.dtypes.to_dict(), table.name
+        volatile = [
+            c
+            for c in (
+                "landed_at",
+                "created_at",
+                "first_name",
+                "last_name",
+                "date_of_birth",
+                "files",
+                "warnings",
+            )
+            if c in on_pg
+        ]
+        pd.testing.assert_frame_equal(
+            on_pg.drop(columns=volatile), on_sqlite.drop(columns=volatile), obj=table.name
+        )
+
+
+def test_read_frame_parameters_are_quoted_by_the_driver(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    load_files(pg_engine, pg_settings, "acme", files())
+    sql = (
+        "SELECT claim_id FROM medical_claims WHERE claim_id IN :ids AND service_date >= :since "
+        "AND claim_id != :other ORDER BY claim_id;"
+    )
+    params = {
+        "ids": ("MC-1", "MC-2", "nope"),
+        "since": dt.date(2024, 2, 2),
+        "other": "x'); DROP TABLE medical_claims; --",
+    }
+    assert read_frame(pg_engine, sql, params)["claim_id"].tolist() == ["MC-2"]
+    with pg_engine.connect() as conn:
+        frame = read_frame(conn, select(MedicalClaim.claim_id, MedicalClaim.units))
+    assert sorted(frame["claim_id"]) == ["MC-1", "MC-2"] and frame["units"].dtype == "Int64"
+
+
+def test_read_frame_timestamps_are_utc_whatever_the_session_zone(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    load_files(pg_engine, pg_settings, "acme", files())
+    with pg_engine.connect() as conn:
+        utc = read_frame(conn, "SELECT landed_at FROM batches")["landed_at"][0]
+        conn.exec_driver_sql("SET TIME ZONE 'Asia/Kolkata'")
+        shifted = read_frame(conn, "SELECT landed_at FROM batches")["landed_at"][0]
+        conn.exec_driver_sql("RESET TIME ZONE")
+    assert utc == shifted and str(utc.tz) == "UTC"
