@@ -1,0 +1,526 @@
+"""The data quality gate (plan 5C): Pandera schemas over the store-shaped claim frames, the
+quality report, and the gate that holds invalid claims back.
+
+Every check is defined once, as a Pandera schema; :func:`assess_quality` runs the same schemas
+the Dagster asset checks run and turns their failure cases into issue rows. Issues come in two
+severities:
+
+* ``error``: the claim breaks the data contract (a required value missing, a bad NPI check digit,
+  a future date, an amount or count out of range, a claim id already used by an earlier row, a
+  member or provider not in the reference data). The gate mode decides what happens to it.
+* ``warning``: a duplicate service/fill key or an amount outlier. These are FWA signals the rule
+  engine scores (RULE-MED-001 / RULE-RX-009 duplicates, RULE-MED-012 outliers), so they are
+  reported but never hold a claim back.
+
+Check errors read ``"<issue_type>: <what is wrong>"`` so failure cases map back to issue types;
+details name the column and the kind of problem, never a value (member ids are PHI-adjacent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
+
+from fwa_pipeline.domain.config import QualityConfig, QualityMode
+from fwa_pipeline.npi import valid_npi_mask
+
+Severity = Literal["error", "warning"]
+ClaimType = Literal["medical", "pharmacy"]
+
+ISSUE_COLUMNS = ["claim_type", "claim_pk", "claim_id", "issue_type", "severity", "detail"]
+KEY_COLUMNS = ["claim_type", "claim_pk"]
+# The report lists at most this many issues (errors first); the rest are counted in `truncated`.
+MAX_REPORTED_ISSUES = 10_000
+
+# The columns of the store's claim tables that the schemas read (``claim_pk`` is the surrogate id).
+MEDICAL_COLUMNS = [
+    "claim_pk",
+    "claim_id",
+    "member_id",
+    "provider_id",
+    "service_date",
+    "cpt_code",
+    "modifier",
+    "diagnosis_code",
+    "units",
+    "place_of_service",
+    "amount_billed",
+    "amount_paid",
+]
+PHARMACY_COLUMNS = [
+    "claim_pk",
+    "claim_id",
+    "member_id",
+    "prescriber_id",
+    "pharmacy_id",
+    "fill_date",
+    "ndc_code",
+    "quantity",
+    "days_supply",
+    "refill_number",
+    "amount_billed",
+    "amount_paid",
+]
+_COLUMNS: dict[ClaimType, list[str]] = {"medical": MEDICAL_COLUMNS, "pharmacy": PHARMACY_COLUMNS}
+
+# Duplicate keys (plan 5C) and the code amounts are compared within.
+_SERVICE_KEY: dict[ClaimType, list[str]] = {
+    "medical": ["provider_id", "member_id", "service_date", "cpt_code"],
+    "pharmacy": ["member_id", "fill_date", "ndc_code"],
+}
+_DUPLICATE_ISSUE: dict[ClaimType, str] = {
+    "medical": "duplicate_service",
+    "pharmacy": "duplicate_fill",
+}
+_CODE_COLUMN: dict[ClaimType, str] = {"medical": "cpt_code", "pharmacy": "ndc_code"}
+# Who each id column must name in the reference data.
+_REFERENCES: dict[ClaimType, dict[str, str]] = {
+    "medical": {"member_id": "member", "provider_id": "provider"},
+    "pharmacy": {"member_id": "member", "prescriber_id": "prescriber", "pharmacy_id": "pharmacy"},
+}
+
+# Pandera's built-in checks, as issue types.
+_BUILTIN_ISSUES = {"not_nullable": ("missing_value", "required value is empty")}
+
+
+class QualityGateError(RuntimeError):
+    """``halt_on_errors`` found claims with errors: ``failed`` claims, ``counts`` error issues
+    per issue type."""
+
+    def __init__(self, failed: int, counts: dict[str, int]) -> None:
+        self.failed = failed
+        self.counts = counts
+        listed = ", ".join(f"{issue} {n:,}" for issue, n in counts.items())
+        super().__init__(
+            f"quality gate (halt_on_errors): {failed:,} claim(s) have errors (issues: {listed}); "
+            "nothing was scored"
+        )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check(
+    issue_type: str, message: str, fn: Callable[[Any], Any], *, wide: bool = False
+) -> pa.Check:
+    # Wide (DataFrame) checks handle missing values themselves: Pandera would drop any row
+    # with a missing cell in any column before calling them.
+    return pa.Check(fn, name=issue_type, error=f"{issue_type}: {message}", ignore_na=not wide)
+
+
+def _not_a_later_copy(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """False for the second and later rows (in landing order, ``claim_pk``) sharing ``keys``;
+    rows missing part of the key are never copies."""
+    order = frame["claim_pk"].sort_values(kind="stable").index
+    ordered = frame.loc[order, keys]
+    later = ordered.duplicated(keep="first") & ordered.notna().all(axis=1)
+    return ~later.reindex(frame.index)
+
+
+def _id_set(ids: Collection[str]) -> pa_arrow.Array:
+    return pa_arrow.array(pd.unique(pd.Series(list(ids), dtype=object)), pa_arrow.large_string())
+
+
+def _isin(values: pd.Series, allowed: pa_arrow.Array) -> pd.Series:
+    # Arrow's hash lookup: several times faster than Series.isin on string columns.
+    arrow = pa_arrow.array(values.astype(object), pa_arrow.large_string(), from_pandas=True)
+    found = pc.is_in(arrow, value_set=allowed).to_numpy(zero_copy_only=False)
+    return pd.Series(found, index=values.index, dtype=bool)
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, errors="coerce")
+
+
+def _date_checks(as_of: dt.date | None) -> list[pa.Check]:
+    def not_future(values: pd.Series) -> pd.Series:
+        # None: "today" when the check runs, so a long-lived schema never goes stale.
+        limit = pd.Timestamp(as_of if as_of is not None else dt.date.today())
+        parsed = _dates(values)
+        return parsed.isna() | (parsed <= limit)
+
+    return [
+        _check("invalid_date", "not a valid date", lambda s: _dates(s).notna()),
+        _check("future_date", "after the run's as-of date", not_future),
+    ]
+
+
+def _valid_npi(values: pd.Series) -> pd.Series:
+    # Claims repeat a few thousand NPIs: check each distinct one, then look them up.
+    distinct = pd.Series(pd.unique(values.astype(object)), dtype=object)
+    return _isin(values, _id_set(distinct[valid_npi_mask(distinct)]))
+
+
+def _npi_check() -> pa.Check:
+    return _check("invalid_npi", "not an NPI with a valid check digit", _valid_npi)
+
+
+def _amount_columns() -> dict[str, pa.Column]:
+    return {
+        "amount_billed": pa.Column(
+            nullable=False,
+            checks=_check("invalid_amount", "must be greater than 0", lambda s: s > 0),
+        ),
+        "amount_paid": pa.Column(
+            nullable=True,
+            checks=_check("invalid_amount", "must not be negative", lambda s: s >= 0),
+        ),
+    }
+
+
+def _duplicate_claim_id() -> pa.Check:
+    return _check(
+        "duplicate_claim_id",
+        "claim_id already used by an earlier claim row",
+        lambda df: _not_a_later_copy(df, ["claim_id"]),
+        wide=True,
+    )
+
+
+def _required(*checks: pa.Check) -> pa.Column:
+    return pa.Column(nullable=False, checks=list(checks))
+
+
+def _optional() -> pa.Column:
+    return pa.Column(nullable=True)
+
+
+def medical_schema(as_of: dt.date | None = None) -> pa.DataFrameSchema:
+    """Conformance of a medical claim frame: required values, NPI, dates not after ``as_of``
+    (today when None), amounts and units in range, and claim ids not reused (the later rows by
+    ``claim_pk``; the frame's index must be unique, as a fresh RangeIndex is)."""
+    return pa.DataFrameSchema(
+        {
+            "claim_pk": _required(),
+            "claim_id": _required(),
+            "member_id": _required(),
+            "provider_id": _required(_npi_check()),
+            "service_date": _required(*_date_checks(as_of)),
+            "cpt_code": _required(),
+            "modifier": _optional(),
+            "diagnosis_code": _optional(),
+            "units": _required(_check("invalid_units", "must be at least 1", lambda s: s >= 1)),
+            "place_of_service": _optional(),
+            **_amount_columns(),
+        },
+        checks=[_duplicate_claim_id()],
+        name="medical_claims",
+    )
+
+
+def pharmacy_schema(as_of: dt.date | None = None) -> pa.DataFrameSchema:
+    """Conformance of a pharmacy claim frame (see :func:`medical_schema`)."""
+    return pa.DataFrameSchema(
+        {
+            "claim_pk": _required(),
+            "claim_id": _required(),
+            "member_id": _required(),
+            "prescriber_id": _required(_npi_check()),
+            "pharmacy_id": _required(_npi_check()),
+            "fill_date": _required(*_date_checks(as_of)),
+            "ndc_code": _required(),
+            "quantity": _required(
+                _check("invalid_quantity", "must be greater than 0", lambda s: s > 0)
+            ),
+            "days_supply": _required(
+                _check("invalid_days_supply", "must be 1-365", lambda s: s.between(1, 365))
+            ),
+            "refill_number": pa.Column(
+                nullable=True,
+                checks=_check("invalid_refill_number", "must be 0-99", lambda s: s.between(0, 99)),
+            ),
+            **_amount_columns(),
+        },
+        checks=[_duplicate_claim_id()],
+        name="pharmacy_claims",
+    )
+
+
+# Schemas whose "not in the future" means today at validation time.
+MEDICAL_SCHEMA = medical_schema()
+PHARMACY_SCHEMA = pharmacy_schema()
+
+
+def referential_schema(
+    claim_type: ClaimType, member_ids: Collection[str], provider_ids: Collection[str]
+) -> pa.DataFrameSchema:
+    """Every member and provider id a claim names exists in the workspace's reference data
+    (missing ids are the conformance schema's finding, not this one's)."""
+    references = {"member": _id_set(member_ids), "provider": _id_set(provider_ids)}
+
+    def column(role: str) -> pa.Column:
+        reference = "member" if role == "member" else "provider"
+        allowed = references[reference]
+        return pa.Column(
+            nullable=True,
+            checks=_check(
+                f"unknown_{role}",
+                f"not among the workspace's {reference}s",
+                lambda s: _isin(s, allowed),
+            ),
+        )
+
+    return pa.DataFrameSchema(
+        {name: column(role) for name, role in _REFERENCES[claim_type].items()},
+        name=f"{claim_type}_referential_integrity",
+    )
+
+
+def duplicate_schema(claim_type: ClaimType) -> pa.DataFrameSchema:
+    """A later row repeating an earlier one's service key (medical: provider, member, service
+    date, CPT; pharmacy: member, fill date, NDC)."""
+    keys = _SERVICE_KEY[claim_type]
+    return pa.DataFrameSchema(
+        {name: pa.Column(nullable=True) for name in ["claim_pk", *keys]},
+        checks=[
+            _check(
+                _DUPLICATE_ISSUE[claim_type],
+                f"same {', '.join(keys)} as an earlier claim row",
+                lambda df: _not_a_later_copy(df, keys),
+                wide=True,
+            )
+        ],
+        name=f"{claim_type}_duplicates",
+    )
+
+
+def outlier_schema(claim_type: ClaimType, outlier_sd: float, min_peers: int) -> pa.DataFrameSchema:
+    """``amount_billed`` more than ``outlier_sd`` standard deviations above the mean of its code's
+    lines; codes with fewer than ``min_peers`` lines (with a positive amount) are not judged."""
+    code = _CODE_COLUMN[claim_type]
+
+    def within_range(df: pd.DataFrame) -> pd.Series:
+        amount = pd.to_numeric(df["amount_billed"], errors="coerce").astype("float64")
+        peers = amount.where(amount > 0)
+        grouped = peers.groupby(df[code])
+        limit = grouped.transform("mean") + outlier_sd * grouped.transform("std")
+        judged = grouped.transform("count") >= min_peers
+        return ~(judged & (amount > limit)).fillna(False).astype(bool)
+
+    return pa.DataFrameSchema(
+        {
+            "claim_pk": pa.Column(nullable=True),
+            code: pa.Column(nullable=True),
+            "amount_billed": pa.Column(nullable=True),
+        },
+        checks=[
+            _check(
+                "amount_outlier",
+                f"amount_billed more than {outlier_sd:g} SD above the mean for its {code}",
+                within_range,
+                wide=True,
+            )
+        ],
+        name=f"{claim_type}_amount_outliers",
+    )
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """One named quality check over one claim type: what a Dagster asset check runs."""
+
+    name: str  # conformance | referential_integrity | duplicates | outliers
+    claim_type: ClaimType
+    severity: Severity
+    schema: pa.DataFrameSchema
+
+
+def quality_checks(
+    claim_type: ClaimType,
+    *,
+    as_of: dt.date | None,
+    member_ids: Collection[str],
+    provider_ids: Collection[str],
+    config: QualityConfig,
+) -> list[QualityCheck]:
+    """Every quality check for ``claim_type``, errors first."""
+    conformance = medical_schema(as_of) if claim_type == "medical" else pharmacy_schema(as_of)
+    return [
+        QualityCheck("conformance", claim_type, "error", conformance),
+        QualityCheck(
+            "referential_integrity",
+            claim_type,
+            "error",
+            referential_schema(claim_type, member_ids, provider_ids),
+        ),
+        QualityCheck("duplicates", claim_type, "warning", duplicate_schema(claim_type)),
+        QualityCheck(
+            "outliers",
+            claim_type,
+            "warning",
+            outlier_schema(claim_type, config.outlier_sd, config.outlier_min_peers),
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- assessment
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    issues: pd.DataFrame  # ISSUE_COLUMNS
+    report: dict[str, Any]
+
+    def error_keys(self) -> pd.DataFrame:
+        """``claim_type, claim_pk`` of every claim with at least one error."""
+        errors = self.issues[self.issues["severity"] == "error"]
+        return errors[KEY_COLUMNS].drop_duplicates().reset_index(drop=True)
+
+
+def empty_issues() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c == "claim_pk" else object) for c in ISSUE_COLUMNS}
+    )
+
+
+def _issues_from(check: QualityCheck, frame: pd.DataFrame) -> pd.DataFrame:
+    try:
+        check.schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    else:
+        return empty_issues()
+    unplaced = cases["index"].isna()
+    if unplaced.any():
+        # A failure with no row: a check crashed or the frame's shape is wrong. Not a data issue.
+        checks = sorted(cases.loc[unplaced, "check"].astype(str).unique())
+        raise ValueError(f"{check.claim_type} {check.name} check could not run: {checks}")
+    cases = cases.drop_duplicates(["index", "check", "column"])
+    text = cases["check"].astype(str)
+    parsed = {t: _parse_check(t) for t in text.unique()}
+    message = text.map(lambda t: parsed[t][1])
+    # Column checks name their column; wide checks name theirs in the message, once per row.
+    column_level = cases["schema_context"].eq("Column").to_numpy()
+    detail = np.where(column_level, cases["column"].astype(str) + ": " + message, message)
+    rows = frame.loc[cases["index"].astype("int64").to_numpy()]
+    issues = pd.DataFrame(
+        {
+            "claim_type": check.claim_type,
+            "claim_pk": rows["claim_pk"].to_numpy(),
+            "claim_id": rows["claim_id"].to_numpy(),
+            "issue_type": text.map(lambda t: parsed[t][0]).to_numpy(),
+            "severity": check.severity,
+            "detail": detail,
+        }
+    )
+    return issues.drop_duplicates(["claim_pk", "issue_type", "detail"])
+
+
+def _parse_check(text: str) -> tuple[str, str]:
+    """(issue type, message) of a failure case's check text."""
+    if text in _BUILTIN_ISSUES:
+        return _BUILTIN_ISSUES[text]
+    issue_type, sep, message = text.partition(": ")
+    return (issue_type, message) if sep else (text, text)
+
+
+def _check_shape(claim_type: ClaimType, frame: pd.DataFrame) -> None:
+    missing = [c for c in _COLUMNS[claim_type] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{claim_type} claims frame lacks columns: {', '.join(missing)}")
+
+
+def assess_quality(
+    medical: pd.DataFrame,
+    pharmacy: pd.DataFrame,
+    member_ids: Collection[str],
+    provider_ids: Collection[str],
+    config: QualityConfig,
+    as_of: dt.date | None,
+) -> QualityResult:
+    """Run every quality check over both claim frames; the issues and the run's quality report.
+
+    Duplicates (claim ids and service keys) are judged among the rows given, in landing order
+    (``claim_pk``): pass the history the check should see along with the new claims.
+    """
+    frames: dict[ClaimType, pd.DataFrame] = {"medical": medical, "pharmacy": pharmacy}
+    found = []
+    for claim_type, frame in frames.items():
+        _check_shape(claim_type, frame)
+        if frame.empty:
+            continue
+        positional = frame.reset_index(drop=True)
+        checks = quality_checks(
+            claim_type,
+            as_of=as_of,
+            member_ids=member_ids,
+            provider_ids=provider_ids,
+            config=config,
+        )
+        found.extend(_issues_from(check, positional) for check in checks)
+    issues = pd.concat(found, ignore_index=True) if found else empty_issues()
+    issues = issues.sort_values(
+        ["severity", "claim_type", "claim_pk", "issue_type"], kind="stable"
+    ).reset_index(drop=True)  # "error" sorts before "warning"
+    totals = {claim_type: len(frame) for claim_type, frame in frames.items()}
+    return QualityResult(issues=issues, report=quality_report(issues, totals))
+
+
+def quality_report(issues: pd.DataFrame, totals: dict[ClaimType, int]) -> dict[str, Any]:
+    """The JSON-serialisable report stored with the run (plan 5C's shape, plus counts)."""
+    errors = issues[issues["severity"] == "error"]
+    failed_by_type = errors.drop_duplicates(KEY_COLUMNS)["claim_type"].value_counts()
+    failed = int(failed_by_type.sum())
+    total = int(sum(totals.values()))
+    listed = issues.head(MAX_REPORTED_ISSUES)
+    return {
+        "total_claims": total,
+        "passed": total - failed,
+        "failed": failed,
+        "by_claim_type": {
+            claim_type: {"total": int(n), "failed": int(failed_by_type.get(claim_type, 0))}
+            for claim_type, n in totals.items()
+        },
+        "counts_by_type": _counts(issues["issue_type"]),
+        "counts_by_severity": _counts(issues["severity"]),
+        "issues": listed[["claim_type", "claim_id", "issue_type", "severity", "detail"]]
+        .astype(object)
+        .to_dict(orient="records"),
+        "truncated": len(issues) - len(listed),
+    }
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    medical: pd.DataFrame  # the claims that go on to scoring
+    pharmacy: pd.DataFrame
+    held: pd.DataFrame  # claim_type, claim_pk held back
+
+
+def apply_gate(
+    medical: pd.DataFrame,
+    pharmacy: pd.DataFrame,
+    result: QualityResult,
+    mode: QualityMode | str,
+) -> GateOutcome:
+    """What goes on to scoring under ``mode``: ``skip_invalid`` holds back claims with errors,
+    ``flag_only`` lets everything on, ``halt_on_errors`` raises :class:`QualityGateError` when
+    any claim has an error. Warnings never hold a claim back."""
+    mode = QualityMode(mode)
+    held = result.error_keys()
+    if mode is QualityMode.halt_on_errors and not held.empty:
+        errors = result.issues[result.issues["severity"] == "error"]
+        raise QualityGateError(len(held), _counts(errors["issue_type"]))
+    if mode is not QualityMode.skip_invalid or held.empty:
+        return GateOutcome(medical, pharmacy, held.iloc[0:0])
+
+    def keep(frame: pd.DataFrame, claim_type: ClaimType) -> pd.DataFrame:
+        pks = held.loc[held["claim_type"] == claim_type, "claim_pk"]
+        return frame[~frame["claim_pk"].isin(pks)]
+
+    return GateOutcome(keep(medical, "medical"), keep(pharmacy, "pharmacy"), held)

@@ -1,0 +1,267 @@
+"""Investigation cases in the store: the pipeline's upsert of case proposals, and the case
+workflow (status, notes, assignment) the API drives. Every change leaves a ``case_events`` row.
+
+Policy (rules.md, "Scoring and cases"): one open case per subject (a partial unique index
+enforces it). A proposal for a subject with an open, under-review or escalated case updates that
+case; the same evidence and score again change nothing and write no history. A subject whose
+cases are all closed gets a new case, unless the proposal's evidence is exactly what a closed
+case was built from: an investigator's decision is not undone by the same evidence.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from fwa_pipeline.domain.cases import PROPOSAL_COLUMNS, SUBJECT
+from fwa_pipeline.store.bulk import copy_frame
+from fwa_pipeline.store.models import (
+    CASE_STATUSES,
+    CaseClaim,
+    CaseEvent,
+    InvestigationCase,
+)
+
+CLOSED = "closed"
+# Subjects per IN (...) list: well under SQLite's bound-parameter limit.
+_CHUNK = 500
+ClaimKey = tuple[str, int]
+
+
+class CaseConflictError(ValueError):
+    """The change would leave a subject with two open cases."""
+
+
+def case_number(case_id: int) -> str:
+    return f"CASE-{case_id:06d}"
+
+
+def _actor(run_id: str) -> str:
+    return f"pipeline:{run_id}"
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
+
+
+def _cases_by_subject(
+    session: Session, workspace_id: int, subjects: list[tuple[str, str]]
+) -> dict[tuple[str, str], list[InvestigationCase]]:
+    found: dict[tuple[str, str], list[InvestigationCase]] = defaultdict(list)
+    for chunk in _chunks(subjects):
+        rows = session.scalars(
+            select(InvestigationCase).where(
+                InvestigationCase.workspace_id == workspace_id,
+                tuple_(InvestigationCase.subject_type, InvestigationCase.subject_id).in_(chunk),
+            )
+        )
+        for case in rows:
+            found[(case.subject_type, case.subject_id)].append(case)
+    return found
+
+
+def _links(session: Session, case_ids: list[int]) -> dict[int, set[ClaimKey]]:
+    found: dict[int, set[ClaimKey]] = defaultdict(set)
+    for chunk in _chunks(case_ids):
+        rows = session.execute(
+            select(CaseClaim.case_id, CaseClaim.claim_type, CaseClaim.claim_pk).where(
+                CaseClaim.case_id.in_(chunk)
+            )
+        )
+        for case_id, claim_type, claim_pk in rows:
+            found[case_id].add((claim_type, int(claim_pk)))
+    return found
+
+
+def _claim_map(claims: list[dict[str, Any]]) -> dict[ClaimKey, str]:
+    return {(c["claim_type"], int(c["claim_pk"])): c["claim_id"] for c in claims}
+
+
+def _state(case: InvestigationCase) -> dict[str, Any]:
+    return {"risk_score": case.risk_score, "risk_level": case.risk_level}
+
+
+def _apply(case: InvestigationCase, proposal: Any, run_id: str) -> None:
+    case.risk_score = float(proposal.risk_score)
+    case.risk_level = proposal.risk_level
+    case.explanation = proposal.explanation
+    case.flagged_billed = float(proposal.flagged_billed)
+    case.flagged_paid = float(proposal.flagged_paid)
+    case.evidence_hash = proposal.evidence_hash
+    case.run_id = run_id
+
+
+def upsert_cases(
+    session: Session, workspace_id: int, run_id: str, proposals: pd.DataFrame
+) -> dict[str, int]:
+    """Open or update cases from ``proposals`` (``domain.cases.PROPOSAL_COLUMNS``, one row per
+    subject) in the session's transaction. Returns counts: opened, updated, unchanged,
+    skipped_closed."""
+    counts = {"opened": 0, "updated": 0, "unchanged": 0, "skipped_closed": 0}
+    if proposals.empty:
+        return counts
+    missing = [c for c in PROPOSAL_COLUMNS if c not in proposals.columns]
+    if missing:
+        raise ValueError(f"proposals lack columns: {', '.join(missing)}")
+    if proposals.duplicated(SUBJECT).any():
+        raise ValueError("proposals name a subject twice")
+    subjects = list(proposals[SUBJECT].itertuples(index=False, name=None))
+    existing = _cases_by_subject(session, workspace_id, subjects)
+    open_cases = {
+        subject: case
+        for subject, cases in existing.items()
+        for case in cases
+        if case.status != CLOSED
+    }
+    to_open: list[Any] = []
+    to_update: list[tuple[InvestigationCase, Any]] = []
+    for proposal in proposals.itertuples(index=False):
+        subject = (proposal.subject_type, proposal.subject_id)
+        case = open_cases.get(subject)
+        if case is not None:
+            same = (
+                case.evidence_hash == proposal.evidence_hash
+                and case.risk_score == float(proposal.risk_score)
+                and case.risk_level == proposal.risk_level
+            )
+            if same:
+                counts["unchanged"] += 1
+            else:
+                to_update.append((case, proposal))
+        elif any(c.evidence_hash == proposal.evidence_hash for c in existing.get(subject, [])):
+            counts["skipped_closed"] += 1
+        else:
+            to_open.append(proposal)
+
+    actor = _actor(run_id)
+    new_links: list[tuple[int, ClaimKey, str]] = []
+    # Links only of the cases that change: an unchanged batch reads no links at all.
+    links = _links(session, [case.id for case, _ in to_update])
+    for case, proposal in to_update:
+        claims = _claim_map(proposal.claims)
+        added = claims.keys() - links[case.id]
+        detail = {
+            "from": _state(case),
+            "to": {"risk_score": float(proposal.risk_score), "risk_level": proposal.risk_level},
+            "evidence_changed": case.evidence_hash != proposal.evidence_hash,
+            "claims_added": len(added),
+        }
+        _apply(case, proposal, run_id)
+        session.add(CaseEvent(case_id=case.id, actor=actor, action="rescored", detail=detail))
+        new_links.extend((case.id, key, claims[key]) for key in sorted(added))
+
+    opened: list[tuple[InvestigationCase, Any]] = []
+    for proposal in to_open:
+        case = InvestigationCase(
+            # Unique placeholder until the id, which the number is made from, exists.
+            case_number=f"NEW-{secrets.token_hex(6)}",
+            workspace_id=workspace_id,
+            subject_type=proposal.subject_type,
+            subject_id=proposal.subject_id,
+            status="open",
+        )
+        _apply(case, proposal, run_id)
+        session.add(case)
+        opened.append((case, proposal))
+    session.flush()  # ids for the new cases
+    for case, proposal in opened:
+        case.case_number = case_number(case.id)
+        session.add(
+            CaseEvent(
+                case_id=case.id,
+                actor=actor,
+                action="opened",
+                detail={
+                    **_state(case),
+                    "override": proposal.override if isinstance(proposal.override, str) else None,
+                    "claims": len(proposal.claims),
+                },
+            )
+        )
+        new_links.extend(
+            (case.id, key, cid) for key, cid in sorted(_claim_map(proposal.claims).items())
+        )
+    session.flush()
+    counts["opened"], counts["updated"] = len(opened), len(to_update)
+    copy_frame(
+        session.connection(),
+        CaseClaim.__tablename__,
+        pd.DataFrame(
+            {
+                "case_id": [case_id for case_id, _, _ in new_links],
+                "claim_type": [key[0] for _, key, _ in new_links],
+                "claim_pk": [key[1] for _, key, _ in new_links],
+                "claim_id": [claim_id for _, _, claim_id in new_links],
+            }
+        ),
+    )
+    return counts
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+def _event(
+    session: Session, case: InvestigationCase, actor: str, action: str, detail: dict[str, Any]
+) -> CaseEvent:
+    event = CaseEvent(case_id=case.id, actor=actor, action=action, detail=detail)
+    session.add(event)
+    return event
+
+
+def change_case_status(
+    session: Session,
+    case: InvestigationCase,
+    status: str,
+    actor: str,
+    note: str | None = None,
+) -> CaseEvent | None:
+    """Move ``case`` to ``status`` (``models.CASE_STATUSES``), with a ``status_changed`` history
+    entry; None when it already has that status. Reopening a closed case raises
+    :class:`CaseConflictError` when its subject has another open case."""
+    if status not in CASE_STATUSES:
+        raise ValueError(f"unknown case status {status!r}; expected one of {CASE_STATUSES}")
+    if status == case.status:
+        return None
+    if case.status == CLOSED:
+        other = session.scalar(
+            select(InvestigationCase.case_number).where(
+                InvestigationCase.workspace_id == case.workspace_id,
+                InvestigationCase.subject_type == case.subject_type,
+                InvestigationCase.subject_id == case.subject_id,
+                InvestigationCase.status != CLOSED,
+                InvestigationCase.id != case.id,
+            )
+        )
+        if other is not None:
+            raise CaseConflictError(f"{case.case_number} cannot reopen: {other} is open")
+    detail: dict[str, Any] = {"from": case.status, "to": status}
+    if note:
+        detail["note"] = note
+    case.status = status
+    return _event(session, case, actor, "status_changed", detail)
+
+
+def add_case_note(session: Session, case: InvestigationCase, actor: str, note: str) -> CaseEvent:
+    """Append an investigator's note to the case history."""
+    if not note.strip():
+        raise ValueError("a note cannot be empty")
+    return _event(session, case, actor, "note", {"note": note})
+
+
+def assign_case(
+    session: Session, case: InvestigationCase, assignee: str | None, actor: str
+) -> CaseEvent | None:
+    """Assign ``case`` to ``assignee`` (None unassigns), with an ``assigned`` history entry;
+    None when nothing changes."""
+    if assignee == case.assignee:
+        return None
+    detail = {"from": case.assignee, "to": assignee}
+    case.assignee = assignee
+    return _event(session, case, actor, "assigned", detail)

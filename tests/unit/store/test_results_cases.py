@@ -1,0 +1,648 @@
+"""Run results, stored hits, case upserts, the case workflow and claim provenance on SQLite.
+
+The ``scenario_*`` functions take an engine and are run here on SQLite and, by
+``tests/integration/store/test_results_cases_pg.py``, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+
+from fwa_pipeline.domain.cases import case_proposals, case_subjects
+from fwa_pipeline.domain.config import PipelineConfig, default_config
+from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
+from fwa_pipeline.domain.scoring import score_claims
+from fwa_pipeline.store.bulk import copy_frame
+from fwa_pipeline.store.cases import (
+    CaseConflictError,
+    add_case_note,
+    assign_case,
+    change_case_status,
+    upsert_cases,
+)
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import (
+    Batch,
+    CaseClaim,
+    CaseEvent,
+    ClaimScore,
+    InvestigationCase,
+    MedicalClaim,
+    PharmacyClaim,
+    PipelineRun,
+    RuleHit,
+    Workspace,
+)
+from fwa_pipeline.store.queries import claim_provenance
+from fwa_pipeline.store.results import load_case_inputs, load_hits, write_run_results
+
+PROV_A, PROV_B = "1000000001", "1000000002"
+PHARM, PRESC = "2000000001", "3000000001"
+KEY = ["claim_type", "claim_pk"]
+
+
+@dataclass(frozen=True)
+class Seeded:
+    workspace_id: int
+    medical: pd.DataFrame  # claim_pk, claim_id, provider_id, member_id, amounts
+    pharmacy: pd.DataFrame
+
+    def claims(self) -> pd.DataFrame:
+        """The claims frame case_proposals reads."""
+        return pd.concat(
+            [
+                self.medical.assign(claim_type="medical"),
+                self.pharmacy.assign(claim_type="pharmacy"),
+            ],
+            ignore_index=True,
+        )
+
+    def keys(self, claim_type: str, pks: list[int] | None = None) -> pd.DataFrame:
+        frame = self.medical if claim_type == "medical" else self.pharmacy
+        chosen = frame["claim_pk"] if pks is None else pd.Series(pks)
+        return pd.DataFrame({"claim_type": claim_type, "claim_pk": chosen.to_numpy()})
+
+
+def seed(
+    engine: Engine,
+    medical: int = 6,
+    pharmacy: int = 2,
+    name: str = "ws",
+    claim_ids: list[str] | None = None,
+    providers: tuple[str, ...] = (PROV_A, PROV_B),
+) -> Seeded:
+    """A workspace with ``medical`` claims cycling through ``providers`` (members M0 .. M49)
+    and ``pharmacy`` claims; returns their surrogate keys."""
+    with session_scope(engine) as session:
+        workspace = Workspace(name=name)
+        session.add(workspace)
+        session.flush()
+        batch = Batch(workspace_id=workspace.id, source="cli")
+        session.add(batch)
+        session.flush()
+        workspace_id, batch_id = workspace.id, batch.id
+    ids = claim_ids or [f"MC{i}" for i in range(medical)]
+    med = pd.DataFrame(
+        {
+            "workspace_id": workspace_id,
+            "batch_id": batch_id,
+            "claim_id": ids,
+            "member_id": [f"M{i % 50}" for i in range(medical)],
+            "provider_id": np.array(providers)[np.arange(medical) % len(providers)],
+            "service_date": dt.date(2024, 1, 1),
+            "cpt_code": "99213",
+            "units": 1,
+            "amount_billed": 100.0 + np.arange(medical),
+            "amount_paid": 80.0,
+        }
+    )
+    rx = pd.DataFrame(
+        {
+            "workspace_id": workspace_id,
+            "batch_id": batch_id,
+            "claim_id": [f"RX{i}" for i in range(pharmacy)],
+            "member_id": "M0",
+            "prescriber_id": PRESC,
+            "pharmacy_id": PHARM,
+            "fill_date": dt.date(2024, 2, 1),
+            "ndc_code": "00002323230",
+            "quantity": 30.0,
+            "days_supply": 30,
+            "amount_billed": 25.0,
+            "amount_paid": 20.0,
+        }
+    )
+    with engine.begin() as connection:
+        copy_frame(connection, "medical_claims", med)
+        copy_frame(connection, "pharmacy_claims", rx)
+    with engine.connect() as connection:
+        med_pks = connection.scalars(
+            select(MedicalClaim.id).where(MedicalClaim.workspace_id == workspace_id).order_by("id")
+        ).all()
+        rx_pks = connection.scalars(
+            select(PharmacyClaim.id)
+            .where(PharmacyClaim.workspace_id == workspace_id)
+            .order_by("id")
+        ).all()
+    medical_frame = med.drop(columns=["workspace_id", "batch_id"]).assign(claim_pk=med_pks)
+    pharmacy_frame = rx.drop(columns=["workspace_id", "batch_id"]).assign(claim_pk=rx_pks)
+    return Seeded(workspace_id, medical_frame, pharmacy_frame)
+
+
+def hits_on(
+    seeded: Seeded,
+    rule_id: str,
+    claim_type: str,
+    positions: list[int],
+    *,
+    severity: float = 1.0,
+    weight: float = 7.0,
+    subject: tuple[str, str] | None = None,
+) -> pd.DataFrame:
+    """Hits of ``rule_id`` on the claims at ``positions`` of the seeded ``claim_type`` frame."""
+    frame = (seeded.medical if claim_type == "medical" else seeded.pharmacy).iloc[positions]
+    subject_type, subject_id = subject or ("claim", None)
+    return pd.DataFrame(
+        {
+            "rule_id": rule_id,
+            "rule_version": "1.0",
+            "weight": weight,
+            "claim_type": claim_type,
+            "claim_pk": frame["claim_pk"].to_numpy(),
+            "claim_id": frame["claim_id"].to_numpy(),
+            "subject_type": subject_type,
+            "subject_id": frame["claim_id"].to_numpy() if subject_id is None else subject_id,
+            "severity": severity,
+            "evidence": [
+                {"position": p, "peer_median": 1.5, "nan": float("nan")} for p in positions
+            ],
+        }
+    )[HIT_FRAME_COLUMNS]
+
+
+def statuses(engine: Engine, model: type) -> dict[int, tuple[str, str | None]]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(model.id, model.status, model.last_run_id)).all()
+    return {pk: (status, run) for pk, status, run in rows}
+
+
+def count(engine: Engine, model: type) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def record(
+    engine: Engine,
+    seeded: Seeded,
+    run_id: str,
+    hits: pd.DataFrame,
+    config: PipelineConfig,
+    held: pd.DataFrame | None = None,
+    processed: pd.DataFrame | None = None,
+) -> dict[str, int]:
+    """Score ``hits`` and write the run: every seeded claim processed unless given."""
+    if processed is None:
+        processed = pd.concat([seeded.keys("medical"), seeded.keys("pharmacy")], ignore_index=True)
+    if held is not None:
+        processed = processed.merge(held, how="left", indicator=True)
+        processed = processed[processed.pop("_merge") == "left_only"]
+    held = held if held is not None else pd.DataFrame({"claim_type": [], "claim_pk": []})
+    with engine.begin() as connection:
+        return write_run_results(
+            connection,
+            seeded.workspace_id,
+            run_id,
+            hits,
+            score_claims(hits, config),
+            processed,
+            held,
+        )
+
+
+def propose_and_upsert(
+    engine: Engine, seeded: Seeded, run_id: str, new_hits: pd.DataFrame, config: PipelineConfig
+) -> dict[str, int]:
+    """The incremental case step: the subjects the new hits touch, rebuilt from every stored
+    hit of theirs."""
+    subjects = case_subjects(new_hits, seeded.claims(), config)
+    inputs = load_case_inputs(engine, seeded.workspace_id, subjects)
+    proposals = case_proposals(inputs.hits, inputs.claims, inputs.scores, config, subjects=subjects)
+    with session_scope(engine) as session:
+        return upsert_cases(session, seeded.workspace_id, run_id, proposals)
+
+
+def cases(engine: Engine) -> list[InvestigationCase]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(InvestigationCase).order_by(InvestigationCase.id)))
+
+
+def events(engine: Engine) -> list[tuple[int, str, str]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(CaseEvent.case_id, CaseEvent.action, CaseEvent.actor).order_by(CaseEvent.id)
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def links(engine: Engine, case_id: int) -> set[int]:
+    with engine.connect() as connection:
+        return set(
+            connection.scalars(select(CaseClaim.claim_pk).where(CaseClaim.case_id == case_id))
+        )
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def scenario_write_and_reprocess(engine: Engine) -> None:
+    config = default_config()
+    seeded = seed(engine)
+    first = pd.concat(
+        [
+            hits_on(seeded, "RULE-MED-003", "medical", [0, 1]),
+            hits_on(
+                seeded, "RULE-MED-005", "medical", [0], severity=0.5, subject=("provider", PROV_A)
+            ),
+            hits_on(seeded, "RULE-RX-001", "pharmacy", [0], weight=5.0, subject=("member", "M0")),
+        ],
+        ignore_index=True,
+    )
+    held = seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[5])])
+    written = record(engine, seeded, "run-1", first, config, held=held)
+    assert written == {"processed": 7, "held": 1, "hits": 4, "scores": 3}
+
+    with session_scope(engine) as session:
+        stored = session.scalars(select(RuleHit).order_by(RuleHit.id)).all()
+        assert {h.run_id for h in stored} == {"run-1"}
+        assert stored[0].evidence == {"position": 0, "peer_median": 1.5, "nan": None}
+        score_rows = {
+            (s.claim_type, s.claim_pk): (s.score, s.risk_level, s.hit_count, s.run_id)
+            for s in session.scalars(select(ClaimScore))
+        }
+    pk0, pk1 = (int(p) for p in seeded.medical["claim_pk"].iloc[:2])
+    assert score_rows[("medical", pk0)] == (100.0, "critical", 2, "run-1")
+    assert score_rows[("medical", pk1)] == (70.0, "high", 1, "run-1")
+    assert len(score_rows) == 3
+    medical_status = statuses(engine, MedicalClaim)
+    assert medical_status[int(held["claim_pk"].iloc[0])] == ("held", "run-1")
+    assert medical_status[pk0] == ("processed", "run-1")
+    assert set(statuses(engine, PharmacyClaim).values()) == {("processed", "run-1")}
+
+    # A reprocess replaces the earlier results: claim 0 now has one weaker hit, claim 1 none,
+    # and claim 0 of pharmacy is held (its earlier hit and score go too).
+    second = hits_on(seeded, "RULE-MED-003", "medical", [0], severity=0.5)
+    rx_held = seeded.keys("pharmacy", [int(seeded.pharmacy["claim_pk"].iloc[0])])
+    record(engine, seeded, "run-2", second, config, held=rx_held)
+    with session_scope(engine) as session:
+        assert [(h.claim_pk, h.run_id) for h in session.scalars(select(RuleHit))] == [
+            (pk0, "run-2")
+        ]
+        assert [(s.claim_pk, s.score) for s in session.scalars(select(ClaimScore))] == [(pk0, 35.0)]
+    assert statuses(engine, PharmacyClaim)[int(rx_held["claim_pk"].iloc[0])] == ("held", "run-2")
+    assert statuses(engine, MedicalClaim)[int(held["claim_pk"].iloc[0])] == ("processed", "run-2")
+
+
+def scenario_write_rejects_inconsistent_input(engine: Engine) -> None:
+    config = default_config()
+    seeded = seed(engine)
+    other = seed(engine, medical=1, pharmacy=0, name="other")
+    hits = hits_on(seeded, "RULE-MED-003", "medical", [0])
+    everything = pd.concat([seeded.keys("medical"), seeded.keys("pharmacy")], ignore_index=True)
+
+    none = everything.iloc[0:0]
+
+    def write(processed: pd.DataFrame, held: pd.DataFrame) -> None:
+        with engine.begin() as connection:
+            write_run_results(
+                connection,
+                seeded.workspace_id,
+                "bad",
+                hits,
+                score_claims(hits, config),
+                processed,
+                held,
+            )
+
+    with pytest.raises(ValueError, match="listed twice"):
+        write(everything, everything.head(1))
+    with pytest.raises(ValueError, match="1 claim\\(s\\) in hits are not among the processed"):
+        write(everything.iloc[1:], none)
+    foreign = pd.concat([everything, other.keys("medical")], ignore_index=True)
+    with pytest.raises(ValueError, match="1 processed or held claim\\(s\\) are not in workspace"):
+        write(foreign, none)
+    # Nothing of the failed writes remains.
+    assert count(engine, RuleHit) == 0
+    assert {s for s, _ in statuses(engine, MedicalClaim).values()} == {"pending"}
+
+
+def scenario_load_hits(engine: Engine) -> None:
+    config = default_config()
+    seeded = seed(engine)
+    hits = pd.concat(
+        [
+            hits_on(seeded, "RULE-MED-003", "medical", [0, 1, 2]),  # claim-level: A, B, A
+            hits_on(seeded, "RULE-MED-005", "medical", [3], subject=("provider", PROV_B)),
+            hits_on(seeded, "RULE-RX-002", "pharmacy", [0], subject=("member", "M0")),
+            hits_on(seeded, "RULE-RX-005", "pharmacy", [1]),  # claim-level: the pharmacy
+        ],
+        ignore_index=True,
+    )
+    record(engine, seeded, "run-1", hits, config)
+
+    by_claim = load_hits(engine, seeded.workspace_id, claims=seeded.keys("medical").iloc[[1, 3]])
+    assert list(by_claim.columns) == HIT_FRAME_COLUMNS
+    assert by_claim["rule_id"].tolist() == ["RULE-MED-003", "RULE-MED-005"]
+    assert by_claim["evidence"].iloc[0]["peer_median"] == 1.5
+    assert by_claim["claim_pk"].dtype == "int64"
+
+    subjects = pd.DataFrame(
+        {"subject_type": ["provider", "pharmacy"], "subject_id": [PROV_A, PHARM]}
+    )
+    by_subject = load_hits(engine, seeded.workspace_id, subjects=subjects)
+    # Provider A's claim-level hits (claims 0, 2) and the pharmacy's claim-level hit.
+    assert sorted(zip(by_subject["rule_id"], by_subject["claim_id"], strict=True)) == [
+        ("RULE-MED-003", "MC0"),
+        ("RULE-MED-003", "MC2"),
+        ("RULE-RX-005", "RX1"),
+    ]
+    both = load_hits(
+        engine, seeded.workspace_id, subjects=subjects, claims=seeded.keys("medical").iloc[[3]]
+    )
+    assert len(both) == 4
+    none = load_hits(engine, seeded.workspace_id, claims=seeded.keys("medical").iloc[0:0])
+    assert none.empty
+    assert list(none.columns) == HIT_FRAME_COLUMNS
+    with pytest.raises(ValueError, match="needs subjects, claims or both"):
+        load_hits(engine, seeded.workspace_id)
+    # Another workspace's hits never leak in.
+    assert load_hits(engine, seeded.workspace_id + 1, subjects=subjects).empty
+
+
+def scenario_case_lifecycle(engine: Engine) -> None:
+    config = default_config()
+    seeded = seed(engine)
+    # Provider A: claims 0 and 2 over the MUE (70 each) -> high; provider B: one weak hit.
+    run1 = pd.concat(
+        [
+            hits_on(seeded, "RULE-MED-003", "medical", [0, 2]),
+            hits_on(seeded, "RULE-MED-003", "medical", [1], severity=0.2),
+        ],
+        ignore_index=True,
+    )
+    record(engine, seeded, "run-1", run1, config)
+    assert propose_and_upsert(engine, seeded, "run-1", run1, config) == {
+        "opened": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped_closed": 0,
+    }
+    [case] = cases(engine)
+    assert case.case_number == f"CASE-{case.id:06d}"
+    assert (case.subject_type, case.subject_id, case.status) == ("provider", PROV_A, "open")
+    assert case.risk_level == "high"
+    assert case.run_id == "run-1"
+    assert case.flagged_billed == 100.0 + 102.0
+    assert case.explanation["rules"][0]["rule_id"] == "RULE-MED-003"
+    assert links(engine, case.id) == {int(p) for p in seeded.medical["claim_pk"].iloc[[0, 2]]}
+    assert events(engine) == [(case.id, "opened", "pipeline:run-1")]
+
+    # The same batch again: nothing opens, nothing is written.
+    assert propose_and_upsert(engine, seeded, "run-1b", run1, config)["unchanged"] == 1
+    assert len(cases(engine)) == 1
+    assert len(events(engine)) == 1
+    assert cases(engine)[0].run_id == "run-1"
+
+    # An incremental run: a new hit on claim 4 (provider A). The case is rebuilt from all its
+    # stored hits, not only the new one, and gains the claim.
+    run2 = hits_on(seeded, "RULE-MED-006", "medical", [4], weight=9.0)
+    processed = seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[4])])
+    record(engine, seeded, "run-2", run2, config, processed=processed)
+    assert propose_and_upsert(engine, seeded, "run-2", run2, config)["updated"] == 1
+    [case] = cases(engine)
+    assert case.risk_score > 90.0
+    assert case.risk_level == "critical"
+    assert case.run_id == "run-2"
+    assert {r["rule_id"] for r in case.explanation["rules"]} == {"RULE-MED-003", "RULE-MED-006"}
+    assert links(engine, case.id) == {int(p) for p in seeded.medical["claim_pk"].iloc[[0, 2, 4]]}
+    assert [(a, actor) for _, a, actor in events(engine)] == [
+        ("opened", "pipeline:run-1"),
+        ("rescored", "pipeline:run-2"),
+    ]
+    with session_scope(engine) as session:
+        rescored = session.scalars(select(CaseEvent).where(CaseEvent.action == "rescored")).one()
+        assert rescored.detail["from"]["risk_level"] == "high"
+        assert rescored.detail["to"]["risk_level"] == "critical"
+        assert rescored.detail["claims_added"] == 1
+        assert rescored.detail["evidence_changed"] is True
+
+    # Closed: the same evidence does not reopen it ...
+    with session_scope(engine) as session:
+        closed = session.get(InvestigationCase, case.id)
+        assert closed is not None
+        change_case_status(session, closed, "closed", "token:alice", note="billing error, refunded")
+    assert propose_and_upsert(engine, seeded, "run-2b", run2, config)["skipped_closed"] == 1
+    assert len(cases(engine)) == 1
+    # ... new evidence opens a new case for the subject.
+    run3 = hits_on(seeded, "RULE-MED-002", "medical", [0])
+    record(
+        engine,
+        seeded,
+        "run-3",
+        pd.concat([run1.iloc[:2], run3]),
+        config,
+        processed=seeded.keys(
+            "medical",
+            [int(seeded.medical["claim_pk"].iloc[0]), int(seeded.medical["claim_pk"].iloc[2])],
+        ),
+    )
+    assert propose_and_upsert(engine, seeded, "run-3", run3, config)["opened"] == 1
+    old, new = cases(engine)
+    assert (old.status, new.status) == ("closed", "open")
+    assert new.subject_id == PROV_A
+    assert new.case_number == f"CASE-{new.id:06d}"
+
+    # Only one open case per subject: reopening the old one conflicts.
+    with session_scope(engine) as session, pytest.raises(CaseConflictError, match="is open"):
+        change_case_status(session, session.get(InvestigationCase, old.id), "open", "token:bob")
+
+
+def scenario_case_workflow(engine: Engine) -> None:
+    config = default_config()
+    seeded = seed(engine)
+    run1 = hits_on(seeded, "RULE-MED-009", "medical", [1], severity=0.1, weight=10.0)
+    record(engine, seeded, "run-1", run1, config)
+    propose_and_upsert(engine, seeded, "run-1", run1, config)
+    [case] = cases(engine)
+    assert (case.subject_id, case.risk_level) == (PROV_B, "critical")  # the override
+
+    with session_scope(engine) as session:
+        case = session.get(InvestigationCase, case.id)
+        assert case is not None
+        assert assign_case(session, case, "alice", "token:lead") is not None
+        assert assign_case(session, case, "alice", "token:lead") is None  # no change, no entry
+        assert change_case_status(session, case, "under_review", "token:alice") is not None
+        assert change_case_status(session, case, "under_review", "token:alice") is None
+        add_case_note(session, case, "token:alice", "called the practice")
+        with pytest.raises(ValueError, match="unknown case status"):
+            change_case_status(session, case, "archived", "token:alice")
+        with pytest.raises(ValueError, match="cannot be empty"):
+            add_case_note(session, case, "token:alice", "   ")
+        change_case_status(session, case, "escalated", "token:alice", note="to SIU")
+    with session_scope(engine) as session:
+        stored = session.get(InvestigationCase, case.id)
+        assert stored is not None
+        assert (stored.status, stored.assignee) == ("escalated", "alice")
+        history = [(e.action, e.actor, e.detail) for e in stored.history]
+    assert history == [
+        ("opened", "pipeline:run-1", history[0][2]),
+        ("assigned", "token:lead", {"from": None, "to": "alice"}),
+        ("status_changed", "token:alice", {"from": "open", "to": "under_review"}),
+        ("note", "token:alice", {"note": "called the practice"}),
+        (
+            "status_changed",
+            "token:alice",
+            {"from": "under_review", "to": "escalated", "note": "to SIU"},
+        ),
+    ]
+    assert history[0][2]["override"] == "RULE-MED-009"
+
+    # The pipeline updates an escalated case (it is still open work) without touching status.
+    run2 = hits_on(seeded, "RULE-MED-003", "medical", [3])
+    record(
+        engine,
+        seeded,
+        "run-2",
+        run2,
+        config,
+        processed=seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[3])]),
+    )
+    assert propose_and_upsert(engine, seeded, "run-2", run2, config)["updated"] == 1
+    [case] = cases(engine)
+    assert (case.status, case.assignee, case.run_id) == ("escalated", "alice", "run-2")
+
+
+def scenario_upsert_guards(engine: Engine) -> None:
+    config = default_config()
+    seeded = seed(engine)
+    run1 = hits_on(seeded, "RULE-MED-003", "medical", [0])
+    record(engine, seeded, "run-1", run1, config)
+    inputs = load_case_inputs(
+        engine, seeded.workspace_id, case_subjects(run1, seeded.claims(), config)
+    )
+    proposals = case_proposals(inputs.hits, inputs.claims, inputs.scores, config)
+    with session_scope(engine) as session:
+        assert upsert_cases(session, seeded.workspace_id, "r", proposals.iloc[0:0]) == {
+            "opened": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "skipped_closed": 0,
+        }
+        with pytest.raises(ValueError, match="name a subject twice"):
+            upsert_cases(session, seeded.workspace_id, "r", pd.concat([proposals, proposals]))
+        with pytest.raises(ValueError, match="lack columns: evidence_hash"):
+            upsert_cases(session, seeded.workspace_id, "r", proposals.drop(columns="evidence_hash"))
+    # The partial unique index itself: a second open case for a subject is refused.
+    with session_scope(engine) as session:
+        upsert_cases(session, seeded.workspace_id, "run-1", proposals)
+    with pytest.raises(IntegrityError), session_scope(engine) as session:
+        session.add(
+            InvestigationCase(
+                case_number="CASE-X",
+                workspace_id=seeded.workspace_id,
+                subject_type="provider",
+                subject_id=PROV_A,
+                risk_score=1.0,
+                risk_level="low",
+                run_id="manual",
+                evidence_hash="x",
+                status="under_review",
+            )
+        )
+
+
+def scenario_provenance(engine: Engine) -> None:
+    config = default_config()
+    seeded = seed(engine, medical=3, claim_ids=["MC0", "MC1", "MC0"])
+    snapshot = config.model_dump(mode="json")
+    with session_scope(engine) as session:
+        session.add(
+            PipelineRun(
+                run_id="run-1",
+                workspace_id=seeded.workspace_id,
+                status="success",
+                config_snapshot=snapshot,
+            )
+        )
+    hits = pd.concat(
+        [
+            hits_on(
+                seeded, "RULE-MED-005", "medical", [0], severity=0.5, subject=("provider", PROV_A)
+            ),
+            hits_on(seeded, "RULE-MED-003", "medical", [0]),
+        ],
+        ignore_index=True,
+    )
+    held = seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[2])])  # the reused id
+    record(engine, seeded, "run-1", hits, config, held=held)
+
+    with session_scope(engine) as session:
+        found = claim_provenance(session, seeded.workspace_id, "MC0")
+        assert claim_provenance(session, seeded.workspace_id, "nope") is None
+        assert claim_provenance(session, seeded.workspace_id + 99, "MC0") is None
+        pharmacy_only = claim_provenance(session, seeded.workspace_id, "MC0", claim_type="pharmacy")
+        assert pharmacy_only is None
+    assert found is not None
+    claim = found["claim"]
+    assert claim["claim_pk"] == int(seeded.medical["claim_pk"].iloc[0])
+    assert (claim["status"], claim["last_run_id"]) == ("processed", "run-1")
+    assert claim["claim_date"] == "2024-01-01"
+    assert claim["provider_id"] == PROV_A
+    assert claim["pharmacy_id"] is None
+    assert found["run"]["status"] == "success"
+    assert found["run"]["config_snapshot"]["scoring"]["bands"]["high"] == 70.0
+    assert found["score"] == {"score": 100.0, "risk_level": "critical", "hit_count": 2}
+    assert [h["rule_id"] for h in found["hits"]] == ["RULE-MED-003", "RULE-MED-005"]
+    upcoding = found["hits"][1]
+    assert upcoding["severity"] == 0.5
+    assert upcoding["subject_type"] == "provider"
+    assert upcoding["evidence"]["peer_median"] == 1.5
+    assert upcoding["rule_config"]["thresholds"]["min_robust_z"] == 3.5
+    assert found["other_rows"] == [
+        {"claim_type": "medical", "claim_pk": int(held["claim_pk"].iloc[0]), "status": "held"}
+    ]
+
+    # A claim the run processed without a finding: its run, no score, no hits.
+    with session_scope(engine) as session:
+        clean = claim_provenance(session, seeded.workspace_id, "RX0")
+    assert clean is not None
+    assert clean["claim"]["claim_type"] == "pharmacy"
+    assert clean["claim"]["provider_id"] is None
+    assert clean["claim"]["pharmacy_id"] == PHARM
+    assert clean["run"]["run_id"] == "run-1"
+    assert (clean["score"], clean["hits"]) == (None, [])
+
+    # A claim no run has processed yet.
+    fresh = seed(engine, medical=1, pharmacy=0, name="fresh")
+    with session_scope(engine) as session:
+        pending = claim_provenance(session, fresh.workspace_id, "MC0")
+    assert pending is not None
+    assert (pending["claim"]["status"], pending["claim"]["last_run_id"]) == ("pending", None)
+    assert (pending["run"], pending["score"], pending["hits"]) == (None, None, [])
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+def test_write_and_reprocess(sqlite_engine: Engine) -> None:
+    scenario_write_and_reprocess(sqlite_engine)
+
+
+def test_write_rejects_inconsistent_input(sqlite_engine: Engine) -> None:
+    scenario_write_rejects_inconsistent_input(sqlite_engine)
+
+
+def test_load_hits(sqlite_engine: Engine) -> None:
+    scenario_load_hits(sqlite_engine)
+
+
+def test_case_lifecycle(sqlite_engine: Engine) -> None:
+    scenario_case_lifecycle(sqlite_engine)
+
+
+def test_case_workflow(sqlite_engine: Engine) -> None:
+    scenario_case_workflow(sqlite_engine)
+
+
+def test_upsert_guards(sqlite_engine: Engine) -> None:
+    scenario_upsert_guards(sqlite_engine)
+
+
+def test_provenance(sqlite_engine: Engine) -> None:
+    scenario_provenance(sqlite_engine)
