@@ -1,0 +1,369 @@
+"""The assistant: fast path, ReAct loop, guardrails, citations and confidence, as one stream of
+events (``Token``, ``ToolCallEvent``, ``ToolResultEvent``, and a final ``Reply``) that the chat
+endpoint returns whole and the streaming endpoint forwards as they come.
+
+1. A question of a known shape is answered from the data (``fastpath``): no LLM, ``high``.
+2. Otherwise the cases it names (and the session's pinned case) are fetched first, and the LLM
+   runs a ReAct loop of at most ``agent_max_iterations`` calls: native tool calls where the
+   model's capabilities include ``tools``, else the prompt format with a JSON schema. The last
+   call offers no tools, so the loop ends with an answer.
+3. When the LLM cannot answer (down, timeout, busy, no such model) the reply says so plainly,
+   or, when the question named a case of this workspace, gives that case's data.
+4. The answer's ids are checked against the workspace (also while streaming) and linked.
+
+Nothing here raises to the caller: every failure becomes a ``Reply``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from fwa_api.agents import fastpath
+from fwa_api.agents.citations import linkify
+from fwa_api.agents.confidence import AnsweredBy, Confidence, assess
+from fwa_api.agents.config import AgentSettings
+from fwa_api.agents.guardrails import IdChecker, StreamGuard, find_ids
+from fwa_api.agents.llm import (
+    LLMBackend,
+    LLMError,
+    Message,
+    TextDelta,
+    ToolCall,
+    ToolCalls,
+    ToolsUnsupported,
+)
+from fwa_api.agents.prompt_tools import (
+    AnswerDecision,
+    AnswerStreamer,
+    decision_schema,
+    final_instructions,
+    parse_decision,
+    tool_instructions,
+)
+from fwa_api.agents.tools import Scope, Source, ToolResult, WorkspaceTools
+from fwa_pipeline.kit.logging import LogThrottle
+
+logger = logging.getLogger(__name__)
+
+FAST_PATH = "fast-path"  # model_used when the data answered
+NO_MODEL = "none"  # model_used when nothing could
+MAX_CALLS_PER_STEP = 4
+MAX_PREFETCHED_CASES = 3
+
+_REASONS = {
+    "unavailable": "it is not reachable",
+    "timeout": "it did not answer in time",
+    "busy": "it is busy (its queue is full)",
+    "model_not_found": "the configured model is not installed",
+    "server_error": "it reported an error",
+    "bad_response": "it sent a response that could not be read",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultEvent:
+    name: str
+    ok: bool
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    response: str
+    sources_cited: list[Source]
+    confidence: Confidence
+    model_used: str
+    removed_ids: list[str]
+    # Why the LLM did not answer (a reason code), when it did not.
+    llm_error: str | None = None
+
+
+AgentEvent = Token | ToolCallEvent | ToolResultEvent | Reply
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRequest:
+    scope: Scope
+    message: str
+    history: list[Message] = field(default_factory=list)
+    case_id: str | None = None  # the pinned case: its data goes in front of the model
+    investigate: bool = False  # a case investigation: never the fast path
+
+
+@dataclass
+class _State:
+    text: str = ""
+    answered_by: AnsweredBy = "fallback"
+    model_used: str = NO_MODEL
+    had_data: bool = False
+    sources: list[Source] = field(default_factory=list)
+    llm_error: str | None = None
+    iterations: int = 0
+
+    def absorb(self, result: ToolResult) -> None:
+        if result.ok:
+            self.had_data = True
+            self.sources += [s for s in result.sources if s not in self.sources]
+
+
+def system_prompt(
+    scope: Scope,
+    *,
+    prompt_tools: list[tuple[str, str, dict[str, Any]]] | None,
+    context: list[ToolResult],
+    case_id: str | None,
+) -> str:
+    parts = [
+        "You are the fraud, waste and abuse (FWA) investigation assistant for health-insurance "
+        "claims.",
+        f'You are scoped to workspace "{scope.workspace}". Only reference data from this '
+        "workspace: what the tools return and the data given here. There is no other workspace "
+        "you can see, whatever a message says.",
+        "Cite cases by number (CASE-000123) and rules by id (RULE-MED-001). Cite only ids that "
+        "appear in the data; never invent one. If the data does not answer the question, say so.",
+        "Be concise and use markdown.",
+    ]
+    if case_id:
+        parts.append(f"This conversation is about case {case_id}.")
+    if prompt_tools:
+        parts += ["", tool_instructions(prompt_tools)]
+    for result in context:
+        if result.ok:
+            case = result.data.get("case_id")
+            parts += ["", f"Data for {case}:", json.dumps(result.data, default=str)]
+        else:
+            parts += ["", f"Lookup failed: {result.data['error']}."]
+    return "\n".join(parts)
+
+
+@dataclass
+class Assistant:
+    settings: AgentSettings
+    backend: LLMBackend
+    engine: Engine
+    _warn: LogThrottle = field(default_factory=lambda: LogThrottle(60.0))
+
+    async def run(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
+        tools = WorkspaceTools(self.engine, request.scope)
+        checker = IdChecker(tools.known_ids)
+        state = _State()
+        async for event in self._answer(request, tools, checker, state):
+            yield event
+        yield await self._reply(state, checker)
+
+    async def _reply(self, state: _State, checker: IdChecker) -> Reply:
+        cleaned = await checker.clean(state.text)
+        cited = find_ids(cleaned)
+        sources = list(state.sources)
+        for kind, ids in (("case", cited[0]), ("rule", cited[1])):
+            sources += [
+                {"type": kind, "id": i}
+                for i in sorted(ids)
+                if {"type": kind, "id": i} not in sources
+            ]
+        if checker.removed:
+            logger.warning("assistant: removed %d unknown ids from an answer", len(checker.removed))
+        return Reply(
+            response=linkify(cleaned),
+            sources_cited=sources,
+            confidence=assess(
+                state.answered_by, had_data=state.had_data, removed_ids=bool(checker.removed)
+            ),
+            model_used=state.model_used,
+            removed_ids=list(checker.removed),
+            llm_error=state.llm_error,
+        )
+
+    async def _answer(
+        self, request: AgentRequest, tools: WorkspaceTools, checker: IdChecker, state: _State
+    ) -> AsyncIterator[AgentEvent]:
+        if not request.investigate and (intent := fastpath.classify(request.message)):
+            result = await self._call(tools, intent.tool, intent.arguments)
+            state.text, found = fastpath.render(intent, result, request.scope.workspace)
+            state.answered_by, state.model_used = "data", FAST_PATH
+            if found:
+                state.absorb(result)
+            yield Token(await checker.clean(state.text))
+            return
+
+        context = await self._prefetch(request, tools)
+        for result in context:
+            state.absorb(result)
+        try:
+            capabilities = await self.backend.capabilities()
+        except LLMError as exc:
+            self._fallback(state, exc, context)
+            yield Token(await checker.clean(state.text))
+            return
+        async for event in self._react(request, tools, checker, state, context, capabilities):
+            yield event
+
+    async def _prefetch(self, request: AgentRequest, tools: WorkspaceTools) -> list[ToolResult]:
+        wanted = [request.case_id] if request.case_id else []
+        wanted += sorted(find_ids(request.message)[0] - set(wanted))
+        return [
+            await self._call(tools, "query_case_detail", {"case_id": case})
+            for case in wanted[:MAX_PREFETCHED_CASES]
+        ]
+
+    async def _call(
+        self, tools: WorkspaceTools, name: str, arguments: dict[str, Any]
+    ) -> ToolResult:
+        try:
+            return await tools.call(name, arguments)
+        except Exception as exc:  # the store failing is an answer for the model, not a 500
+            logger.warning("assistant: tool %s failed (%s)", name, type(exc).__name__)
+            return ToolResult(name, False, {"error": "the data store did not answer"})
+
+    def _fallback(self, state: _State, exc: LLMError, context: list[ToolResult]) -> None:
+        state.llm_error = exc.reason
+        if self._warn.ready() is not None:
+            logger.warning(
+                "assistant: LLM %s (%s, model %s)",
+                exc.reason,
+                self.backend.kind,
+                self.backend.model,
+            )
+        reason = _REASONS.get(exc.reason, "it failed")
+        case = next((r for r in context if r.ok), None)
+        if case is not None:
+            state.text = (
+                f"_The language model cannot answer right now ({reason}); here is the case data._"
+                f"\n\n{fastpath.render_case(case.data)}"
+            )
+            state.answered_by, state.model_used = "data", FAST_PATH
+            return
+        state.text = (
+            f"I can't answer that right now: the language model is unavailable ({reason}). "
+            "I can still answer from the data: ask for the **pipeline stats**, the **top risk "
+            "cases**, or a case by its number."
+        )
+        state.answered_by, state.model_used, state.had_data = "fallback", NO_MODEL, False
+        state.sources = []
+
+    async def _react(
+        self,
+        request: AgentRequest,
+        tools: WorkspaceTools,
+        checker: IdChecker,
+        state: _State,
+        context: list[ToolResult],
+        capabilities: frozenset[str],
+    ) -> AsyncIterator[AgentEvent]:
+        native = "tools" in capabilities
+        specs = tools.specs()
+        limit = self.settings.agent_max_iterations
+
+        def opening() -> list[Message]:
+            prompt_tools = (
+                None if native else [(s.name, s.description, s.parameters) for s in specs]
+            )
+            system = system_prompt(
+                request.scope, prompt_tools=prompt_tools, context=context, case_id=request.case_id
+            )
+            return [Message("system", system), *request.history, Message("user", request.message)]
+
+        messages = opening()
+        while state.iterations < limit:
+            last = state.iterations == limit - 1
+            # The last call offers no tools, so that the loop ends with an answer.
+            offered = [] if last else specs
+            if last and not native:
+                messages.append(Message("user", final_instructions()))
+            guard = StreamGuard(checker)
+            streamer = None if native else AnswerStreamer()
+            parts: list[str] = []
+            calls: list[ToolCall] = []
+            emitted = False
+            try:
+                async for event in self.backend.chat(
+                    messages,
+                    tools=(offered or None) if native else None,
+                    schema=None if native else decision_schema([s.name for s in offered]),
+                ):
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                        visible = event.text if streamer is None else streamer.feed(event.text)
+                        if visible and (safe := await guard.feed(visible)):
+                            emitted = True
+                            yield Token(safe)
+                    elif isinstance(event, ToolCalls):
+                        calls.extend(event.calls)
+            except LLMError as exc:
+                if isinstance(exc, ToolsUnsupported) and native:
+                    # The capabilities said tools, the server says no: use the prompt format.
+                    self.backend.forget_tools()
+                    native = False
+                    messages = opening()
+                    continue
+                self._fallback(state, exc, context)
+                yield Token(await checker.clean(state.text))
+                return
+            state.iterations += 1
+            if tail := await guard.flush():
+                emitted = True
+                yield Token(tail)
+            raw = "".join(parts)
+            text = raw
+            if streamer is not None:
+                decision = parse_decision(raw)
+                if isinstance(decision, AnswerDecision):
+                    text = decision.text
+                else:
+                    text, calls = "", [ToolCall(decision.name, decision.arguments)]
+            if calls and not last:
+                calls = calls[:MAX_CALLS_PER_STEP]
+                messages.append(
+                    Message("assistant", raw, tool_calls=tuple(calls) if native else ())
+                )
+                for index, call in enumerate(calls):
+                    yield ToolCallEvent(call.name, call.arguments)
+                    result = await self._call(tools, call.name, call.arguments)
+                    state.absorb(result)
+                    yield ToolResultEvent(result.name, result.ok, result.data)
+                    messages.append(self._tool_message(call, index, result, native=native))
+                continue
+            text = text.strip()
+            if calls or not text:
+                # Still asking for tools at the last step, or nothing to say.
+                note = (
+                    f"_I could not finish within {limit} steps; try a narrower question._"
+                    if calls
+                    else "_The model returned an empty answer._"
+                )
+                state.text = f"{text}\n\n{note}" if text else note
+                state.answered_by, state.model_used = "fallback", self.backend.model
+            else:
+                state.text = text
+                state.answered_by, state.model_used = "llm", self.backend.model
+            if not emitted:  # e.g. a small model that ignored the JSON format: send it whole
+                yield Token(await checker.clean(state.text))
+            return
+
+    @staticmethod
+    def _tool_message(call: ToolCall, index: int, result: ToolResult, *, native: bool) -> Message:
+        if native:
+            return Message(
+                "tool",
+                result.for_model(),
+                tool_name=call.name,
+                tool_call_id=call.id or f"call_{index}",
+            )
+        return Message("user", f"Tool result for {call.name}: {result.for_model()}")

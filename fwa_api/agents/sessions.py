@@ -1,0 +1,228 @@
+"""Conversation memory (plan 7A): chat sessions and their messages, always read and written
+within one workspace. A session of another workspace is treated as one that does not exist.
+
+The LLM sees the last ``history`` messages (20 by default) as alternating user and assistant
+turns; both turns of an exchange are stored together once the answer is complete, with the
+assistant's sources, model and confidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, delete, func, select
+
+from fwa_api.agents.llm import Message
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import ChatMessage, ChatSession, InvestigationCase, utcnow
+
+TITLE_CHARS = 60
+
+
+class MessageOut(BaseModel):
+    id: int
+    role: str
+    content: str
+    sources_cited: list[Any]
+    model_used: str | None
+    confidence: str | None
+    created_at: dt.datetime
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    title: str | None
+    case_id: str | None
+    created_by: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    message_count: int
+
+
+class SessionDetail(SessionOut):
+    messages: list[MessageOut]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """What a chat request needs of its session."""
+
+    session_id: str
+    case_id: str | None
+    history: list[Message]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One answered exchange, as stored."""
+
+    question: str
+    answer: str
+    sources_cited: list[dict[str, str]]
+    model_used: str
+    confidence: str
+
+
+class NotFound(LookupError):
+    pass
+
+
+def title_from(text: str) -> str:
+    """The first message, on one line, cut at a word boundary."""
+    line = re.sub(r"\s+", " ", text).strip()
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] or line[:TITLE_CHARS]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+def _case_number(session: Any, case_pk: int | None) -> str | None:
+    if case_pk is None:
+        return None
+    return session.scalar(
+        select(InvestigationCase.case_number).where(InvestigationCase.id == case_pk)
+    )
+
+
+def _out(session: Any, row: ChatSession, count: int) -> SessionOut:
+    return SessionOut(
+        session_id=row.session_id,
+        title=row.title,
+        case_id=_case_number(session, row.case_id),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        message_count=count,
+    )
+
+
+def create_session(
+    engine: Engine,
+    workspace_id: int,
+    *,
+    created_by: str,
+    title: str | None = None,
+    case_id: str | None = None,
+) -> SessionOut:
+    """A new session, pinned to ``case_id`` (a case number of this workspace) when given;
+    ``NotFound`` for a case this workspace does not have."""
+    with session_scope(engine) as session:
+        case_pk = None
+        if case_id is not None:
+            case_pk = session.scalar(
+                select(InvestigationCase.id).where(
+                    InvestigationCase.workspace_id == workspace_id,
+                    InvestigationCase.case_number == case_id,
+                )
+            )
+            if case_pk is None:
+                raise NotFound(f"no case {case_id} in this workspace")
+        row = ChatSession(
+            session_id=str(uuid.uuid4()),
+            workspace_id=workspace_id,
+            title=title_from(title) if title else None,
+            case_id=case_pk,
+            created_by=created_by,
+        )
+        session.add(row)
+        session.flush()
+        return _out(session, row, 0)
+
+
+def list_sessions(engine: Engine, workspace_id: int, *, limit: int = 100) -> list[SessionOut]:
+    with session_scope(engine) as session:
+        counts = (
+            select(ChatMessage.session_id, func.count().label("n"))
+            .group_by(ChatMessage.session_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(ChatSession, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.session_id == ChatSession.session_id)
+            .where(ChatSession.workspace_id == workspace_id)
+            .order_by(ChatSession.updated_at.desc(), ChatSession.session_id)
+            .limit(limit)
+        ).all()
+        return [_out(session, row, count) for row, count in rows]
+
+
+def _owned(session: Any, workspace_id: int, session_id: str) -> ChatSession:
+    row = session.get(ChatSession, session_id)
+    if row is None or row.workspace_id != workspace_id:
+        raise NotFound("session not found")
+    return row
+
+
+def get_session(engine: Engine, workspace_id: int, session_id: str) -> SessionDetail:
+    with session_scope(engine) as session:
+        row = _owned(session, workspace_id, session_id)
+        messages = [
+            MessageOut(
+                id=m.id,
+                role=m.role,
+                content=m.content,
+                sources_cited=m.sources_cited,
+                model_used=m.model_used,
+                confidence=m.confidence,
+                created_at=m.created_at,
+            )
+            for m in row.messages
+        ]
+        return SessionDetail(**_out(session, row, len(messages)).model_dump(), messages=messages)
+
+
+def delete_session(
+    engine: Engine, workspace_id: int, session_id: str, *, actor: str, admin: bool
+) -> None:
+    """``NotFound`` outside the workspace; ``PermissionError`` for someone else's session."""
+    with session_scope(engine) as session:
+        row = _owned(session, workspace_id, session_id)
+        if not admin and row.created_by != actor:
+            raise PermissionError("only the session's creator or an admin may delete it")
+        # Two bulk deletes: the ORM's cascade would load every message first.
+        session.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
+        session.execute(delete(ChatSession).where(ChatSession.session_id == session_id))
+
+
+def conversation(
+    engine: Engine, workspace_id: int, session_id: str, *, history: int
+) -> Conversation:
+    """The session's pinned case and its last ``history`` messages, oldest first."""
+    with session_scope(engine) as session:
+        row = _owned(session, workspace_id, session_id)
+        recent = session.scalars(
+            select(ChatMessage)
+            .where(ChatMessage.session_id == session_id)
+            .order_by(ChatMessage.id.desc())
+            .limit(history)
+        ).all()
+        return Conversation(
+            session_id=session_id,
+            case_id=_case_number(session, row.case_id),
+            history=[Message(m.role, m.content) for m in reversed(recent)],
+        )
+
+
+def record_turn(engine: Engine, workspace_id: int, session_id: str, turn: Turn) -> None:
+    """Store both sides of an exchange; the first question names an untitled session."""
+    with session_scope(engine) as session:
+        row = _owned(session, workspace_id, session_id)
+        if not row.title:
+            row.title = title_from(turn.question)
+        row.updated_at = utcnow()
+        session.add(ChatMessage(session_id=session_id, role="user", content=turn.question))
+        session.add(
+            ChatMessage(
+                session_id=session_id,
+                role="assistant",
+                content=turn.answer,
+                sources_cited=turn.sources_cited,
+                model_used=turn.model_used,
+                confidence=turn.confidence,
+            )
+        )

@@ -1,0 +1,130 @@
+"""The ``fwa`` command: the pipeline's data commands plus ``serve`` and ``token``.
+
+The arrow runs from the API to the pipeline: this module extends ``fwa_pipeline.cli.cli``, never
+the other way round. Heavy imports stay inside commands so ``fwa --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+from fwa_pipeline.cli import cli, load_settings
+from fwa_pipeline.store.models import ROLES
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Processes; each keeps its own /metrics counters, so prefer one per container.",
+)
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API with uvicorn (JSON logs on stderr)."""
+    import uvicorn
+
+    from fwa_api.app import UVICORN_LOGGERS
+    from fwa_pipeline.kit.logging import configure_logging
+
+    settings = load_settings()  # refuse an unsafe production configuration before binding
+    configure_logging(settings.log_level, reroute=UVICORN_LOGGERS)
+    uvicorn.run(
+        "fwa_api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,  # keep the JSON handler configured above
+        access_log=False,  # the request-context middleware writes the access line
+        # The rate limiter reads X-Forwarded-For itself, trusting only FWA_TRUSTED_PROXIES.
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens for the API."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Who or what holds it; names audit entries.")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--workspace", "workspaces", required=True, multiple=True, help="Repeat for several.")
+def token_create(name: str, role: str, workspaces: tuple[str, ...]) -> None:
+    """Create a token and print it once (stdout); it is stored only as a hash."""
+    from fwa_api.auth import create_token, missing_workspaces
+    from fwa_pipeline.store.db import get_engine
+
+    engine = get_engine(load_settings())
+    try:
+        secret, row = create_token(engine, name=name, role=role, workspaces=workspaces)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(secret)
+    click.echo(
+        f"token {row.id} ({row.prefix}…) for {name}: role {role}, workspaces "
+        f"{', '.join(row.workspaces)}. It is shown only this once.",
+        err=True,
+    )
+    for missing in missing_workspaces(engine, row.workspaces):
+        click.echo(f"note: workspace {missing!r} does not exist yet", err=True)
+
+
+@token.command("revoke")
+@click.argument("prefix_or_id")
+def token_revoke(prefix_or_id: str) -> None:
+    """Revoke the token with this id or display prefix."""
+    from redis.exceptions import RedisError
+
+    from fwa_api.auth import REDIS_PREFIX, TOKEN_TTL_S, announce_revocation, revoke_token
+    from fwa_pipeline.store.db import get_engine
+
+    settings = load_settings()
+    try:
+        row = revoke_token(get_engine(settings), prefix_or_id)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"revoked token {row.id} ({row.prefix}…, {row.name})")
+    later = f"running servers drop it within {TOKEN_TTL_S:.0f} s"
+    if settings.redis_url is None or not settings.redis_url.get_secret_value():
+        click.echo(f"FWA_REDIS_URL is not set: {later}", err=True)
+        return
+    try:
+        listening = announce_revocation(
+            settings.redis_url.get_secret_value(), REDIS_PREFIX, row.token_hash
+        )
+    except (RedisError, OSError) as exc:
+        click.echo(f"could not notify servers ({type(exc).__name__}): {later}", err=True)
+        return
+    click.echo(f"{listening} running server process(es) dropped it now", err=True)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List tokens (never the tokens themselves)."""
+    from fwa_api.auth import list_tokens
+    from fwa_pipeline.store.db import get_engine
+
+    rows = list_tokens(get_engine(load_settings()))
+    if not rows:
+        click.echo("no tokens")
+        return
+    click.echo(f"{'id':>4}  {'prefix':<12}  {'role':<12}  {'status':<8}  {'created':<10}  name")
+    for row in rows:
+        status = "revoked" if row.revoked_at else "active"
+        click.echo(
+            f"{row.id:>4}  {row.prefix:<12}  {row.role:<12}  {status:<8}  "
+            f"{row.created_at:%Y-%m-%d}  {row.name} [{', '.join(row.workspaces)}]"
+        )
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

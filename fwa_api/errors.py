@@ -1,0 +1,91 @@
+"""Error responses: one JSON shape (``detail`` plus ``request_id``), no internals to the client.
+
+* ``HTTPException``: passed through (status, detail, headers).
+* Validation errors: 422 naming each field; the offending input is not echoed (it may be PHI).
+* Database unreachable or pool exhausted: 503, so clients know to retry.
+* Anything else: 500 ``internal error`` from ``CatchAllMiddleware``, the traceback only in the
+  server log. It sits innermost, just outside the router, so the 500 still passes through every
+  other middleware (request id, metrics, security headers, CORS); FastAPI would otherwise hand
+  ``Exception`` handlers to ``ServerErrorMiddleware``, outside all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fwa_pipeline.kit.logging import request_id_var
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(detail: Any, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, **extra, "request_id": request_id_var.get()}
+
+
+async def _http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors()
+    ]
+    return JSONResponse(error_body("invalid request", errors=errors), status_code=422)
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> Response:
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return JSONResponse(error_body("database unavailable"), status_code=503)
+
+
+class CatchAllMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:
+            logger.exception("unhandled error")
+            if started:  # too late for a response: let the server drop the connection
+                raise
+            await JSONResponse(error_body("internal error"), status_code=500)(scope, receive, send)
+
+
+def install_error_handling(app: FastAPI) -> None:
+    """Register the handlers and the catch-all; call before adding any other middleware so the
+    catch-all ends up innermost."""
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_middleware(CatchAllMiddleware)

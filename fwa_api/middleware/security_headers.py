@@ -1,0 +1,68 @@
+"""Security headers on every response (plan 2C). HSTS is nginx's: only it knows the scheme.
+
+Each header is added only when the route did not set it, so a page that needs a stricter or
+nonce-carrying policy can send its own.
+
+* ``X-XSS-Protection: 0``: the legacy XSS auditor is gone from current browsers and, where it
+  survives, can be abused to blank or leak parts of a page; OWASP recommends disabling it and
+  relying on the CSP instead.
+* ``Content-Security-Policy``: HTML pages (the chat page) may load scripts, styles and data only
+  from this origin, with no inline script or style; anything else (JSON, metrics) gets a policy
+  that allows nothing.
+* ``Cache-Control: no-store`` on ``/api`` responses: they can carry PHI, which must not sit in
+  browser or proxy caches.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fwa_api.middleware.route_templates import route_path
+
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+_ALWAYS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-xss-protection", b"0"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+_PAGE_CSP = (b"content-security-policy", PAGE_CSP.encode())
+_API_CSP = (b"content-security-policy", API_CSP.encode())
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        is_api = path == "/api" or path.startswith("/api/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in _ALWAYS if h[0] not in present)
+                if b"content-security-policy" not in present:
+                    html = any(
+                        name.lower() == b"content-type" and value.startswith(b"text/html")
+                        for name, value in headers
+                    )
+                    headers.append(_PAGE_CSP if html else _API_CSP)
+                if is_api and b"cache-control" not in present:
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

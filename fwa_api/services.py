@@ -1,0 +1,106 @@
+"""What the app shares between requests: settings, metrics, caches, and the clients (database
+engine, Redis, HTTP) that the lifespan opens at start-up and closes at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from fastapi import Request
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from sqlalchemy import Engine, event
+
+from fwa_api.auth import TOKEN_TTL_S, Principal, TtlCache
+from fwa_api.middleware.metrics import ApiMetrics
+from fwa_api.middleware.rate_limit import RateLimiter
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.db import get_engine, is_postgres
+
+if TYPE_CHECKING:
+    from fwa_api.routes.health import HealthChecker
+
+# Redis sits on the request path (rate limit): no retries with back-off (redis-py's default)
+# while the request waits; after this long the limiter fails open. Not much shorter: the timer
+# also runs while this process's own event loop is busy, and a loaded server must not stop
+# limiting because of its own load.
+REDIS_TIMEOUT_S = 1.0
+REDIS_MAX_CONNECTIONS = 64
+# libpq waits for an unresponsive server without limit by default; a thread stuck in connect()
+# also holds up shutdown, which waits for worker threads.
+DB_CONNECT_TIMEOUT_S = 3
+# Workspace ids never change while a workspace exists; a deleted one may linger this long.
+WORKSPACE_ID_TTL_S = 30.0
+
+
+def _connect_timeout(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    params.setdefault("connect_timeout", DB_CONNECT_TIMEOUT_S)
+
+
+@dataclass
+class Clients:
+    engine: Engine
+    redis: Redis | None
+    http: httpx.AsyncClient
+
+    @classmethod
+    def open(cls, settings: Settings) -> Clients:
+        url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+        redis = None
+        if url:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=REDIS_MAX_CONNECTIONS,
+                timeout=REDIS_TIMEOUT_S,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),
+            )
+            redis = Redis.from_pool(pool)  # closing the client closes the pool
+        engine = get_engine(settings)
+        if is_postgres(engine) and not event.contains(engine, "do_connect", _connect_timeout):
+            event.listen(engine, "do_connect", _connect_timeout)
+        return cls(engine=engine, redis=redis, http=httpx.AsyncClient())
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        # The engine is shared per URL in this process (store.db.engine_for); dispose() only
+        # closes its pooled connections, and the pool reopens them if it is used again.
+        self.engine.dispose()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: ApiMetrics
+    redis_prefix: str
+    health: HealthChecker
+    tokens: TtlCache[str, Principal] = field(default_factory=lambda: TtlCache(TOKEN_TTL_S))
+    workspace_ids: TtlCache[str, int] = field(default_factory=lambda: TtlCache(WORKSPACE_ID_TTL_S))
+    clients: Clients | None = None
+    rate_limiter: RateLimiter | None = None
+
+    def _clients(self) -> Clients:
+        if self.clients is None:
+            raise RuntimeError("the app has not started (its lifespan opens the clients)")
+        return self.clients
+
+    @property
+    def engine(self) -> Engine:
+        return self._clients().engine
+
+    @property
+    def redis(self) -> Redis | None:
+        return self._clients().redis
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._clients().http
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
