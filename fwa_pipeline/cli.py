@@ -1,15 +1,20 @@
-"""The data commands: ``fwa synth``, ``load``, ``db``, ``keys`` (and, later, ``run``, ``export``,
-``demo``). Imports of heavy modules happen inside commands so ``fwa --help`` stays instant."""
+"""The data commands: ``fwa synth``, ``load``, ``db``, ``keys``, ``run``, ``export`` and ``demo``.
+Imports of heavy modules happen inside commands so ``fwa --help`` stays instant."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from fwa_pipeline.domain.config import QualityMode
 from fwa_pipeline.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from fwa_pipeline.defs.launch import LaunchResult
 
 
 def load_settings() -> Settings:
@@ -126,6 +131,214 @@ def load(workspace: str, directory: Path) -> None:
         click.echo(str(exc), err=True)
         sys.exit(2)
     click.echo(json.dumps(result.summary(), indent=2))
+
+
+# --------------------------------------------------------------------------- pipeline
+
+QUALITY_MODES = [mode.value for mode in QualityMode]
+
+
+def _pipeline_overrides(config_file: Path | None, quality_mode: str | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if config_file is not None:
+        import yaml
+
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise click.ClickException(f"{config_file}: expected a mapping of config sections")
+        overrides = loaded
+    if quality_mode:
+        overrides = {**overrides, "quality": {**overrides.get("quality", {}), "mode": quality_mode}}
+    return overrides
+
+
+def _execute(
+    settings: Settings, workspace: str, force: bool, pipeline: dict[str, Any]
+) -> LaunchResult:
+    """Run the pipeline in-process on the local Dagster instance, then reconcile the run mirror
+    (PipelineRun rows are complete without the daemon's sensors)."""
+    from dagster import DagsterInstance
+
+    from fwa_pipeline.defs.launch import default_dagster_home, run_pipeline
+    from fwa_pipeline.defs.resources import PipelineRunConfig
+    from fwa_pipeline.defs.run_mirror import reconcile
+    from fwa_pipeline.store.db import get_engine
+
+    try:
+        PipelineRunConfig(force_reprocess=force, pipeline=pipeline).effective()
+    except ValueError as exc:
+        raise click.ClickException(f"invalid pipeline config: {exc}") from None
+    default_dagster_home()
+    engine = get_engine(settings)
+    with DagsterInstance.get() as instance:
+        result = run_pipeline(workspace, instance, force_reprocess=force, pipeline=pipeline)
+        reconcile(engine, instance)
+    return result
+
+
+def _run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
+    from fwa_pipeline.store.db import get_engine
+    from fwa_pipeline.store.runs import get_run
+
+    row = get_run(get_engine(settings), run_id)
+    if row is None:
+        return {"run_id": run_id, "status": "unknown"}
+    quality = row.quality_report or {}
+    return {
+        "run_id": run_id,
+        "status": row.status,
+        "started_at": row.started_at.isoformat() if row.started_at else None,
+        "completed_at": row.completed_at.isoformat() if row.completed_at else None,
+        "force_reprocess": row.force_reprocess,
+        "quality": {
+            k: quality.get(k) for k in ("total_claims", "passed", "failed", "counts_by_type")
+        },
+        "stats": row.stats,
+    }
+
+
+@cli.command("run")
+@click.option("--workspace", required=True, help="Workspace name.")
+@click.option("--force-reprocess", is_flag=True, help="Reprocess every claim, not only new ones.")
+@click.option("--quality-mode", type=click.Choice(QUALITY_MODES), default=None)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML/JSON laid over the catalogue defaults: quality, scoring, rules.<id>.",
+)
+def run_command(
+    workspace: str, force_reprocess: bool, quality_mode: str | None, config_file: Path | None
+) -> None:
+    """Run the pipeline for WORKSPACE in this process (recorded in the local Dagster instance)."""
+    from fwa_pipeline.store.claims import workspace_id
+    from fwa_pipeline.store.db import get_engine
+
+    settings = load_settings()
+    if workspace_id(get_engine(settings), workspace) is None:
+        raise click.ClickException(f"no workspace {workspace!r}: load a batch into it first")
+    pipeline = _pipeline_overrides(config_file, quality_mode)
+    result = _execute(settings, workspace, force_reprocess, pipeline)
+    click.echo(json.dumps(_run_summary(settings, result.run_id), indent=2, default=str))
+    if not result.success:
+        sys.exit(1)
+
+
+@cli.command("export")
+@click.option("--workspace", required=True, help="Workspace name.")
+@click.argument("what", type=click.Choice(["rule-hits", "scores", "cases"]))
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout."
+)
+def export_command(workspace: str, what: str, fmt: str, output: Path | None) -> None:
+    """Export a workspace's rule hits (one row per rule and claim), claim scores or cases."""
+    from fwa_pipeline.store.claims import workspace_id
+    from fwa_pipeline.store.db import get_engine
+    from fwa_pipeline.store.exports import EXPORTS, to_csv, to_json
+
+    engine = get_engine(load_settings())
+    ws_id = workspace_id(engine, workspace)
+    if ws_id is None:
+        raise click.ClickException(f"no workspace {workspace!r}")
+    frame = EXPORTS[what](engine, ws_id)
+    text = to_csv(frame) if fmt == "csv" else to_json(frame)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"{len(frame)} row(s) written to {output}", err=True)
+
+
+@cli.command()
+@click.option("--claims", "n_claims", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--workspace", default="demo", show_default=True)
+def demo(n_claims: int, seed: int, workspace: str) -> None:
+    """Synthesise a batch with planted schemes, load it into a fresh WORKSPACE, run the whole
+    pipeline on the embedded default (SQLite, local Dagster home) and print what it found."""
+    from fwa_pipeline.defs.launch import default_dagster_home
+    from fwa_pipeline.ingest import BatchRejected, load_directory
+    from fwa_pipeline.store import migrate
+    from fwa_pipeline.store.claims import delete_workspace
+    from fwa_pipeline.store.db import get_engine
+    from fwa_pipeline.synth import generate
+
+    settings = load_settings()
+    engine = get_engine(settings)
+    migrate.upgrade(engine)
+    batch_dir = settings.data_dir / "demo" / workspace
+    click.echo(f"synthesising {n_claims:,} claims (seed {seed}) into {batch_dir} ...")
+    generate(batch_dir, n_claims=n_claims, seed=seed, quality_defects=True)
+    if delete_workspace(engine, workspace):
+        click.echo(f"replaced the earlier {workspace!r} workspace")
+    try:
+        load_directory(engine, settings, workspace, batch_dir, source="cli")
+    except BatchRejected as exc:  # the generator writes conformant files; say so if not
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"loaded into workspace {workspace!r}; running the pipeline ...")
+    result = _execute(settings, workspace, False, {})
+    click.echo(_demo_report(settings, workspace, result.run_id))
+    home = default_dagster_home()
+    click.echo(
+        "\nOpen the Dagster UI on the same data (assets, checks, runs, lineage):\n"
+        f"  DAGSTER_HOME={home} {Path(sys.executable).with_name('dagster')} dev "
+        "-w workspace.yaml\n"
+        "  then http://127.0.0.1:3000 (run it from this directory)"
+    )
+    if not result.success:
+        sys.exit(1)
+
+
+def _demo_report(settings: Settings, workspace: str, run_id: str) -> str:
+    from fwa_pipeline.store.claims import workspace_id
+    from fwa_pipeline.store.db import get_engine
+    from fwa_pipeline.store.exports import cases_by_level
+
+    summary = _run_summary(settings, run_id)
+    stats = summary.get("stats") or {}
+    quality = summary["quality"]
+    engine = get_engine(settings)
+    levels = cases_by_level(engine, workspace_id(engine, workspace) or -1)
+    lines = [
+        f"\nrun {run_id}: {summary['status']}",
+        f"claims: {quality.get('total_claims') or 0:,} in, {quality.get('passed') or 0:,} passed "
+        f"the quality gate, {stats.get('claims_held', 0):,} held back",
+        "quality issues: "
+        + (
+            ", ".join(f"{k} {v:,}" for k, v in (quality.get("counts_by_type") or {}).items())
+            or "none"
+        ),
+        f"rule hits: {stats.get('hits', 0):,} on {stats.get('claims_flagged', 0):,} claims",
+    ]
+    evaluation = {r["rule_id"]: r for r in (stats.get("precision_recall") or {}).get("rules", [])}
+    lines.append(f"  {'rule':<14}{'hits':>7}{'labelled':>10}{'precision':>11}{'recall':>8}")
+    for rule_id in sorted(set(stats.get("hits_by_rule") or {}) | set(evaluation)):
+        row = evaluation.get(rule_id, {})
+        lines.append(
+            f"  {rule_id:<14}{(stats.get('hits_by_rule') or {}).get(rule_id, 0):>7,}"
+            f"{row.get('labelled', 0):>10,}{_ratio(row.get('precision')):>11}"
+            f"{_ratio(row.get('recall')):>8}"
+        )
+    overall = (stats.get("precision_recall") or {}).get("overall") or {}
+    lines.append(
+        f"  {'all rules':<14}{'':>17}{_ratio(overall.get('precision')):>11}"
+        f"{_ratio(overall.get('recall')):>8}"
+    )
+    order = ["critical", "high", "medium", "low"]
+    lines.append(
+        "open cases by risk level: "
+        + (", ".join(f"{level} {levels[level]:,}" for level in order if level in levels) or "none")
+        + f" (opened {stats.get('cases_opened', 0):,}, flagged billed "
+        f"${stats.get('flagged_billed', 0):,.2f})"
+    )
+    return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main() -> None:

@@ -1,0 +1,233 @@
+"""Pipeline timings on PostgreSQL: a full run, its I/O floor, and a 1% batch on top.
+
+    python benchmarks/pipeline.py [--claims 1000000] [--batch-share 0.01] [--seed 42]
+                                  [--dagster {postgres,memory}] [--admin-dsn postgresql://...]
+
+Synthesises ``claims x (1 + batch-share)`` claims (sorted by date) and splits them: the first
+``claims`` land as one batch, the latest ``claims x batch-share`` later as a second batch. Prints:
+
+* full run: the pipeline, in-process, over the first batch (every claim new);
+* I/O floor: the same run's unavoidable I/O alone: reading every claim with the columns the
+  run reads, and writing its hits, scores and claim statuses (one transaction, rolled back);
+* 1% batch: the second batch landed on the processed claims, run incrementally;
+
+with the targets (full < 60 s, full <= 3x the floor, 1% <= 5% of full) and each run's step
+times. ``--dagster postgres`` (default) keeps Dagster's runs and events in PostgreSQL with the
+production dagster.yaml, as deployed; ``memory`` leaves Dagster's storage out of the figures.
+Databases are created for the run and dropped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import psycopg
+
+from fwa_pipeline.defs.io import read_frame as read_arrow
+from fwa_pipeline.defs.launch import run_pipeline
+from fwa_pipeline.defs.resources import StoreResource
+from fwa_pipeline.ingest import load_directory
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store import migrate
+from fwa_pipeline.store.claims import read_new_claims, workspace_id
+from fwa_pipeline.store.crypto import generate_key
+from fwa_pipeline.store.db import get_engine
+from fwa_pipeline.store.results import write_run_results
+from fwa_pipeline.synth import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ADMIN_DSN = os.environ.get(
+    "FWA_BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+CLAIM_FILES = ("medical_claims.csv", "pharmacy_claims.csv")
+WORKSPACE = "bench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--claims", type=int, default=1_000_000)
+    parser.add_argument("--batch-share", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dagster", choices=["postgres", "memory"], default="postgres")
+    parser.add_argument("--admin-dsn", default=DEFAULT_ADMIN_DSN)
+    args = parser.parse_args()
+    extra = round(args.claims * args.batch_share)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="fwa-bench-") as tmp,
+        databases(args.admin_dsn, 2) as (store_url, dagster_db),
+    ):
+        tmp_path = Path(tmp)
+        started = time.perf_counter()
+        generate(tmp_path / "all", n_claims=args.claims + extra, seed=args.seed)
+        first, second = split(tmp_path / "all", tmp_path, extra)
+        print(f"synth {args.claims + extra:,} claims: {time.perf_counter() - started:.1f} s")
+
+        settings = Settings(
+            environment="test",
+            database_url=store_url,
+            data_dir=tmp_path / "data",
+            encryption_key=generate_key("bench"),
+            max_upload_mb=4096,
+            max_upload_rows=10 * args.claims,
+            _env_file=None,
+        )
+        engine = get_engine(settings)
+        migrate.upgrade(engine)
+        store = StoreResource.from_settings(settings)
+        with instance(args.dagster, args.admin_dsn, dagster_db, tmp_path) as dagster:
+            started = time.perf_counter()
+            load_directory(engine, settings, WORKSPACE, first)
+            print(f"load {args.claims:,} claims: {time.perf_counter() - started:.1f} s\n")
+
+            full_s, full = timed_run(dagster, store)
+            report("full run", full_s, args.claims, dagster, full.run_id)
+            floor_s = io_floor(settings, full.run_id)
+            print(f"I/O floor (read claims, write results): {floor_s:.1f} s")
+
+            started = time.perf_counter()
+            load_directory(engine, settings, WORKSPACE, second)
+            print(f"\nload {extra:,} claims: {time.perf_counter() - started:.1f} s")
+            batch_s, batch = timed_run(dagster, store)
+            report(f"{args.batch_share:.0%} batch run", batch_s, extra, dagster, batch.run_id)
+
+            print("\ntargets")
+            verdict("full run < 60 s", full_s < 60, f"{full_s:.1f} s")
+            verdict("full run <= 3x I/O floor", full_s <= 3 * floor_s, f"{full_s / floor_s:.2f}x")
+            verdict(
+                f"{args.batch_share:.0%} batch <= 5% of full run",
+                batch_s <= 0.05 * full_s,
+                f"{batch_s / full_s:.1%}",
+            )
+
+
+@contextmanager
+def databases(admin_dsn: str, count: int) -> Iterator[list[str]]:
+    """``count`` fresh databases (SQLAlchemy URLs for the first, names after), dropped after."""
+    names = [f"fwa_bench_{secrets.token_hex(4)}" for _ in range(count)]
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        for name in names:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield [f"{admin_dsn.rsplit('/', 1)[0]}/{names[0]}", *names[1:]]
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            for name in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def instance(kind: str, admin_dsn: str, database: str, tmp: Path) -> Iterator[dg.DagsterInstance]:
+    if kind == "memory":
+        with dg.DagsterInstance.ephemeral() as ephemeral:
+            yield ephemeral
+        return
+    info = psycopg.conninfo.conninfo_to_dict(admin_dsn)
+    os.environ.update(
+        DAGSTER_PG_HOST=str(info.get("host", "127.0.0.1")),
+        DAGSTER_PG_PORT=str(info.get("port", "5432")),
+        DAGSTER_PG_USERNAME=str(info.get("user", "postgres")),
+        DAGSTER_PG_PASSWORD=str(info.get("password", "")),
+        DAGSTER_PG_DB=database,
+    )
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "production" / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as production:
+        yield production
+
+
+def split(source: Path, tmp: Path, extra: int) -> tuple[Path, Path]:
+    """The generated batch as two: everything but the latest ``extra`` claims (split across
+    the claim files in proportion), then those claims alone with their labels. The claim files
+    are one claim a line, sorted by date."""
+    first, second = tmp / "first", tmp / "second"
+    shutil.copytree(source, first)
+    second.mkdir()
+    files = {name: (source / name).read_text().splitlines(keepends=True) for name in CLAIM_FILES}
+    total = sum(len(lines) - 1 for lines in files.values())
+    moved: set[str] = set()
+    remaining = extra
+    for index, (name, lines) in enumerate(files.items()):
+        header, rows = lines[0], lines[1:]
+        take = remaining if index == len(files) - 1 else round(extra * len(rows) / total)
+        remaining -= take
+        keep = len(rows) - take
+        (first / name).write_text(header + "".join(rows[:keep]))
+        (second / name).write_text(header + "".join(rows[keep:]))
+        moved.update(row.split(",", 1)[0] for row in rows[keep:])
+    labels = pd.read_csv(source / "labels.csv", dtype=str)
+    later = labels["claim_id"].isin(moved)
+    labels[~later].to_csv(first / "labels.csv", index=False)
+    if later.any():
+        labels[later].to_csv(second / "labels.csv", index=False)
+    return first, second
+
+
+def timed_run(dagster: dg.DagsterInstance, store: StoreResource) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = run_pipeline(WORKSPACE, dagster, store=store, trigger="benchmark")
+    elapsed = time.perf_counter() - started
+    if not result.success:
+        raise SystemExit(f"run {result.run_id} failed")
+    return elapsed, result
+
+
+def report(
+    label: str, seconds: float, claims: int, dagster: dg.DagsterInstance, run_id: str
+) -> None:
+    print(f"{label}: {seconds:.1f} s ({claims / seconds:,.0f} claims/s)")
+    steps = [
+        (entry.step_key, entry.dagster_event.event_specific_data.duration_ms / 1000)
+        for entry in dagster.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+        if entry.dagster_event is not None
+    ]
+    for step, step_s in steps:
+        print(f"  {step:<22}{step_s:7.2f} s")
+    print(f"  {'(Dagster, outside steps)':<22}{seconds - sum(s for _, s in steps):7.2f} s")
+
+
+def io_floor(settings: Settings, run_id: str) -> float:
+    """Read every claim as the run does and write the run's results, nothing else."""
+    engine = get_engine(settings)
+    io_dir = settings.data_dir / "dagster_io" / WORKSPACE
+    hits = read_arrow(_frame_path(io_dir / "rule_hits"))
+    scores = read_arrow(_frame_path(io_dir / "claim_scores"))
+    started = time.perf_counter()
+    ws = workspace_id(engine, WORKSPACE)
+    assert ws is not None
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        frames = {
+            t: read_new_claims(connection, t, ws, 2**62, force=True)
+            for t in ("medical", "pharmacy")
+        }
+        processed = pd.concat(
+            [f[["claim_pk"]].assign(claim_type=t) for t, f in frames.items()], ignore_index=True
+        )
+        write_run_results(connection, ws, run_id, hits, scores, processed, processed.iloc[0:0])
+        elapsed = time.perf_counter() - started
+        transaction.rollback()
+    return elapsed
+
+
+def _frame_path(asset_dir: Path) -> Path:
+    return asset_dir / (asset_dir / "current").read_text() / "frame.arrow"
+
+
+def verdict(target: str, met: bool, value: str) -> None:
+    print(f"  {'met' if met else 'MISSED':<7}{target}: {value}")
+
+
+if __name__ == "__main__":
+    main()

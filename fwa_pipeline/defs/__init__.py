@@ -1,0 +1,4 @@
+"""Dagster: partitions, resources, IO, assets, checks, jobs, sensors, schedules, run mirror.
+
+Nothing is imported here, so the API can import ``run_mirror`` without loading the definitions.
+"""

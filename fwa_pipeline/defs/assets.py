@@ -1,0 +1,641 @@
+"""The pipeline's assets, one workspace partition at a time. Each is a thin adapter: read from the
+store or an upstream asset, call the domain, attach metadata (``dagster/row_count``,
+``dagster/column_schema`` and the figures an analyst reads: claims in, passed and held, hits per
+rule, cases opened and updated, flagged dollars).
+
+    landed_batches ─► raw_claims ─► validated_claims ─► enriched_claims ─► rule_hits ─► claim_scores
+                      (4 quality checks)                 ▲ reference_data                   │
+                                                         investigation_cases ◄──────────────┘
+                                                           └─► detection_evaluation
+
+(``landed_batches`` fixes the run's scope, which the later assets read too.)
+
+Nothing is written to the claims store until ``investigation_cases``, which records hits,
+scores, claim statuses, cases and the consumed batches in one transaction: a run killed
+anywhere leaves the store as it was, and its claims still pending for the next run.
+"""
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy import Table
+from sqlalchemy.orm import Session
+
+from fwa_pipeline.defs.checks import check_results, check_specs
+from fwa_pipeline.defs.io import Frames
+from fwa_pipeline.defs.partitions import JOB_ID_TAG, WORKSPACES
+from fwa_pipeline.defs.peers import (
+    cached_processed,
+    peer_history_dir,
+    processed_claims,
+    record_run,
+)
+from fwa_pipeline.defs.resources import PipelineRunConfig, StoreResource
+from fwa_pipeline.defs.selection import (
+    peer_columns,
+    plan_history,
+    split_rules,
+    touched_ids,
+)
+from fwa_pipeline.domain.cases import case_proposals, case_subjects
+from fwa_pipeline.domain.config import PipelineConfig
+from fwa_pipeline.domain.enrich import enrich_medical, enrich_pharmacy
+from fwa_pipeline.domain.evaluation import precision_recall
+from fwa_pipeline.domain.quality import (
+    KEY_COLUMNS,
+    QualityResult,
+    apply_gate,
+    assess_quality,
+    quality_report,
+)
+from fwa_pipeline.domain.rules import RuleContext, evaluate
+from fwa_pipeline.domain.scoring import score_claims
+from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
+from fwa_pipeline.store.cases import upsert_cases
+from fwa_pipeline.store.claims import (
+    CLAIM_TABLES,
+    has_processed_claims,
+    last_run_id,
+    read_history,
+    read_labels,
+    read_members,
+    read_new_claims,
+    read_reference,
+    read_rule_hit_keys,
+    reference_ids,
+    unprocessed_batches,
+    watermark,
+    workspace_id,
+)
+from fwa_pipeline.store.models import InvestigationCase, utcnow
+from fwa_pipeline.store.results import CaseInputs, load_case_inputs, write_run_results
+from fwa_pipeline.store.runs import finish_workspace_run, mark_request, upsert_run
+
+CLAIM_TYPES = tuple(CLAIM_TABLES)
+DATE_COLUMN = {t.claim_type: t.date for t in CLAIM_TABLES.values()}
+STORED_COLUMNS = {t.claim_type: ["claim_pk", *t.columns] for t in CLAIM_TABLES.values()}
+MEMBER_LIST_LIMIT = 50_000
+
+
+# --------------------------------------------------------------------------- metadata helpers
+
+
+def column_schema(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dg.TableSchema:
+    """The columns of a frame, or of each named frame as ``name.column``."""
+    named = {"": frames} if isinstance(frames, pd.DataFrame) else frames
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(f"{name}.{column}" if name else str(column), str(dtype))
+            for name, frame in named.items()
+            for column, dtype in frame.dtypes.items()
+        ]
+    )
+
+
+def table_schema(table: Table) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(c.name, str(c.type)) for c in table.columns])
+
+
+def frame_metadata(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[str, object]:
+    rows = len(frames) if isinstance(frames, pd.DataFrame) else sum(map(len, frames.values()))
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/column_schema": column_schema(frames),
+    }
+
+
+def counts(values: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+
+
+def in_scope(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["in_scope"].astype(bool)]
+
+
+def claim_keys(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """``claim_type, claim_pk`` of the new (in-scope) claims of each claim type."""
+    return pd.concat(
+        [in_scope(frames[t])[["claim_pk"]].assign(claim_type=t) for t in CLAIM_TYPES],
+        ignore_index=True,
+    )[KEY_COLUMNS]
+
+
+class Scope:
+    """What ``landed_batches`` fixed for the run: workspace id, claim watermarks, as-of date,
+    whether any claim was processed before, the workspace's last run and the batches."""
+
+    def __init__(self, frames: Frames) -> None:
+        row = frames["scope"].iloc[0]
+        self.workspace_id = int(row["workspace_id"])
+        self.up_to = {t: int(row[f"{t}_up_to"]) for t in CLAIM_TYPES}
+        self.as_of = dt.date.fromisoformat(str(row["as_of"]))
+        self.fresh = bool(row["fresh"])
+        self.last_run_id = str(row["last_run_id"]) or None
+        self.batch_ids = [int(b) for b in frames["batches"]["batch_id"]]
+
+
+def _workspace_id(store: StoreResource, workspace: str) -> int:
+    found = workspace_id(store.engine(), workspace)
+    if found is None:
+        raise dg.Failure(f"workspace {workspace!r} does not exist in the claims store")
+    return found
+
+
+ASSET = {"partitions_def": WORKSPACES}
+
+
+# --------------------------------------------------------------------------- intake
+
+
+@dg.asset(
+    **ASSET,
+    group_name="intake",
+    kinds={"sql"},
+    description="The batches landed in the workspace that no run has consumed yet, and the "
+    "scope the run fixes from them: claim watermarks (a batch landing mid-run waits for the "
+    "next run), the as-of date and the run's config snapshot, recorded as the run starts.",
+)
+def landed_batches(
+    context: dg.AssetExecutionContext, store: StoreResource, pipeline_config: PipelineRunConfig
+) -> dg.Output[Frames]:
+    engine = store.engine()
+    ws_id = _workspace_id(store, context.partition_key)
+    batches = unprocessed_batches(engine, ws_id)
+    marks = watermark(engine, ws_id)
+    as_of = dt.datetime.now(dt.UTC).date()
+    snapshot = pipeline_config.snapshot()
+    newest = int(batches["batch_id"].max()) if not batches.empty else None
+    with engine.begin() as connection:
+        upsert_run(
+            connection,
+            context.run.run_id,
+            ws_id,
+            status="running",
+            job_name=context.job_def.name,
+            started_at=utcnow(),
+            batch_id=newest,
+            force_reprocess=pipeline_config.force_reprocess,
+            config_snapshot=snapshot,
+        )
+        job_id = context.run.tags.get(JOB_ID_TAG)
+        if job_id:
+            mark_request(connection, job_id, status="launched", dagster_run_id=context.run.run_id)
+    scope = pd.DataFrame(
+        [
+            {
+                "workspace_id": ws_id,
+                **{f"{t}_up_to": marks[t] for t in CLAIM_TYPES},
+                "as_of": as_of.isoformat(),
+                # No claim processed yet: the run's hits will be all the workspace has.
+                "fresh": not has_processed_claims(engine, ws_id),
+                "last_run_id": last_run_id(engine, ws_id) or "",
+            }
+        ]
+    )
+    frames = {"batches": batches, "scope": scope}
+    fingerprint = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
+    return dg.Output(
+        frames,
+        metadata={
+            **frame_metadata(batches),
+            "batches": dg.MetadataValue.int(len(batches)),
+            "batch_ids": dg.MetadataValue.json([int(b) for b in batches["batch_id"]]),
+            "watermark": dg.MetadataValue.json(marks),
+            "as_of": dg.MetadataValue.text(as_of.isoformat()),
+            "force_reprocess": dg.MetadataValue.bool(pipeline_config.force_reprocess),
+            "config_sha256": dg.MetadataValue.text(fingerprint),
+        },
+    )
+
+
+@dg.asset(
+    **ASSET,
+    group_name="intake",
+    kinds={"sql", "pandas"},
+    description="Providers and the CPT, NCCI and NDC references: the shipped defaults with the "
+    "workspace's own rows replacing them by key. Member PHI is not part of it.",
+)
+def reference_data(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Output[Frames]:
+    engine = store.engine()
+    ws_id = _workspace_id(store, context.partition_key)
+    frames = read_reference(engine, ws_id)
+    return dg.Output(
+        frames,
+        metadata={
+            **frame_metadata(frames),
+            **{name: dg.MetadataValue.int(len(frame)) for name, frame in frames.items()},
+        },
+    )
+
+
+@dg.asset(
+    **ASSET,
+    group_name="intake",
+    kinds={"sql", "pandas", "pandera"},
+    check_specs=check_specs("raw_claims"),
+    description="The claims this run processes (pending ones, or all with force_reprocess) "
+    "plus the processed history the rules' look-back needs for the members and providers they "
+    "touch. The quality checks run here; the quality report is stored with the run.",
+)
+def raw_claims(
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    pipeline_config: PipelineRunConfig,
+    landed_batches: Frames,
+) -> Iterator[dg.Output[Frames] | dg.AssetCheckResult]:
+    scope = Scope(landed_batches)
+    config = pipeline_config.effective()
+    force = pipeline_config.force_reprocess
+    # Every claim is new (a reprocess, or nothing processed yet): there is no history to read.
+    everything = force or scope.fresh
+    engine = store.engine()
+    frames: Frames = {}
+    for claim_type in CLAIM_TYPES:
+        new = read_new_claims(
+            engine, claim_type, scope.workspace_id, scope.up_to[claim_type], force=force
+        )
+        history = new.iloc[0:0]
+        if not everything and not new.empty:
+            plan = plan_history(config, claim_type)
+            history = read_history(
+                engine,
+                claim_type,
+                scope.workspace_id,
+                scope.up_to[claim_type],
+                same_day=plan.same_day,
+                windows=plan.date_windows(new[DATE_COLUMN[claim_type]]),
+            )
+        frames[claim_type] = pd.concat(
+            [new.assign(in_scope=True), history.assign(in_scope=False)], ignore_index=True
+        )
+
+    member_ids, provider_ids = reference_ids(
+        engine, scope.workspace_id, scope.up_to, every_member=everything
+    )
+    assessed = assess_quality(
+        frames["medical"], frames["pharmacy"], member_ids, provider_ids, config.quality, scope.as_of
+    )
+    result = new_claims_quality(assessed.issues, frames)
+    frames["issues"] = result.issues
+    with engine.begin() as connection:
+        upsert_run(connection, context.run.run_id, scope.workspace_id, quality_report=result.report)
+    new_counts = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
+    yield dg.Output(
+        frames,
+        metadata={
+            **frame_metadata({t: frames[t] for t in CLAIM_TYPES}),
+            "claims_in": dg.MetadataValue.int(sum(new_counts.values())),
+            "claims_in_by_type": dg.MetadataValue.json(new_counts),
+            "claims_history": dg.MetadataValue.int(
+                sum(len(frames[t]) - new_counts[t] for t in CLAIM_TYPES)
+            ),
+            "quality_issues": dg.MetadataValue.int(len(result.issues)),
+            "quality_mode": dg.MetadataValue.text(config.quality.mode.value),
+            "force_reprocess": dg.MetadataValue.bool(force),
+        },
+    )
+    yield from check_results("raw_claims", result, config.quality)
+
+
+def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
+    """The quality result of the run's new claims: history was judged when it was new, so the
+    run reports and gates its new claims only."""
+    issues = issues.merge(claim_keys(frames), on=KEY_COLUMNS, how="inner")
+    totals = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
+    return QualityResult(issues=issues, report=quality_report(issues, totals))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- quality gate
+
+
+@dg.asset(
+    **ASSET,
+    group_name="quality",
+    kinds={"pandas"},
+    description="The quality gate applied: under skip_invalid the new claims with errors are "
+    "held back, under flag_only everything goes on, under halt_on_errors the blocking checks "
+    "stop the run before this asset.",
+)
+def validated_claims(
+    context: dg.AssetExecutionContext, pipeline_config: PipelineRunConfig, raw_claims: Frames
+) -> dg.Output[Frames]:
+    mode = pipeline_config.effective().quality.mode
+    result = new_claims_quality(raw_claims["issues"], raw_claims)
+    gate = apply_gate(raw_claims["medical"], raw_claims["pharmacy"], result, mode)
+    frames = {"medical": gate.medical, "pharmacy": gate.pharmacy, "held": gate.held}
+    passed = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
+    return dg.Output(
+        frames,
+        metadata={
+            **frame_metadata({t: frames[t] for t in CLAIM_TYPES}),
+            "claims_passed": dg.MetadataValue.int(sum(passed.values())),
+            "claims_held": dg.MetadataValue.int(len(gate.held)),
+            "passed_by_type": dg.MetadataValue.json(passed),
+            "held_by_type": dg.MetadataValue.json(counts(gate.held["claim_type"])),
+            "quality_mode": dg.MetadataValue.text(mode.value),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@dg.asset(
+    **ASSET,
+    group_name="detection",
+    kinds={"pandas"},
+    description="Claims joined to members (age at service; dates of birth are decrypted in "
+    "memory and never stored), providers and the code references. Incremental runs also "
+    "enrich the peer frame: the gated new claims with every processed claim in the peer rules' "
+    "look-back (narrow columns), which peer statistics need.",
+)
+def enriched_claims(
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    pipeline_config: PipelineRunConfig,
+    validated_claims: Frames,
+    reference_data: Frames,
+    landed_batches: Frames,
+) -> dg.Output[Frames]:
+    scope = Scope(landed_batches)
+    wanted: set[str] | None = touched_ids({t: validated_claims[t] for t in CLAIM_TYPES})
+    if pipeline_config.force_reprocess or len(wanted) > MEMBER_LIST_LIMIT:
+        wanted = None  # most members: reading them all beats a huge IN list
+    members = read_members(store.engine(), store.cipher(), scope.workspace_id, wanted)
+    frames = enrich(validated_claims, members, reference_data)
+    peer_rows = 0
+    if not (pipeline_config.force_reprocess or scope.fresh):
+        peer_input = peer_frames(context, store, pipeline_config, validated_claims, scope)
+        # Peer rules read no member attribute: the peer frame is enriched without members.
+        peers = enrich(peer_input, members.iloc[0:0], reference_data)
+        frames.update({f"{t}_peers": peers[t] for t in CLAIM_TYPES})
+        peer_rows = sum(int((~peers[t]["in_scope"]).sum()) for t in CLAIM_TYPES)
+    return dg.Output(
+        frames,
+        metadata={
+            **frame_metadata({t: frames[t] for t in CLAIM_TYPES}),
+            "members": dg.MetadataValue.int(len(members)),
+            "peer_claims": dg.MetadataValue.int(peer_rows),
+        },
+    )
+
+
+def peer_frames(
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    pipeline_config: PipelineRunConfig,
+    validated_claims: Frames,
+    scope: Scope,
+) -> Frames:
+    """Per claim type: the gated new claims and the processed claims within the peer rules'
+    look-back of their dates, with the columns peer rules read."""
+    config = pipeline_config.effective()
+    new = {t: in_scope(validated_claims[t]) for t in CLAIM_TYPES}
+    plans = {t: plan_history(config, t) for t in CLAIM_TYPES}
+    wanted = [t for t in CLAIM_TYPES if plans[t].peer_rules and not new[t].empty]
+    processed = (
+        processed_claims(
+            store.engine(),
+            peer_history_dir(store.io_dir(), context.partition_key),
+            scope.workspace_id,
+            scope.last_run_id,
+        )
+        if wanted
+        else {}
+    )
+    frames: Frames = {}
+    for t in CLAIM_TYPES:
+        columns = ["claim_pk", *peer_columns(plans[t])]
+        parts = [new[t][columns].assign(in_scope=True)]
+        if t in wanted:
+            start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
+            dates = processed[t][DATE_COLUMN[t]]
+            recent = processed[t][(dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))]
+            parts.append(recent[columns].assign(in_scope=False))
+        frames[t] = pd.concat(parts, ignore_index=True)
+    return frames
+
+
+def enrich(claims: Frames, members: pd.DataFrame, reference: Frames) -> Frames:
+    return {
+        "medical": enrich_medical(
+            claims["medical"], members, reference["providers"], reference["cpt_reference"]
+        ),
+        "pharmacy": enrich_pharmacy(
+            claims["pharmacy"],
+            members,
+            reference["providers"],
+            reference["ndc_reference"],
+            BENZODIAZEPINE_STEMS,
+        ),
+    }
+
+
+@dg.asset(
+    **ASSET,
+    group_name="detection",
+    kinds={"pandas"},
+    description="Every enabled rule of the catalogue over the enriched claims; one row per "
+    "rule and claim hit, with severity, weight and evidence (values and the thresholds they "
+    "crossed). Peer rules run on the peer frame in incremental runs.",
+)
+def rule_hits(
+    context: dg.AssetExecutionContext,
+    pipeline_config: PipelineRunConfig,
+    enriched_claims: Frames,
+    reference_data: Frames,
+    landed_batches: Frames,
+) -> dg.Output[pd.DataFrame]:
+    config = pipeline_config.effective()
+    as_of = Scope(landed_batches).as_of
+    ncci = reference_data["ncci_edits"]
+
+    def run(frames: Frames, rules_config: PipelineConfig) -> pd.DataFrame:
+        return evaluate(
+            RuleContext(frames["medical"], frames["pharmacy"], ncci, as_of), rules_config
+        )
+
+    if "medical_peers" in enriched_claims:
+        peer_rules = [r for t in CLAIM_TYPES for r in plan_history(config, t).peer_rules]
+        own, peers_only = split_rules(config, peer_rules)
+        peer_frames = {t: enriched_claims[f"{t}_peers"] for t in CLAIM_TYPES}
+        hits = pd.concat(
+            [run(enriched_claims, own), run(peer_frames, peers_only)], ignore_index=True
+        )
+    else:
+        hits = run(enriched_claims, config)
+    versions = {r: p.version for r, p in config.enabled_rules().items()}
+    return dg.Output(
+        hits,
+        metadata={
+            **frame_metadata(hits),
+            "hits": dg.MetadataValue.int(len(hits)),
+            "hits_by_rule": dg.MetadataValue.json(counts(hits["rule_id"])),
+            "claims_flagged": dg.MetadataValue.int(len(hits[KEY_COLUMNS].drop_duplicates())),
+            "rule_versions": dg.MetadataValue.json(versions),
+        },
+    )
+
+
+@dg.asset(
+    **ASSET,
+    group_name="detection",
+    kinds={"pandas"},
+    description="A score (0-100) and risk level per claim with hits: the capped, weighted sum "
+    "of its rules' severities (scoring config in the run's snapshot).",
+)
+def claim_scores(
+    context: dg.AssetExecutionContext, pipeline_config: PipelineRunConfig, rule_hits: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    scores = score_claims(rule_hits, pipeline_config.effective())
+    return dg.Output(
+        scores,
+        metadata={
+            **frame_metadata(scores),
+            "claims_scored": dg.MetadataValue.int(len(scores)),
+            "scores_by_level": dg.MetadataValue.json(counts(scores["risk_level"])),
+            "max_score": dg.MetadataValue.float(
+                float(scores["score"].max()) if len(scores) else 0.0
+            ),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dg.asset(
+    **ASSET,
+    group_name="cases",
+    kinds={"sql"},
+    description="Commits the run: hits, scores and claim statuses (processed, held), case "
+    "upserts (one open case per subject, rebuilt from all its stored evidence; the same "
+    "evidence opens nothing new) and the consumed batches, in one transaction.",
+)
+def investigation_cases(
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    pipeline_config: PipelineRunConfig,
+    landed_batches: Frames,
+    validated_claims: Frames,
+    rule_hits: pd.DataFrame,
+    claim_scores: pd.DataFrame,
+) -> dg.MaterializeResult:
+    scope = Scope(landed_batches)
+    config = pipeline_config.effective()
+    processed = claim_keys(validated_claims)
+    claims = pd.concat(
+        [in_scope(validated_claims[t]).assign(claim_type=t) for t in CLAIM_TYPES],
+        ignore_index=True,
+    )
+    subjects = case_subjects(rule_hits, claims, config)
+    with store.engine().begin() as connection:
+        written = write_run_results(
+            connection,
+            scope.workspace_id,
+            context.run.run_id,
+            rule_hits,
+            claim_scores,
+            processed,
+            validated_claims["held"],
+        )
+        if pipeline_config.force_reprocess or scope.fresh:
+            # The run's hits are now all the workspace has: no need to read them back.
+            inputs = CaseInputs(hits=rule_hits, claims=claims, scores=claim_scores)
+        else:  # a subject's case is rebuilt from all its stored evidence, not only the new
+            inputs = load_case_inputs(connection, scope.workspace_id, subjects)
+        proposals = case_proposals(inputs.hits, inputs.claims, inputs.scores, config, subjects)
+        with Session(bind=connection) as session:
+            upserted = upsert_cases(session, scope.workspace_id, context.run.run_id, proposals)
+            session.flush()
+            open_cases = (
+                session.query(InvestigationCase).filter_by(workspace_id=scope.workspace_id).count()
+            )
+        finish_workspace_run(connection, scope.workspace_id, context.run.run_id, scope.batch_ids)
+    covers_all = pipeline_config.force_reprocess or scope.fresh
+    directory = peer_history_dir(store.io_dir(), context.partition_key)
+    before = None if covers_all else cached_processed(directory, scope.last_run_id)
+    if covers_all or before is not None:  # else the next run rebuilds it from the store
+        record_run(
+            directory,
+            context.run.run_id,
+            before,
+            {t: in_scope(validated_claims[t])[STORED_COLUMNS[t]] for t in CLAIM_TYPES},
+        )
+    flagged = claims.merge(rule_hits[KEY_COLUMNS].drop_duplicates(), on=KEY_COLUMNS)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(open_cases),
+            "dagster/column_schema": table_schema(InvestigationCase.__table__),  # type: ignore[arg-type]
+            "cases_opened": dg.MetadataValue.int(upserted["opened"]),
+            "cases_updated": dg.MetadataValue.int(upserted["updated"]),
+            "cases_unchanged": dg.MetadataValue.int(upserted["unchanged"]),
+            "cases_by_level": dg.MetadataValue.json(counts(proposals["risk_level"])),
+            "flagged_billed": dg.MetadataValue.float(
+                round(float(flagged["amount_billed"].sum()), 2)
+            ),
+            "flagged_paid": dg.MetadataValue.float(round(float(flagged["amount_paid"].sum()), 2)),
+            "written": dg.MetadataValue.json(written),
+            "subjects_rebuilt": dg.MetadataValue.int(len(subjects)),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dg.asset(
+    **ASSET,
+    group_name="evaluation",
+    kinds={"pandas"},
+    deps=[investigation_cases],
+    output_required=False,
+    description="Detection quality against the labels a batch shipped (labels.csv): per-rule "
+    "precision and recall of the workspace's current hits. Not materialised without labels.",
+)
+def detection_evaluation(
+    context: dg.AssetExecutionContext, store: StoreResource
+) -> Iterator[dg.MaterializeResult]:
+    engine = store.engine()
+    ws_id = _workspace_id(store, context.partition_key)
+    labels = read_labels(engine, ws_id)
+    if labels.empty:
+        context.log.info("no labels in this workspace: nothing to evaluate")
+        return
+    table = precision_recall(read_rule_hit_keys(engine, ws_id), labels)
+    found = table["true_positives"].sum()
+    overall = {
+        "precision": float(found / table["hits"].sum()) if table["hits"].sum() else None,
+        "recall": float(found / table["labelled"].sum()) if table["labelled"].sum() else None,
+    }
+    yield dg.MaterializeResult(
+        metadata={
+            **frame_metadata(table),
+            "precision_recall": dg.MetadataValue.json(
+                {
+                    "overall": overall,
+                    "rules": table.astype(object)
+                    .where(table.notna(), None)
+                    .to_dict(orient="records"),
+                }
+            ),
+            "labelled_claims": dg.MetadataValue.int(labels["claim_id"].nunique()),
+        }
+    )
+
+
+ASSETS = [
+    landed_batches,
+    reference_data,
+    raw_claims,
+    validated_claims,
+    enriched_claims,
+    rule_hits,
+    claim_scores,
+    investigation_cases,
+    detection_evaluation,
+]

@@ -1,0 +1,77 @@
+"""Running the pipeline in-process (``fwa run``, ``fwa demo``, the benchmark, the tests) against a
+real Dagster instance, so the run shows in the Dagster UI like any other, then mirroring it into
+``PipelineRun`` without waiting for the daemon's sensors."""
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from fwa_pipeline.definitions import build_defs
+from fwa_pipeline.defs.jobs import PIPELINE_JOB
+from fwa_pipeline.defs.partitions import HOST_TAG, PID_TAG, ensure_partition, run_tags
+from fwa_pipeline.defs.resources import StoreResource, run_config
+from fwa_pipeline.defs.run_mirror import mirror_run
+
+
+def default_dagster_home() -> Path:
+    """``DAGSTER_HOME``, set to ``./dagster_home`` (the repository's embedded default) when
+    unset; a home created here gets a minimal dagster.yaml (SQLite storage is Dagster's
+    default; without the file Dagster prints a telemetry notice on stdout)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(Path.cwd() / "dagster_home")
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    run_id: str
+    success: bool
+    status: str | None  # as mirrored into PipelineRun
+
+
+def run_pipeline(
+    workspace: str,
+    instance: dg.DagsterInstance,
+    *,
+    force_reprocess: bool = False,
+    pipeline: Mapping[str, Any] | None = None,
+    store: StoreResource | None = None,
+    trigger: str = "cli",
+    tags: Mapping[str, str] | None = None,
+    log_level: str = "WARNING",
+) -> LaunchResult:
+    """Materialise every asset of ``workspace``'s partition in this process.
+
+    ``store`` defaults to the environment's (``FWA_*``): leave it unset outside tests, since
+    explicit resource values are recorded in the instance's job snapshot.
+    """
+    store = store or StoreResource()
+    defs = build_defs(resource_overrides={"store": store})
+    ensure_partition(instance, workspace)
+    result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(
+        instance=instance,
+        partition_key=workspace,
+        run_config={
+            **run_config(force_reprocess, pipeline),
+            # The events are stored in the instance either way; keep the terminal quiet.
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+        tags={
+            **run_tags(workspace, trigger),
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: str(os.getpid()),
+            **(tags or {}),
+        },
+        raise_on_error=False,
+    )
+    status = mirror_run(store.engine(), instance, result.run_id)
+    return LaunchResult(run_id=result.run_id, success=result.success, status=status)

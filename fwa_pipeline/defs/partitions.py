@@ -1,0 +1,32 @@
+"""Workspaces are the partitions: every asset is materialised per workspace, and a workspace's
+partition is added when its first batch is seen (a workspace name is a valid partition key: see
+``ingest.loader.WORKSPACE_NAME``)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+WORKSPACES = dg.DynamicPartitionsDefinition(name="workspaces")
+
+# Run tags. Dagster sets ``dagster/partition`` itself; ours say where a run came from.
+WORKSPACE_TAG = "fwa/workspace"
+JOB_ID_TAG = "fwa/job_id"  # the PipelineRequest that asked for the run
+TRIGGER_TAG = "fwa/trigger"  # cli | demo | batch_sensor | request_sensor | nightly
+# Host and pid of a process running a run in-process (fwa run/demo): a run whose process died
+# without the daemon to notice is failed by the reconciliation (run_mirror.fail_orphaned_runs).
+HOST_TAG = "fwa/host"
+PID_TAG = "fwa/pid"
+PARTITION_TAG = "dagster/partition"
+
+
+def run_tags(workspace: str, trigger: str, job_id: str | None = None) -> dict[str, str]:
+    tags = {WORKSPACE_TAG: workspace, TRIGGER_TAG: trigger}
+    if job_id is not None:
+        tags[JOB_ID_TAG] = job_id
+    return tags
+
+
+def ensure_partition(instance: dg.DagsterInstance, workspace: str) -> None:
+    """Add ``workspace``'s partition if it is new (for in-process runs; sensors request it)."""
+    if not instance.has_dynamic_partition(WORKSPACES.name, workspace):
+        instance.add_dynamic_partitions(WORKSPACES.name, [workspace])

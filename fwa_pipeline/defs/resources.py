@@ -1,0 +1,119 @@
+"""The resources every asset, check and sensor shares.
+
+* :class:`StoreResource`: the relational store (engine, settings, PHI cipher). Fields left unset
+  come from the ``FWA_`` environment through :class:`~fwa_pipeline.settings.Settings`, so a
+  production database URL or key never shows in Dagster's UI; tests set them explicitly.
+* :class:`PipelineRunConfig`: the run's tunable configuration (force_reprocess, quality mode,
+  every rule's weight and thresholds, scoring bands). It is a resource so one launchpad entry
+  configures every asset of a run, and Dagster records it with the run.
+"""
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Engine
+
+from fwa_pipeline.domain.config import PipelineConfig, default_config
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.crypto import FieldCipher
+from fwa_pipeline.store.db import get_engine
+from fwa_pipeline.store.pii import cipher_from_settings
+
+PIPELINE_CONFIG_KEY = "pipeline_config"
+
+
+class StoreResource(dg.ConfigurableResource):
+    """The claims store. Unset fields are read from the environment (``FWA_*``)."""
+
+    environment: str | None = None
+    database_url: str | None = None
+    data_dir: str | None = None
+    encryption_key: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "StoreResource":
+        return cls(
+            environment=settings.environment.value,
+            database_url=settings.database_url.get_secret_value() or None,
+            data_dir=str(settings.data_dir),
+            encryption_key=settings.encryption_key.get_secret_value() or None,
+        )
+
+    def settings(self) -> Settings:
+        fields = {
+            "environment": self.environment,
+            "database_url": self.database_url,
+            "data_dir": self.data_dir,
+            "encryption_key": self.encryption_key,
+        }
+        # Not cached: unset fields follow the environment as it is now (the tests change it).
+        return Settings(**{k: v for k, v in fields.items() if v is not None})
+
+    def engine(self) -> Engine:
+        return get_engine(self.settings())
+
+    def cipher(self) -> FieldCipher | None:
+        return cipher_from_settings(self.settings())
+
+    def io_dir(self) -> Path:
+        """Where the run's intermediate frames are kept (see ``defs.io``)."""
+        return self.settings().data_dir / "dagster_io"
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, dicts merged key by key (lists replaced)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _default_pipeline() -> dict[str, Any]:
+    return default_config().model_dump(mode="json")
+
+
+class PipelineRunConfig(dg.ConfigurableResource):
+    """What a run does: reprocess everything or only new claims, and the pipeline configuration
+    (quality gate, rules, scoring, cases). ``pipeline`` may be partial: it is laid over the
+    catalogue defaults and validated as a whole, and the result is the run's config snapshot."""
+
+    force_reprocess: bool = Field(
+        default=False, description="Reprocess every claim of the workspace, not only new ones."
+    )
+    pipeline: dict[str, Any] = Field(
+        default_factory=_default_pipeline,
+        description=(
+            "quality (mode: skip_invalid | halt_on_errors | flag_only, outlier_sd, ...), "
+            "scoring (bands, multiplier, case policy) and rules (per rule: enabled, weight, "
+            "cap, lookback_days, thresholds). Omitted keys keep the catalogue defaults."
+        ),
+    )
+
+    def effective(self) -> PipelineConfig:
+        """The validated configuration the run applies (raises on an invalid override)."""
+        return PipelineConfig.model_validate(deep_merge(_default_pipeline(), self.pipeline))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The run's config snapshot: exactly what it ran with."""
+        return {"force_reprocess": self.force_reprocess, **self.effective().model_dump(mode="json")}
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Fail the run at start, before any asset reads a claim, when the config is invalid.
+        self.effective()
+
+
+def run_config(
+    force_reprocess: bool = False, pipeline: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Dagster run config setting :class:`PipelineRunConfig` (for sensors, schedules, the CLI)."""
+    config: dict[str, Any] = {"force_reprocess": force_reprocess}
+    if pipeline:
+        config["pipeline"] = dict(pipeline)
+    return {"resources": {PIPELINE_CONFIG_KEY: {"config": config}}}

@@ -1,0 +1,33 @@
+"""The nightly rescore: every workspace reprocessed with the day's peer statistics and the
+current configuration (a weight or threshold changed during the day reaches every claim)."""
+
+import dagster as dg
+
+from fwa_pipeline.defs.jobs import pipeline_job
+from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
+from fwa_pipeline.defs.resources import run_config
+
+NIGHTLY_CRON = "0 2 * * *"
+
+
+@dg.schedule(
+    job=pipeline_job,
+    cron_schedule=NIGHTLY_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Reprocess every workspace at 02:00 UTC.",
+)
+def nightly_rescore(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    day = context.scheduled_execution_time.date().isoformat()
+    return [
+        dg.RunRequest(
+            partition_key=workspace,
+            run_key=f"nightly-{day}-{workspace}",
+            run_config=run_config(force_reprocess=True),
+            tags=run_tags(workspace, "nightly"),
+        )
+        for workspace in context.instance.get_dynamic_partitions(WORKSPACES.name)
+    ]
+
+
+SCHEDULES = [nightly_rescore]

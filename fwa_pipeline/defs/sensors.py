@@ -1,0 +1,141 @@
+"""Automation: runs for newly landed batches and for pipeline requests, and the ``PipelineRun``
+mirror (run-status sensors, plus a reconciliation for whatever they missed).
+
+* ``landed_batch_sensor``: a batch landed (CLI or API upload) adds its workspace's partition and
+  requests a run for the workspace, keyed by the newest batch id so a batch never starts two
+  runs. Batches a run already consumed (``fwa run`` in-process) are skipped.
+* ``pipeline_request_sensor``: a queued ``PipelineRequest`` (the API's enqueue) becomes a run
+  tagged with its job id; the request is marked launched, and the run writes its Dagster run id
+  back when it starts.
+* ``pipeline_run_{success,failure,canceled}``: mirror the finished run into ``PipelineRun``.
+* ``pipeline_run_reconciliation``: every few minutes, mirror runs the sensors missed (daemon
+  down, runs executed in-process by the CLI).
+"""
+
+import datetime as dt
+
+import dagster as dg
+from dagster import DagsterRunStatus
+
+from fwa_pipeline.defs.jobs import pipeline_job
+from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
+from fwa_pipeline.defs.resources import StoreResource, run_config
+from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
+from fwa_pipeline.store.claims import batches_landed_after
+from fwa_pipeline.store.runs import mark_request, queued_requests
+
+RUNNING = dg.DefaultSensorStatus.RUNNING
+# The reconciliation re-reads this much before its cursor: run records are updated out of order.
+RECONCILE_OVERLAP = dt.timedelta(minutes=10)
+
+
+def _new_partitions(
+    instance: dg.DagsterInstance, workspaces: set[str]
+) -> list[dg.AddDynamicPartitionsRequest]:
+    known = set(instance.get_dynamic_partitions(WORKSPACES.name))
+    new = sorted(workspaces - known)
+    return [WORKSPACES.build_add_request(new)] if new else []
+
+
+@dg.sensor(
+    job=pipeline_job,
+    minimum_interval_seconds=30,
+    default_status=RUNNING,
+    description="A newly landed batch adds its workspace's partition and requests a run "
+    "(run key: the batch id).",
+)
+def landed_batch_sensor(
+    context: dg.SensorEvaluationContext, store: StoreResource
+) -> dg.SensorResult | dg.SkipReason:
+    after = int(context.cursor or 0)
+    landed = batches_landed_after(store.engine(), after)
+    if not landed:
+        return dg.SkipReason(f"no batch landed after batch {after}")
+    newest = {workspace: batch_id for batch_id, workspace in landed}  # the last one wins
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                partition_key=workspace,
+                run_key=f"batch-{batch_id}",
+                run_config=run_config(),
+                tags=run_tags(workspace, "batch_sensor"),
+            )
+            for workspace, batch_id in sorted(newest.items())
+        ],
+        dynamic_partitions_requests=_new_partitions(context.instance, set(newest)),
+        cursor=str(max(batch_id for batch_id, _ in landed)),
+    )
+
+
+@dg.sensor(
+    job=pipeline_job,
+    minimum_interval_seconds=15,
+    default_status=RUNNING,
+    description="A queued pipeline request (the API's enqueue) becomes a run tagged with its "
+    "job id.",
+)
+def pipeline_request_sensor(
+    context: dg.SensorEvaluationContext, store: StoreResource
+) -> dg.SensorResult | dg.SkipReason:
+    engine = store.engine()
+    queued = queued_requests(engine)
+    if not queued:
+        return dg.SkipReason("no queued pipeline request")
+    with engine.begin() as connection:
+        for job_id, _, _ in queued:
+            mark_request(connection, job_id, status="launched")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                partition_key=workspace,
+                run_key=f"request-{job_id}",
+                run_config=run_config(force_reprocess=force),
+                tags=run_tags(workspace, "request_sensor", job_id=job_id),
+            )
+            for job_id, workspace, force in queued
+        ],
+        dynamic_partitions_requests=_new_partitions(
+            context.instance, {workspace for _, workspace, _ in queued}
+        ),
+    )
+
+
+def _mirror_sensor(status: DagsterRunStatus) -> dg.RunStatusSensorDefinition:
+    @dg.run_status_sensor(
+        run_status=status,
+        name=f"pipeline_run_{status.value.lower()}",
+        default_status=RUNNING,
+        description=f"Mirror a run that ended in {status.value} into PipelineRun.",
+    )
+    def mirror(context: dg.RunStatusSensorContext, store: StoreResource) -> None:
+        mirror_run(store.engine(), context.instance, context.dagster_run.run_id)
+
+    return mirror
+
+
+@dg.sensor(
+    minimum_interval_seconds=300,
+    default_status=RUNNING,
+    description="Mirror into PipelineRun every run the run-status sensors missed.",
+)
+def pipeline_run_reconciliation(
+    context: dg.SensorEvaluationContext, store: StoreResource
+) -> dg.SkipReason:
+    started = dt.datetime.now(dt.UTC)
+    since = (
+        dt.datetime.fromisoformat(context.cursor) - RECONCILE_OVERLAP if context.cursor else None
+    )
+    mirrored = reconcile(store.engine(), context.instance, updated_after=since)
+    context.update_cursor(started.isoformat())
+    return dg.SkipReason(f"mirrored {mirrored} run(s)")
+
+
+SENSORS = [
+    landed_batch_sensor,
+    pipeline_request_sensor,
+    *(
+        _mirror_sensor(s)
+        for s in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+    ),
+    pipeline_run_reconciliation,
+]

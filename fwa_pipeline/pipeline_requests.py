@@ -1,0 +1,143 @@
+"""Pipeline jobs as the API sees them (plan 5A): enqueue a run request, read a job's status.
+
+A job is a ``PipelineRequest`` row; the request sensor turns it into a Dagster run tagged with
+the job id. Its status, phase (the asset running), progress (steps done of planned), claims
+processed, errors and times are read from that run's record and event log through the Dagster
+instance API. Nothing here loads the Dagster definitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster import DagsterEventType
+from sqlalchemy import Engine
+
+from fwa_pipeline.defs.partitions import JOB_ID_TAG
+from fwa_pipeline.defs.run_mirror import STATUS, run_stats
+from fwa_pipeline.store.claims import workspace_id
+from fwa_pipeline.store.runs import as_utc, enqueue_request, get_request
+
+STEP_EVENTS = {
+    DagsterEventType.STEP_START,
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED,
+    DagsterEventType.RUN_FAILURE,
+}
+DONE_EVENTS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_SKIPPED}
+
+
+class UnknownWorkspaceError(LookupError):
+    pass
+
+
+def enqueue(
+    engine: Engine,
+    workspace: str,
+    *,
+    force_reprocess: bool = False,
+    requested_by: str | None = None,
+) -> str:
+    """Ask for a pipeline run of ``workspace``; returns the job id at once."""
+    ws_id = workspace_id(engine, workspace)
+    if ws_id is None:
+        raise UnknownWorkspaceError(workspace)
+    return enqueue_request(
+        engine, ws_id, force_reprocess=force_reprocess, requested_by=requested_by
+    )
+
+
+@dataclass
+class JobStatus:
+    job_id: str
+    status: str  # queued | launched | running | success | failure | canceled | failed
+    phase: str | None  # the asset being computed, "done", or None before the run starts
+    progress: dict[str, int]  # {"done": steps done, "total": steps planned}
+    claims_processed: int
+    force_reprocess: bool
+    requested_at: dt.datetime | None
+    started_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None
+    dagster_run_id: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_run(instance: dg.DagsterInstance, job_id: str, run_id: str | None) -> dg.RunRecord | None:
+    if run_id:
+        return instance.get_run_record_by_id(run_id)
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={JOB_ID_TAG: job_id}), limit=1)
+    return records[0] if records else None
+
+
+def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> JobStatus | None:
+    """The job's state, or None for an unknown job id."""
+    request = get_request(engine, job_id)
+    if request is None:
+        return None
+    status = JobStatus(
+        job_id=job_id,
+        status=request.status,
+        phase=None,
+        progress={"done": 0, "total": 0},
+        claims_processed=0,
+        force_reprocess=request.force_reprocess,
+        requested_at=request.requested_at,
+        errors=[request.error] if request.error else [],
+    )
+    record = find_run(instance, job_id, request.dagster_run_id)
+    if record is None:
+        return status
+    run = record.dagster_run
+    status.dagster_run_id = run.run_id
+    status.status = STATUS.get(run.status, "running")
+    status.started_at = as_utc(record.start_time)
+    status.completed_at = as_utc(record.end_time)
+    _read_events(instance, run, status)
+    stats = run_stats(instance, run.run_id)
+    written = stats.get("written") or {}
+    status.claims_processed = int(
+        written.get("processed", 0) + written.get("held", 0)
+        if written
+        else stats.get("claims_in", 0)
+    )
+    return status
+
+
+def _read_events(instance: dg.DagsterInstance, run: dg.DagsterRun, status: JobStatus) -> None:
+    plan = (
+        instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        if run.execution_plan_snapshot_id
+        else None
+    )
+    started: dict[str, None] = {}
+    done = 0
+    for entry in instance.all_logs(run.run_id, of_type=STEP_EVENTS):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key or ""] = None
+            continue
+        started.pop(event.step_key or "", None)
+        if event.event_type in DONE_EVENTS:
+            done += 1
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error if event.step_failure_data else None
+            status.errors.append(
+                f"{event.step_key}: {error.message.strip() if error else 'failed'}"
+            )
+        elif event.event_type == DagsterEventType.RUN_FAILURE and entry.message:
+            status.errors.append(entry.message)
+    total = len(plan.step_keys_to_execute) if plan else 0
+    status.progress = {"done": done, "total": max(total, done)}
+    if status.status in ("success", "failure", "canceled"):
+        status.phase = "done"
+    elif started:
+        status.phase = next(reversed(started))

@@ -1,0 +1,343 @@
+"""The pipeline's reads: a run's claims (new ones plus the history the rules need), the peers'
+claims, members, reference data, labels and unprocessed batches.
+
+A run's claims are fixed by a watermark: the largest claim id of each table when the run
+selected its work, so a batch landing mid-run waits for the next run instead of half-joining
+this one. History is always processed claims (held claims failed the quality gate), read by
+joining the new claims' keys to the store's indexes, so its cost follows the size of the batch,
+not of the workspace.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, Select, Table, and_, func, select, union
+
+from fwa_pipeline.reference import load_default_reference
+from fwa_pipeline.store.bulk import read_frame
+from fwa_pipeline.store.crypto import FieldCipher
+from fwa_pipeline.store.models import (
+    Batch,
+    ClaimLabel,
+    CptReference,
+    MedicalClaim,
+    Member,
+    NcciEdit,
+    NdcReference,
+    PharmacyClaim,
+    Provider,
+    RuleHit,
+    Workspace,
+)
+from fwa_pipeline.store.pii import TABLE as MEMBERS_TABLE
+from fwa_pipeline.store.pii import row_key
+
+Source = Engine | Connection
+PENDING, PROCESSED, HELD = "pending", "processed", "held"
+
+
+@dataclass(frozen=True)
+class ClaimTable:
+    claim_type: str  # medical | pharmacy
+    table: Table
+    date: str
+    columns: tuple[str, ...]  # what a claims frame carries besides ``claim_pk``
+
+
+MEDICAL = ClaimTable(
+    "medical",
+    MedicalClaim.__table__,  # type: ignore[arg-type]
+    "service_date",
+    (
+        "claim_id",
+        "member_id",
+        "provider_id",
+        "service_date",
+        "cpt_code",
+        "modifier",
+        "diagnosis_code",
+        "units",
+        "place_of_service",
+        "amount_billed",
+        "amount_paid",
+    ),
+)
+PHARMACY = ClaimTable(
+    "pharmacy",
+    PharmacyClaim.__table__,  # type: ignore[arg-type]
+    "fill_date",
+    (
+        "claim_id",
+        "member_id",
+        "prescriber_id",
+        "pharmacy_id",
+        "fill_date",
+        "ndc_code",
+        "quantity",
+        "days_supply",
+        "refill_number",
+        "amount_billed",
+        "amount_paid",
+    ),
+)
+CLAIM_TABLES = {t.claim_type: t for t in (MEDICAL, PHARMACY)}
+
+
+def workspace_id(source: Source, name: str) -> int | None:
+    return _scalar(source, select(Workspace.id).where(Workspace.name == name))
+
+
+def _scalar(source: Source, statement: Select) -> object:
+    if isinstance(source, Connection):
+        return source.execute(statement).scalar()
+    with source.connect() as connection:
+        return connection.execute(statement).scalar()
+
+
+def watermark(source: Source, workspace: int) -> dict[str, int]:
+    """The largest claim id of each claim table in ``workspace`` (0 when it has none)."""
+    return {
+        t.claim_type: int(
+            _scalar(
+                source,
+                select(func.coalesce(func.max(t.table.c.id), 0)).where(
+                    t.table.c.workspace_id == workspace
+                ),
+            )
+            or 0
+        )
+        for t in CLAIM_TABLES.values()
+    }
+
+
+def _frame_columns(spec: ClaimTable) -> list:
+    c = spec.table.c
+    return [c.id.label("claim_pk"), *(c[name] for name in spec.columns)]
+
+
+def _new_claims(spec: ClaimTable, workspace: int, up_to: int, force: bool) -> list:
+    c = spec.table.c
+    conditions = [c.workspace_id == workspace, c.id <= up_to]
+    if not force:
+        conditions.append(c.status == PENDING)
+    return conditions
+
+
+def read_new_claims(
+    source: Source, claim_type: str, workspace: int, up_to: int, *, force: bool
+) -> pd.DataFrame:
+    """The claims a run processes: pending ones up to the watermark, or every one when
+    ``force`` (held claims included: the gate judges them again)."""
+    spec = CLAIM_TABLES[claim_type]
+    statement = select(*_frame_columns(spec)).where(*_new_claims(spec, workspace, up_to, force))
+    # Landing order, sorted here: cheaper than an ORDER BY over a million rows in the database.
+    return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)
+
+
+def has_processed_claims(source: Source, workspace: int) -> bool:
+    """Whether any claim of ``workspace`` was processed (so may have stored hits)."""
+    return any(
+        _scalar(
+            source,
+            select(t.table.c.id)
+            .where(t.table.c.workspace_id == workspace, t.table.c.status == PROCESSED)
+            .limit(1),
+        )
+        is not None
+        for t in CLAIM_TABLES.values()
+    )
+
+
+def read_history(
+    source: Source,
+    claim_type: str,
+    workspace: int,
+    up_to: int,
+    *,
+    same_day: Collection[str] = (),
+    windows: Mapping[str, tuple[dt.date, dt.date]] | None = None,
+) -> pd.DataFrame:
+    """Processed claims related to the pending ones up to ``up_to``: those sharing an entity
+    column of ``same_day`` and the date with a pending claim, those of an entity (column of
+    ``windows``) a pending claim names dated within that window, and those reusing a pending
+    claim's id (the quality gate's duplicate-id check). One row per claim."""
+    spec = CLAIM_TABLES[claim_type]
+    c = spec.table.c
+    pending = spec.table.alias("pending")
+    p = pending.c
+    pending_where = and_(p.workspace_id == workspace, p.id <= up_to, p.status == PENDING)
+    history_where = and_(c.workspace_id == workspace, c.status == PROCESSED)
+    wanted = _frame_columns(spec)
+    statements: list[Select] = []
+    keys: list[tuple[tuple[str, ...], tuple[dt.date, dt.date] | None]] = [
+        ((entity, spec.date), None) for entity in same_day
+    ]
+    keys += [((entity,), window) for entity, window in (windows or {}).items()]
+    keys.append((("claim_id",), None))
+    for key, window in keys:
+        touched = select(*(p[k] for k in key)).where(pending_where).distinct().subquery()
+        on = and_(*(c[k] == touched.c[k] for k in key))
+        where = [history_where]
+        if window is not None:
+            where.append(c[spec.date].between(*window))
+        statements.append(select(*wanted).select_from(spec.table.join(touched, on)).where(*where))
+    frames = [read_frame(source, statement) for statement in statements]
+    return pd.concat(frames, ignore_index=True).drop_duplicates("claim_pk", ignore_index=True)
+
+
+def read_processed(source: Source, claim_type: str, workspace: int) -> pd.DataFrame:
+    """Every processed claim of ``workspace`` (the peers' history, see ``defs.peers``)."""
+    spec = CLAIM_TABLES[claim_type]
+    c = spec.table.c
+    statement = select(*_frame_columns(spec)).where(
+        c.workspace_id == workspace, c.status == PROCESSED
+    )
+    return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)
+
+
+def last_run_id(source: Source, workspace: int) -> str | None:
+    found = _scalar(source, select(Workspace.last_pipeline_run_id).where(Workspace.id == workspace))
+    return str(found) if found else None
+
+
+# --------------------------------------------------------------------------- reference data
+
+
+def read_members(
+    source: Source,
+    cipher: FieldCipher | None,
+    workspace: int,
+    member_ids: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """Members (all, or those of ``member_ids``) with what enrichment needs: gender, date of
+    death and the date of birth, decrypted (the only PHI a run reads; names stay sealed)."""
+    m = Member.__table__.c  # type: ignore[attr-defined]
+    statement = select(
+        m.member_id, m.gender, m.state, m.date_of_death, m.date_of_birth, m.pii_key_id
+    ).where(m.workspace_id == workspace)
+    if member_ids is not None:
+        if not member_ids:
+            statement = statement.where(m.member_id.is_(None))
+        else:
+            statement = statement.where(m.member_id.in_(sorted(member_ids)))
+    members = read_frame(source, statement)
+    sealed = members["pii_key_id"].notna().to_numpy()
+    if sealed.any():
+        if cipher is None:
+            raise ValueError("member PHI is encrypted but no FWA_ENCRYPTION_KEY is configured")
+        members.loc[sealed, "date_of_birth"] = [
+            cipher.decrypt(
+                token,
+                table=MEMBERS_TABLE,
+                column="date_of_birth",
+                row_key=row_key(workspace, member),
+            )
+            for token, member in zip(
+                members.loc[sealed, "date_of_birth"],
+                members.loc[sealed, "member_id"],
+                strict=True,
+            )
+        ]
+    members["date_of_birth"] = pd.to_datetime(members["date_of_birth"], format="%Y-%m-%d")
+    return members.drop(columns=["pii_key_id"])
+
+
+def reference_ids(
+    source: Source, workspace: int, up_to: Mapping[str, int], *, every_member: bool
+) -> tuple[list[str], list[str]]:
+    """Referential-integrity ids: the existing members the pending claims up to ``up_to`` name
+    (a small batch does not need the whole membership; ``every_member`` when nearly every
+    claim is new), and the workspace's provider ids (a few thousand)."""
+    m = Member.__table__.c  # type: ignore[attr-defined]
+    statement = select(m.member_id).where(m.workspace_id == workspace)
+    if not every_member:
+        named = [
+            select(t.table.c.member_id).where(
+                *_new_claims(t, workspace, up_to[t.claim_type], False)
+            )
+            for t in CLAIM_TABLES.values()
+        ]
+        statement = statement.where(m.member_id.in_(union(*named)))
+    members = read_frame(source, statement)
+    providers = read_frame(
+        source, select(Provider.provider_id).where(Provider.workspace_id == workspace)
+    )
+    return members["member_id"].tolist(), providers["provider_id"].tolist()
+
+
+_REFERENCE_TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {
+    "cpt_reference": (CptReference.__table__, ("cpt_code",)),  # type: ignore[dict-item]
+    "ncci_edits": (NcciEdit.__table__, ("column1_code", "column2_code")),  # type: ignore[dict-item]
+    "ndc_reference": (NdcReference.__table__, ("ndc_code",)),  # type: ignore[dict-item]
+}
+
+
+def read_reference(source: Source, workspace: int) -> dict[str, pd.DataFrame]:
+    """Providers and the code references: the shipped defaults with the workspace's own rows
+    replacing them by key."""
+    tables = {"providers": _read_table(source, Provider.__table__, workspace)}  # type: ignore[arg-type]
+    defaults = load_default_reference()
+    for name, (table, key) in _REFERENCE_TABLES.items():
+        own = _read_table(source, table, workspace)
+        default = defaults[name]
+        if own.empty:
+            tables[name] = default
+            continue
+        own = own[list(default.columns)].astype(default.dtypes.to_dict())
+        overridden = default.set_index(list(key)).index.isin(own.set_index(list(key)).index)
+        tables[name] = pd.concat([own, default[~overridden]], ignore_index=True)
+    return tables
+
+
+def _read_table(source: Source, table: Table, workspace: int) -> pd.DataFrame:
+    columns = [c for c in table.c if c.name not in ("workspace_id", "batch_id")]
+    return read_frame(source, select(*columns).where(table.c.workspace_id == workspace))
+
+
+def read_labels(source: Source, workspace: int) -> pd.DataFrame:
+    return read_frame(
+        source,
+        select(ClaimLabel.claim_id, ClaimLabel.rule_id).where(ClaimLabel.workspace_id == workspace),
+    )
+
+
+def unprocessed_batches(source: Source, workspace: int) -> pd.DataFrame:
+    """Batches of ``workspace`` no run has consumed yet, oldest first."""
+    return read_frame(
+        source,
+        select(Batch.id.label("batch_id"), Batch.source, Batch.landed_at)
+        .where(Batch.workspace_id == workspace, Batch.processed_run_id.is_(None))
+        .order_by(Batch.id),
+    )
+
+
+def read_rule_hit_keys(source: Source, workspace: int) -> pd.DataFrame:
+    """``claim_id, rule_id`` of every stored hit of ``workspace`` (for evaluation)."""
+    return read_frame(
+        source,
+        select(RuleHit.claim_id, RuleHit.rule_id).where(RuleHit.workspace_id == workspace),
+    )
+
+
+def batches_landed_after(source: Source, after_batch_id: int) -> list[tuple[int, str]]:
+    """(batch id, workspace name) of unconsumed batches with an id above ``after_batch_id``,
+    oldest first."""
+    frame = read_frame(
+        source,
+        select(Batch.id.label("batch_id"), Workspace.name)
+        .join(Workspace, Workspace.id == Batch.workspace_id)
+        .where(Batch.id > after_batch_id, Batch.processed_run_id.is_(None))
+        .order_by(Batch.id),
+    )
+    return [(int(b), str(n)) for b, n in zip(frame["batch_id"], frame["name"], strict=True)]
+
+
+def delete_workspace(engine: Engine, name: str) -> bool:
+    """Delete a workspace and everything in it (claims, results, cases, runs); False if none."""
+    with engine.begin() as connection:
+        deleted = connection.execute(Workspace.__table__.delete().where(Workspace.name == name))
+    return bool(deleted.rowcount)

@@ -1,0 +1,132 @@
+"""Pipeline runs and requests in the store: the ``PipelineRun`` row a run leaves (plan 5D), what a
+finished run marks on its workspace and batches, and the ``PipelineRequest`` queue another process
+(the API) asks for runs through."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from fwa_pipeline.store.models import Batch, PipelineRequest, PipelineRun, Workspace, utcnow
+
+FINAL_STATUSES = frozenset({"success", "failure", "canceled"})
+
+
+def upsert_run(connection: Connection, run_id: str, workspace_id: int, **fields: Any) -> None:
+    """Create the run's row or update the given fields of it. A final status is never replaced
+    by an earlier one (sensors and the reconciliation may see a run's events out of order)."""
+    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = dialect_insert(PipelineRun).values(
+        run_id=run_id, workspace_id=workspace_id, **fields
+    )
+    updates = {k: statement.excluded[k] for k in fields if k != "status"}
+    if "status" in fields:
+        updates["status"] = _status_update(statement)
+    if updates:
+        connection.execute(statement.on_conflict_do_update(index_elements=["run_id"], set_=updates))
+    else:
+        connection.execute(statement.on_conflict_do_nothing(index_elements=["run_id"]))
+
+
+def _status_update(statement: Any) -> Any:
+    final = PipelineRun.status.in_(sorted(FINAL_STATUSES))
+    return case((final, PipelineRun.status), else_=statement.excluded.status)
+
+
+def get_run(source: Engine | Connection, run_id: str) -> PipelineRun | None:
+    with Session(source) as session:
+        return session.get(PipelineRun, run_id)
+
+
+def finish_workspace_run(
+    connection: Connection, workspace_id: int, run_id: str, batch_ids: Sequence[int]
+) -> None:
+    """Mark ``batch_ids`` consumed by ``run_id`` and record it as the workspace's last run; the
+    workspace still needs reprocessing if another batch landed meanwhile."""
+    if batch_ids:
+        connection.execute(
+            update(Batch)
+            .where(Batch.workspace_id == workspace_id, Batch.id.in_(list(batch_ids)))
+            .values(processed_run_id=run_id)
+        )
+    waiting = exists().where(Batch.workspace_id == workspace_id, Batch.processed_run_id.is_(None))
+    connection.execute(
+        update(Workspace)
+        .where(Workspace.id == workspace_id)
+        .values(
+            last_pipeline_run_at=utcnow(),
+            last_pipeline_run_id=run_id,
+            needs_reprocessing=select(waiting).scalar_subquery(),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def enqueue_request(
+    engine: Engine, workspace_id: int, *, force_reprocess: bool, requested_by: str | None
+) -> str:
+    """Queue a run request for the request sensor; returns its job id."""
+    job_id = str(uuid.uuid4())
+    with engine.begin() as connection:
+        connection.execute(
+            insert(PipelineRequest).values(
+                job_id=job_id,
+                workspace_id=workspace_id,
+                force_reprocess=force_reprocess,
+                requested_by=requested_by,
+                status="queued",
+            )
+        )
+    return job_id
+
+
+def queued_requests(engine: Engine, limit: int = 50) -> list[tuple[str, str, bool]]:
+    """(job id, workspace name, force_reprocess) of queued requests, oldest first."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(PipelineRequest.job_id, Workspace.name, PipelineRequest.force_reprocess)
+            .join(Workspace, Workspace.id == PipelineRequest.workspace_id)
+            .where(PipelineRequest.status == "queued")
+            .order_by(PipelineRequest.requested_at, PipelineRequest.job_id)
+            .limit(limit)
+        ).all()
+    return [(r[0], r[1], bool(r[2])) for r in rows]
+
+
+def mark_request(
+    connection: Connection,
+    job_id: str,
+    *,
+    status: str | None = None,
+    dagster_run_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {}
+    if status is not None:
+        values["status"] = status
+    if dagster_run_id is not None:
+        values["dagster_run_id"] = dagster_run_id
+    if error is not None:
+        values["error"] = error
+    if values:
+        connection.execute(
+            update(PipelineRequest).where(PipelineRequest.job_id == job_id).values(**values)
+        )
+
+
+def get_request(engine: Engine, job_id: str) -> PipelineRequest | None:
+    with Session(engine) as session:
+        return session.get(PipelineRequest, job_id)
+
+
+def as_utc(value: float | None) -> dt.datetime | None:
+    """A Dagster timestamp (seconds since the epoch) as an aware datetime."""
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)

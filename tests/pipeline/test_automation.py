@@ -1,0 +1,261 @@
+"""Sensors, the schedule, the PipelineRun mirror and job status, ticked by hand against a real
+Dagster instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import sys
+import uuid
+
+import dagster as dg
+import pytest
+from dagster import DagsterEventType, DagsterRunStatus
+
+from fwa_pipeline.definitions import build_defs
+from fwa_pipeline.defs.jobs import PIPELINE_JOB
+from fwa_pipeline.defs.partitions import HOST_TAG, JOB_ID_TAG, PARTITION_TAG, PID_TAG, WORKSPACES
+from fwa_pipeline.defs.run_mirror import reconcile
+from fwa_pipeline.defs.schedules import nightly_rescore
+from fwa_pipeline.defs.sensors import (
+    landed_batch_sensor,
+    pipeline_request_sensor,
+    pipeline_run_reconciliation,
+)
+from fwa_pipeline.pipeline_requests import UnknownWorkspaceError, enqueue, job_status
+from fwa_pipeline.store.runs import get_request, get_run
+from tests.pipeline import batch
+from tests.pipeline.conftest import WORKSPACE, Pipeline, sensor_named, status_context
+
+
+def tick(sensor: dg.SensorDefinition, pipeline: Pipeline, cursor: str | None = None) -> object:
+    context = dg.build_sensor_context(
+        instance=pipeline.instance, cursor=cursor, resources={"store": pipeline.store}
+    )
+    return sensor(context)
+
+
+def launch(
+    pipeline: Pipeline, result: dg.SensorResult, request: dg.RunRequest | None = None
+) -> dg.ExecuteInProcessResult:
+    """What the daemon does with a sensor's result: add the partitions it asks for, then launch
+    its (first) run request, in-process here."""
+    for add in result.dynamic_partitions_requests or []:
+        pipeline.instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    request = request or result.run_requests[0]
+    job = build_defs({"store": pipeline.store}).resolve_job_def(PIPELINE_JOB)
+    return job.execute_in_process(
+        instance=pipeline.instance,
+        partition_key=request.partition_key,
+        run_config=request.run_config,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+
+
+# --------------------------------------------------------------------------- batch sensor
+
+
+def test_a_landed_batch_adds_its_partition_and_requests_one_run(pipeline: Pipeline) -> None:
+    first = pipeline.land(batch.batch_one())
+    result = tick(landed_batch_sensor, pipeline)
+
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    assert request.partition_key == WORKSPACE
+    assert request.run_key == f"batch-{first}"
+    (add,) = result.dynamic_partitions_requests
+    assert add.partitions_def_name == WORKSPACES.name and list(add.partition_keys) == [WORKSPACE]
+    assert result.cursor == str(first)
+    # Nothing new: no request. Two batches in one workspace: one run, keyed by the newer.
+    assert isinstance(tick(landed_batch_sensor, pipeline, result.cursor), dg.SkipReason)
+    second = pipeline.land(batch.batch_two())
+    third = pipeline.land(batch.batch_one(), workspace="globex")
+    later = tick(landed_batch_sensor, pipeline, result.cursor)
+    assert isinstance(later, dg.SensorResult)
+    assert sorted((r.partition_key, r.run_key) for r in later.run_requests) == [
+        (WORKSPACE, f"batch-{second}"),
+        ("globex", f"batch-{third}"),
+    ]
+
+
+def test_a_requested_run_consumes_the_batch_and_later_ticks_skip_it(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = tick(landed_batch_sensor, pipeline)
+    assert isinstance(result, dg.SensorResult)
+
+    run = launch(pipeline, result)
+
+    assert run.success
+    assert "pending" not in pipeline.statuses().values()
+    # Even from the start (a lost cursor), a consumed batch requests nothing.
+    assert isinstance(tick(landed_batch_sensor, pipeline), dg.SkipReason)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def test_an_enqueued_job_runs_and_reports_its_status(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    job_id = enqueue(pipeline.engine, WORKSPACE, force_reprocess=False, requested_by="api:test")
+    queued = job_status(pipeline.engine, pipeline.instance, job_id)
+    assert queued is not None and queued.status == "queued" and queued.dagster_run_id is None
+
+    result = tick(pipeline_request_sensor, pipeline)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    assert request.run_key == f"request-{job_id}"
+    assert request.tags[JOB_ID_TAG] == job_id
+    assert get_request(pipeline.engine, job_id).status == "launched"
+    assert isinstance(tick(pipeline_request_sensor, pipeline), dg.SkipReason)
+
+    run = launch(pipeline, result)
+
+    assert run.success
+    assert get_request(pipeline.engine, job_id).dagster_run_id == run.run_id
+    status = job_status(pipeline.engine, pipeline.instance, job_id)
+    assert status is not None
+    assert status.status == "success" and status.phase == "done" and status.errors == []
+    assert status.progress == {"done": 9, "total": 9}
+    assert status.claims_processed == 9
+    assert status.started_at is not None and status.completed_at is not None
+    assert status.dagster_run_id == run.run_id
+
+
+def test_a_failed_job_reports_its_errors(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    job_id = enqueue(pipeline.engine, WORKSPACE)
+    result = tick(pipeline_request_sensor, pipeline)
+    assert isinstance(result, dg.SensorResult)
+    request = result.run_requests[0]
+    halting = {
+        "resources": {
+            "pipeline_config": {"config": {"pipeline": {"quality": {"mode": "halt_on_errors"}}}}
+        }
+    }
+    launch(pipeline, result, request.with_replaced_attrs(run_config=halting))
+
+    status = job_status(pipeline.engine, pipeline.instance, job_id)
+    assert status is not None and status.status == "failure"
+    assert status.progress["done"] < status.progress["total"]
+    assert any("blocking asset check" in error for error in status.errors)
+
+
+def test_enqueue_refuses_an_unknown_workspace_and_status_an_unknown_job(
+    pipeline: Pipeline,
+) -> None:
+    with pytest.raises(UnknownWorkspaceError):
+        enqueue(pipeline.engine, "nobody")
+    assert job_status(pipeline.engine, pipeline.instance, str(uuid.uuid4())) is None
+
+
+# --------------------------------------------------------------------------- run mirror
+
+
+def test_run_status_sensors_mirror_success_and_failure(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    ok = pipeline.run()
+    failed = pipeline.run(force_reprocess=True, pipeline={"quality": {"mode": "halt_on_errors"}})
+    with pipeline.engine.begin() as connection:  # as if nothing had been mirrored
+        connection.exec_driver_sql("DELETE FROM pipeline_runs")
+
+    sensor_named("pipeline_run_success")(
+        status_context(pipeline, ok.run_id, DagsterEventType.RUN_SUCCESS)
+    )
+    sensor_named("pipeline_run_failure")(
+        status_context(pipeline, failed.run_id, DagsterEventType.RUN_FAILURE)
+    )
+
+    row = get_run(pipeline.engine, ok.run_id)
+    assert row is not None and row.status == "success" and row.completed_at is not None
+    assert row.stats["claims_in"] == 9 and row.stats["hits"] >= 4
+    assert row.config_snapshot["quality"]["mode"] == "skip_invalid"
+    failure = get_run(pipeline.engine, failed.run_id)
+    assert failure is not None and failure.status == "failure" and failure.force_reprocess
+    assert failure.config_snapshot["quality"]["mode"] == "halt_on_errors"
+
+
+def test_a_canceled_run_is_mirrored_as_canceled(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    run = pipeline.instance.add_run(
+        dg.DagsterRun(
+            job_name=PIPELINE_JOB,
+            run_id=str(uuid.uuid4()),
+            tags={PARTITION_TAG: WORKSPACE},
+            status=DagsterRunStatus.NOT_STARTED,
+        )
+    )
+    pipeline.instance.report_run_canceled(run)
+
+    sensor_named("pipeline_run_canceled")(
+        status_context(pipeline, run.run_id, DagsterEventType.RUN_CANCELED)
+    )
+
+    row = get_run(pipeline.engine, run.run_id)
+    assert row is not None and row.status == "canceled"
+
+
+def test_reconciliation_catches_what_the_sensors_missed(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run()
+    with pipeline.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE pipeline_runs SET status = 'running', stats = '{}'")
+
+    outcome = tick(pipeline_run_reconciliation, pipeline)
+
+    assert isinstance(outcome, dg.SkipReason)
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.status == "success" and row.stats["claims_in"] == 9
+    # A final status is never replaced by an earlier one.
+    reconcile(pipeline.engine, pipeline.instance)
+    assert get_run(pipeline.engine, result.run_id).status == "success"
+
+
+def test_reconciliation_fails_a_run_whose_process_died(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run = pipeline.instance.add_run(
+        dg.DagsterRun(
+            job_name=PIPELINE_JOB,
+            run_id=str(uuid.uuid4()),
+            tags={
+                PARTITION_TAG: WORKSPACE,
+                HOST_TAG: socket.gethostname(),
+                PID_TAG: gone.stdout.strip(),
+            },
+            status=DagsterRunStatus.STARTED,
+        )
+    )
+
+    reconcile(pipeline.engine, pipeline.instance)
+
+    assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    row = get_run(pipeline.engine, run.run_id)
+    assert row is not None and row.status == "failure"
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_the_nightly_schedule_reprocesses_every_workspace() -> None:
+    with dg.instance_for_test() as instance:  # a schedule context needs a persistent instance
+        instance.add_dynamic_partitions(WORKSPACES.name, ["acme", "globex"])
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=dt.datetime(2026, 11, 26, 2, tzinfo=dt.UTC),
+        )
+        requests = nightly_rescore(context)
+
+    assert [(r.partition_key, r.run_key) for r in requests] == [
+        ("acme", "nightly-2026-11-26-acme"),
+        ("globex", "nightly-2026-11-26-globex"),
+    ]
+    assert all(
+        r.run_config["resources"]["pipeline_config"]["config"]["force_reprocess"] for r in requests
+    )

@@ -1,0 +1,128 @@
+"""``fwa run``, ``fwa export`` and ``fwa demo`` as a user runs them: the embedded default store
+and a Dagster home of their own."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from fwa_pipeline.cli import cli
+from fwa_pipeline.defs.partitions import TRIGGER_TAG
+from fwa_pipeline.ingest import load_directory
+from fwa_pipeline.settings import Settings
+from tests.pipeline import batch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(
+    settings: Settings, sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The environment a user's shell would have: store, data directory, key, Dagster home."""
+    monkeypatch.setenv("FWA_ENVIRONMENT", "test")
+    monkeypatch.setenv("FWA_DATABASE_URL", settings.database_url.get_secret_value())
+    monkeypatch.setenv("FWA_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("FWA_ENCRYPTION_KEY", settings.encryption_key.get_secret_value())
+    home = tmp_path / "dagster_home"  # a copy of the repository's embedded default
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    load_directory(sqlite_engine, settings, "acme", batch.write(batch.batch_one(), tmp_path / "b1"))
+    return settings
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr (where Dagster logs a failing step and click its errors)."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_fwa_run_runs_in_process_and_records_the_run(env: Settings) -> None:
+    code, output, _ = invoke("run", "--workspace", "acme")
+
+    assert code == 0, output
+    summary = json.loads(output)
+    assert summary["status"] == "success"
+    assert summary["quality"]["failed"] == 2
+    assert summary["stats"]["claims_in"] == 9
+    with dg.DagsterInstance.get() as instance:  # the run shows in `dagster dev` on this home
+        (record,) = instance.get_run_records()
+        assert record.dagster_run.run_id == summary["run_id"]
+        assert record.dagster_run.tags[TRIGGER_TAG] == "cli"
+
+
+def test_fwa_run_exits_non_zero_when_the_gate_halts(env: Settings, tmp_path: Path) -> None:
+    config = tmp_path / "halt.yaml"
+    config.write_text("quality:\n  mode: halt_on_errors\nrules:\n  RULE-MED-006:\n    weight: 2\n")
+
+    code, output, _ = invoke("run", "--workspace", "acme", "--config", str(config))
+
+    assert code == 1
+    summary = json.loads(output)
+    assert summary["status"] == "failure" and summary["quality"]["failed"] == 2
+
+
+def test_fwa_run_refuses_unknown_workspaces_and_invalid_config(
+    env: Settings, tmp_path: Path
+) -> None:
+    code, _, errors = invoke("run", "--workspace", "nobody")
+    assert code != 0 and "no workspace 'nobody'" in errors
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  RULE-MED-006:\n    weight: -1\n")
+    code, _, errors = invoke("run", "--workspace", "acme", "--config", str(bad))
+    assert code != 0 and "invalid pipeline config" in errors
+
+
+def test_fwa_export_writes_hits_scores_and_cases(env: Settings, tmp_path: Path) -> None:
+    assert invoke("run", "--workspace", "acme")[0] == 0
+    run_id = json.loads(invoke("run", "--workspace", "acme", "--force-reprocess")[1])["run_id"]
+
+    code, output, _ = invoke("export", "--workspace", "acme", "rule-hits", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(output)))
+    assert {"claim_id", "rule_id", "severity", "weight", "evidence", "run_id"} <= set(rows[0])
+    death = next(r for r in rows if r["rule_id"] == "RULE-MED-006")
+    assert death["claim_id"] == "MC-3" and death["run_id"] == run_id
+    assert json.loads(death["evidence"])["date_of_death"] == "2024-01-15"
+
+    code, output, _ = invoke("export", "--workspace", "acme", "rule-hits", "--format", "json")
+    hits = json.loads(output)
+    assert len(hits) == len(rows)
+    assert isinstance(hits[0]["evidence"], dict)
+
+    target = tmp_path / "cases.json"
+    code, _, _ = invoke(
+        "export", "--workspace", "acme", "cases", "--format", "json", "-o", str(target)
+    )
+    cases = json.loads(target.read_text())
+    assert code == 0 and cases and cases[0]["case_number"].startswith("CASE-")
+    assert isinstance(cases[0]["explanation"], dict) and cases[0]["claims"] >= 1
+
+    code, output, _ = invoke("export", "--workspace", "acme", "scores", "--format", "csv")
+    scores = list(csv.DictReader(io.StringIO(output)))
+    assert code == 0 and {"claim_id", "score", "risk_level", "run_id"} <= set(scores[0])
+
+
+@pytest.mark.slow
+def test_fwa_demo_runs_end_to_end(env: Settings) -> None:
+    code, output, _ = invoke("demo", "--claims", "3000", "--seed", "7")
+
+    assert code == 0, output
+    assert ": success" in output
+    assert "quality issues: " in output and "invalid_npi" in output
+    assert "RULE-MED-001" in output and "all rules" in output
+    assert "open cases by risk level: critical" in output
+    assert "dagster dev -w workspace.yaml" in output
+    # Again: the demo workspace is replaced, not duplicated.
+    code, again, _ = invoke("demo", "--claims", "3000", "--seed", "7")
+    assert code == 0 and "replaced the earlier 'demo' workspace" in again

@@ -1,0 +1,122 @@
+"""The frames IO manager and the incremental selection plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from fwa_pipeline.defs.io import ArrowFramesIOManager
+from fwa_pipeline.defs.resources import StoreResource
+from fwa_pipeline.defs.selection import PEER_COLUMNS, plan_history, split_rules
+from fwa_pipeline.domain.config import RuleParams, default_config
+
+
+def io_manager(tmp_path: Path) -> ArrowFramesIOManager:
+    return ArrowFramesIOManager(store=StoreResource(data_dir=str(tmp_path)), base_dir=None)
+
+
+# The IO manager only reads the partition key; a static definition needs no instance.
+PARTITIONS = dg.StaticPartitionsDefinition(["acme"])
+
+
+def contexts(run_id: str) -> tuple[dg.OutputContext, dg.InputContext]:
+    key = dg.AssetKey("rule_hits")
+    output = dg.build_output_context(
+        asset_key=key, partition_key="acme", run_id=run_id, asset_partitions_def=PARTITIONS
+    )
+    upstream = dg.build_output_context(asset_key=key, partition_key="acme", run_id=run_id)
+    return output, dg.build_input_context(
+        asset_key=key,
+        partition_key="acme",
+        upstream_output=upstream,
+        asset_partitions_def=PARTITIONS,
+    )
+
+
+def test_frames_round_trip_with_types_and_json_evidence(tmp_path: Path) -> None:
+    manager = io_manager(tmp_path)
+    hits = pd.DataFrame(
+        {
+            "claim_pk": pd.array([1, 2], dtype="Int64"),
+            "claim_id": ["MC-1", "MC-2"],
+            "severity": [1.0, 0.5],
+            "service_date": pd.to_datetime(["2024-02-01", "2024-02-02"]),
+            "evidence": [{"copies": 2, "codes": ["99213"]}, {"z": None}],
+        }
+    )
+    output, input_ = contexts("run-1")
+    manager.handle_output(output, {"hits": hits, "empty": hits.iloc[0:0]})
+
+    loaded = manager.load_input(input_)
+
+    assert set(loaded) == {"hits", "empty"}
+    pd.testing.assert_frame_equal(loaded["hits"], hits)
+    assert loaded["empty"].empty and list(loaded["empty"].columns) == list(hits.columns)
+    assert (tmp_path / "dagster_io" / "acme" / "rule_hits" / "run-1" / "hits.arrow").exists()
+
+
+def test_a_later_run_replaces_the_frames_and_leaves_one_copy(tmp_path: Path) -> None:
+    manager = io_manager(tmp_path)
+    for run_id, value in (("run-1", 1), ("run-2", 2)):
+        output, _ = contexts(run_id)
+        manager.handle_output(output, pd.DataFrame({"x": [value]}))
+
+    _, input_ = contexts("run-3")
+    assert manager.load_input(input_)["x"].tolist() == [2]
+    asset_dir = tmp_path / "dagster_io" / "acme" / "rule_hits"
+    assert sorted(p.name for p in asset_dir.iterdir() if p.is_dir()) == ["run-2"]
+
+
+def test_loading_what_was_never_materialised_says_so(tmp_path: Path) -> None:
+    _, input_ = contexts("run-1")
+    with pytest.raises(dg.Failure, match="has not been materialised"):
+        io_manager(tmp_path).load_input(input_)
+
+
+def test_the_default_plan_reads_history_by_key_and_peers_narrowly() -> None:
+    config = default_config()
+    medical = plan_history(config, "medical")
+    assert medical.same_day == ("member_id", "provider_id")
+    assert medical.windows == {}
+    assert medical.peer_rules == ("RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012")
+    assert medical.peer_columns == PEER_COLUMNS["medical"]
+    assert medical.peer_lookback_days == 365
+    pharmacy = plan_history(config, "pharmacy")
+    assert pharmacy.same_day == ("member_id",)
+    assert pharmacy.windows == {"member_id": 365}
+    assert pharmacy.peer_rules == ("RULE-RX-010",)
+
+    dates = pd.Series(pd.to_datetime(["2024-03-01", "2024-02-01"]))
+    assert pharmacy.date_windows(dates) == {"member_id": (dt.date(2023, 2, 1), dt.date(2025, 3, 1))}
+
+
+def test_disabled_rules_need_no_history_and_unknown_rules_read_everything() -> None:
+    config = default_config()
+    rules = {
+        rule_id: params.model_copy(update={"enabled": rule_id == "RULE-MED-006"})
+        for rule_id, params in config.rules.items()
+    }
+    only_line_edits = plan_history(config.model_copy(update={"rules": rules}), "medical")
+    assert (only_line_edits.same_day, only_line_edits.windows, only_line_edits.peer_rules) == (
+        (),
+        {},
+        (),
+    )
+
+    unknown = RuleParams(
+        name="New", family="medical", version="1", weight=1, cap=1, lookback_days=30
+    )
+    extended = config.model_copy(update={"rules": {**config.rules, "RULE-MED-099": unknown}})
+    plan = plan_history(extended, "medical")
+    assert "RULE-MED-099" in plan.peer_rules and plan.peer_columns is None
+
+
+def test_split_rules_partitions_the_enabled_rules() -> None:
+    config = default_config()
+    own, peers = split_rules(config, ["RULE-MED-005", "RULE-RX-010"])
+    assert set(peers.enabled_rules()) == {"RULE-MED-005", "RULE-RX-010"}
+    assert set(own.enabled_rules()) == set(config.enabled_rules()) - set(peers.enabled_rules())

@@ -1,0 +1,279 @@
+"""The pipeline end to end on the embedded store (SQLite) with a real Dagster instance: the
+quality modes, incremental runs against force_reprocess, idempotence, the run record."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from fwa_pipeline.defs.resources import PipelineRunConfig
+from fwa_pipeline.store.runs import get_run
+from tests.pipeline import batch
+from tests.pipeline.conftest import Pipeline, check_evaluations, materializations
+
+ERRORS = {"MC-5", "MC-6"}  # bad NPI check digit; unknown member
+BATCH_ONE_FINDINGS = {
+    ("RULE-MED-001", "MC-2"),
+    ("RULE-MED-006", "MC-3"),
+    ("RULE-MED-009", "MC-4"),
+    ("RULE-RX-008", "RX-2"),
+}
+
+
+def test_skip_invalid_holds_invalid_claims_and_scores_the_rest(pipeline: Pipeline) -> None:
+    batch_id = pipeline.land(batch.batch_one())
+    result = pipeline.run()
+
+    assert result.success and result.status == "success"
+    statuses = pipeline.statuses()
+    assert {c for c, s in statuses.items() if s == "held"} == ERRORS
+    assert {c for c, s in statuses.items() if s == "processed"} == set(statuses) - ERRORS
+    assert pipeline.hits() >= BATCH_ONE_FINDINGS
+    assert not {claim for _, claim in pipeline.hits()} & ERRORS
+    # Every stored hit and score points at the run; the excluded provider opened a critical case.
+    assert pipeline.query("SELECT DISTINCT run_id FROM rule_hits") == [(result.run_id,)]
+    assert pipeline.query("SELECT DISTINCT run_id FROM claim_scores") == [(result.run_id,)]
+    assert pipeline.query("SELECT DISTINCT last_run_id FROM medical_claims") == [(result.run_id,)]
+    assert ("provider", batch.P3, "critical") in pipeline.query(
+        "SELECT subject_type, subject_id, risk_level FROM investigation_cases"
+    )
+    # The batch is consumed and the workspace knows its last run.
+    assert pipeline.query("SELECT processed_run_id FROM batches WHERE id = :b", b=batch_id) == [
+        (result.run_id,)
+    ]
+    assert pipeline.query("SELECT last_pipeline_run_id, needs_reprocessing FROM workspaces") == [
+        (result.run_id, 0)
+    ]
+
+
+def test_the_run_record_carries_config_stats_and_quality_report(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    overrides = {"rules": {"RULE-MED-006": {"weight": 3.5}}, "scoring": {"multiplier": 9.0}}
+    result = pipeline.run(pipeline=overrides)
+
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.status == "success"
+    assert row.started_at is not None and row.completed_at is not None
+    assert row.started_at <= row.completed_at
+    # The snapshot is exactly the config the run applied.
+    expected = PipelineRunConfig(pipeline=overrides).snapshot()
+    assert row.config_snapshot == expected
+    assert row.config_snapshot["rules"]["RULE-MED-006"]["weight"] == 3.5
+    assert row.config_snapshot["quality"]["mode"] == "skip_invalid"
+    assert pipeline.query("SELECT weight FROM rule_hits WHERE rule_id = 'RULE-MED-006'") == [(3.5,)]
+    assert row.stats["claims_in"] == 9
+    assert row.stats["claims_held"] == 2
+    assert row.stats["hits_by_rule"]["RULE-MED-006"] == 1
+    assert row.stats["cases_opened"] >= 1
+    assert row.stats["flagged_billed"] > 0
+    # The batch shipped labels: the evaluation ran.
+    rules = {r["rule_id"]: r for r in row.stats["precision_recall"]["rules"]}
+    assert rules["RULE-MED-006"]["recall"] == 1.0
+    report = row.quality_report
+    assert (report["total_claims"], report["passed"], report["failed"]) == (9, 7, 2)
+    assert report["counts_by_type"]["invalid_npi"] == 1
+    assert report["counts_by_type"]["unknown_member"] == 1
+    assert {i["claim_id"] for i in report["issues"] if i["severity"] == "error"} == ERRORS
+
+
+def test_assets_carry_row_counts_schemas_and_analyst_figures(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run()
+
+    found = materializations(pipeline.instance, result.run_id)
+    assert set(found) == {
+        "landed_batches",
+        "reference_data",
+        "raw_claims",
+        "validated_claims",
+        "enriched_claims",
+        "rule_hits",
+        "claim_scores",
+        "investigation_cases",
+        "detection_evaluation",
+    }
+    for name, metadata in found.items():
+        assert metadata["dagster/row_count"] >= 0, name
+        assert metadata["dagster/column_schema"].columns, name
+    assert found["raw_claims"]["claims_in"] == 9
+    assert found["validated_claims"]["claims_passed"] == 7
+    assert found["rule_hits"]["hits_by_rule"]["RULE-RX-008"] == 1
+    assert found["investigation_cases"]["cases_opened"] >= 1
+    schema = {c.name for c in found["rule_hits"]["dagster/column_schema"].columns}
+    assert {"claim_id", "rule_id", "severity", "weight", "evidence"} <= schema
+
+
+def test_quality_checks_report_counts_and_a_sample(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run()
+
+    checks = check_evaluations(pipeline.instance, result.run_id)
+    assert set(checks) == {"conformance", "referential_integrity", "duplicates", "outliers"}
+    conformance = checks["conformance"]
+    assert not conformance.passed
+    assert conformance.severity == dg.AssetCheckSeverity.WARN  # skip_invalid does not halt
+    metadata = {k: v.value for k, v in conformance.metadata.items()}
+    assert metadata["by_issue_type"] == {"invalid_npi": 1}
+    assert metadata["sample"] == [
+        {
+            "claim_type": "medical",
+            "claim_id": "MC-5",
+            "issue_type": "invalid_npi",
+            "detail": "provider_id: not an NPI with a valid check digit",
+        }
+    ]
+    integrity = {k: v.value for k, v in checks["referential_integrity"].metadata.items()}
+    assert integrity["by_issue_type"] == {"unknown_member": 1, "unknown_provider": 1}
+    assert not checks["duplicates"].passed  # MC-2 repeats MC-1
+    assert checks["outliers"].passed
+
+
+def test_halt_on_errors_fails_the_run_before_anything_downstream(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run(pipeline={"quality": {"mode": "halt_on_errors"}})
+
+    assert not result.success and result.status == "failure"
+    checks = check_evaluations(pipeline.instance, result.run_id)
+    assert not checks["conformance"].passed
+    assert checks["conformance"].severity == dg.AssetCheckSeverity.ERROR
+    assert set(materializations(pipeline.instance, result.run_id)) == {
+        "landed_batches",
+        "reference_data",
+        "raw_claims",
+    }
+    # Nothing was scored or marked: every claim is still pending for the next run.
+    assert set(pipeline.statuses().values()) == {"pending"}
+    assert pipeline.hits() == set()
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.status == "failure"
+    assert row.quality_report["failed"] == 2
+    assert pipeline.query("SELECT processed_run_id FROM batches") == [(None,)]
+
+
+def test_halt_on_errors_passes_a_clean_batch(pipeline: Pipeline) -> None:
+    clean = batch.batch_one()
+    clean["medical_claims.csv"] = [
+        c for c in clean["medical_claims.csv"] if c["claim_id"] not in ERRORS
+    ]
+    pipeline.land(clean)
+    result = pipeline.run(pipeline={"quality": {"mode": "halt_on_errors"}})
+
+    assert result.success
+    assert pipeline.hits() >= BATCH_ONE_FINDINGS
+
+
+def test_flag_only_scores_invalid_claims_too(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run(pipeline={"quality": {"mode": "flag_only"}})
+
+    assert result.success
+    assert set(pipeline.statuses().values()) == {"processed"}
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.quality_report["failed"] == 2  # still reported
+    # MC-5's provider NPI is not in the workspace: its rendering provider cannot be excluded,
+    # but the claim went through the rules (its score row exists only if it was hit).
+    assert pipeline.hits() >= BATCH_ONE_FINDINGS
+
+
+def test_an_invalid_config_fails_the_run_at_start(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run(pipeline={"quality": {"mode": "sometimes"}})
+
+    assert not result.success
+    assert materializations(pipeline.instance, result.run_id) == {}
+    assert set(pipeline.statuses().values()) == {"pending"}
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.status == "failure"
+    assert "invalid" in row.config_snapshot
+
+
+def test_incremental_run_reads_only_the_history_it_needs(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    first = pipeline.run()
+    before = pipeline.query("SELECT rule_id, claim_id, run_id FROM rule_hits")
+    pipeline.land(batch.batch_two())
+    second = pipeline.run()
+
+    assert second.success
+    # Findings that need batch one's claims: a third copy of MC-1 and an early refill of RX-1.
+    new = {
+        (r, c)
+        for r, c, run in pipeline.query("SELECT rule_id, claim_id, run_id FROM rule_hits")
+        if run == second.run_id
+    }
+    assert {("RULE-MED-001", "MC-11"), ("RULE-RX-001", "RX-11")} <= new
+    assert {c for _, c in new} <= {"MC-11", "MC-12", "RX-11"}
+    # Batch one's results are untouched and still credited to the first run.
+    assert set(before) <= set(pipeline.query("SELECT rule_id, claim_id, run_id FROM rule_hits"))
+    found = materializations(pipeline.instance, second.run_id)
+    assert found["raw_claims"]["claims_in"] == 3
+    # History: MC-1/MC-2 (same member and day as MC-11), RX-1 (same member), MC-7 (same
+    # provider and day as nothing: not read) -- a handful, not the whole workspace.
+    assert 0 < found["raw_claims"]["claims_history"] < 7
+    assert first.run_id != second.run_id
+
+
+def test_force_reprocess_gives_the_incremental_result(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    pipeline.run()
+    pipeline.land(batch.batch_two())
+    pipeline.run()
+    incremental = pipeline.outcome()
+    cases_before = pipeline.query("SELECT id, case_number FROM investigation_cases")
+
+    forced = pipeline.run(force_reprocess=True)
+
+    assert forced.success
+    assert pipeline.outcome() == incremental
+    # Every claim now points at the forced run; no case was opened twice.
+    assert pipeline.query("SELECT DISTINCT last_run_id FROM medical_claims") == [(forced.run_id,)]
+    assert pipeline.query("SELECT id, case_number FROM investigation_cases") == cases_before
+    row = get_run(pipeline.engine, forced.run_id)
+    assert row is not None and row.force_reprocess and row.stats["claims_in"] == 12
+
+
+def test_a_run_with_nothing_new_changes_nothing(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    pipeline.run()
+    before = pipeline.outcome()
+
+    again = pipeline.run()
+
+    assert again.success
+    assert pipeline.outcome() == before
+    assert materializations(pipeline.instance, again.run_id)["raw_claims"]["claims_in"] == 0
+
+
+def test_the_same_batch_twice_opens_no_new_cases(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    pipeline.run()
+    cases = pipeline.query("SELECT case_number, subject_type, subject_id FROM investigation_cases")
+
+    pipeline.land(batch.batch_one())
+    result = pipeline.run()
+
+    assert result.success
+    assert (
+        pipeline.query("SELECT case_number, subject_type, subject_id FROM investigation_cases")
+        == cases
+    )
+    # The copies reuse the claim ids: the gate holds them back.
+    assert (
+        materializations(pipeline.instance, result.run_id)["investigation_cases"]["cases_opened"]
+        == 0
+    )
+    assert pipeline.query("SELECT count(*) FROM medical_claims WHERE status = 'held'") == [(2 + 7,)]
+
+
+@pytest.mark.parametrize("mode", ["skip_invalid", "flag_only"])
+def test_quality_mode_is_recorded_with_the_run(pipeline: Pipeline, mode: str) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run(pipeline={"quality": {"mode": mode}})
+
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.config_snapshot["quality"]["mode"] == mode
+    run = pipeline.instance.get_run_by_id(result.run_id)
+    assert run is not None
+    assert run.run_config["resources"]["pipeline_config"]["config"]["pipeline"] == {
+        "quality": {"mode": mode}
+    }

@@ -1,0 +1,199 @@
+"""The pipeline against the real PostgreSQL: the store, the production dagster.yaml (run and
+event storage in PostgreSQL, queued runs limited per workspace), sensors ticked on it, and a run
+killed mid-way then run again."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from dagster import DagsterEventType
+
+from fwa_pipeline.defs.run_mirror import reconcile
+from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_reconciliation
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.runs import get_run
+from tests.conftest import PG_ADMIN_DSN
+from tests.pipeline import batch
+from tests.pipeline.conftest import (
+    WORKSPACE,
+    Pipeline,
+    materializations,
+    sensor_named,
+    status_context,
+)
+
+pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_incremental_and_forced_runs_on_postgres(pg_pipeline: Pipeline) -> None:
+    pg_pipeline.land(batch.batch_one())
+    first = pg_pipeline.run()
+    pg_pipeline.land(batch.batch_two())
+    second = pg_pipeline.run()
+
+    assert first.success and second.success
+    assert {("RULE-MED-001", "MC-11"), ("RULE-RX-001", "RX-11")} <= pg_pipeline.hits()
+    assert set(pg_pipeline.statuses().values()) == {"processed", "held"}
+    incremental = pg_pipeline.outcome()
+
+    forced = pg_pipeline.run(force_reprocess=True)
+
+    assert forced.success
+    assert pg_pipeline.outcome() == incremental
+    row = get_run(pg_pipeline.engine, second.run_id)
+    assert row is not None and row.status == "success"
+    assert row.stats["claims_in"] == 3 and row.quality_report["total_claims"] == 3
+
+
+# --------------------------------------------------------------------------- production instance
+
+
+@pytest.fixture
+def production_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """An instance from dagster_home/production/dagster.yaml on a PostgreSQL database of its
+    own, configured through the same environment variables as docker-compose."""
+    name = f"dagster_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(PG_ADMIN_DSN)
+    monkeypatch.setenv("DAGSTER_PG_HOST", str(info.get("host", "127.0.0.1")))
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(info.get("port", "5432")))
+    monkeypatch.setenv("DAGSTER_PG_USERNAME", str(info.get("user", "postgres")))
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", str(info.get("password", "")))
+    monkeypatch.setenv("DAGSTER_PG_DB", name)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "production" / "dagster.yaml", home / "dagster.yaml")
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_production_instance_runs_the_pipeline_and_the_sensors(
+    pg_pipeline: Pipeline, production_instance: dg.DagsterInstance
+) -> None:
+    coordinator = production_instance.run_coordinator
+    assert type(coordinator).__name__ == "QueuedRunCoordinator"
+    (limit,) = coordinator.get_run_queue_config().tag_concurrency_limits
+    assert limit["key"] == "dagster/partition" and limit["limit"] == 1
+    pipeline = Pipeline(
+        pg_pipeline.engine, pg_pipeline.settings, production_instance, pg_pipeline._tmp
+    )
+    batch_id = pipeline.land(batch.batch_one())
+    context = dg.build_sensor_context(
+        instance=production_instance, resources={"store": pipeline.store}
+    )
+    requested = landed_batch_sensor(context)
+    assert isinstance(requested, dg.SensorResult)
+    assert requested.run_requests[0].run_key == f"batch-{batch_id}"
+
+    result = pipeline.run()
+
+    assert result.success and result.status == "success"
+    # Runs and events live in PostgreSQL: a second instance on the same database sees them.
+    with dg.DagsterInstance.from_config(str(production_instance.root_directory)) as other:
+        (record,) = other.get_run_records()
+        assert record.dagster_run.run_id == result.run_id
+        assert "investigation_cases" in materializations(other, result.run_id)
+        assert production_instance.has_dynamic_partition("workspaces", WORKSPACE)
+    assert isinstance(landed_batch_sensor(context), dg.SkipReason)
+    # The mirror, as the daemon's sensors run it: the run-status sensor, then the reconciliation.
+    with pipeline.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM pipeline_runs")
+    sensor_named("pipeline_run_success")(
+        status_context(pipeline, result.run_id, DagsterEventType.RUN_SUCCESS)
+    )
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.status == "success" and row.stats["claims_in"] == 9
+    with pipeline.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE pipeline_runs SET status = 'running'")
+    reconciled = pipeline_run_reconciliation(
+        dg.build_sensor_context(instance=production_instance, resources={"store": pipeline.store})
+    )
+    assert isinstance(reconciled, dg.SkipReason)
+    assert get_run(pipeline.engine, result.run_id).status == "success"
+
+
+# --------------------------------------------------------------------------- a killed run
+
+
+def _started_steps(instance: dg.DagsterInstance) -> set[str]:
+    records = instance.get_run_records()
+    if not records:
+        return set()
+    run_id = records[0].dagster_run.run_id
+    return {
+        e.step_key or "" for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
+    }
+
+
+def test_a_killed_run_run_again_gives_the_clean_result(
+    pg_pipeline: Pipeline, pg_settings: Settings, tmp_path: Path
+) -> None:
+    pg_pipeline.land(batch.batch_one(), workspace="clean")
+    assert pg_pipeline.run(workspace="clean").success
+    pg_pipeline.land(batch.batch_one())
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "FWA_ENVIRONMENT": "test",
+        "FWA_DATABASE_URL": pg_settings.database_url.get_secret_value(),
+        "FWA_DATA_DIR": str(pg_settings.data_dir),
+        "FWA_ENCRYPTION_KEY": pg_settings.encryption_key.get_secret_value(),
+        "DAGSTER_HOME": str(home),
+    }
+    command = [sys.executable, "-m", "fwa_pipeline.cli", "run", "--workspace", WORKSPACE]
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            deadline = time.monotonic() + 120
+            # Kill it once the claims are selected and enriched, before anything is committed.
+            while "rule_hits" not in _started_steps(instance):
+                assert process.poll() is None, "the run ended before it could be killed"
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+
+            assert set(pg_pipeline.statuses().values()) == {"pending"}
+            assert pg_pipeline.query(
+                "SELECT count(*) FROM rule_hits WHERE workspace_id = "
+                "(SELECT id FROM workspaces WHERE name = :ws)",
+                ws=WORKSPACE,
+            ) == [(0,)]
+            # Without a daemon, the reconciliation notices the dead process.
+            reconcile(pg_pipeline.engine, instance)
+            (killed,) = instance.get_run_records()
+            assert killed.dagster_run.status == dg.DagsterRunStatus.FAILURE
+            assert get_run(pg_pipeline.engine, killed.dagster_run.run_id).status == "failure"
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    again = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+
+    assert again.returncode == 0, again.stderr
+    assert pg_pipeline.outcome() == pg_pipeline.outcome("clean")
