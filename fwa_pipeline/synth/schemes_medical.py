@@ -36,7 +36,7 @@ from fwa_pipeline.synth.medical import (
 from fwa_pipeline.synth.population import NO_DAY, Members, Providers
 
 UPCODER_LEVEL_SHARE = 0.92
-OVERUSER_MODIFIER_SHARE = 0.8
+OVERUSER_MODIFIER_SHARE = 0.9
 OUTLIER_VISITS_PER_MEMBER = 10.0
 IMPOSSIBLE_DAY_LINES = 27  # x 60 minutes: more than 24 h in one day
 # The rules need >= 30 distinct members on E/M lines (upcoding) and >= 30 lines (modifier
