@@ -3,6 +3,7 @@ Imports of heavy modules happen inside commands so ``fwa --help`` stays instant.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -153,7 +154,11 @@ def _pipeline_overrides(config_file: Path | None, quality_mode: str | None) -> d
 
 
 def _execute(
-    settings: Settings, workspace: str, force: bool, pipeline: dict[str, Any]
+    settings: Settings,
+    workspace: str,
+    force: bool,
+    pipeline: dict[str, Any],
+    as_of: dt.date | None = None,
 ) -> LaunchResult:
     """Run the pipeline in-process on the local Dagster instance, then reconcile the run mirror
     (PipelineRun rows are complete without the daemon's sensors)."""
@@ -171,7 +176,9 @@ def _execute(
     default_dagster_home()
     engine = get_engine(settings)
     with DagsterInstance.get() as instance:
-        result = run_pipeline(workspace, instance, force_reprocess=force, pipeline=pipeline)
+        result = run_pipeline(
+            workspace, instance, force_reprocess=force, pipeline=pipeline, as_of=as_of
+        )
         reconcile(engine, instance)
     return result
 
@@ -207,8 +214,18 @@ def _run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML/JSON laid over the catalogue defaults: quality, scoring, rules.<id>.",
 )
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The run's as-of date (claims dated later are in the future). Default: today.",
+)
 def run_command(
-    workspace: str, force_reprocess: bool, quality_mode: str | None, config_file: Path | None
+    workspace: str,
+    force_reprocess: bool,
+    quality_mode: str | None,
+    config_file: Path | None,
+    as_of: dt.datetime | None,
 ) -> None:
     """Run the pipeline for WORKSPACE in this process (recorded in the local Dagster instance)."""
     from fwa_pipeline.store.claims import workspace_id
@@ -218,7 +235,9 @@ def run_command(
     if workspace_id(get_engine(settings), workspace) is None:
         raise click.ClickException(f"no workspace {workspace!r}: load a batch into it first")
     pipeline = _pipeline_overrides(config_file, quality_mode)
-    result = _execute(settings, workspace, force_reprocess, pipeline)
+    result = _execute(
+        settings, workspace, force_reprocess, pipeline, as_of.date() if as_of else None
+    )
     click.echo(json.dumps(_run_summary(settings, result.run_id), indent=2, default=str))
     if not result.success:
         sys.exit(1)
@@ -264,7 +283,7 @@ def demo(n_claims: int, seed: int, workspace: str) -> None:
     from fwa_pipeline.store import migrate
     from fwa_pipeline.store.claims import delete_workspace
     from fwa_pipeline.store.db import get_engine
-    from fwa_pipeline.synth import generate
+    from fwa_pipeline.synth import ANCHOR_DATE, generate
 
     settings = load_settings()
     engine = get_engine(settings)
@@ -279,7 +298,9 @@ def demo(n_claims: int, seed: int, workspace: str) -> None:
     except BatchRejected as exc:  # the generator writes conformant files; say so if not
         raise click.ClickException(str(exc)) from None
     click.echo(f"loaded into workspace {workspace!r}; running the pipeline ...")
-    result = _execute(settings, workspace, False, {})
+    # The synthetic data's "today" is its anchor date: claims after it are the planted
+    # future-dated defects.
+    result = _execute(settings, workspace, False, {}, as_of=ANCHOR_DATE)
     click.echo(_demo_report(settings, workspace, result.run_id))
     home = default_dagster_home()
     click.echo(

@@ -166,8 +166,8 @@ def landed_batches(
     ws_id = _workspace_id(store, context.partition_key)
     batches = unprocessed_batches(engine, ws_id)
     marks = watermark(engine, ws_id)
-    as_of = dt.datetime.now(dt.UTC).date()
-    snapshot = pipeline_config.snapshot()
+    as_of = pipeline_config.as_of_date()
+    snapshot = pipeline_config.snapshot(as_of)
     newest = int(batches["batch_id"].max()) if not batches.empty else None
     with engine.begin() as connection:
         upsert_run(

@@ -2,6 +2,7 @@
 real Dagster instance, so the run shows in the Dagster UI like any other, then mirroring it into
 ``PipelineRun`` without waiting for the daemon's sensors."""
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ def run_pipeline(
     *,
     force_reprocess: bool = False,
     pipeline: Mapping[str, Any] | None = None,
+    as_of: dt.date | None = None,
     store: StoreResource | None = None,
     trigger: str = "cli",
     tags: Mapping[str, str] | None = None,
@@ -61,7 +63,7 @@ def run_pipeline(
         instance=instance,
         partition_key=workspace,
         run_config={
-            **run_config(force_reprocess, pipeline),
+            **run_config(force_reprocess, pipeline, as_of),
             # The events are stored in the instance either way; keep the terminal quiet.
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },

@@ -9,6 +9,7 @@
 """
 
 import copy
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,11 @@ class PipelineRunConfig(dg.ConfigurableResource):
     force_reprocess: bool = Field(
         default=False, description="Reprocess every claim of the workspace, not only new ones."
     )
+    as_of: str | None = Field(
+        default=None,
+        description="The run's as-of date (YYYY-MM-DD): claims dated after it are in the "
+        "future. Default: the run's date (UTC).",
+    )
     pipeline: dict[str, Any] = Field(
         default_factory=_default_pipeline,
         description=(
@@ -100,20 +106,33 @@ class PipelineRunConfig(dg.ConfigurableResource):
         """The validated configuration the run applies (raises on an invalid override)."""
         return PipelineConfig.model_validate(deep_merge(_default_pipeline(), self.pipeline))
 
-    def snapshot(self) -> dict[str, Any]:
-        """The run's config snapshot: exactly what it ran with."""
-        return {"force_reprocess": self.force_reprocess, **self.effective().model_dump(mode="json")}
+    def as_of_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.as_of) if self.as_of else dt.datetime.now(dt.UTC).date()
+
+    def snapshot(self, as_of: dt.date | None = None) -> dict[str, Any]:
+        """The run's config snapshot: exactly what it ran with (``as_of``: the date the run
+        fixed, when it has)."""
+        return {
+            "force_reprocess": self.force_reprocess,
+            "as_of": (as_of or self.as_of_date()).isoformat(),
+            **self.effective().model_dump(mode="json"),
+        }
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail the run at start, before any asset reads a claim, when the config is invalid.
         self.effective()
+        self.as_of_date()
 
 
 def run_config(
-    force_reprocess: bool = False, pipeline: Mapping[str, Any] | None = None
+    force_reprocess: bool = False,
+    pipeline: Mapping[str, Any] | None = None,
+    as_of: dt.date | None = None,
 ) -> dict[str, Any]:
     """Dagster run config setting :class:`PipelineRunConfig` (for sensors, schedules, the CLI)."""
     config: dict[str, Any] = {"force_reprocess": force_reprocess}
     if pipeline:
         config["pipeline"] = dict(pipeline)
+    if as_of is not None:
+        config["as_of"] = as_of.isoformat()
     return {"resources": {PIPELINE_CONFIG_KEY: {"config": config}}}

@@ -12,12 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from fwa_pipeline.cli import cli
 from fwa_pipeline.defs.partitions import TRIGGER_TAG
 from fwa_pipeline.ingest import load_directory
 from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.db import get_engine
 from tests.pipeline import batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +124,18 @@ def test_fwa_demo_runs_end_to_end(env: Settings) -> None:
     assert "RULE-MED-001" in output and "all rules" in output
     assert "open cases by risk level: critical" in output
     assert "dagster dev -w workspace.yaml" in output
+    assert "future_date" in output  # dated after the synthetic data's anchor date
     # Again: the demo workspace is replaced, not duplicated.
     code, again, _ = invoke("demo", "--claims", "3000", "--seed", "7")
     assert code == 0 and "replaced the earlier 'demo' workspace" in again
+    engine = get_engine(env)
+    with engine.connect() as connection:
+        (claims,) = connection.execute(
+            text(
+                "SELECT count(*) FROM medical_claims WHERE workspace_id NOT IN "
+                "(SELECT id FROM workspaces WHERE name = 'acme')"
+            )
+        ).one()
+    assert (
+        claims == sum(1 for _ in (env.data_dir / "demo" / "demo" / "medical_claims.csv").open()) - 1
+    )
