@@ -110,9 +110,22 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     certs = tmp_path / "certs"
     certs.mkdir()
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-         "-keyout", str(certs / "privkey.pem"), "-out", str(certs / "fullchain.pem"),
-         "-days", "1"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(certs / "privkey.pem"),
+            "-out",
+            str(certs / "fullchain.pem"),
+            "-days",
+            "1",
+        ],
         check=True,
         capture_output=True,
     )
