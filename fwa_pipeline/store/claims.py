@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, Engine, Select, Table, and_, func, select, union
 
+from fwa_pipeline.domain.quality import MEDICAL_COLUMNS, PHARMACY_COLUMNS
 from fwa_pipeline.reference import load_default_reference
 from fwa_pipeline.store.bulk import read_frame
 from fwa_pipeline.store.crypto import FieldCipher
@@ -52,37 +53,13 @@ MEDICAL = ClaimTable(
     "medical",
     MedicalClaim.__table__,  # type: ignore[arg-type]
     "service_date",
-    (
-        "claim_id",
-        "member_id",
-        "provider_id",
-        "service_date",
-        "cpt_code",
-        "modifier",
-        "diagnosis_code",
-        "units",
-        "place_of_service",
-        "amount_billed",
-        "amount_paid",
-    ),
+    tuple(MEDICAL_COLUMNS[1:]),  # the frame shape the domain reads, less claim_pk
 )
 PHARMACY = ClaimTable(
     "pharmacy",
     PharmacyClaim.__table__,  # type: ignore[arg-type]
     "fill_date",
-    (
-        "claim_id",
-        "member_id",
-        "prescriber_id",
-        "pharmacy_id",
-        "fill_date",
-        "ndc_code",
-        "quantity",
-        "days_supply",
-        "refill_number",
-        "amount_billed",
-        "amount_paid",
-    ),
+    tuple(PHARMACY_COLUMNS[1:]),
 )
 CLAIM_TABLES = {t.claim_type: t for t in (MEDICAL, PHARMACY)}
 
