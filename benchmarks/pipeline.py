@@ -8,7 +8,7 @@ Synthesises ``claims x (1 + batch-share)`` claims (sorted by date) and splits th
 
 * full run: the pipeline, in-process, over the first batch (every claim new);
 * I/O floor: the same run's unavoidable I/O alone: reading every claim with the columns the
-  run reads, and writing its hits, scores and claim statuses (one transaction, rolled back);
+  run reads, and writing its hits, scores and held claims (one transaction, rolled back);
 * 1% batch: the second batch landed on the processed claims, run incrementally;
 
 with the targets (full < 60 s, full <= 3x the floor, 1% <= 5% of full) and each run's step
@@ -39,7 +39,7 @@ from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.ingest import load_directory
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store import migrate
-from fwa_pipeline.store.claims import read_new_claims, workspace_id
+from fwa_pipeline.store.claims import read_new_claims, run_batches, workspace_id
 from fwa_pipeline.store.crypto import generate_key
 from fwa_pipeline.store.db import get_engine
 from fwa_pipeline.store.results import write_run_results
@@ -208,14 +208,13 @@ def io_floor(settings: Settings, run_id: str) -> float:
     assert ws is not None
     with engine.connect() as connection:
         transaction = connection.begin()
-        frames = {
-            t: read_new_claims(connection, t, ws, 2**62, force=True)
-            for t in ("medical", "pharmacy")
-        }
+        batch_ids = run_batches(connection, ws, force=True)["batch_id"].tolist()
+        frames = {t: read_new_claims(connection, t, ws, batch_ids) for t in ("medical", "pharmacy")}
         processed = pd.concat(
             [f[["claim_pk"]].assign(claim_type=t) for t, f in frames.items()], ignore_index=True
         )
-        write_run_results(connection, ws, run_id, hits, scores, processed, processed.iloc[0:0])
+        held = processed.iloc[0:0].assign(reason="")
+        write_run_results(connection, ws, run_id, batch_ids, hits, scores, processed, held)
         elapsed = time.perf_counter() - started
         transaction.rollback()
     return elapsed

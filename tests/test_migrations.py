@@ -67,3 +67,67 @@ def test_models_match_migrations(sqlite_engine) -> None:
     with sqlite_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_claim_status_moves_to_batches_and_back(tmp_path: Path) -> None:
+    """0002 keeps what the claim rows said: a held claim becomes a held_claims row and a
+    processed one reads as processed through its batch; downgrading writes both back."""
+    engine = create_engine(f"sqlite:///{tmp_path / 's.db'}")
+    claim = (
+        "INSERT INTO medical_claims (workspace_id, batch_id, claim_id, status, last_run_id) "
+        "VALUES (1, :batch, :claim, :status, :run)"
+    )
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
+                    "VALUES (1, 'w', '2026-01-01', 0)"
+                )
+            )
+            for batch, run in ((1, "r1"), (2, None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO batches (id, workspace_id, source, landed_at, files, "
+                        "warnings, processed_run_id) VALUES (:b, 1, 'cli', '2026-01-01', '{}', "
+                        "'[]', :run)"
+                    ),
+                    {"b": batch, "run": run},
+                )
+            for batch, name, status, run in (
+                (1, "C1", "processed", "r1"),
+                (1, "C2", "held", "r1"),
+                (2, "C3", "pending", None),
+            ):
+                conn.execute(
+                    text(claim), {"batch": batch, "claim": name, "status": status, "run": run}
+                )
+
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT claim_id, batch_id, status, last_run_id FROM claim_status "
+                    "ORDER BY claim_id"
+                )
+            ).all()
+            assert [tuple(r) for r in found] == [
+                ("C1", 1, "processed", "r1"),
+                ("C2", 1, "held", "r1"),
+                ("C3", 2, "pending", None),
+            ]
+            assert conn.execute(text("SELECT run_id FROM held_claims")).all() == [("r1",)]
+
+        migrate.downgrade(engine, "0001")
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT claim_id, status, last_run_id FROM medical_claims ORDER BY claim_id")
+            ).all()
+        assert [tuple(r) for r in found] == [
+            ("C1", "processed", "r1"),
+            ("C2", "held", "r1"),
+            ("C3", "pending", None),
+        ]
+    finally:
+        engine.dispose()

@@ -11,8 +11,9 @@ rule, cases opened and updated, flagged dollars).
 (``landed_batches`` fixes the run's scope, which the later assets read too.)
 
 Nothing is written to the claims store until ``investigation_cases``, which records hits,
-scores, claim statuses, cases and the consumed batches in one transaction: a run killed
-anywhere leaves the store as it was, and its claims still pending for the next run.
+scores, held claims, cases and the consumed batches (which makes their claims processed) in one
+transaction: a run killed anywhere leaves the store as it was, and its batches still pending for
+the next run.
 """
 
 import datetime as dt
@@ -58,7 +59,7 @@ from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
 from fwa_pipeline.store.cases import upsert_cases
 from fwa_pipeline.store.claims import (
     CLAIM_TABLES,
-    has_processed_claims,
+    has_processed_batches,
     last_run_id,
     read_history,
     read_labels,
@@ -67,8 +68,7 @@ from fwa_pipeline.store.claims import (
     read_reference,
     read_rule_hit_keys,
     reference_ids,
-    unprocessed_batches,
-    watermark,
+    run_batches,
     workspace_id,
 )
 from fwa_pipeline.store.models import InvestigationCase, utcnow
@@ -125,13 +125,13 @@ def claim_keys(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 class Scope:
-    """What ``landed_batches`` fixed for the run: workspace id, claim watermarks, as-of date,
-    whether any claim was processed before, the workspace's last run and the batches."""
+    """What ``landed_batches`` fixed for the run: workspace id, the batches whose claims it
+    processes, as-of date, whether any batch was processed before and the workspace's last
+    run."""
 
     def __init__(self, frames: Frames) -> None:
         row = frames["scope"].iloc[0]
         self.workspace_id = int(row["workspace_id"])
-        self.up_to = {t: int(row[f"{t}_up_to"]) for t in CLAIM_TYPES}
         self.as_of = dt.date.fromisoformat(str(row["as_of"]))
         self.fresh = bool(row["fresh"])
         self.last_run_id = str(row["last_run_id"]) or None
@@ -155,17 +155,17 @@ ASSET = {"partitions_def": WORKSPACES}
     **ASSET,
     group_name="intake",
     kinds={"sql"},
-    description="The batches landed in the workspace that no run has consumed yet, and the "
-    "scope the run fixes from them: claim watermarks (a batch landing mid-run waits for the "
-    "next run), the as-of date and the run's config snapshot, recorded as the run starts.",
+    description="The batches whose claims the run processes: those landed in the workspace "
+    "that no run has consumed yet (every batch with force_reprocess; a batch landing mid-run "
+    "waits for the next run), the as-of date and the run's config snapshot, recorded as the "
+    "run starts.",
 )
 def landed_batches(
     context: dg.AssetExecutionContext, store: StoreResource, pipeline_config: PipelineRunConfig
 ) -> dg.Output[Frames]:
     engine = store.engine()
     ws_id = _workspace_id(store, context.partition_key)
-    batches = unprocessed_batches(engine, ws_id)
-    marks = watermark(engine, ws_id)
+    batches = run_batches(engine, ws_id, force=pipeline_config.force_reprocess)
     as_of = pipeline_config.as_of_date()
     snapshot = pipeline_config.snapshot(as_of)
     newest = int(batches["batch_id"].max()) if not batches.empty else None
@@ -188,10 +188,9 @@ def landed_batches(
         [
             {
                 "workspace_id": ws_id,
-                **{f"{t}_up_to": marks[t] for t in CLAIM_TYPES},
                 "as_of": as_of.isoformat(),
-                # No claim processed yet: the run's hits will be all the workspace has.
-                "fresh": not has_processed_claims(engine, ws_id),
+                # No batch processed yet: the run's hits will be all the workspace has.
+                "fresh": not has_processed_batches(engine, ws_id),
                 "last_run_id": last_run_id(engine, ws_id) or "",
             }
         ]
@@ -204,7 +203,6 @@ def landed_batches(
             **frame_metadata(batches),
             "batches": dg.MetadataValue.int(len(batches)),
             "batch_ids": dg.MetadataValue.json([int(b) for b in batches["batch_id"]]),
-            "watermark": dg.MetadataValue.json(marks),
             "as_of": dg.MetadataValue.text(as_of.isoformat()),
             "force_reprocess": dg.MetadataValue.bool(pipeline_config.force_reprocess),
             "config_sha256": dg.MetadataValue.text(fingerprint),
@@ -237,9 +235,10 @@ def reference_data(context: dg.AssetExecutionContext, store: StoreResource) -> d
     group_name="intake",
     kinds={"sql", "pandas", "pandera"},
     check_specs=check_specs("raw_claims"),
-    description="The claims this run processes (pending ones, or all with force_reprocess) "
-    "plus the processed history the rules' look-back needs for the members and providers they "
-    "touch. The quality checks run here; the quality report is stored with the run.",
+    description="The claims of the run's batches (the pending ones; every one with "
+    "force_reprocess) plus the processed history the rules' look-back needs for the members "
+    "and providers they touch. The quality checks run here; the quality report is stored with "
+    "the run.",
 )
 def raw_claims(
     context: dg.AssetExecutionContext,
@@ -255,9 +254,7 @@ def raw_claims(
     engine = store.engine()
     frames: Frames = {}
     for claim_type in CLAIM_TYPES:
-        new = read_new_claims(
-            engine, claim_type, scope.workspace_id, scope.up_to[claim_type], force=force
-        )
+        new = read_new_claims(engine, claim_type, scope.workspace_id, scope.batch_ids)
         history = new.iloc[0:0]
         if not everything and not new.empty:
             plan = plan_history(config, claim_type)
@@ -265,7 +262,7 @@ def raw_claims(
                 engine,
                 claim_type,
                 scope.workspace_id,
-                scope.up_to[claim_type],
+                scope.batch_ids,
                 same_day=plan.same_day,
                 windows=plan.date_windows(new[DATE_COLUMN[claim_type]]),
             )
@@ -274,7 +271,7 @@ def raw_claims(
         )
 
     member_ids, provider_ids = reference_ids(
-        engine, scope.workspace_id, scope.up_to, every_member=everything
+        engine, scope.workspace_id, scope.batch_ids, every_member=everything
     )
     assessed = assess_quality(
         frames["medical"], frames["pharmacy"], member_ids, provider_ids, config.quality, scope.as_of
@@ -304,7 +301,12 @@ def raw_claims(
 def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
     """The quality result of the run's new claims: history was judged when it was new, so the
     run reports and gates its new claims only."""
-    issues = issues.merge(claim_keys(frames), on=KEY_COLUMNS, how="inner")
+    # Issues are few and claims many: filter by key membership rather than merge a million keys.
+    new = pd.Series(False, index=issues.index)
+    for t in CLAIM_TYPES:
+        keys = in_scope(frames[t])["claim_pk"]
+        new |= (issues["claim_type"] == t) & issues["claim_pk"].isin(keys)
+    issues = issues[new].reset_index(drop=True)
     totals = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
     return QualityResult(issues=issues, report=quality_report(issues, totals))  # type: ignore[arg-type]
 
@@ -362,13 +364,14 @@ def enriched_claims(
     landed_batches: Frames,
 ) -> dg.Output[Frames]:
     scope = Scope(landed_batches)
-    wanted: set[str] | None = touched_ids({t: validated_claims[t] for t in CLAIM_TYPES})
-    if pipeline_config.force_reprocess or len(wanted) > MEMBER_LIST_LIMIT:
+    everything = pipeline_config.force_reprocess or scope.fresh
+    wanted = None if everything else touched_ids({t: validated_claims[t] for t in CLAIM_TYPES})
+    if wanted is not None and len(wanted) > MEMBER_LIST_LIMIT:
         wanted = None  # most members: reading them all beats a huge IN list
     members = read_members(store.engine(), store.cipher(), scope.workspace_id, wanted)
     frames = enrich(validated_claims, members, reference_data)
     peer_rows = 0
-    if not (pipeline_config.force_reprocess or scope.fresh):
+    if not everything:
         peer_input = peer_frames(context, store, pipeline_config, validated_claims, scope)
         # Peer rules read no member attribute: the peer frame is enriched without members.
         peers = enrich(peer_input, members.iloc[0:0], reference_data)
@@ -512,9 +515,9 @@ def claim_scores(
     **ASSET,
     group_name="cases",
     kinds={"sql"},
-    description="Commits the run: hits, scores and claim statuses (processed, held), case "
-    "upserts (one open case per subject, rebuilt from all its stored evidence; the same "
-    "evidence opens nothing new) and the consumed batches, in one transaction.",
+    description="Commits the run: hits, scores and held claims, case upserts (one open case "
+    "per subject, rebuilt from all its stored evidence; the same evidence opens nothing new) "
+    "and the consumed batches (their claims become processed), in one transaction.",
 )
 def investigation_cases(
     context: dg.AssetExecutionContext,
@@ -538,6 +541,7 @@ def investigation_cases(
             connection,
             scope.workspace_id,
             context.run.run_id,
+            scope.batch_ids,
             rule_hits,
             claim_scores,
             processed,

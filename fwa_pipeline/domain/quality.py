@@ -370,9 +370,18 @@ class QualityResult:
     report: dict[str, Any]
 
     def error_keys(self) -> pd.DataFrame:
-        """``claim_type, claim_pk`` of every claim with at least one error."""
-        errors = self.issues[self.issues["severity"] == "error"]
-        return errors[KEY_COLUMNS].drop_duplicates().reset_index(drop=True)
+        """``claim_type, claim_pk`` of every claim with at least one error, and ``reason``: its
+        error issue types, sorted and comma-separated."""
+        errors = self.issues.loc[self.issues["severity"] == "error", [*KEY_COLUMNS, "issue_type"]]
+        errors = errors.drop_duplicates()
+        reasons = (
+            errors.sort_values("issue_type", kind="stable")
+            .groupby(KEY_COLUMNS, sort=False)["issue_type"]
+            .agg(",".join)
+            .rename("reason")
+            .reset_index()
+        )
+        return errors[KEY_COLUMNS].drop_duplicates().merge(reasons, on=KEY_COLUMNS)
 
 
 def empty_issues() -> pd.DataFrame:
@@ -499,7 +508,7 @@ def _counts(values: pd.Series) -> dict[str, int]:
 class GateOutcome:
     medical: pd.DataFrame  # the claims that go on to scoring
     pharmacy: pd.DataFrame
-    held: pd.DataFrame  # claim_type, claim_pk held back
+    held: pd.DataFrame  # claim_type, claim_pk, reason of the claims held back
 
 
 def apply_gate(

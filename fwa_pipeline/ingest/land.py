@@ -1,30 +1,35 @@
 """Landing a validated batch: one transaction that creates the workspace if new, records the
 batch, upserts reference files, appends claims (``COPY`` on PostgreSQL) and marks the workspace
-as needing reprocessing. Any failure rolls all of it back."""
+as needing reprocessing. Any failure rolls all of it back.
+
+On PostgreSQL, claims large next to what their tables hold go in without the tables' secondary
+indexes, rebuilt before the commit (``store.bulk.indexes_rebuilt_after``)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from fwa_pipeline.ingest.contract import FILES, MEMBERS, Role
+from fwa_pipeline.ingest.contract import FILES, MEMBERS, FileSpec, Role
 from fwa_pipeline.ingest.parse import ParsedFile
 from fwa_pipeline.settings import Settings
-from fwa_pipeline.store.bulk import copy_frame, upsert_frame
+from fwa_pipeline.store.bulk import copy_frames, indexes_rebuilt_after, upsert_frame
 from fwa_pipeline.store.crypto import FieldCipher
 from fwa_pipeline.store.models import Base, Batch, Workspace
 from fwa_pipeline.store.pii import cipher_from_settings, encrypt_member_frame
 
 log = logging.getLogger(__name__)
 
-LANDED_STATUS = "pending"
+# Members are encrypted and sent this many rows at a time (see _store).
+MEMBER_SLICE_ROWS = 10_000
 
 
 @dataclass
@@ -50,36 +55,43 @@ class LoadResult:
 
 
 def land(
-    engine: Engine, settings: Settings, workspace: str, parsed: Sequence[ParsedFile], source: str
+    engine: Engine,
+    settings: Settings,
+    workspace: str,
+    parsed: Sequence[ParsedFile],
+    claims: Callable[[], Sequence[ParsedFile]],
+    source: str,
 ) -> LoadResult:
-    """Store ``parsed`` files as one batch of ``workspace``, all or nothing."""
+    """Store ``parsed`` files, then the claims files ``claims()`` returns, as one batch of
+    ``workspace``, all or nothing. ``claims`` is called once the other files are sent (it may
+    still be checking them, and may raise :class:`BatchRejected`)."""
     cipher = cipher_from_settings(settings)
-    order = list(FILES)
-    parsed = sorted(parsed, key=lambda p: order.index(p.spec.name))
-    files = {p.spec.name: len(p.frame) for p in parsed}
-    warnings = [w for p in parsed for w in p.warnings]
     with engine.begin() as connection:
         workspace_id = _workspace_needing_reprocessing(connection, workspace)
         batch_id = connection.execute(
-            insert(Batch)
-            .values(workspace_id=workspace_id, source=source, files=files, warnings=warnings)
-            .returning(Batch.id)
+            insert(Batch).values(workspace_id=workspace_id, source=source).returning(Batch.id)
         ).scalar_one()
-        for file in parsed:
+        for file in _in_landing_order(parsed):
+            _store(connection, file, workspace_id, batch_id, cipher)
+        claims_files = _in_landing_order(claims())
+        appended = {file.spec.table: len(file.frame) for file in claims_files}
+        with indexes_rebuilt_after(connection, appended) as rebuilt:
+            for file in claims_files:
+                _store(connection, file, workspace_id, batch_id, cipher)
             started = time.perf_counter()
-            frame = _stamped(file, workspace_id, batch_id, cipher)
-            if file.spec.role is Role.REFERENCE:
-                upsert_frame(connection, file.spec.table, frame)
-            else:
-                copy_frame(connection, file.spec.table, frame)
-            # Where a slow load spends its time (encryption, index and foreign-key upkeep).
+        if rebuilt:
             log.debug(
-                "batch %d: %s, %d rows in %.2f s",
+                "batch %d: indexes of %s rebuilt in %.2f s",
                 batch_id,
-                file.spec.name,
-                len(frame),
+                ", ".join(rebuilt),
                 time.perf_counter() - started,
             )
+        landed = _in_landing_order([*parsed, *claims_files])
+        files = {p.spec.name: len(p.frame) for p in landed}
+        warnings = [w for p in landed for w in p.warnings]
+        connection.execute(
+            update(Batch).where(Batch.id == batch_id).values(files=files, warnings=warnings)
+        )
     log.info(
         "landed batch %d in workspace %s (%s): %s",
         batch_id,
@@ -88,6 +100,47 @@ def land(
         ", ".join(f"{name} {rows}" for name, rows in files.items()),
     )
     return LoadResult(workspace, workspace_id, batch_id, source, files, warnings)
+
+
+def _in_landing_order(files: Sequence[ParsedFile]) -> list[ParsedFile]:
+    order = list(FILES)
+    return sorted(files, key=lambda p: order.index(p.spec.name))
+
+
+def _store(
+    connection: Connection,
+    file: ParsedFile,
+    workspace_id: int,
+    batch_id: int,
+    cipher: FieldCipher | None,
+) -> None:
+    started = time.perf_counter()
+    frame = file.frame
+    if file.spec.role is Role.CLAIMS or not _has_rows(connection, file.spec.table, workspace_id):
+        # Appended; for a reference file this means nothing to replace (keys are unique within
+        # a file, and the workspace row lock keeps it so until commit): no staging table.
+        # Members go in slices, encrypted in a thread ahead of the COPY sending them, so that
+        # encryption overlaps the server's work (mostly foreign-key checks) on earlier slices.
+        size = MEMBER_SLICE_ROWS if file.spec is MEMBERS else max(1, len(frame))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            stamped = [
+                pool.submit(
+                    _stamped, file.spec, frame.iloc[i : i + size], workspace_id, batch_id, cipher
+                )
+                for i in range(0, len(frame), size)
+            ]
+            copy_frames(connection, file.spec.table, (part.result() for part in stamped))
+    else:
+        stamped_frame = _stamped(file.spec, frame, workspace_id, batch_id, cipher)
+        upsert_frame(connection, file.spec.table, stamped_frame)
+    # Where a slow load spends its time.
+    log.debug(
+        "batch %d: %s, %d rows in %.2f s",
+        batch_id,
+        file.spec.name,
+        len(frame),
+        time.perf_counter() - started,
+    )
 
 
 def _workspace_needing_reprocessing(connection: Connection, name: str) -> int:
@@ -107,18 +160,25 @@ def _workspace_needing_reprocessing(connection: Connection, name: str) -> int:
     ).scalar_one()
 
 
+def _has_rows(connection: Connection, table: str, workspace_id: int) -> bool:
+    rows = Base.metadata.tables[table]
+    return connection.execute(
+        select(exists().where(rows.c.workspace_id == workspace_id))
+    ).scalar_one()
+
+
 def _stamped(
-    file: ParsedFile, workspace_id: int, batch_id: int, cipher: FieldCipher | None
+    spec: FileSpec,
+    frame: pd.DataFrame,
+    workspace_id: int,
+    batch_id: int,
+    cipher: FieldCipher | None,
 ) -> pd.DataFrame:
-    """The frame as its table stores it: workspace, batch and status columns where the table
-    has them, member PHI encrypted."""
-    frame = file.frame
-    if file.spec is MEMBERS:
+    """``frame`` as its table stores it: workspace and batch columns where the table has them,
+    member PHI encrypted."""
+    if spec is MEMBERS:
         frame = encrypt_member_frame(frame, cipher, workspace_id)
-    columns = Base.metadata.tables[file.spec.table].c
-    stamps: dict[str, Any] = {"workspace_id": workspace_id}
-    if "batch_id" in columns:
+    stamps = {"workspace_id": workspace_id}
+    if "batch_id" in Base.metadata.tables[spec.table].c:
         stamps["batch_id"] = batch_id
-    if file.spec.role is Role.CLAIMS:
-        stamps["status"] = LANDED_STATUS
     return frame.assign(**stamps)

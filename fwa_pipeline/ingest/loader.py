@@ -1,13 +1,17 @@
 """Loading a batch: the entry points of the CLI (a directory) and the API (uploaded files).
 
-Every file is read within the size limit and parsed before anything is written; all problems
-of all files are reported together, and a batch with any problem stores nothing.
+Every file is read within the size limit and parsed; all problems of all files are reported
+together, and a batch with any problem stores nothing. The claims files, the bulk of a batch,
+are parsed while the other files land, so that the database works meanwhile: a problem in them
+rolls that transaction back. A problem in any other file rejects the batch before anything is
+sent.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
@@ -63,18 +67,41 @@ def load_files(
         )
     specs = _specs(files, problems)
     limits = Limits.from_settings(settings)
-    parsed: list[ParsedFile] = []
-    for given, spec in specs.items():
-        data = _read(spec, files[given], limits.max_bytes, problems)
-        if data is None:
-            continue
-        try:
-            parsed.append(parse_file(spec, data, limits))
-        except BatchRejected as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise BatchRejected(problems)
-    return land(engine, settings, workspace, parsed, source)
+    # {given name: (the parsed file or None, its problems)}
+    results: dict[str, tuple[ParsedFile | None, list[Problem]]] = {}
+
+    def check(names: Sequence[str]) -> list[ParsedFile]:
+        """Parse the files ``names``, then raise if any file checked so far has a problem."""
+        for given in names:
+            results[given] = _parse(specs[given], files[given], limits)
+        found = problems + [p for given in specs if given in results for p in results[given][1]]
+        if found:
+            raise BatchRejected(found)
+        return [file for given in names if (file := results[given][0]) is not None]
+
+    # Claims files are checked in a thread while the other files land (see the module doc).
+    claims = [given for given, spec in specs.items() if spec.role is Role.CLAIMS]
+    try:
+        others = check([given for given in specs if given not in claims])
+    except BatchRejected:
+        check(claims)  # raises, listing the problems of every file
+        raise
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checked = pool.submit(check, claims)
+        return land(engine, settings, workspace, others, checked.result, source)
+
+
+def _parse(
+    spec: FileSpec, source: FileSource, limits: Limits
+) -> tuple[ParsedFile | None, list[Problem]]:
+    problems: list[Problem] = []
+    data = _read(spec, source, limits.max_bytes, problems)
+    if data is None:
+        return None, problems
+    try:
+        return parse_file(spec, data, limits), problems
+    except BatchRejected as exc:
+        return None, exc.problems
 
 
 def _specs(files: Mapping[str, FileSource], problems: list[Problem]) -> dict[str, FileSpec]:

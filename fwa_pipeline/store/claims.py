@@ -1,21 +1,40 @@
 """The pipeline's reads: a run's claims (new ones plus the history the rules need), the peers'
-claims, members, reference data, labels and unprocessed batches.
+claims, members, reference data, labels and the batches a run consumes; and a claim's processing
+status.
 
-A run's claims are fixed by a watermark: the largest claim id of each table when the run
-selected its work, so a batch landing mid-run waits for the next run instead of half-joining
-this one. History is always processed claims (held claims failed the quality gate), read by
-joining the new claims' keys to the store's indexes, so its cost follows the size of the batch,
-not of the workspace.
+A run's scope is a set of batches, fixed when it starts: the batches no run has consumed yet (or
+every batch, to reprocess), so a batch landing mid-run waits for the next run instead of
+half-joining this one (a batch and its claims land in one transaction). Processing state is kept
+per batch, never per claim: a claim is pending until a run consumes its batch
+(``batches.processed_run_id``), then held if that run's quality gate held it back
+(``held_claims``), else processed. History is always processed claims, read by joining the new
+claims' keys to the store's indexes, so its cost follows the size of the batch, not of the
+workspace.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Select, Table, and_, func, select, union
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    exists,
+    select,
+    union,
+)
 
 from fwa_pipeline.domain.quality import MEDICAL_COLUMNS, PHARMACY_COLUMNS
 from fwa_pipeline.reference import load_default_reference
@@ -25,6 +44,7 @@ from fwa_pipeline.store.models import (
     Batch,
     ClaimLabel,
     CptReference,
+    HeldClaim,
     MedicalClaim,
     Member,
     NcciEdit,
@@ -38,7 +58,20 @@ from fwa_pipeline.store.pii import TABLE as MEMBERS_TABLE
 from fwa_pipeline.store.pii import row_key
 
 Source = Engine | Connection
-PENDING, PROCESSED, HELD = "pending", "processed", "held"
+
+# The ``claim_status`` view (migration 0002): per claim, its batch, status (pending, processed,
+# held) and the run that last processed its batch. Not a model: Alembic compares tables only.
+CLAIM_STATUS = Table(
+    "claim_status",
+    MetaData(),
+    Column("workspace_id", Integer),
+    Column("claim_type", String(10)),
+    Column("claim_pk", BigInteger),
+    Column("claim_id", String(64)),
+    Column("batch_id", Integer),
+    Column("status", String(12)),
+    Column("last_run_id", String(64)),
+)
 
 
 @dataclass(frozen=True)
@@ -75,20 +108,26 @@ def _scalar(source: Source, statement: Select) -> object:
         return connection.execute(statement).scalar()
 
 
-def watermark(source: Source, workspace: int) -> dict[str, int]:
-    """The largest claim id of each claim table in ``workspace`` (0 when it has none)."""
-    return {
-        t.claim_type: int(
-            _scalar(
-                source,
-                select(func.coalesce(func.max(t.table.c.id), 0)).where(
-                    t.table.c.workspace_id == workspace
-                ),
-            )
-            or 0
-        )
-        for t in CLAIM_TABLES.values()
-    }
+def run_batches(source: Source, workspace: int, *, force: bool) -> pd.DataFrame:
+    """The batches a run consumes, oldest first: those of ``workspace`` no run has consumed
+    yet, or every one when ``force``."""
+    where = [Batch.workspace_id == workspace]
+    if not force:
+        where.append(Batch.processed_run_id.is_(None))
+    return read_frame(
+        source,
+        select(Batch.id.label("batch_id"), Batch.source, Batch.landed_at)
+        .where(*where)
+        .order_by(Batch.id),
+    )
+
+
+def has_processed_batches(source: Source, workspace: int) -> bool:
+    """Whether a run consumed any batch of ``workspace`` (so there may be stored hits)."""
+    statement = select(Batch.id).where(
+        Batch.workspace_id == workspace, Batch.processed_run_id.is_not(None)
+    )
+    return _scalar(source, statement.limit(1)) is not None
 
 
 def _frame_columns(spec: ClaimTable) -> list:
@@ -96,58 +135,53 @@ def _frame_columns(spec: ClaimTable) -> list:
     return [c.id.label("claim_pk"), *(c[name] for name in spec.columns)]
 
 
-def _new_claims(spec: ClaimTable, workspace: int, up_to: int, force: bool) -> list:
+def _in_batches(table: Table, workspace: int, batch_ids: Sequence[int]) -> ColumnElement[bool]:
+    return and_(table.c.workspace_id == workspace, table.c.batch_id.in_(list(batch_ids)))
+
+
+def _processed(spec: ClaimTable, workspace: int) -> ColumnElement[bool]:
+    """Claims of ``workspace`` a run consumed and did not hold back."""
     c = spec.table.c
-    conditions = [c.workspace_id == workspace, c.id <= up_to]
-    if not force:
-        conditions.append(c.status == PENDING)
-    return conditions
+    consumed = select(Batch.id).where(
+        Batch.workspace_id == workspace, Batch.processed_run_id.is_not(None)
+    )
+    held = exists().where(
+        HeldClaim.workspace_id == workspace,
+        HeldClaim.claim_type == spec.claim_type,
+        HeldClaim.claim_pk == c.id,
+    )
+    return and_(c.workspace_id == workspace, c.batch_id.in_(consumed), ~held)
 
 
 def read_new_claims(
-    source: Source, claim_type: str, workspace: int, up_to: int, *, force: bool
+    source: Source, claim_type: str, workspace: int, batch_ids: Sequence[int]
 ) -> pd.DataFrame:
-    """The claims a run processes: pending ones up to the watermark, or every one when
-    ``force`` (held claims included: the gate judges them again)."""
+    """The claims of a run's batches (with force_reprocess, every batch: held claims included,
+    the gate judges them again)."""
     spec = CLAIM_TABLES[claim_type]
-    statement = select(*_frame_columns(spec)).where(*_new_claims(spec, workspace, up_to, force))
+    statement = select(*_frame_columns(spec)).where(_in_batches(spec.table, workspace, batch_ids))
     # Landing order, sorted here: cheaper than an ORDER BY over a million rows in the database.
     return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)
-
-
-def has_processed_claims(source: Source, workspace: int) -> bool:
-    """Whether any claim of ``workspace`` was processed (so may have stored hits)."""
-    return any(
-        _scalar(
-            source,
-            select(t.table.c.id)
-            .where(t.table.c.workspace_id == workspace, t.table.c.status == PROCESSED)
-            .limit(1),
-        )
-        is not None
-        for t in CLAIM_TABLES.values()
-    )
 
 
 def read_history(
     source: Source,
     claim_type: str,
     workspace: int,
-    up_to: int,
+    batch_ids: Sequence[int],
     *,
     same_day: Collection[str] = (),
     windows: Mapping[str, tuple[dt.date, dt.date]] | None = None,
 ) -> pd.DataFrame:
-    """Processed claims related to the pending ones up to ``up_to``: those sharing an entity
-    column of ``same_day`` and the date with a pending claim, those of an entity (column of
-    ``windows``) a pending claim names dated within that window, and those reusing a pending
-    claim's id (the quality gate's duplicate-id check). One row per claim."""
+    """Processed claims related to the new claims of ``batch_ids``: those sharing an entity
+    column of ``same_day`` and the date with a new claim, those of an entity (column of
+    ``windows``) a new claim names dated within that window, and those reusing a new claim's
+    id (the quality gate's duplicate-id check). One row per claim."""
     spec = CLAIM_TABLES[claim_type]
     c = spec.table.c
-    pending = spec.table.alias("pending")
-    p = pending.c
-    pending_where = and_(p.workspace_id == workspace, p.id <= up_to, p.status == PENDING)
-    history_where = and_(c.workspace_id == workspace, c.status == PROCESSED)
+    new = spec.table.alias("new")
+    new_where = _in_batches(new, workspace, batch_ids)
+    history_where = _processed(spec, workspace)
     wanted = _frame_columns(spec)
     statements: list[Select] = []
     keys: list[tuple[tuple[str, ...], tuple[dt.date, dt.date] | None]] = [
@@ -156,7 +190,7 @@ def read_history(
     keys += [((entity,), window) for entity, window in (windows or {}).items()]
     keys.append((("claim_id",), None))
     for key, window in keys:
-        touched = select(*(p[k] for k in key)).where(pending_where).distinct().subquery()
+        touched = select(*(new.c[k] for k in key)).where(new_where).distinct().subquery()
         on = and_(*(c[k] == touched.c[k] for k in key))
         where = [history_where]
         if window is not None:
@@ -169,16 +203,23 @@ def read_history(
 def read_processed(source: Source, claim_type: str, workspace: int) -> pd.DataFrame:
     """Every processed claim of ``workspace`` (the peers' history, see ``defs.peers``)."""
     spec = CLAIM_TABLES[claim_type]
-    c = spec.table.c
-    statement = select(*_frame_columns(spec)).where(
-        c.workspace_id == workspace, c.status == PROCESSED
-    )
+    statement = select(*_frame_columns(spec)).where(_processed(spec, workspace))
     return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)
 
 
 def last_run_id(source: Source, workspace: int) -> str | None:
     found = _scalar(source, select(Workspace.last_pipeline_run_id).where(Workspace.id == workspace))
     return str(found) if found else None
+
+
+def claim_statuses(source: Source, workspace: int) -> pd.DataFrame:
+    """Every claim of ``workspace``: ``claim_type, claim_pk, claim_id, batch_id, status,
+    last_run_id`` (the run that last processed its batch; None while pending)."""
+    v = CLAIM_STATUS.c
+    statement = select(*(col for col in CLAIM_STATUS.c if col.name != "workspace_id")).where(
+        v.workspace_id == workspace
+    )
+    return read_frame(source, statement.order_by(v.claim_type, v.claim_pk))
 
 
 # --------------------------------------------------------------------------- reference data
@@ -206,36 +247,27 @@ def read_members(
     if sealed.any():
         if cipher is None:
             raise ValueError("member PHI is encrypted but no FWA_ENCRYPTION_KEY is configured")
-        members.loc[sealed, "date_of_birth"] = [
-            cipher.decrypt(
-                token,
-                table=MEMBERS_TABLE,
-                column="date_of_birth",
-                row_key=row_key(workspace, member),
-            )
-            for token, member in zip(
-                members.loc[sealed, "date_of_birth"],
-                members.loc[sealed, "member_id"],
-                strict=True,
-            )
-        ]
+        members.loc[sealed, "date_of_birth"] = cipher.decrypt_many(
+            members.loc[sealed, "date_of_birth"].tolist(),
+            table=MEMBERS_TABLE,
+            column="date_of_birth",
+            row_keys=[row_key(workspace, m) for m in members.loc[sealed, "member_id"].tolist()],
+        )
     members["date_of_birth"] = pd.to_datetime(members["date_of_birth"], format="%Y-%m-%d")
     return members.drop(columns=["pii_key_id"])
 
 
 def reference_ids(
-    source: Source, workspace: int, up_to: Mapping[str, int], *, every_member: bool
+    source: Source, workspace: int, batch_ids: Sequence[int], *, every_member: bool
 ) -> tuple[list[str], list[str]]:
-    """Referential-integrity ids: the existing members the pending claims up to ``up_to`` name
-    (a small batch does not need the whole membership; ``every_member`` when nearly every
-    claim is new), and the workspace's provider ids (a few thousand)."""
+    """Referential-integrity ids: the existing members the claims of ``batch_ids`` name (a
+    small batch does not need the whole membership; ``every_member`` when nearly every claim
+    is new), and the workspace's provider ids (a few thousand)."""
     m = Member.__table__.c  # type: ignore[attr-defined]
     statement = select(m.member_id).where(m.workspace_id == workspace)
     if not every_member:
         named = [
-            select(t.table.c.member_id).where(
-                *_new_claims(t, workspace, up_to[t.claim_type], False)
-            )
+            select(t.table.c.member_id).where(_in_batches(t.table, workspace, batch_ids))
             for t in CLAIM_TABLES.values()
         ]
         statement = statement.where(m.member_id.in_(union(*named)))
@@ -279,16 +311,6 @@ def read_labels(source: Source, workspace: int) -> pd.DataFrame:
     return read_frame(
         source,
         select(ClaimLabel.claim_id, ClaimLabel.rule_id).where(ClaimLabel.workspace_id == workspace),
-    )
-
-
-def unprocessed_batches(source: Source, workspace: int) -> pd.DataFrame:
-    """Batches of ``workspace`` no run has consumed yet, oldest first."""
-    return read_frame(
-        source,
-        select(Batch.id.label("batch_id"), Batch.source, Batch.landed_at)
-        .where(Batch.workspace_id == workspace, Batch.processed_run_id.is_(None))
-        .order_by(Batch.id),
     )
 
 

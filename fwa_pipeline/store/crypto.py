@@ -9,10 +9,14 @@ decrypting to the wrong person's data.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import os
 import secrets
+from collections.abc import Sequence
 
+import numpy as np
+import pyarrow as pa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -38,8 +42,18 @@ def is_token(value: str) -> bool:
     return value.startswith(TOKEN_VERSION + ":")
 
 
-def _aad(table: str, column: str, row_key: str, kid: str) -> bytes:
-    return f"fwa:{TOKEN_VERSION}|{table}|{column}|{row_key}|{kid}".encode()
+def _aad_around(table: str, column: str, kid: str) -> tuple[bytes, bytes]:
+    """The associated data of a value is ``head + row key + tail``."""
+    return f"fwa:{TOKEN_VERSION}|{table}|{column}|".encode(), f"|{kid}".encode()
+
+
+# base64 -> base64url, applied to many tokens at once, and back, one token at a time.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_STANDARD = str.maketrans("-_", "+/")
+
+
+def _where(table: str, column: str, row_key: str) -> str:
+    return f"{table}.{column} of row {row_key!r}"
 
 
 class FieldCipher:
@@ -58,34 +72,91 @@ class FieldCipher:
         return frozenset(self._aeads)
 
     def encrypt(self, plaintext: str, *, table: str, column: str, row_key: str) -> str:
-        kid = self.active_key_id
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aeads[kid].encrypt(
-            nonce, plaintext.encode(), _aad(table, column, row_key, kid)
+        tokens = self.encrypt_many(
+            [plaintext.encode()], table=table, column=column, row_keys=[row_key.encode()]
         )
-        return f"{TOKEN_VERSION}:{kid}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+        return str(tokens[0])
+
+    def encrypt_many(
+        self,
+        plaintexts: Sequence[bytes],
+        *,
+        table: str,
+        column: str,
+        row_keys: Sequence[bytes],
+    ) -> pa.LargeStringArray:
+        """:meth:`encrypt` for a column of values (UTF-8), ``row_keys[i]`` (UTF-8) being the
+        row of ``plaintexts[i]``: the same tokens, as an Arrow array, at about a microsecond a
+        value.
+
+        The loop does only what differs per value (AAD, encryption, base64); the nonces come
+        from one ``os.urandom`` call (each still 96 independent random bits), and the tokens
+        are assembled into one buffer, base64url-translated at once, without a Python string
+        per token.
+        """
+        if len(plaintexts) != len(row_keys):
+            raise ValueError("encrypt_many: one row key per plaintext is needed")
+        kid = self.active_key_id
+        seal = self._aeads[kid].encrypt
+        head, tail = _aad_around(table, column, kid)
+        randomness = os.urandom(NONCE_BYTES * len(plaintexts))
+        nonces = [randomness[i : i + NONCE_BYTES] for i in range(0, len(randomness), NONCE_BYTES)]
+        b64 = binascii.b2a_base64
+        blobs = [
+            b64(nonce + seal(nonce, plaintext, head + key + tail), newline=False)
+            for nonce, plaintext, key in zip(nonces, plaintexts, row_keys, strict=True)
+        ]
+        prefix = f"{TOKEN_VERSION}:{kid}:".encode()
+        offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, blobs), np.int64, len(blobs)) + len(prefix), out=offsets[1:])
+        # The prefix holds no "+" or "/" (key ids are alphanumeric): translating it is a no-op.
+        data = prefix.join([b"", *blobs]).translate(_URLSAFE)
+        return pa.LargeStringArray.from_buffers(
+            len(blobs), pa.py_buffer(offsets), pa.py_buffer(data)
+        )
 
     def decrypt(self, token: str, *, table: str, column: str, row_key: str) -> str:
-        where = f"{table}.{column} of row {row_key!r}"
-        version, _, rest = token.partition(":")
-        kid, _, payload = rest.partition(":")
-        if version != TOKEN_VERSION or not kid or not payload:
-            raise DecryptionError(f"{where}: not an encryption token of version {TOKEN_VERSION}")
-        aead = self._aeads.get(kid)
-        if aead is None:
-            raise DecryptionError(
-                f"{where}: encrypted under key id {kid!r}, which is not configured"
-            )
-        try:
-            blob = base64.urlsafe_b64decode(payload.encode())
-            plaintext = aead.decrypt(
-                blob[:NONCE_BYTES], blob[NONCE_BYTES:], _aad(table, column, row_key, kid)
-            )
-        except (InvalidTag, ValueError) as exc:
-            raise DecryptionError(
-                f"{where}: authentication failed (tampered, or moved from another row or column)"
-            ) from exc
-        return plaintext.decode()
+        return self.decrypt_many([token], table=table, column=column, row_keys=[row_key])[0]
+
+    def decrypt_many(
+        self, tokens: Sequence[str], *, table: str, column: str, row_keys: Sequence[str]
+    ) -> list[str]:
+        """:meth:`decrypt` for a column of tokens, ``row_keys[i]`` being the row of
+        ``tokens[i]``: the same checks per value (version, configured key id, authentication
+        bound to table, column, row key and key id), without a call and AAD format per value.
+        Raises :class:`DecryptionError` naming the first value that fails."""
+        if len(tokens) != len(row_keys):
+            raise ValueError("decrypt_many: one row key per token is needed")
+        around = {kid: _aad_around(table, column, kid) for kid in self._aeads}
+        opens = {kid: aead.decrypt for kid, aead in self._aeads.items()}
+        unb64 = binascii.a2b_base64
+        plaintexts: list[str] = []
+        for token, key in zip(tokens, row_keys, strict=True):
+            version, _, rest = token.partition(":")
+            kid, _, payload = rest.partition(":")
+            if version != TOKEN_VERSION or not kid or not payload:
+                raise DecryptionError(
+                    f"{_where(table, column, key)}: not an encryption token of version "
+                    f"{TOKEN_VERSION}"
+                )
+            aad = around.get(kid)
+            if aad is None:
+                raise DecryptionError(
+                    f"{_where(table, column, key)}: encrypted under key id {kid!r}, which is "
+                    "not configured"
+                )
+            try:
+                blob = unb64(payload.translate(_STANDARD))
+                plaintext = opens[kid](
+                    blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad[0] + key.encode() + aad[1]
+                )
+            except (InvalidTag, ValueError) as exc:  # binascii.Error is a ValueError
+                raise DecryptionError(
+                    f"{_where(table, column, key)}: authentication failed (tampered, or moved "
+                    "from another row or column)"
+                ) from exc
+            plaintexts.append(plaintext.decode())
+        return plaintexts
 
     @staticmethod
     def key_id_of(token: str) -> str | None:

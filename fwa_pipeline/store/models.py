@@ -177,6 +177,10 @@ class NdcReference(Base):
 
 # --------------------------------------------------------------------------- claims
 
+# A claim's processing status, derived per batch (never stored on the claim row, whose every
+# UPDATE rewrote the row and its indexes): pending until a run consumes its batch
+# (``batches.processed_run_id``), then held if that run's quality gate held it back
+# (``held_claims``), else processed. The ``claim_status`` view (migration 0002) answers it in SQL.
 CLAIM_STATUSES = ("pending", "processed", "held")
 
 
@@ -199,13 +203,11 @@ class MedicalClaim(Base):
     place_of_service: Mapped[str | None] = mapped_column(String(2))
     amount_billed: Mapped[float | None] = mapped_column(Money)
     amount_paid: Mapped[float | None] = mapped_column(Money)
-    # pending: landed, not yet scored; processed: scored; held: held back by the quality gate.
-    status: Mapped[str] = mapped_column(String(12), default="pending")
-    last_run_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_medical_claims_ws_claim", "workspace_id", "claim_id"),
-        Index("ix_medical_claims_ws_status", "workspace_id", "status"),
+        # A run reads its batches' claims (a small batch must not scan the workspace).
+        Index("ix_medical_claims_ws_batch", "workspace_id", "batch_id"),
         Index("ix_medical_claims_ws_provider_date", "workspace_id", "provider_id", "service_date"),
         Index("ix_medical_claims_ws_member", "workspace_id", "member_id"),
     )
@@ -229,16 +231,30 @@ class PharmacyClaim(Base):
     refill_number: Mapped[int | None] = mapped_column(Integer)
     amount_billed: Mapped[float | None] = mapped_column(Money)
     amount_paid: Mapped[float | None] = mapped_column(Money)
-    status: Mapped[str] = mapped_column(String(12), default="pending")
-    last_run_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_pharmacy_claims_ws_claim", "workspace_id", "claim_id"),
-        Index("ix_pharmacy_claims_ws_status", "workspace_id", "status"),
+        Index("ix_pharmacy_claims_ws_batch", "workspace_id", "batch_id"),
         Index("ix_pharmacy_claims_ws_member", "workspace_id", "member_id"),
         Index("ix_pharmacy_claims_ws_pharmacy", "workspace_id", "pharmacy_id"),
         Index("ix_pharmacy_claims_ws_prescriber", "workspace_id", "prescriber_id"),
     )
+
+
+class HeldClaim(Base):
+    """A claim the quality gate of ``run_id`` held back (under ``skip_invalid``). Rows of a
+    workspace are replaced when a run reprocesses their claims."""
+
+    __tablename__ = "held_claims"
+
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    claim_type: Mapped[str] = mapped_column(String(10), primary_key=True)
+    claim_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    # The error issue types that held it, comma-separated.
+    reason: Mapped[str] = mapped_column(String(200))
 
 
 class ClaimLabel(Base):
@@ -510,6 +526,7 @@ __all__ = [
     "ClaimLabel",
     "ClaimScore",
     "CptReference",
+    "HeldClaim",
     "InvestigationCase",
     "MedicalClaim",
     "Member",

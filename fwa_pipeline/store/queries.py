@@ -8,6 +8,7 @@ from sqlalchemy import String, and_, case, cast, literal, null, select, union_al
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.domain.cases import json_safe
+from fwa_pipeline.store.claims import CLAIM_STATUS
 from fwa_pipeline.store.models import (
     ClaimScore,
     MedicalClaim,
@@ -21,6 +22,7 @@ _CLAIM_FIELDS = (
     "claim_type",
     "claim_pk",
     "claim_id",
+    "batch_id",
     "status",
     "last_run_id",
     "member_id",
@@ -35,24 +37,38 @@ _CLAIM_FIELDS = (
 def _claim_rows(workspace_id: int, claim_id: str) -> Any:
     """Medical and pharmacy rows carrying ``claim_id``, in one shape (``_CLAIM_FIELDS``)."""
 
+    state = CLAIM_STATUS.c
+
     def shaped(model: Any, claim_type: str, date: Any, code: Any) -> Any:
         parties = [
             getattr(model, name) if hasattr(model, name) else cast(null(), String(10)).label(name)
             for name in _PARTIES
         ]
-        return select(
-            literal(claim_type, String(10)).label("claim_type"),
-            model.id.label("claim_pk"),
-            model.claim_id,
-            model.status,
-            model.last_run_id,
-            model.member_id,
-            *parties,
-            date.label("claim_date"),
-            code.label("code"),
-            model.amount_billed,
-            model.amount_paid,
-        ).where(model.workspace_id == workspace_id, model.claim_id == claim_id)
+        return (
+            select(
+                literal(claim_type, String(10)).label("claim_type"),
+                model.id.label("claim_pk"),
+                model.claim_id,
+                model.batch_id,
+                state.status,
+                state.last_run_id,
+                model.member_id,
+                *parties,
+                date.label("claim_date"),
+                code.label("code"),
+                model.amount_billed,
+                model.amount_paid,
+            )
+            .join(
+                CLAIM_STATUS,
+                and_(
+                    state.workspace_id == model.workspace_id,
+                    state.claim_type == claim_type,
+                    state.claim_pk == model.id,
+                ),
+            )
+            .where(model.workspace_id == workspace_id, model.claim_id == claim_id)
+        )
 
     return union_all(
         shaped(MedicalClaim, "medical", MedicalClaim.service_date, MedicalClaim.cpt_code),
@@ -65,7 +81,9 @@ def claim_provenance(
 ) -> dict[str, Any] | None:
     """Which rules and thresholds were in effect when this claim was scored?
 
-    One query: the claim, its ``last_run_id``, that run's status and config snapshot, the rule
+    One query: the claim, its batch, processing status and ``last_run_id`` (the run that last
+    processed its batch, see ``store.claims.CLAIM_STATUS``), that run's status and config
+    snapshot, the rule
     hits of that run on the claim and its score. When several rows carry the claim id (a
     duplicate the quality gate held), the processed one (else the first landed) is described and
     the others are listed under ``other_rows``. None when no row has the id. JSON-ready.

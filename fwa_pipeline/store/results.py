@@ -1,4 +1,4 @@
-"""A run's results in the store: rule hits, claim scores and claim statuses, written set-based in
+"""A run's results in the store: rule hits, claim scores and held claims, written set-based in
 the caller's transaction; and the stored hits (with their claims and scores) read back so an
 incremental run rebuilds a subject's case from all its evidence, not just the new hits.
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,19 +22,25 @@ from sqlalchemy import (
     Connection,
     Engine,
     MetaData,
+    Select,
     String,
     Table,
-    Text,
+    delete,
+    func,
+    select,
     text,
 )
 
 from fwa_pipeline.domain.cases import CLAIM_COLUMNS, SUBJECT, json_safe
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import CLAIM_KEY
-from fwa_pipeline.store.bulk import copy_frame, read_frame
-from fwa_pipeline.store.models import ClaimScore, RuleHit
+from fwa_pipeline.store.bulk import copy_frame, read_frame, wire_table
+from fwa_pipeline.store.claims import CLAIM_TABLES
+from fwa_pipeline.store.models import ClaimScore, HeldClaim, RuleHit
 
-CLAIM_TABLES = {"medical": "medical_claims", "pharmacy": "pharmacy_claims"}
+# A table is analysed after a run when the rows changed since its last ANALYZE are at least this
+# share of the rows the planner counted then (see _analyze_if_changed).
+ANALYZE_SHARE = 0.2
 # Claim columns that name a case subject, per claim table (see domain.cases.SUBJECT_COLUMN).
 _SUBJECT_COLUMNS = (
     ("medical", "provider_id", "provider"),
@@ -44,19 +50,11 @@ _SUBJECT_COLUMNS = (
     ("pharmacy", "prescriber_id", "prescriber"),
 )
 
-# rule_hits as written: evidence already serialised, so COPY hands PostgreSQL JSON text for its
-# jsonb column and SQLite stores the text its JSON column reads back (no second encoding).
-_RULE_HITS_WIRE = Table(
-    RuleHit.__tablename__,
-    MetaData(),
-    *(
-        Column(c.name, Text() if c.name == "evidence" else c.type)
-        for c in RuleHit.__table__.columns
-        if c.name != "id"
-    ),
-)
+# rule_hits as written: evidence already serialised.
+_RULE_HITS_WIRE = wire_table(RuleHit.__table__, ["evidence"], omit=["id"])  # type: ignore[arg-type]
 _HIT_WRITE_COLUMNS = [c.name for c in _RULE_HITS_WIRE.columns]
 _SCORE_WRITE_COLUMNS = [c.name for c in ClaimScore.__table__.columns]
+_HELD_WRITE_COLUMNS = [c.name for c in HeldClaim.__table__.columns]
 
 
 # --------------------------------------------------------------------------- staging
@@ -103,7 +101,8 @@ def _keys(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def evidence_json(value: Any) -> str:
-    """One hit's evidence as JSON text (NaN and infinities, which jsonb rejects, become null)."""
+    """A hit's evidence (or a case's explanation or history detail) as JSON text; NaN and
+    infinities, which jsonb rejects, become null."""
     evidence = value if isinstance(value, dict) else {}
     try:
         return json.dumps(evidence, allow_nan=False, separators=(",", ":"))
@@ -111,82 +110,134 @@ def evidence_json(value: Any) -> str:
         return json.dumps(json_safe(evidence), separators=(",", ":"))
 
 
-def _require_within(frame: pd.DataFrame, processed: pd.DataFrame, what: str) -> None:
-    found = _keys(frame).drop_duplicates().merge(processed, how="left", indicator=True)
-    outside = int((found["_merge"] == "left_only").sum())
-    if outside:
-        raise ValueError(f"{outside:,} claim(s) in {what} are not among the processed claims")
+def _batch_claims(claim_type: str, workspace_id: int, batch_ids: Sequence[int]) -> Select:
+    """The ids of the claims of ``batch_ids``."""
+    table = CLAIM_TABLES[claim_type].table
+    return select(table.c.id).where(
+        table.c.workspace_id == workspace_id, table.c.batch_id.in_(list(batch_ids))
+    )
+
+
+def _pks(frame: pd.DataFrame, claim_type: str) -> pd.Series:
+    return frame.loc[frame["claim_type"] == claim_type, "claim_pk"].astype("int64")
+
+
+def _check_claims(
+    connection: Connection,
+    workspace_id: int,
+    batch_ids: Sequence[int],
+    processed: pd.DataFrame,
+    held: pd.DataFrame,
+    results: dict[str, pd.DataFrame],
+) -> None:
+    """``processed`` and ``held`` list the claims of ``batch_ids`` once each, and ``results``
+    (hits, scores) rest on processed claims. Checked per claim type on integer keys, which is
+    cheap for a million claims where merging the key frames was not."""
+    for claim_type in CLAIM_TABLES:
+        mine = _pks(processed, claim_type)
+        listed = pd.concat([mine, _pks(held, claim_type)], ignore_index=True)
+        if not listed.is_unique:
+            raise ValueError("a claim is listed twice among the processed and held claims")
+        for what, frame in results.items():
+            found = _pks(frame, claim_type)
+            outside = found[~found.isin(mine)].nunique()
+            if outside:
+                raise ValueError(
+                    f"{outside:,} claim(s) in {what} are not among the processed claims"
+                )
+        in_batches = _batch_claims(claim_type, workspace_id, batch_ids).subquery()
+        stored = connection.execute(select(func.count()).select_from(in_batches)).scalar_one()
+        if stored != len(listed):
+            raise ValueError(
+                f"{len(listed):,} {claim_type} claim(s) processed or held, but batches "
+                f"{list(batch_ids)} of workspace {workspace_id} hold {stored:,}"
+            )
 
 
 def write_run_results(
     connection: Connection,
     workspace_id: int,
     run_id: str,
+    batch_ids: Sequence[int],
     hits: pd.DataFrame,
     scores: pd.DataFrame,
     processed: pd.DataFrame,
     held: pd.DataFrame,
 ) -> dict[str, int]:
-    """Record a run's outcome in the caller's transaction.
+    """Record a run's outcome over the claims of its batches in the caller's transaction.
 
-    Earlier hits and scores of every processed and held claim are deleted (a reprocess replaces
-    them); ``hits`` (``HIT_FRAME_COLUMNS``) and ``scores`` (``SCORE_COLUMNS``; only claims with a
-    score or a hit are kept) are inserted; processed claims get status ``processed``, held ones
-    ``held``, all of them ``last_run_id = run_id``. Hits and scores must be on processed claims.
-    Returns counts of rows written.
+    ``processed`` and ``held`` (``claim_type, claim_pk``; held also ``reason``) must together
+    be exactly the claims of ``batch_ids``. Earlier hits, scores and held marks of those claims
+    are deleted (a reprocess replaces them); ``hits`` (``HIT_FRAME_COLUMNS``) and ``scores``
+    (``SCORE_COLUMNS``; only claims with a score or a hit are kept) are inserted, and the held
+    claims recorded. Hits and scores must be on processed claims. Marking the batches consumed
+    (which makes their claims processed) is ``store.runs.finish_workspace_run``'s, in the same
+    transaction. Returns counts of rows written.
     """
-    processed_keys, held_keys = _keys(processed), _keys(held)
-    claims = pd.concat(
-        [processed_keys.assign(status="processed"), held_keys.assign(status="held")],
-        ignore_index=True,
+    # Raising rolls the caller's transaction back: nothing half-recorded.
+    _check_claims(
+        connection, workspace_id, batch_ids, processed, held, {"hits": hits, "scores": scores}
     )
-    if claims.duplicated(CLAIM_KEY).any():
-        raise ValueError("a claim is listed twice among the processed and held claims")
-    _require_within(hits, processed_keys, "hits")
-    _require_within(scores, processed_keys, "scores")
-    params = {"ws": workspace_id, "run": run_id}
-    with _staged(connection, claims, _key_columns(Column("status", String(12)))) as stage:
-        for table in (RuleHit.__tablename__, ClaimScore.__tablename__):
+    held_keys = _keys(held)
+    for claim_type in CLAIM_TABLES:
+        for model in (RuleHit, ClaimScore, HeldClaim):
             connection.execute(
-                text(
-                    f"DELETE FROM {table} WHERE workspace_id = :ws "
-                    f"AND (claim_type, claim_pk) IN (SELECT claim_type, claim_pk FROM {stage})"
-                ),
-                params,
+                delete(model).where(
+                    model.workspace_id == workspace_id,
+                    model.claim_type == claim_type,
+                    model.claim_pk.in_(_batch_claims(claim_type, workspace_id, batch_ids)),
+                )
             )
-        updated = 0
-        for claim_type, table in CLAIM_TABLES.items():
-            result = connection.execute(
-                text(
-                    f"UPDATE {table} SET status = s.status, last_run_id = :run FROM {stage} s "
-                    f"WHERE s.claim_type = :claim_type AND {table}.id = s.claim_pk "
-                    f"AND {table}.workspace_id = :ws"
-                ),
-                {**params, "claim_type": claim_type},
-            )
-            updated += result.rowcount
-    if updated != len(claims):
-        # Raising rolls the caller's transaction back: nothing half-recorded.
-        raise ValueError(
-            f"{len(claims) - updated:,} processed or held claim(s) are not in workspace "
-            f"{workspace_id}"
-        )
+    written_held = copy_frame(
+        connection,
+        HeldClaim.__tablename__,
+        held.assign(workspace_id=workspace_id, run_id=run_id, claim_pk=held_keys["claim_pk"])[
+            _HELD_WRITE_COLUMNS
+        ],
+    )
     written_hits = copy_frame(connection, _RULE_HITS_WIRE, _hit_rows(hits, workspace_id, run_id))
     kept = scores[(scores["score"] > 0) | (scores["hit_count"] > 0)]
     kept = kept.assign(workspace_id=workspace_id, run_id=run_id, claim_pk=_keys(kept)["claim_pk"])
     written_scores = copy_frame(connection, ClaimScore.__tablename__, kept[_SCORE_WRITE_COLUMNS])
-    if connection.dialect.name == "postgresql":
-        # Bulk changes leave the planner's statistics behind until autovacuum catches up; the
-        # reads that follow (load_hits joins these tables) would plan nested loops over
-        # "empty" tables.
-        for table in (RuleHit.__tablename__, ClaimScore.__tablename__, *CLAIM_TABLES.values()):
-            connection.exec_driver_sql(f"ANALYZE {table}")
+    changed = {
+        RuleHit.__tablename__: written_hits,
+        ClaimScore.__tablename__: written_scores,
+        HeldClaim.__tablename__: written_held,
+        # Unchanged by the run, but batches landed since their last ANALYZE: the next run's
+        # history reads join them.
+        **{spec.table.name: 0 for spec in CLAIM_TABLES.values()},
+    }
+    for table, written in changed.items():
+        _analyze_if_changed(connection, table, written)
     return {
-        "processed": len(processed_keys),
+        "processed": len(processed),
         "held": len(held_keys),
         "hits": written_hits,
         "scores": written_scores,
     }
+
+
+def _analyze_if_changed(connection: Connection, table: str, written: int) -> None:
+    """ANALYZE ``table`` on PostgreSQL when the rows changed since its last ANALYZE (those
+    committed, plus ``written`` in this transaction) are a large share of it: bulk changes leave
+    the planner's statistics behind until autovacuum catches up, and the joins that follow
+    (history, load_hits) would plan nested loops over "empty" tables. A small batch changes
+    nothing the planner cares about and skips it (ANALYZE of a claims table costs about half a
+    second)."""
+    if connection.dialect.name != "postgresql":
+        return
+    # reltuples: the row count at the last ANALYZE (-1: never analysed).
+    estimate, modified = connection.execute(
+        text(
+            "SELECT c.reltuples, COALESCE(s.n_mod_since_analyze, 0) FROM pg_class c "
+            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE c.oid = CAST(:table AS regclass)"
+        ),
+        {"table": table},
+    ).one()
+    changed = int(modified) + written
+    if changed and changed >= ANALYZE_SHARE * max(float(estimate), 0.0):
+        connection.exec_driver_sql(f"ANALYZE {table}")
 
 
 def _hit_rows(hits: pd.DataFrame, workspace_id: int, run_id: str) -> pd.DataFrame:
@@ -223,7 +274,8 @@ def _subject_sources(subjects_table: str) -> list[str]:
     ]
     for claim_type, column, subject_type in _SUBJECT_COLUMNS:
         sources.append(
-            f"SELECT h.id FROM rule_hits h JOIN {CLAIM_TABLES[claim_type]} c ON c.id = h.claim_pk "
+            f"SELECT h.id FROM rule_hits h JOIN {CLAIM_TABLES[claim_type].table.name} c "
+            "ON c.id = h.claim_pk "
             f"JOIN {subjects_table} s ON s.subject_type = '{subject_type}' "
             f"AND s.subject_id = c.{column} "
             f"WHERE h.workspace_id = :ws AND h.claim_type = '{claim_type}' "
@@ -296,7 +348,7 @@ class CaseInputs:
 
 def _claims_select(keys_table: str) -> str:
     selects = []
-    for claim_type, table in CLAIM_TABLES.items():
+    for claim_type, spec in CLAIM_TABLES.items():
         own = {column for kind, column, _ in _SUBJECT_COLUMNS if kind == claim_type}
         ids = ", ".join(
             f"c.{column}" if column in own else f"CAST(NULL AS VARCHAR(64)) AS {column}"
@@ -304,7 +356,7 @@ def _claims_select(keys_table: str) -> str:
         )
         selects.append(
             f"SELECT '{claim_type}' AS claim_type, c.id AS claim_pk, c.claim_id, {ids}, "
-            f"c.amount_billed, c.amount_paid FROM {table} c JOIN {keys_table} k "
+            f"c.amount_billed, c.amount_paid FROM {spec.table.name} c JOIN {keys_table} k "
             f"ON k.claim_type = '{claim_type}' AND k.claim_pk = c.id WHERE c.workspace_id = :ws"
         )
     return " UNION ALL ".join(selects)

@@ -65,7 +65,12 @@ def seed(engine: Engine) -> tuple[int, int]:
         s.add_all([acme, globex])
         s.flush()
         for ws, npi, name in ((acme, ACME_NPI, "Acme Clinic"), (globex, GLOBEX_NPI, "Globex Labs")):
-            batch = Batch(workspace_id=ws.id, source="cli", files={"medical_claims.csv": 3})
+            batch = Batch(
+                workspace_id=ws.id,
+                source="cli",
+                files={"medical_claims.csv": 3},
+                processed_run_id="run-1",  # its claims are processed
+            )
             s.add(batch)
             s.add(Provider(workspace_id=ws.id, provider_id=npi, name=name, provider_type="clinic"))
             s.flush()
@@ -82,8 +87,6 @@ def seed(engine: Engine) -> tuple[int, int]:
                         units=1,
                         amount_billed=500.0,
                         amount_paid=400.0,
-                        status="processed",
-                        last_run_id="run-1",
                     )
                 )
         s.flush()

@@ -64,10 +64,8 @@ class Pipeline:
 
     def statuses(self, workspace: str = WORKSPACE) -> dict[str, str]:
         rows = self.query(
-            "SELECT c.claim_id, c.status FROM medical_claims c JOIN workspaces w "
-            "ON w.id = c.workspace_id WHERE w.name = :ws UNION ALL "
-            "SELECT c.claim_id, c.status FROM pharmacy_claims c JOIN workspaces w "
-            "ON w.id = c.workspace_id WHERE w.name = :ws",
+            "SELECT s.claim_id, s.status FROM claim_status s JOIN workspaces w "
+            "ON w.id = s.workspace_id WHERE w.name = :ws",
             ws=workspace,
         )
         return dict(rows)

@@ -33,7 +33,16 @@ def test_skip_invalid_holds_invalid_claims_and_scores_the_rest(pipeline: Pipelin
     # Every stored hit and score points at the run; the excluded provider opened a critical case.
     assert pipeline.query("SELECT DISTINCT run_id FROM rule_hits") == [(result.run_id,)]
     assert pipeline.query("SELECT DISTINCT run_id FROM claim_scores") == [(result.run_id,)]
-    assert pipeline.query("SELECT DISTINCT last_run_id FROM medical_claims") == [(result.run_id,)]
+    assert pipeline.query("SELECT DISTINCT last_run_id FROM claim_status") == [(result.run_id,)]
+    assert sorted(
+        pipeline.query(
+            "SELECT claim_id, reason FROM held_claims k JOIN claim_status s "
+            "ON s.claim_type = k.claim_type AND s.claim_pk = k.claim_pk"
+        )
+    ) == [
+        ("MC-5", "invalid_npi,unknown_provider"),
+        ("MC-6", "unknown_member"),
+    ]
     assert ("provider", batch.P3, "critical") in pipeline.query(
         "SELECT subject_type, subject_id, risk_level FROM investigation_cases"
     )
@@ -226,7 +235,7 @@ def test_force_reprocess_gives_the_incremental_result(pipeline: Pipeline) -> Non
     assert forced.success
     assert pipeline.outcome() == incremental
     # Every claim now points at the forced run; no case was opened twice.
-    assert pipeline.query("SELECT DISTINCT last_run_id FROM medical_claims") == [(forced.run_id,)]
+    assert pipeline.query("SELECT DISTINCT last_run_id FROM claim_status") == [(forced.run_id,)]
     assert pipeline.query("SELECT id, case_number FROM investigation_cases") == cases_before
     row = get_run(pipeline.engine, forced.run_id)
     assert row is not None and row.force_reprocess and row.stats["claims_in"] == 12
@@ -262,7 +271,9 @@ def test_the_same_batch_twice_opens_no_new_cases(pipeline: Pipeline) -> None:
         materializations(pipeline.instance, result.run_id)["investigation_cases"]["cases_opened"]
         == 0
     )
-    assert pipeline.query("SELECT count(*) FROM medical_claims WHERE status = 'held'") == [(2 + 7,)]
+    assert pipeline.query(
+        "SELECT count(*) FROM claim_status WHERE claim_type = 'medical' AND status = 'held'"
+    ) == [(2 + 7,)]
 
 
 @pytest.mark.parametrize("mode", ["skip_invalid", "flag_only"])

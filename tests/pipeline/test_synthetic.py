@@ -73,7 +73,13 @@ def test_an_incremental_run_finds_what_a_full_reprocess_finds(
     version, copy = load(peer_history_dir(pipeline.store.io_dir(), WORKSPACE))
     assert version == incremental.run_id
     processed = {
-        t: {pk for (pk,) in pipeline.query(f"SELECT id FROM {t}_claims WHERE status = 'processed'")}
+        t: {
+            pk
+            for (pk,) in pipeline.query(
+                "SELECT claim_pk FROM claim_status WHERE claim_type = :t AND status = 'processed'",
+                t=t,
+            )
+        }
         for t in ("medical", "pharmacy")
     }
     assert {t: set(copy[t]["claim_pk"]) for t in processed} == processed

@@ -80,7 +80,9 @@ def test_failure_while_landing_leaves_no_trace(pg_engine: Engine, pg_settings: S
         conn.execute(update(Workspace).values(needs_reprocessing=False))
     before = table_counts(pg_engine)
     workspace_before = workspace_row(pg_engine, "acme")
-    # labels.csv lands last, after every claim was copied in: make the database refuse it.
+    indexes_before = indexes(pg_engine)
+    # members.csv lands last, after every claim was copied in and the claims' indexes, dropped
+    # for a batch this large next to the tables, were rebuilt: make the database refuse it.
     with pg_engine.begin() as conn:
         conn.execute(
             text(
@@ -90,7 +92,7 @@ def test_failure_while_landing_leaves_no_trace(pg_engine: Engine, pg_settings: S
         )
         conn.execute(
             text(
-                "CREATE TRIGGER fwa_test_refuse BEFORE INSERT ON claim_labels "
+                "CREATE TRIGGER fwa_test_refuse BEFORE INSERT ON members "
                 "FOR EACH ROW EXECUTE FUNCTION fwa_test_refuse()"
             )
         )
@@ -102,11 +104,18 @@ def test_failure_while_landing_leaves_no_trace(pg_engine: Engine, pg_settings: S
                 load_files(pg_engine, pg_settings, workspace, files(batch))
     finally:
         with pg_engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER fwa_test_refuse ON claim_labels"))
+            conn.execute(text("DROP TRIGGER fwa_test_refuse ON members"))
             conn.execute(text("DROP FUNCTION fwa_test_refuse()"))
     assert table_counts(pg_engine) == before
     assert workspace_row(pg_engine, "acme") == workspace_before
     assert workspace_row(pg_engine, "newcomer") is None
+    assert indexes(pg_engine) == indexes_before
+
+
+def indexes(engine: Engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes ORDER BY 1")).all()
+    return [(name, definition) for name, definition in rows]
 
 
 def test_rejection_in_the_last_file_leaves_no_trace(
@@ -116,6 +125,30 @@ def test_rejection_in_the_last_file_leaves_no_trace(
         load_files(pg_engine, pg_settings, "acme", changed("labels.csv", 0, "rule_id", "@x"))
     assert "labels.csv, row 1, column rule_id: starts with =" in str(caught.value)
     assert set(table_counts(pg_engine).values()) == {0}
+
+
+def test_rejection_in_a_claims_file_rolls_the_landing_back(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    # Claims files are checked while the other files land: a problem in them undoes that.
+    load_files(pg_engine, pg_settings, "acme", files())
+    before = table_counts(pg_engine)
+    indexes_before = indexes(pg_engine)
+    for workspace in ("acme", "newcomer"):
+        with pytest.raises(BatchRejected) as caught:
+            load_files(
+                pg_engine,
+                pg_settings,
+                workspace,
+                changed("pharmacy_claims.csv", 0, "amount_billed", "12.345"),
+            )
+        assert (
+            "pharmacy_claims.csv, row 1, column amount_billed: money has more than 2 decimal "
+            "places" in str(caught.value)
+        )
+    assert table_counts(pg_engine) == before
+    assert workspace_row(pg_engine, "newcomer") is None
+    assert indexes(pg_engine) == indexes_before
 
 
 def test_reference_files_upsert_on_conflict(pg_engine: Engine, pg_settings: Settings) -> None:

@@ -431,7 +431,10 @@ def test_skip_invalid_holds_back_claims_with_errors_only(mixed: Mixed) -> None:
     outcome = apply_gate(med, rx, result, QualityMode.skip_invalid)
     assert outcome.medical["claim_pk"].tolist() == [1, 3]
     assert outcome.pharmacy["claim_pk"].tolist() == [2, 3]
-    assert outcome.held.values.tolist() == [["medical", 2], ["pharmacy", 1]]
+    assert outcome.held.values.tolist() == [
+        ["medical", 2, "invalid_units"],
+        ["pharmacy", 1, "invalid_days_supply"],
+    ]
 
 
 def test_flag_only_lets_everything_on(mixed: Mixed) -> None:
@@ -440,7 +443,7 @@ def test_flag_only_lets_everything_on(mixed: Mixed) -> None:
     assert len(outcome.medical) == 3
     assert len(outcome.pharmacy) == 3
     assert outcome.held.empty
-    assert list(outcome.held.columns) == ["claim_type", "claim_pk"]
+    assert list(outcome.held.columns) == ["claim_type", "claim_pk", "reason"]
 
 
 def test_halt_on_errors_raises_with_counts_per_issue_type(mixed: Mixed) -> None:

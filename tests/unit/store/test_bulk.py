@@ -4,12 +4,13 @@ the PostgreSQL COPY paths against the same expectations."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from fwa_pipeline.store.bulk import copy_frame, read_frame, upsert_frame
+from fwa_pipeline.store.bulk import copy_frame, copy_frames, read_frame, upsert_frame
 from fwa_pipeline.store.models import Batch, MedicalClaim, Provider, Workspace
 
 
@@ -32,7 +33,6 @@ def claims_frame(batch_id: int) -> pd.DataFrame:
             "service_date": pd.to_datetime(["2024-01-02", None, "2023-12-31"]),
             "units": pd.array([1, None, 3], dtype="Int64"),
             "amount_billed": [10.5, None, 0.01],
-            "status": ["pending"] * 3,
         }
     )
 
@@ -59,6 +59,25 @@ def test_copy_frame_is_part_of_the_callers_transaction(
         copy_frame(conn, "medical_claims", claims_frame(batch_id))
         raise RuntimeError("later failure")
     assert read_frame(sqlite_engine, "SELECT count(*) AS n FROM medical_claims")["n"][0] == 0
+
+
+def test_copy_frames_appends_frames_made_one_at_a_time(
+    sqlite_engine: Engine, batch_id: int
+) -> None:
+    frame = claims_frame(batch_id)
+    made: list[int] = []
+
+    def frames() -> Iterator[pd.DataFrame]:
+        for part in (frame.iloc[:2], frame.iloc[:0], frame.iloc[2:]):
+            made.append(len(part))
+            yield part
+
+    with sqlite_engine.begin() as conn:
+        assert copy_frames(conn, "medical_claims", frames()) == 3
+        assert copy_frames(conn, "medical_claims", []) == 0
+    assert made == [2, 0, 1]
+    stored = read_frame(sqlite_engine, "SELECT claim_id FROM medical_claims ORDER BY id")
+    assert stored["claim_id"].tolist() == frame["claim_id"].tolist()
 
 
 def provider(npi: str, name: str, **extra: object) -> dict[str, object]:

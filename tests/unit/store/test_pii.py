@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
@@ -15,6 +16,7 @@ from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import Member, PhiAuditEvent, Workspace
 from fwa_pipeline.store.pii import (
     cipher_from_settings,
+    decrypt_member_frame,
     encrypt_member_frame,
     get_member,
     members_frame,
@@ -74,6 +76,23 @@ def test_phi_is_encrypted_at_rest_and_decrypted_on_read(
     )
     frame = members_frame(sqlite_engine, cipher, ws)
     assert sorted(frame["first_name"]) == sorted(PEOPLE["first_name"])
+
+
+def test_members_as_the_parser_types_them_round_trip(settings: Settings) -> None:
+    cipher = cipher_from_settings(settings)
+    dates = pd.to_datetime(PEOPLE["date_of_birth"]).dt.date
+    parsed = PEOPLE.astype(pd.ArrowDtype(pa.string())).assign(
+        date_of_birth=pd.Series(dates, dtype=pd.ArrowDtype(pa.date32()))
+    )
+    stored = encrypt_member_frame(parsed, cipher, 7)
+    assert parsed["first_name"].tolist() == PEOPLE["first_name"].tolist()  # not modified
+    assert stored["pii_key_id"].unique().tolist() == ["test1"]
+    assert not set(stored["date_of_birth"]) & set(PEOPLE["date_of_birth"])
+    back = decrypt_member_frame(stored, cipher, 7)
+    assert back["last_name"].tolist() == PEOPLE["last_name"].tolist()
+    assert back["date_of_birth"].tolist() == dates.tolist()
+    plaintext = encrypt_member_frame(parsed, None, 7)
+    assert plaintext["date_of_birth"].tolist() == PEOPLE["date_of_birth"].tolist()
 
 
 def test_row_swap_is_detected(sqlite_engine: Engine, settings: Settings) -> None:

@@ -27,12 +27,14 @@ from fwa_pipeline.store.cases import (
     change_case_status,
     upsert_cases,
 )
+from fwa_pipeline.store.claims import claim_statuses
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import (
     Batch,
     CaseClaim,
     CaseEvent,
     ClaimScore,
+    HeldClaim,
     InvestigationCase,
     MedicalClaim,
     PharmacyClaim,
@@ -42,6 +44,7 @@ from fwa_pipeline.store.models import (
 )
 from fwa_pipeline.store.queries import claim_provenance
 from fwa_pipeline.store.results import load_case_inputs, load_hits, write_run_results
+from fwa_pipeline.store.runs import finish_workspace_run
 
 PROV_A, PROV_B = "1000000001", "1000000002"
 PHARM, PRESC = "2000000001", "3000000001"
@@ -77,22 +80,26 @@ def seed(
     name: str = "ws",
     claim_ids: list[str] | None = None,
     providers: tuple[str, ...] = (PROV_A, PROV_B),
+    *,
+    batch_per_claim: bool = False,
 ) -> Seeded:
     """A workspace with ``medical`` claims cycling through ``providers`` (members M0 .. M49)
-    and ``pharmacy`` claims; returns their surrogate keys."""
+    and ``pharmacy`` claims, landed as one batch (or one batch per claim, so that a run can
+    process any of them alone); returns their surrogate keys."""
+    batches = medical + pharmacy if batch_per_claim else 1
     with session_scope(engine) as session:
         workspace = Workspace(name=name)
         session.add(workspace)
         session.flush()
-        batch = Batch(workspace_id=workspace.id, source="cli")
-        session.add(batch)
+        rows = [Batch(workspace_id=workspace.id, source="cli") for _ in range(batches)]
+        session.add_all(rows)
         session.flush()
-        workspace_id, batch_id = workspace.id, batch.id
+        workspace_id, batch_ids = workspace.id, np.array([b.id for b in rows])
     ids = claim_ids or [f"MC{i}" for i in range(medical)]
     med = pd.DataFrame(
         {
             "workspace_id": workspace_id,
-            "batch_id": batch_id,
+            "batch_id": batch_ids[np.arange(medical) % batches],
             "claim_id": ids,
             "member_id": [f"M{i % 50}" for i in range(medical)],
             "provider_id": np.array(providers)[np.arange(medical) % len(providers)],
@@ -106,7 +113,7 @@ def seed(
     rx = pd.DataFrame(
         {
             "workspace_id": workspace_id,
-            "batch_id": batch_id,
+            "batch_id": batch_ids[(medical + np.arange(pharmacy)) % batches],
             "claim_id": [f"RX{i}" for i in range(pharmacy)],
             "member_id": "M0",
             "prescriber_id": PRESC,
@@ -167,10 +174,20 @@ def hits_on(
     )[HIT_FRAME_COLUMNS]
 
 
-def statuses(engine: Engine, model: type) -> dict[int, tuple[str, str | None]]:
-    with engine.connect() as connection:
-        rows = connection.execute(select(model.id, model.status, model.last_run_id)).all()
-    return {pk: (status, run) for pk, status, run in rows}
+def statuses(engine: Engine, seeded: Seeded, claim_type: str) -> dict[int, tuple[str, str | None]]:
+    found = claim_statuses(engine, seeded.workspace_id)
+    found = found[found["claim_type"] == claim_type].astype(object)
+    return {
+        int(pk): (status, None if pd.isna(run) else run)
+        for pk, status, run in zip(
+            found["claim_pk"], found["status"], found["last_run_id"], strict=True
+        )
+    }
+
+
+def batches_of(engine: Engine, seeded: Seeded, keys: pd.DataFrame) -> list[int]:
+    found = claim_statuses(engine, seeded.workspace_id).astype({"claim_pk": "int64"})
+    return sorted({int(b) for b in found.merge(keys.astype({"claim_pk": "int64"}))["batch_id"]})
 
 
 def count(engine: Engine, model: type) -> int:
@@ -187,23 +204,28 @@ def record(
     held: pd.DataFrame | None = None,
     processed: pd.DataFrame | None = None,
 ) -> dict[str, int]:
-    """Score ``hits`` and write the run: every seeded claim processed unless given."""
+    """Score ``hits`` and write the run over the batches of the processed and held claims,
+    then mark those batches consumed: every seeded claim processed unless given."""
     if processed is None:
         processed = pd.concat([seeded.keys("medical"), seeded.keys("pharmacy")], ignore_index=True)
     if held is not None:
         processed = processed.merge(held, how="left", indicator=True)
         processed = processed[processed.pop("_merge") == "left_only"]
-    held = held if held is not None else pd.DataFrame({"claim_type": [], "claim_pk": []})
+    held = (held if held is not None else processed.iloc[0:0]).assign(reason="invalid_npi")
+    batch_ids = batches_of(engine, seeded, pd.concat([processed, held[KEY]]))
     with engine.begin() as connection:
-        return write_run_results(
+        written = write_run_results(
             connection,
             seeded.workspace_id,
             run_id,
+            batch_ids,
             hits,
             score_claims(hits, config),
             processed,
             held,
         )
+        finish_workspace_run(connection, seeded.workspace_id, run_id, batch_ids)
+    return written
 
 
 def propose_and_upsert(
@@ -270,10 +292,14 @@ def scenario_write_and_reprocess(engine: Engine) -> None:
     assert score_rows[("medical", pk0)] == (100.0, "critical", 2, "run-1")
     assert score_rows[("medical", pk1)] == (70.0, "high", 1, "run-1")
     assert len(score_rows) == 3
-    medical_status = statuses(engine, MedicalClaim)
+    medical_status = statuses(engine, seeded, "medical")
     assert medical_status[int(held["claim_pk"].iloc[0])] == ("held", "run-1")
     assert medical_status[pk0] == ("processed", "run-1")
-    assert set(statuses(engine, PharmacyClaim).values()) == {("processed", "run-1")}
+    assert set(statuses(engine, seeded, "pharmacy").values()) == {("processed", "run-1")}
+    with engine.connect() as connection:
+        assert connection.execute(select(HeldClaim.claim_pk, HeldClaim.reason)).all() == [
+            (int(held["claim_pk"].iloc[0]), "invalid_npi")
+        ]
 
     # A reprocess replaces the earlier results: claim 0 now has one weaker hit, claim 1 none,
     # and claim 0 of pharmacy is held (its earlier hit and score go too).
@@ -285,8 +311,14 @@ def scenario_write_and_reprocess(engine: Engine) -> None:
             (pk0, "run-2")
         ]
         assert [(s.claim_pk, s.score) for s in session.scalars(select(ClaimScore))] == [(pk0, 35.0)]
-    assert statuses(engine, PharmacyClaim)[int(rx_held["claim_pk"].iloc[0])] == ("held", "run-2")
-    assert statuses(engine, MedicalClaim)[int(held["claim_pk"].iloc[0])] == ("processed", "run-2")
+    assert statuses(engine, seeded, "pharmacy")[int(rx_held["claim_pk"].iloc[0])] == (
+        "held",
+        "run-2",
+    )
+    assert statuses(engine, seeded, "medical")[int(held["claim_pk"].iloc[0])] == (
+        "processed",
+        "run-2",
+    )
 
 
 def scenario_write_rejects_inconsistent_input(engine: Engine) -> None:
@@ -296,7 +328,7 @@ def scenario_write_rejects_inconsistent_input(engine: Engine) -> None:
     hits = hits_on(seeded, "RULE-MED-003", "medical", [0])
     everything = pd.concat([seeded.keys("medical"), seeded.keys("pharmacy")], ignore_index=True)
 
-    none = everything.iloc[0:0]
+    none = everything.iloc[0:0].assign(reason="")
 
     def write(processed: pd.DataFrame, held: pd.DataFrame) -> None:
         with engine.begin() as connection:
@@ -304,6 +336,7 @@ def scenario_write_rejects_inconsistent_input(engine: Engine) -> None:
                 connection,
                 seeded.workspace_id,
                 "bad",
+                batches_of(engine, seeded, everything),
                 hits,
                 score_claims(hits, config),
                 processed,
@@ -311,15 +344,15 @@ def scenario_write_rejects_inconsistent_input(engine: Engine) -> None:
             )
 
     with pytest.raises(ValueError, match="listed twice"):
-        write(everything, everything.head(1))
+        write(everything, everything.head(1).assign(reason="invalid_npi"))
     with pytest.raises(ValueError, match="1 claim\\(s\\) in hits are not among the processed"):
         write(everything.iloc[1:], none)
     foreign = pd.concat([everything, other.keys("medical")], ignore_index=True)
-    with pytest.raises(ValueError, match="1 processed or held claim\\(s\\) are not in workspace"):
+    with pytest.raises(ValueError, match="7 medical claim\\(s\\) processed or held, but"):
         write(foreign, none)
     # Nothing of the failed writes remains.
     assert count(engine, RuleHit) == 0
-    assert {s for s, _ in statuses(engine, MedicalClaim).values()} == {"pending"}
+    assert {s for s, _ in statuses(engine, seeded, "medical").values()} == {"pending"}
 
 
 def scenario_load_hits(engine: Engine) -> None:
@@ -367,7 +400,7 @@ def scenario_load_hits(engine: Engine) -> None:
 
 def scenario_case_lifecycle(engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine)
+    seeded = seed(engine, batch_per_claim=True)
     # Provider A: claims 0 and 2 over the MUE (70 each) -> high; provider B: one weak hit.
     run1 = pd.concat(
         [
@@ -455,7 +488,7 @@ def scenario_case_lifecycle(engine: Engine) -> None:
 
 def scenario_case_workflow(engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine)
+    seeded = seed(engine, batch_per_claim=True)
     run1 = hits_on(seeded, "RULE-MED-009", "medical", [1], severity=0.1, weight=10.0)
     record(engine, seeded, "run-1", run1, config)
     propose_and_upsert(engine, seeded, "run-1", run1, config)
