@@ -20,7 +20,7 @@ Variants, interleaved round by round so that background load hits them alike (me
 Needs PostgreSQL (a throwaway database is created through ``--pg-admin-dsn`` and dropped, unless
 ``--database-url`` names a migrated one) and Redis (``--redis-url``; keys under a random prefix,
 deleted afterwards). Targets: full keeps >= 80% of bare throughput on /api/health and >= 70% on
-the authenticated route.
+the authenticated routes (/api/workspaces, and /api/cases: the first page of 1,000 cases).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -55,11 +56,12 @@ class Target:
     min_ratio: float  # full / bare throughput
 
 
-# Add /api/cases here once it exists, e.g.
-#   Target("cases", "/api/cases?workspace=bench-0", authenticated=True, min_ratio=0.70),
+BENCH_CASES = 1000  # in bench-0, for the cases list
 TARGETS = [
     Target("health (cached)", "/api/health", authenticated=False, min_ratio=0.80),
     Target("workspaces (auth)", "/api/workspaces", authenticated=True, min_ratio=0.70),
+    # The first page (50) of 1,000 cases, with its total: what the case queue loads.
+    Target("cases (auth)", "/api/cases?workspace=bench-0", authenticated=True, min_ratio=0.70),
 ]
 VARIANTS = ("bare", "full", "full-no-limiter")
 
@@ -221,15 +223,60 @@ def database(args: argparse.Namespace) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def case_proposals(count: int) -> Any:
+    """``count`` case proposals as the pipeline makes them, explanations of a realistic size."""
+    import random
+
+    import pandas as pd
+
+    rng = random.Random(7)
+    bands = ((90, "critical"), (70, "high"), (40, "medium"), (0, "low"))
+    rows = []
+    for n in range(count):
+        score = round(rng.uniform(70, 100), 2)
+        rules = [f"RULE-MED-{rng.randint(1, 14):03d}" for _ in range(3)]
+        rows.append(
+            {
+                "subject_type": "provider",
+                "subject_id": f"{1_000_000_000 + n}",
+                "risk_score": score,
+                "risk_level": next(level for floor, level in bands if score >= floor),
+                "override": None,
+                "explanation": {
+                    "summary": f"provider {1_000_000_000 + n} flagged by {len(rules)} rules",
+                    "rules": [
+                        {
+                            "rule_id": rule,
+                            "hits": rng.randint(1, 40),
+                            "thresholds": {"z": 3.0, "min_peers": 10},
+                            "samples": [{"claim_id": f"C{n}-{i}", "z": 4.2} for i in range(3)],
+                        }
+                        for rule in rules
+                    ],
+                },
+                "flagged_billed": rng.uniform(1_000, 90_000),
+                "flagged_paid": rng.uniform(500, 70_000),
+                "claims": [],
+                "evidence_hash": f"bench-{n}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def seed(url: str) -> str:
-    """Five workspaces, a viewer token for three of them; returns the token."""
+    """Five workspaces, ``BENCH_CASES`` cases in bench-0 (opened by the store's upsert, as a
+    run does), a viewer token for three of them; returns the token."""
     from fwa_api.auth import create_token
+    from fwa_pipeline.store.cases import upsert_cases
     from fwa_pipeline.store.db import engine_for, session_scope
     from fwa_pipeline.store.models import Workspace
 
     engine = engine_for(url)
     with session_scope(engine) as session:
-        session.add_all(Workspace(name=f"bench-{i}") for i in range(5))
+        workspaces = [Workspace(name=f"bench-{i}") for i in range(5)]
+        session.add_all(workspaces)
+        session.flush()
+        upsert_cases(session, workspaces[0].id, "bench-run", case_proposals(BENCH_CASES))
     token, _ = create_token(
         engine,
         name=f"bench-{secrets.token_hex(3)}",

@@ -1,10 +1,13 @@
-"""The ``fwa`` command: the pipeline's data commands plus ``serve`` and ``token``.
+"""The ``fwa`` command: the pipeline's data commands plus ``serve``, ``dev`` and ``token``.
 
 The arrow runs from the API to the pipeline: this module extends ``fwa_pipeline.cli.cli``, never
 the other way round. Heavy imports stay inside commands so ``fwa --help`` stays instant.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
@@ -43,6 +46,44 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=False,
         server_header=False,
     )
+
+
+PORT = click.IntRange(1, 65535)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="For the API and the UI.")
+@click.option("--api-port", default=8000, show_default=True, type=PORT)
+@click.option("--dagster-port", default=3000, show_default=True, type=PORT, help="Dagster UI.")
+@click.option(
+    "--workspace-file",
+    default="workspace.yaml",
+    show_default=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Dagster's code locations (the repository's loads fwa_pipeline.definitions).",
+)
+def dev(host: str, api_port: int, dagster_port: int, workspace_file: Path) -> None:
+    """Run the local stack: Dagster webserver and daemon (sensors turn landed batches and
+    enqueued jobs into runs) and the API, on the configured store (by default SQLite under the
+    data directory and the Dagster home ./dagster_home). Ctrl-C or SIGTERM stops all of it."""
+    from dagster import DagsterInstance
+
+    from fwa_api import dev as stack
+    from fwa_pipeline.defs.home import default_dagster_home
+    from fwa_pipeline.store import migrate
+    from fwa_pipeline.store.db import get_engine
+
+    settings = load_settings()
+    migrate.upgrade(get_engine(settings))
+    # Children inherit the environment: all of them find the same instance and store.
+    home = default_dagster_home()
+    # Opening the instance creates a fresh home's SQLite storage; the children opening it all
+    # at once would race to stamp its schema version.
+    with DagsterInstance.get():
+        pass
+    click.echo(f"store: {get_engine(settings).url.render_as_string()}; DAGSTER_HOME={home}")
+    services = stack.services(host, api_port, dagster_port, workspace_file.resolve())
+    sys.exit(stack.run(services, click.echo))
 
 
 @cli.group()

@@ -3,6 +3,7 @@ engine, Redis, HTTP) that the lifespan opens at start-up and closes at shutdown.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import get_engine, is_postgres
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
     from fwa_api.routes.health import HealthChecker
 
 # Redis sits on the request path (rate limit): no retries with back-off (redis-py's default)
@@ -83,6 +86,24 @@ class Services:
     workspace_ids: TtlCache[str, int] = field(default_factory=lambda: TtlCache(WORKSPACE_ID_TTL_S))
     clients: Clients | None = None
     rate_limiter: RateLimiter | None = None
+    # Pipeline job status reads Dagster's run records and event log. Opened on first use (it
+    # reads DAGSTER_HOME's configuration and storage, which most requests never need) and kept
+    # for the life of the process. Set it to use an instance of the caller's own.
+    dagster: DagsterInstance | None = None
+    _dagster_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def dagster_instance(self) -> DagsterInstance:
+        """The instance of ``DAGSTER_HOME`` (``./dagster_home`` when unset), as the pipeline
+        finds it. Blocking: call from a worker thread."""
+        with self._dagster_lock:
+            if self.dagster is None:
+                from dagster import DagsterInstance
+
+                from fwa_pipeline.defs.home import default_dagster_home
+
+                default_dagster_home()
+                self.dagster = DagsterInstance.get()
+            return self.dagster
 
     def _clients(self) -> Clients:
         if self.clients is None:

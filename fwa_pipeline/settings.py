@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(50, ge=1)
     max_upload_rows: int = Field(2_000_000, ge=1)
     max_upload_columns: int = Field(64, ge=1)
+    # Longest a request may wait on a pipeline job (POST /api/pipeline/run-full and run-stream).
+    pipeline_wait_max_s: int = Field(600, ge=1)
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -14,26 +14,29 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
-from typing import Any, Literal
+from functools import cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from fwa_api import queries
 from fwa_api.agents.llm import ToolSpec
-from fwa_pipeline.domain.config import RuleParams, default_config
-from fwa_pipeline.store import queries
-from fwa_pipeline.store.cases import case_number as format_case_number
+from fwa_api.queries import (
+    ENTITY_SUBJECTS,
+    CaseStatus,
+    CaseSummary,
+    RiskLevel,
+    case_number,
+    catalogue,
+)
+from fwa_pipeline.store.claims import CLAIM_STATUS
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import (
     ROLES,
-    CaseClaim,
-    CaseEvent,
     InvestigationCase,
-    MedicalClaim,
-    PharmacyClaim,
     PipelineRun,
     Provider,
     RuleHit,
@@ -42,8 +45,9 @@ from fwa_pipeline.store.runs import enqueue_request
 
 MAX_ROWS = 50
 MAX_EXPLANATION_CHARS = 6000
-CASE_NUMBER = re.compile(r"^(?:CASE-)?(\d{1,12})$", re.IGNORECASE)
-ENTITY_SUBJECTS = ("provider", "pharmacy", "prescriber")
+CASE_ROWS = 20  # linked claims a case detail shows the model
+HISTORY_ROWS = 10  # latest history entries a case detail shows the model
+RULE_FIELDS = {"rule_id", "name", "family", "enabled", "weight", "hits", "claims_hit"}
 
 Source = dict[str, str]
 
@@ -76,17 +80,6 @@ class ToolError(Exception):
     """A refusal or a miss the model should read (and may recover from)."""
 
 
-@lru_cache(maxsize=1)
-def catalogue() -> dict[str, RuleParams]:
-    return default_config().rules
-
-
-def case_number(raw: str) -> str | None:
-    """``CASE-000123`` from ``CASE-000123``, ``case-123`` or ``123``; None if it is not one."""
-    match = CASE_NUMBER.match(raw.strip())
-    return format_case_number(int(match.group(1))) if match else None
-
-
 def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -104,12 +97,8 @@ class NoArgs(_Args):
 
 
 class CasesArgs(_Args):
-    risk_level: Literal["low", "medium", "high", "critical"] | None = Field(
-        None, description="Only cases at this risk level."
-    )
-    status: Literal["open", "under_review", "escalated", "closed"] | None = Field(
-        None, description="Only cases in this status."
-    )
+    risk_level: RiskLevel | None = Field(None, description="Only cases at this risk level.")
+    status: CaseStatus | None = Field(None, description="Only cases in this status.")
     limit: int = Field(
         10, ge=1, description=f"How many cases, highest risk first (max {MAX_ROWS})."
     )
@@ -145,14 +134,14 @@ def pipeline_stats(
     session: Session, scope: Scope, _args: NoArgs
 ) -> tuple[dict[str, Any], list[Source]]:
     ws = scope.workspace_id
-    claims: dict[str, dict[str, int]] = {}
-    for label, model in (("medical", MedicalClaim), ("pharmacy", PharmacyClaim)):
-        rows = session.execute(
-            select(model.status, func.count())
-            .where(model.workspace_id == ws)
-            .group_by(model.status)
-        )
-        claims[label] = {status: count for status, count in rows}
+    claims: dict[str, dict[str, int]] = {"medical": {}, "pharmacy": {}}
+    state = CLAIM_STATUS.c  # a claim's status is its batch's, answered by this view
+    for label, status, count in session.execute(
+        select(state.claim_type, state.status, func.count())
+        .where(state.workspace_id == ws)
+        .group_by(state.claim_type, state.status)
+    ):
+        claims[label][status] = count
     by_level: dict[str, int] = {}
     by_status: dict[str, int] = {}
     for level, status, count in session.execute(
@@ -195,55 +184,22 @@ def pipeline_stats(
     return data, [{"type": "stats", "id": scope.workspace}]
 
 
-def _case_row(row: InvestigationCase) -> dict[str, Any]:
-    return {
-        "case_id": row.case_number,
-        "subject_type": row.subject_type,
-        "subject_id": row.subject_id,
-        "risk_score": round(row.risk_score, 1),
-        "risk_level": row.risk_level,
-        "status": row.status,
-        "flagged_billed": row.flagged_billed,
-        "flagged_paid": row.flagged_paid,
-        "assignee": row.assignee,
-    }
-
-
 def list_cases(
     session: Session, scope: Scope, args: CasesArgs
 ) -> tuple[dict[str, Any], list[Source]]:
-    query = select(InvestigationCase).where(InvestigationCase.workspace_id == scope.workspace_id)
-    if args.risk_level:
-        query = query.where(InvestigationCase.risk_level == args.risk_level)
-    if args.status:
-        query = query.where(InvestigationCase.status == args.status)
-    rows = session.scalars(
-        query.order_by(InvestigationCase.risk_score.desc(), InvestigationCase.case_number).limit(
-            min(args.limit, MAX_ROWS)
-        )
-    ).all()
-    cases = [_case_row(row) for row in rows]
+    page = queries.list_cases(
+        session,
+        scope.workspace_id,
+        risk_level=args.risk_level,
+        status=args.status,
+        limit=min(args.limit, MAX_ROWS),
+    )
+    cases = [c.model_dump(mode="json") for c in page.items]
     filters = {k: v for k, v in (("risk_level", args.risk_level), ("status", args.status)) if v}
     return (
         {"filters": filters, "count": len(cases), "cases": cases},
         [{"type": "case", "id": c["case_id"]} for c in cases],
     )
-
-
-def find_case(session: Session, scope: Scope, raw_id: str) -> InvestigationCase:
-    number = case_number(raw_id)
-    row = None
-    if number is not None:
-        row = session.scalars(
-            select(InvestigationCase).where(
-                InvestigationCase.workspace_id == scope.workspace_id,
-                InvestigationCase.case_number == number,
-            )
-        ).first()
-    if row is None:
-        # The same words for a case in another workspace and one that does not exist.
-        raise ToolError(f"no case {number or repr(raw_id)} in this workspace")
-    return row
 
 
 def _explanation(value: dict[str, Any]) -> dict[str, Any]:
@@ -255,77 +211,28 @@ def _explanation(value: dict[str, Any]) -> dict[str, Any]:
 def case_detail(
     session: Session, scope: Scope, args: CaseArgs
 ) -> tuple[dict[str, Any], list[Source]]:
-    row = find_case(session, scope, args.case_id)
-    claims = session.execute(
-        select(CaseClaim.claim_type, CaseClaim.claim_id)
-        .where(CaseClaim.case_id == row.id)
-        .order_by(CaseClaim.claim_type, CaseClaim.claim_id)
-    ).all()
-    rules = session.execute(
-        select(RuleHit.rule_id, func.count(), func.max(RuleHit.severity))
-        .join(
-            CaseClaim,
-            (CaseClaim.claim_type == RuleHit.claim_type) & (CaseClaim.claim_pk == RuleHit.claim_pk),
-        )
-        .where(CaseClaim.case_id == row.id, RuleHit.workspace_id == scope.workspace_id)
-        .group_by(RuleHit.rule_id)
-        .order_by(func.count().desc(), RuleHit.rule_id)
-    ).all()
-    events = session.execute(
-        select(CaseEvent.at, CaseEvent.actor, CaseEvent.action)
-        .where(CaseEvent.case_id == row.id)
-        .order_by(CaseEvent.id.desc())
-        .limit(10)
-    ).all()
-    known = catalogue()
-    data = {
-        **_case_row(row),
-        "explanation": _explanation(row.explanation),
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
-        "claim_count": len(claims),
-        "claims": [{"claim_type": t, "claim_id": c} for t, c in claims[:20]],
-        "rules": [
-            {
-                "rule_id": rule_id,
-                "name": known[rule_id].name if rule_id in known else None,
-                "hits": hits,
-                "max_severity": round(severity, 2),
-            }
-            for rule_id, hits, severity in rules
-        ],
-        "history": [{"at": _iso(at), "actor": actor, "action": a} for at, actor, a in events],
-    }
-    sources = [{"type": "case", "id": row.case_number}]
-    sources += [{"type": "rule", "id": r[0]} for r in rules]
+    found = queries.case_detail(session, scope.workspace_id, args.case_id, rows=CASE_ROWS)
+    if found is None:
+        # The same words for a case in another workspace and one that does not exist.
+        number = case_number(args.case_id)
+        raise ToolError(f"no case {number or repr(args.case_id)} in this workspace")
+    # Individual hits and their evidence would crowd the prompt: the per-rule counts stay.
+    data = found.model_dump(mode="json", exclude={"hits", "hit_count", "history"})
+    data["explanation"] = _explanation(found.explanation)
+    data["history"] = [
+        {"at": _iso(event.at), "actor": event.actor, "action": event.action}
+        for event in reversed(found.history[-HISTORY_ROWS:])
+    ]
+    sources = [{"type": "case", "id": found.case_id}]
+    sources += [{"type": "rule", "id": r.rule_id} for r in found.rules]
     return data, sources
 
 
 def rules(session: Session, scope: Scope, args: RulesArgs) -> tuple[dict[str, Any], list[Source]]:
-    counts = {
-        rule_id: (hits, claims)
-        for rule_id, hits, claims in session.execute(
-            select(RuleHit.rule_id, func.count(), func.count(func.distinct(RuleHit.claim_pk)))
-            .where(RuleHit.workspace_id == scope.workspace_id)
-            .group_by(RuleHit.rule_id)
-        )
-    }
-    listed = []
-    for rule_id, params in catalogue().items():
-        hits, claims = counts.get(rule_id, (0, 0))
-        if args.triggered_only and not hits:
-            continue
-        listed.append(
-            {
-                "rule_id": rule_id,
-                "name": params.name,
-                "family": params.family,
-                "enabled": params.enabled,
-                "weight": params.weight,
-                "hits": hits,
-                "claims_hit": claims,
-            }
-        )
+    found = queries.rule_catalogue(session, scope.workspace_id)
+    listed = [
+        r.model_dump(include=RULE_FIELDS) for r in found.rules if r.hits or not args.triggered_only
+    ]
     listed.sort(key=lambda r: (-r["hits"], r["rule_id"]))
     listed = listed[: min(args.limit, MAX_ROWS)]
     return {"count": len(listed), "rules": listed}, [
@@ -353,63 +260,19 @@ def provider(
             .order_by(InvestigationCase.risk_score.desc())
             .limit(10)
         ).all()
-        riskiest = [{**_case_row(row), "name": name} for row, name in rows]
+        riskiest = [
+            {**CaseSummary.of(row).model_dump(mode="json"), "name": name} for row, name in rows
+        ]
         return {"riskiest_providers": riskiest}, [
             {"type": "case", "id": r["case_id"]} for r in riskiest
         ]
     npi = re.sub(r"\D", "", args.npi)
-    row = session.get(Provider, (ws, npi))
-    if row is None:
+    found = queries.provider_detail(session, ws, npi)
+    if found is None:
         raise ToolError(f"no provider with NPI {args.npi!r} in this workspace")
-    medical = session.execute(
-        select(func.count(), func.coalesce(func.sum(MedicalClaim.amount_paid), 0)).where(
-            MedicalClaim.workspace_id == ws, MedicalClaim.provider_id == npi
-        )
-    ).one()
-    pharmacy = session.execute(
-        select(
-            func.count(case((PharmacyClaim.pharmacy_id == npi, 1))),
-            func.count(case((PharmacyClaim.prescriber_id == npi, 1))),
-        ).where(
-            PharmacyClaim.workspace_id == ws,
-            (PharmacyClaim.pharmacy_id == npi) | (PharmacyClaim.prescriber_id == npi),
-        )
-    ).one()
-    hits = session.execute(
-        select(RuleHit.rule_id, func.count())
-        .where(
-            RuleHit.workspace_id == ws,
-            RuleHit.subject_type.in_(ENTITY_SUBJECTS),
-            RuleHit.subject_id == npi,
-        )
-        .group_by(RuleHit.rule_id)
-        .order_by(func.count().desc())
-    ).all()
-    cases = session.scalars(
-        select(InvestigationCase)
-        .where(
-            InvestigationCase.workspace_id == ws,
-            InvestigationCase.subject_type.in_(ENTITY_SUBJECTS),
-            InvestigationCase.subject_id == npi,
-        )
-        .order_by(InvestigationCase.risk_score.desc())
-    ).all()
-    data = {
-        "npi": row.provider_id,
-        "name": row.name,
-        "provider_type": row.provider_type,
-        "specialty": row.specialty,
-        "state": row.state,
-        "excluded": row.excluded,
-        "exclusion_date": _iso(row.exclusion_date),
-        "medical_claims": {"count": medical[0], "amount_paid": float(medical[1])},
-        "pharmacy_claims": {"as_pharmacy": pharmacy[0], "as_prescriber": pharmacy[1]},
-        "rule_hits": [{"rule_id": r, "hits": n} for r, n in hits],
-        "cases": [_case_row(c) for c in cases],
-    }
     sources = [{"type": "provider", "id": npi}]
-    sources += [{"type": "case", "id": c.case_number} for c in cases]
-    return data, sources
+    sources += [{"type": "case", "id": c.case_id} for c in found.cases]
+    return found.model_dump(mode="json"), sources
 
 
 def run_pipeline(
@@ -437,26 +300,14 @@ def claim_provenance(
     found = queries.claim_provenance(session, scope.workspace_id, args.claim_id)
     if found is None:
         raise ToolError(f"no claim {args.claim_id!r} in this workspace")
-    if found["run"] is not None:
+    data = found.model_dump(mode="json")
+    if data["run"] is not None:
         # Every rule's settings: too long for a prompt, and each hit carries its own.
-        found["run"].pop("config_snapshot", None)
-    claim = found["claim"]
-    found["cases"] = list(
-        session.scalars(
-            select(InvestigationCase.case_number)
-            .join(CaseClaim, CaseClaim.case_id == InvestigationCase.id)
-            .where(
-                InvestigationCase.workspace_id == scope.workspace_id,
-                CaseClaim.claim_type == claim["claim_type"],
-                CaseClaim.claim_pk == claim["claim_pk"],
-            )
-            .order_by(InvestigationCase.case_number)
-        )
-    )
+        data["run"].pop("config_snapshot", None)
     sources = [{"type": "claim", "id": args.claim_id}]
-    sources += [{"type": "case", "id": c} for c in found["cases"]]
-    sources += [{"type": "rule", "id": h["rule_id"]} for h in found["hits"]]
-    return found, sources
+    sources += [{"type": "case", "id": c} for c in found.cases]
+    sources += [{"type": "rule", "id": h.rule_id} for h in found.hits]
+    return data, sources
 
 
 # --------------------------------------------------------------------------- the registry
@@ -469,6 +320,9 @@ class Tool:
     args: type[_Args]
     run: Callable[[Session, Scope, Any], tuple[dict[str, Any], list[Source]]]
     min_role: str = "viewer"
+    # A tool with side effects runs at most once per turn: a small model may call it again and
+    # again (seen with SmolLM2 queueing four pipeline runs in one answer).
+    once_per_turn: bool = False
 
     def spec(self) -> ToolSpec:
         return _spec(self)
@@ -520,6 +374,7 @@ TOOLS: dict[str, Tool] = {
             PipelineArgs,
             run_pipeline,
             min_role="investigator",
+            once_per_turn=True,
         ),
     )
 }
@@ -553,10 +408,11 @@ def json_parameters(model: type[BaseModel]) -> dict[str, Any]:
 
 @dataclass
 class WorkspaceTools:
-    """The tools bound to one caller and workspace."""
+    """The tools bound to one caller and workspace, for one turn."""
 
     engine: Engine
     scope: Scope
+    _done: dict[str, ToolResult] = field(default_factory=dict)
 
     def available(self) -> list[Tool]:
         return [tool for tool in TOOLS.values() if self.scope.has_role(tool.min_role)]
@@ -576,11 +432,18 @@ class WorkspaceTools:
                 f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
             )
             return ToolResult(name, False, {"error": f"invalid arguments: {problems}"})
+        earlier = self._done.get(name)
+        if earlier is not None:
+            note = f"{name} already ran in this turn; its result stands"
+            return ToolResult(name, earlier.ok, {**earlier.data, "note": note}, earlier.sources)
         try:
             data, sources = await run_in_threadpool(self._run, tool, args)
         except ToolError as exc:
             return ToolResult(name, False, {"error": str(exc)})
-        return ToolResult(name, True, data, _unique(sources))
+        result = ToolResult(name, True, data, _unique(sources))
+        if tool.once_per_turn:
+            self._done[name] = result
+        return result
 
     def _run(self, tool: Tool, args: _Args) -> tuple[dict[str, Any], list[Source]]:
         with session_scope(self.engine) as session:

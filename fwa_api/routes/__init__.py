@@ -5,7 +5,29 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from fwa_api.routes import agents, health, metrics, workspaces
+from fwa_api.routes import (
+    agents,
+    cases,
+    claims,
+    health,
+    members,
+    metrics,
+    pipeline,
+    providers,
+    rules,
+    uploads,
+    workspaces,
+)
 
 PUBLIC: list[APIRouter] = [health.router, metrics.router, agents.page_router]
-PROTECTED: list[APIRouter] = [workspaces.router, agents.router]
+PROTECTED: list[APIRouter] = [
+    workspaces.router,
+    agents.router,
+    cases.router,
+    rules.router,
+    providers.router,
+    claims.router,
+    members.router,
+    uploads.router,
+    pipeline.router,
+]

@@ -52,8 +52,9 @@ from fwa_api.agents.loop import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from fwa_api.agents.tools import Scope, WorkspaceTools, case_number
+from fwa_api.agents.tools import Scope, WorkspaceTools
 from fwa_api.deps import CurrentPrincipal, WorkspaceId
+from fwa_api.queries import case_number
 from fwa_api.services import services
 
 logger = logging.getLogger(__name__)

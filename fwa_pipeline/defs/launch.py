@@ -7,7 +7,6 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,19 +16,6 @@ from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import HOST_TAG, PID_TAG, ensure_partition, run_tags
 from fwa_pipeline.defs.resources import StoreResource, run_config
 from fwa_pipeline.defs.run_mirror import mirror_run
-
-
-def default_dagster_home() -> Path:
-    """``DAGSTER_HOME``, set to ``./dagster_home`` (the repository's embedded default) when
-    unset; a home created here gets a minimal dagster.yaml (SQLite storage is Dagster's
-    default; without the file Dagster prints a telemetry notice on stdout)."""
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(Path.cwd() / "dagster_home")
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return home
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,18 @@ async def test_run_pipeline_queues_a_request_for_an_investigator(
         )
 
 
+async def test_run_pipeline_queues_one_run_per_turn(pg_engine: Engine, world: World) -> None:
+    turn = tools(pg_engine, world)
+    first = await turn.call("run_pipeline", {})
+    again = await turn.call("run_pipeline", {"force_reprocess": True})
+    assert again.ok and again.data["job_id"] == first.data["job_id"]
+    assert "already ran" in again.data["note"]
+    next_turn = await tools(pg_engine, world).call("run_pipeline", {})
+    assert next_turn.data["job_id"] != first.data["job_id"]
+    with session_scope(pg_engine) as session:
+        assert len(session.scalars(select(PipelineRequest)).all()) == 2
+
+
 async def test_run_pipeline_is_refused_to_a_viewer(pg_engine: Engine, world: World) -> None:
     viewer = tools(pg_engine, world, role="viewer")
     assert "run_pipeline" not in {spec.name for spec in viewer.specs()}

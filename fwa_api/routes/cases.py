@@ -1,0 +1,174 @@
+"""Investigation cases: list, detail, and the investigator's actions (status, notes).
+
+Every route takes ``?workspace=NAME``. A case is named by its number (``CASE-000123``;
+``case-123`` and ``123`` also work); one in another workspace is answered 404 exactly like one
+that does not exist. Status changes and notes are appended to the case's history (never edited)
+and need the investigator role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from fwa_api import queries
+from fwa_api.auth import Principal
+from fwa_api.deps import WorkspaceId, require_role
+from fwa_api.queries import (
+    CaseDetail,
+    CaseEventOut,
+    CasePage,
+    CaseStatus,
+    CaseSummary,
+    RiskLevel,
+)
+from fwa_api.services import services
+from fwa_pipeline.store.cases import CaseConflictError, add_case_note, change_case_status
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import CaseEvent, InvestigationCase
+
+router = APIRouter(prefix="/api/cases", tags=["cases"])
+
+MAX_PAGE = 200
+MAX_NOTE_CHARS = 4000
+
+CaseRef = Annotated[
+    str,
+    Path(max_length=32, description="The case number, e.g. CASE-000123 (case-123 or 123 too)."),
+]
+Investigator = Annotated[Principal, Depends(require_role("investigator"))]
+NoteText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NOTE_CHARS)
+]
+
+
+class StatusChange(BaseModel):
+    status: CaseStatus = Field(description="The new status.")
+    note: NoteText | None = Field(None, description="Why; kept in the history entry.")
+
+
+class NoteIn(BaseModel):
+    note: NoteText
+
+
+class CaseAction(BaseModel):
+    """The case after the action, and the history entry the action appended."""
+
+    case: CaseSummary
+    event: CaseEventOut
+
+
+def _case_not_found() -> HTTPException:
+    return HTTPException(404, "case not found")
+
+
+@router.get("")
+async def list_cases(
+    request: Request,
+    workspace_id: WorkspaceId,
+    risk_level: RiskLevel | None = None,
+    status: CaseStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CasePage:
+    """Cases by risk score, highest first; ``total`` counts every case the filters match."""
+    return await run_in_threadpool(
+        queries.in_session,
+        services(request).engine,
+        queries.list_cases,
+        workspace_id,
+        risk_level=risk_level,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{case_id}", responses={404: {"description": "No such case in this workspace."}})
+async def get_case(request: Request, workspace_id: WorkspaceId, case_id: CaseRef) -> CaseDetail:
+    """The case, its explanation, the rule hits on its claims with their evidence (the first
+    100, highest severity first; ``hit_count`` has them all), its linked claims (the first 100;
+    ``claim_count``) and its whole history, oldest first."""
+    found = await run_in_threadpool(
+        queries.in_session, services(request).engine, queries.case_detail, workspace_id, case_id
+    )
+    if found is None:
+        raise _case_not_found()
+    return found
+
+
+def _act(
+    engine: Engine,
+    workspace_id: int,
+    case_id: str,
+    apply: Callable[[Session, InvestigationCase], CaseEvent],
+) -> CaseAction:
+    """Apply one change to the locked case row and return the case and its new history entry."""
+    try:
+        with session_scope(engine) as session:
+            case = queries.find_case(session, workspace_id, case_id, for_update=True)
+            if case is None:
+                raise _case_not_found()
+            try:
+                event = apply(session, case)
+            except CaseConflictError as exc:
+                raise HTTPException(409, str(exc)) from exc
+            session.flush()  # the entry's time
+            return CaseAction(case=CaseSummary.of(case), event=CaseEventOut.of(event))
+    except IntegrityError as exc:
+        # The pipeline opened a case on the same subject meanwhile: one open case per subject.
+        raise HTTPException(409, "another case on the same subject is open") from exc
+
+
+@router.post(
+    "/{case_id}/status",
+    responses={
+        404: {"description": "No such case in this workspace."},
+        409: {"description": "The case already has that status, or cannot reopen."},
+    },
+)
+async def change_status(
+    request: Request,
+    principal: Investigator,
+    workspace_id: WorkspaceId,
+    case_id: CaseRef,
+    body: StatusChange,
+) -> CaseAction:
+    """Move the case to another status (``status_changed`` in its history). Reopening a closed
+    case is refused (409) while its subject has another open case."""
+
+    def apply(session: Session, case: InvestigationCase) -> CaseEvent:
+        if case.status == body.status:
+            raise HTTPException(409, f"{case.case_number} is already {body.status}")
+        event = change_case_status(session, case, body.status, principal.name, body.note)
+        assert event is not None  # None only when the status is unchanged, refused above
+        return event
+
+    return await run_in_threadpool(_act, services(request).engine, workspace_id, case_id, apply)
+
+
+@router.post(
+    "/{case_id}/notes",
+    status_code=201,
+    responses={404: {"description": "No such case in this workspace."}},
+)
+async def add_note(
+    request: Request,
+    principal: Investigator,
+    workspace_id: WorkspaceId,
+    case_id: CaseRef,
+    body: NoteIn,
+) -> CaseAction:
+    """Append a note to the case's history."""
+
+    def apply(session: Session, case: InvestigationCase) -> CaseEvent:
+        return add_case_note(session, case, principal.name, body.note)
+
+    return await run_in_threadpool(_act, services(request).engine, workspace_id, case_id, apply)

@@ -1,0 +1,274 @@
+"""Pipeline jobs and runs (plan 5A, 5D). Every route takes ``?workspace=NAME``.
+
+* ``POST /api/pipeline/enqueue`` (investigator; ``{"force_reprocess": bool}``): 202 with the job
+  id at once. The job is a ``PipelineRequest`` row that the Dagster daemon's request sensor turns
+  into a run (``fwa_pipeline.pipeline_requests``).
+* ``GET /api/pipeline/jobs/{job_id}``: status, phase, progress, claims processed, errors and
+  times, read from the run's Dagster record and event log; a job of another workspace is 404.
+* ``GET /api/pipeline/runs?limit=&offset=``: the workspace's ``PipelineRun`` rows with their
+  stats, newest first; ``GET /api/pipeline/runs/{run_id}``: one with its config snapshot
+  (rules, thresholds, scoring in effect) and quality report.
+* ``POST /api/pipeline/run-full?timeout_s=`` (investigator): enqueue and wait for the job to
+  end: 200 with its final status, or 202 with the job as it stands when ``timeout_s`` (at most
+  ``FWA_PIPELINE_WAIT_MAX_S``) runs out, so the client can poll the job.
+* ``POST /api/pipeline/run-stream`` (investigator): enqueue, then Server-Sent Events, ``data:``
+  JSON each: ``{"type": "progress", "done": false, ...job}`` whenever status, phase or progress
+  change, then ``{"type": "end", "done": true, ...job}`` when the job ends, or ``{"type":
+  "timeout", "done": true, ...job}`` after ``FWA_PIPELINE_WAIT_MAX_S``. A client that disconnects
+  stops the polling (the job itself goes on).
+
+Dagster and the store are read in worker threads: the instance's storage calls block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func, select
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from fwa_api.auth import Principal
+from fwa_api.deps import WorkspaceId, require_role
+from fwa_api.services import Services, services
+from fwa_pipeline.pipeline_requests import job_status
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import PipelineRun
+from fwa_pipeline.store.runs import FINAL_STATUSES, enqueue_request, get_request
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/pipeline", tags=["pipeline"])
+
+Investigator = Annotated[Principal, Depends(require_role("investigator"))]
+
+# How often run-full and run-stream re-read a job while they wait.
+POLL_S = 1.0
+SSE_PING_S = 15
+# A request the sensor could not launch ends as "failed".
+JOB_ENDED = FINAL_STATUSES | {"failed"}
+
+
+class EnqueueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force_reprocess: bool = False
+
+
+class EnqueuedOut(BaseModel):
+    job_id: str
+    status: str
+    force_reprocess: bool
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: str
+    phase: str | None
+    progress: dict[str, int]
+    claims_processed: int
+    force_reprocess: bool
+    requested_at: dt.datetime | None
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    dagster_run_id: str | None
+    errors: list[str]
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    run_id: str
+    status: str
+    force_reprocess: bool
+    batch_id: int | None
+    job_name: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    stats: dict[str, Any]
+
+
+class RunDetail(RunOut):
+    config_snapshot: dict[str, Any]
+    quality_report: dict[str, Any]
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# --------------------------------------------------------------------------- store and Dagster
+
+
+def _job(app: Services, workspace_id: int, job_id: str) -> JobOut | None:
+    request = get_request(app.engine, job_id)
+    if request is None or request.workspace_id != workspace_id:
+        return None
+    status = job_status(app.engine, app.dagster_instance(), job_id)
+    return None if status is None else JobOut.model_validate(status.as_dict())
+
+
+async def _read_job(app: Services, workspace_id: int, job_id: str) -> JobOut:
+    found = await run_in_threadpool(_job, app, workspace_id, job_id)
+    if found is None:
+        raise HTTPException(404, "job not found")
+    return found
+
+
+async def _enqueue(request: Request, workspace_id: int, principal: Principal, force: bool) -> str:
+    return await run_in_threadpool(
+        enqueue_request,
+        services(request).engine,
+        workspace_id,
+        force_reprocess=force,
+        requested_by=principal.name,
+    )
+
+
+def _runs(app: Services, workspace_id: int, limit: int, offset: int) -> RunList:
+    with session_scope(app.engine) as session:
+        total = session.scalar(
+            select(func.count())
+            .select_from(PipelineRun)
+            .where(PipelineRun.workspace_id == workspace_id)
+        )
+        rows = session.scalars(
+            select(PipelineRun)
+            .where(PipelineRun.workspace_id == workspace_id)
+            .order_by(PipelineRun.created_at.desc(), PipelineRun.run_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        runs = [RunOut.model_validate(row) for row in rows]
+    return RunList(runs=runs, total=total or 0, limit=limit, offset=offset)
+
+
+def _run(app: Services, workspace_id: int, run_id: str) -> RunDetail | None:
+    with session_scope(app.engine) as session:
+        row = session.get(PipelineRun, run_id)
+        if row is None or row.workspace_id != workspace_id:
+            return None
+        return RunDetail.model_validate(row)
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.post("/enqueue", status_code=202)
+async def enqueue(
+    request: Request,
+    principal: Investigator,
+    workspace_id: WorkspaceId,
+    body: EnqueueIn | None = None,
+) -> EnqueuedOut:
+    force = body.force_reprocess if body else False
+    job_id = await _enqueue(request, workspace_id, principal, force)
+    return EnqueuedOut(job_id=job_id, status="queued", force_reprocess=force)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(request: Request, workspace_id: WorkspaceId, job_id: uuid.UUID) -> JobOut:
+    return await _read_job(services(request), workspace_id, str(job_id))
+
+
+@router.get("/runs")
+async def list_runs(
+    request: Request,
+    workspace_id: WorkspaceId,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunList:
+    return await run_in_threadpool(_runs, services(request), workspace_id, limit, offset)
+
+
+@router.get("/runs/{run_id}")
+async def get_run(
+    request: Request, workspace_id: WorkspaceId, run_id: Annotated[str, Path(max_length=64)]
+) -> RunDetail:
+    found = await run_in_threadpool(_run, services(request), workspace_id, run_id)
+    if found is None:
+        raise HTTPException(404, "run not found")
+    return found
+
+
+@router.post(
+    "/run-full",
+    response_model=JobOut,
+    responses={202: {"model": JobOut, "description": "the job had not ended in time"}},
+)
+async def run_full(
+    request: Request,
+    principal: Investigator,
+    workspace_id: WorkspaceId,
+    body: EnqueueIn | None = None,
+    timeout_s: Annotated[float | None, Query(gt=0)] = None,
+) -> JSONResponse:
+    app = services(request)
+    cap = app.settings.pipeline_wait_max_s
+    wait = min(timeout_s, cap) if timeout_s is not None else cap
+    job_id = await _enqueue(request, workspace_id, principal, bool(body and body.force_reprocess))
+    deadline = time.monotonic() + wait
+    while True:
+        job = await _read_job(app, workspace_id, job_id)
+        left = deadline - time.monotonic()
+        # A client that left gets no answer: stop polling for it (the job goes on).
+        if job.status in JOB_ENDED or left <= 0 or await request.is_disconnected():
+            code = 200 if job.status in JOB_ENDED else 202
+            return JSONResponse(job.model_dump(mode="json"), status_code=code)
+        await asyncio.sleep(min(POLL_S, left))
+
+
+def _event(kind: str, job: JobOut) -> dict[str, str]:
+    payload = {"type": kind, "done": kind != "progress", **job.model_dump(mode="json")}
+    return {"data": json.dumps(payload, separators=(",", ":"))}
+
+
+@router.post("/run-stream", response_class=EventSourceResponse)
+async def run_stream(
+    request: Request,
+    principal: Investigator,
+    workspace_id: WorkspaceId,
+    body: EnqueueIn | None = None,
+) -> EventSourceResponse:
+    app = services(request)
+    job_id = await _enqueue(request, workspace_id, principal, bool(body and body.force_reprocess))
+    deadline = time.monotonic() + app.settings.pipeline_wait_max_s
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        # sse-starlette cancels this generator when the client disconnects: the polling stops.
+        last: tuple[Any, ...] | None = None
+        try:
+            while True:
+                job = await _read_job(app, workspace_id, job_id)
+                if job.status in JOB_ENDED:
+                    yield _event("end", job)
+                    return
+                if time.monotonic() >= deadline:
+                    yield _event("timeout", job)
+                    return
+                state = (job.status, job.phase, job.progress, job.claims_processed)
+                if state != last:
+                    last = state
+                    yield _event("progress", job)
+                await asyncio.sleep(POLL_S)
+        except Exception:
+            # The response has started: an error can only be reported as an event.
+            logger.exception("pipeline: the job stream failed")
+            error = {"type": "error", "done": True, "job_id": job_id, "error": "internal error"}
+            yield {"data": json.dumps(error, separators=(",", ":"))}
+
+    return EventSourceResponse(events(), ping=SSE_PING_S)

@@ -1,0 +1,304 @@
+"""The cases routes on the real PostgreSQL and Redis: listing with filters and pages, the detail,
+the investigator's status changes and notes, and workspace isolation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from fwa_pipeline.store.cases import upsert_cases
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import CaseEvent, InvestigationCase
+from tests.agents.harness import FOREIGN_CASE, FOREIGN_SUBJECT
+from tests.api.seeded import ACME_CASES, EVIDENCE, World, proposals, seed_world
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
+
+ACME = {"workspace": "acme"}
+
+
+@pytest.fixture
+def world(pg_engine: Engine) -> World:
+    return seed_world(pg_engine)
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [c["case_id"] for c in page["items"]]
+
+
+def history(engine: Engine, number: str) -> list[tuple[str, str, dict[str, Any]]]:
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(CaseEvent.actor, CaseEvent.action, CaseEvent.detail)
+            .join(InvestigationCase, InvestigationCase.id == CaseEvent.case_id)
+            .where(InvestigationCase.case_number == number)
+            .order_by(CaseEvent.id)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def error_fields(response: httpx.Response) -> set[str]:
+    assert response.status_code == 422, response.text
+    return {error["field"] for error in response.json()["errors"]}
+
+
+# --------------------------------------------------------------------------- list
+
+
+async def test_cases_are_listed_by_score_with_a_total(api: httpx.AsyncClient, world: World) -> None:
+    response = await api.get("/api/cases", params=ACME, headers=world.headers["viewer"])
+    assert response.status_code == 200
+    page = response.json()
+    assert (page["total"], page["limit"], page["offset"]) == (6, 50, 0)
+    assert ids(page) == [number for number, _, _ in ACME_CASES]
+    assert FOREIGN_CASE not in response.text and FOREIGN_SUBJECT not in response.text
+    first = page["items"][0]
+    assert first == {
+        "case_id": "CASE-000001",
+        "subject_type": "provider",
+        "subject_id": "1234567893",
+        "risk_score": 95.5,
+        "risk_level": "critical",
+        "status": "open",
+        "flagged_billed": 1000.0,
+        "flagged_paid": 12345.0,
+        "assignee": None,
+    }
+
+
+async def test_filters_and_pages(api: httpx.AsyncClient, world: World) -> None:
+    async def listed(**params: Any) -> dict[str, Any]:
+        response = await api.get(
+            "/api/cases", params={**ACME, **params}, headers=world.headers["viewer"]
+        )
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    critical = await listed(risk_level="critical")
+    assert (critical["total"], ids(critical)) == (2, ["CASE-000001", "CASE-000005"])
+    closed = await listed(status="closed")
+    assert ids(closed) == ["CASE-000003"]
+    open_medium = await listed(risk_level="medium", status="open")
+    assert ids(open_medium) == ["CASE-000007"]
+
+    everything = [number for number, _, _ in ACME_CASES]
+    pages = [await listed(limit=4, offset=offset) for offset in (0, 4, 8)]
+    assert [p["total"] for p in pages] == [6, 6, 6]  # the total counts every match, every page
+    assert [ids(p) for p in pages] == [everything[:4], everything[4:], []]
+
+
+async def test_bad_filters_are_422_naming_the_parameter(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    viewer = world.headers["viewer"]
+    for params, field in [
+        ({"risk_level": "extreme"}, "query.risk_level"),
+        ({"status": "resolved"}, "query.status"),
+        ({"limit": 0}, "query.limit"),
+        ({"limit": 201}, "query.limit"),
+        ({"offset": -1}, "query.offset"),
+    ]:
+        response = await api.get("/api/cases", params={**ACME, **params}, headers=viewer)
+        assert error_fields(response) == {field}
+
+
+# --------------------------------------------------------------------------- detail
+
+
+async def test_case_detail_has_hits_with_evidence_claims_and_history(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    response = await api.get("/api/cases/case-1", params=ACME, headers=world.headers["viewer"])
+    assert response.status_code == 200
+    case = response.json()
+    assert (case["case_id"], case["risk_level"], case["status"]) == (
+        "CASE-000001",
+        "critical",
+        "open",
+    )
+    assert case["explanation"]["top_rules"] == ["RULE-MED-004"]
+    assert case["claim_count"] == 3
+    assert [c["claim_id"] for c in case["claims"]] == [f"ACME-CLM-{n}" for n in range(3)]
+    assert case["rules"] == [
+        {"rule_id": "RULE-MED-004", "name": "Impossible day", "hits": 3, "max_severity": 1.0}
+    ]
+    assert case["hit_count"] == 3
+    assert {h["claim_id"] for h in case["hits"]} == {f"ACME-CLM-{n}" for n in range(3)}
+    hit = case["hits"][0]
+    assert (hit["rule_id"], hit["run_id"], hit["evidence"]) == ("RULE-MED-004", "run-1", EVIDENCE)
+    assert [(e["actor"], e["action"]) for e in case["history"]] == [("pipeline:run-1", "opened")]
+
+
+async def test_a_case_outside_the_workspace_is_404_like_a_missing_one(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    answers = []
+    for case_id in (FOREIGN_CASE, "CASE-999999", "not-a-case"):
+        response = await api.get(
+            f"/api/cases/{case_id}", params=ACME, headers=world.headers["admin"]
+        )
+        assert response.status_code == 404
+        assert FOREIGN_SUBJECT not in response.text
+        answers.append(response.json()["detail"])
+    assert answers == ["case not found"] * 3
+    # Naming the other workspace does not help: a token never sees it.
+    response = await api.get(
+        f"/api/cases/{FOREIGN_CASE}",
+        params={"workspace": "globex"},
+        headers=world.headers["admin"],
+    )
+    assert (response.status_code, response.json()["detail"]) == (404, "workspace not found")
+
+
+# --------------------------------------------------------------------------- actions
+
+
+async def test_a_status_change_and_a_note_are_appended_to_the_history(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    investigator = world.headers["investigator"]
+    actor = world.names["investigator"]
+    changed = await api.post(
+        "/api/cases/CASE-000002/status",
+        params=ACME,
+        headers=investigator,
+        json={"status": "under_review", "note": "  billing pattern looks deliberate "},
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["case"]["case_id"], body["case"]["status"]) == ("CASE-000002", "under_review")
+    assert (body["event"]["actor"], body["event"]["action"]) == (actor, "status_changed")
+    assert body["event"]["detail"] == {
+        "from": "open",
+        "to": "under_review",
+        "note": "billing pattern looks deliberate",
+    }
+    noted = await api.post(
+        "/api/cases/case-2/notes",
+        params=ACME,
+        headers=world.headers["admin"],
+        json={"note": "asked the provider for records"},
+    )
+    assert noted.status_code == 201, noted.text
+    assert noted.json()["event"]["action"] == "note"
+
+    detail = (await api.get("/api/cases/CASE-000002", params=ACME, headers=investigator)).json()
+    assert detail["status"] == "under_review"
+    assert [(e["actor"], e["action"]) for e in detail["history"]] == [
+        (actor, "status_changed"),
+        (world.names["admin"], "note"),
+    ]
+    assert detail["history"][1]["detail"] == {"note": "asked the provider for records"}
+    listed = await api.get(
+        "/api/cases", params={**ACME, "status": "under_review"}, headers=investigator
+    )
+    assert ids(listed.json()) == ["CASE-000002"]
+    assert [action for _, action, _ in history(pg_engine, "CASE-000002")] == [
+        "status_changed",
+        "note",
+    ]
+
+
+async def test_a_viewer_cannot_change_a_case(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    viewer = world.headers["viewer"]
+    status = await api.post(
+        "/api/cases/CASE-000001/status", params=ACME, headers=viewer, json={"status": "closed"}
+    )
+    note = await api.post(
+        "/api/cases/CASE-000001/notes", params=ACME, headers=viewer, json={"note": "hello"}
+    )
+    for response in (status, note):
+        assert (response.status_code, response.json()["detail"]) == (
+            403,
+            "requires the investigator role",
+        )
+    assert history(pg_engine, "CASE-000001") == [("pipeline:run-1", "opened", {})]
+
+
+async def test_invalid_changes_are_refused_with_a_reason(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    investigator = world.headers["investigator"]
+
+    async def post(case_id: str, action: str, body: dict[str, Any]) -> httpx.Response:
+        return await api.post(
+            f"/api/cases/{case_id}/{action}", params=ACME, headers=investigator, json=body
+        )
+
+    assert error_fields(await post("CASE-000001", "status", {"status": "resolved"})) == {
+        "body.status"
+    }
+    assert error_fields(await post("CASE-000001", "status", {})) == {"body.status"}
+    assert error_fields(await post("CASE-000001", "notes", {"note": "   "})) == {"body.note"}
+    assert error_fields(await post("CASE-000001", "notes", {"note": "x" * 4001})) == {"body.note"}
+
+    same = await post("CASE-000001", "status", {"status": "open"})
+    assert (same.status_code, same.json()["detail"]) == (409, "CASE-000001 is already open")
+
+    # CASE-000003 (member M2) is closed; a later run opens a new case on M2.
+    with session_scope(pg_engine) as session:
+        upsert_cases(session, world.acme, "run-2", proposals(("member", "M2", 60.0, "medium")))
+    reopen = await post("CASE-000003", "status", {"status": "open"})
+    assert (reopen.status_code, reopen.json()["detail"]) == (
+        409,
+        "CASE-000003 cannot reopen: CASE-000008 is open",
+    )
+    # Nothing refused left a trace.
+    assert [action for _, action, _ in history(pg_engine, "CASE-000001")] == ["opened"]
+    assert history(pg_engine, "CASE-000003") == []
+
+
+async def test_another_workspaces_case_cannot_be_changed(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    for action, body in (("status", {"status": "closed"}), ("notes", {"note": "mine now"})):
+        response = await api.post(
+            f"/api/cases/{FOREIGN_CASE}/{action}",
+            params=ACME,
+            headers=world.headers["investigator"],
+            json=body,
+        )
+        assert (response.status_code, response.json()["detail"]) == (404, "case not found")
+    with session_scope(pg_engine) as session:
+        foreign = session.scalars(
+            select(InvestigationCase).where(InvestigationCase.case_number == FOREIGN_CASE)
+        ).one()
+        assert foreign.status == "open"
+        events = session.scalar(
+            select(func.count()).select_from(CaseEvent).where(CaseEvent.case_id == foreign.id)
+        )
+        assert events == 1
+    # Its own investigator still can.
+    response = await api.post(
+        f"/api/cases/{FOREIGN_CASE}/status",
+        params={"workspace": "globex"},
+        headers=world.headers["globex"],
+        json={"status": "escalated"},
+    )
+    assert response.status_code == 200 and response.json()["case"]["status"] == "escalated"
+
+
+async def test_the_routes_are_in_the_schema_with_typed_answers(api: httpx.AsyncClient) -> None:
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    for path, method in [
+        ("/api/cases", "get"),
+        ("/api/cases/{case_id}", "get"),
+        ("/api/cases/{case_id}/status", "post"),
+        ("/api/cases/{case_id}/notes", "post"),
+        ("/api/rules", "get"),
+        ("/api/rules/{rule_id}", "get"),
+        ("/api/providers/{npi}", "get"),
+        ("/api/claims/{claim_id}/provenance", "get"),
+        ("/api/members/{member_id}", "get"),
+    ]:
+        operation = paths[path][method]
+        ok = operation["responses"]["201" if path.endswith("notes") else "200"]
+        assert ok["content"]["application/json"]["schema"]["$ref"].startswith(
+            "#/components/schemas/"
+        ), path
+        assert "workspace" in {p["name"] for p in operation["parameters"]}, path
