@@ -522,9 +522,11 @@ class OpenAICompatClient(_HttpBackend):
         finish: str | None = None
         usage: dict[str, Any] = {}
         ended = False
+        seen = False  # any data event at all
         async for line in self._stream_lines("/chat/completions", body):
             if ended or not line.startswith("data:"):
                 continue  # comments, event names, keep-alives; nothing counts after [DONE]
+            seen = True
             data = line[5:].strip()
             if data == "[DONE]":
                 ended = True  # and read on to the end, which keeps the connection reusable
@@ -551,6 +553,14 @@ class OpenAICompatClient(_HttpBackend):
                     slot["name"] += function.get("name") or ""
                     slot["arguments"] += function.get("arguments") or ""
                 finish = choice.get("finish_reason") or finish
+        if not seen:
+            # llama-cpp-python answers 200 and closes the stream without one event when the
+            # request fails in the model, e.g. a prompt longer than its context window (--n_ctx).
+            # The server answered, so this is its error, not "unreachable".
+            raise LLMServerError(
+                "the server closed the stream without an event (a prompt longer than its "
+                "context window?)"
+            )
         if not ended and finish is None:
             raise LLMUnavailable("the stream ended before the model finished")
         if pending:

@@ -30,7 +30,7 @@ from fwa_api.agents.llm import (
     ToolsUnsupported,
 )
 from tests.agents.conftest import agent_settings
-from tests.agents.fake_llm import MODEL, Call, Fail, FakeLLM, Hang, Say
+from tests.agents.fake_llm import MODEL, Call, Fail, FakeLLM, Hang, Say, ServerThread
 
 pytestmark = pytest.mark.anyio
 
@@ -277,3 +277,23 @@ async def test_openai_errors(llm: FakeLLM, http: httpx.AsyncClient) -> None:
         await collect(openai(llm, http))
     with pytest.raises(LLMServerError, match="context length exceeded"):
         await collect(openai(llm, http))
+
+
+async def test_openai_an_empty_event_stream_is_a_server_error(http: httpx.AsyncClient) -> None:
+    """What llama-cpp-python does with a prompt longer than its context window: 200, an event
+    stream, and no event at all. The server answered: not "unavailable"."""
+
+    async def empty_stream(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    server = ServerThread(empty_stream).start()
+    try:
+        settings = agent_settings(f"{server.url}/v1", llm_backend="openai")
+        with pytest.raises(LLMServerError, match="without an event"):
+            await collect(OpenAICompatClient(settings, http))
+    finally:
+        server.stop()
