@@ -3,6 +3,8 @@
 * ``HTTPException``: passed through (status, detail, headers).
 * Validation errors: 422 naming each field; the offending input is not echoed (it may be PHI).
 * Database unreachable or pool exhausted: 503, so clients know to retry.
+* The OpenAPI schema documents the 422 body as it is sent (``ValidationErrorBody``), not as
+  FastAPI's default ``HTTPValidationError``.
 * Anything else: 500 ``internal error`` from ``CatchAllMiddleware``, the traceback only in the
   server log. It sits innermost, just outside the router, so the 500 still passes through every
   other middleware (request id, metrics, security headers, CORS); FastAPI would otherwise hand
@@ -16,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -25,6 +28,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fwa_pipeline.kit.logging import request_id_var
 
 logger = logging.getLogger(__name__)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    detail: str
+    errors: list[FieldError]
+    request_id: str | None
 
 
 def error_body(detail: Any, **extra: Any) -> dict[str, Any]:
@@ -81,9 +96,29 @@ class CatchAllMiddleware:
             await JSONResponse(error_body("internal error"), status_code=500)(scope, receive, send)
 
 
+def _document_validation_errors(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = generate()  # cached by FastAPI after the first call: edit it once
+        components = schema.get("components", {}).get("schemas", {})
+        if fresh and "HTTPValidationError" in components:
+            body = ValidationErrorBody.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            components.update(body.pop("$defs", {}))
+            components["HTTPValidationError"] = body
+            components.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handling(app: FastAPI) -> None:
     """Register the handlers and the catch-all; call before adding any other middleware so the
     catch-all ends up innermost."""
+    _document_validation_errors(app)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
