@@ -97,6 +97,7 @@
         a.href = match[2];
         a.textContent = match[1];
         a.className = "entity";
+        a.dataset.kind = target[1];
         a.dataset.entity = target[2];
         parent.append(a);
       } else {
@@ -300,16 +301,53 @@
 
   // ------------------------------------------------------------------ details panel
 
-  async function showEntity(id) {
+  // A case or rule opens from the API's own routes (GET /api/cases/{id}, /api/rules/{id}),
+  // the same records an investigator works with, not a chat answer.
+  const money = (n) => n.toLocaleString("en-US", { style: "currency", currency: "USD" });
+
+  function field(list, label, value) {
+    list.append(
+      Object.assign(document.createElement("dt"), { textContent: label }),
+      Object.assign(document.createElement("dd"), { textContent: value }),
+    );
+  }
+
+  function section(title, items) {
+    const h = Object.assign(document.createElement("h3"), { textContent: title });
+    const ul = document.createElement("ul");
+    for (const text of items) ul.append(Object.assign(document.createElement("li"), { textContent: text }));
+    return [h, ul];
+  }
+
+  function caseView(c) {
+    const facts = document.createElement("dl");
+    field(facts, "Subject", `${c.subject_type} ${c.subject_id}`);
+    field(facts, "Risk", `${c.risk_score} (${c.risk_level})`);
+    field(facts, "Status", c.status + (c.assignee ? `, assigned to ${c.assignee}` : ""));
+    field(facts, "Flagged", `${money(c.flagged_billed)} billed, ${money(c.flagged_paid)} paid`);
+    field(facts, "Claims", String(c.claim_count));
+    const rules = c.rules.map((r) => `${r.rule_id} ${r.name ?? ""}: ${r.hits} hit(s)`);
+    const history = c.history.slice(-5).map((e) => `${new Date(e.at).toLocaleString()} ${e.actor}: ${e.action}`);
+    return [facts, ...section("Rules hit", rules), ...section("Latest history", history)];
+  }
+
+  function ruleView(r) {
+    const facts = document.createElement("dl");
+    field(facts, "Name", r.name);
+    field(facts, "Family", `${r.family}, version ${r.version}`);
+    field(facts, "Weight", `${r.weight} (cap ${r.cap})${r.enabled ? "" : ", disabled"}`);
+    field(facts, "Hits here", `${r.hits} on ${r.claims_hit} claim(s)`);
+    return [facts];
+  }
+
+  async function showEntity(kind, id) {
     const panel = $("detail");
     const body = $("detail-body");
     body.replaceChildren(Object.assign(document.createElement("p"), { textContent: `Loading ${id}…` }));
     panel.hidden = false;
-    // The fast path answers a bare id from the data; no session, so nothing is stored.
-    const answer = await api("POST", "/api/agents/chat", { message: id });
-    const heading = document.createElement("h2");
-    heading.textContent = id;
-    body.replaceChildren(heading, renderMarkdown(answer.response));
+    const record = await api("GET", `/api/${kind}/${encodeURIComponent(id)}`);
+    const heading = Object.assign(document.createElement("h2"), { textContent: id });
+    body.replaceChildren(heading, ...(kind === "cases" ? caseView(record) : ruleView(record)));
   }
 
   // ------------------------------------------------------------------ wiring
@@ -392,7 +430,7 @@
     const link = event.target.closest("a.entity");
     if (!link) return;
     event.preventDefault();
-    showEntity(link.dataset.entity).catch((error) => notice(`Error: ${error.message}`));
+    showEntity(link.dataset.kind, link.dataset.entity).catch((error) => notice(`Error: ${error.message}`));
   });
   $("close-detail").addEventListener("click", () => {
     $("detail").hidden = true;

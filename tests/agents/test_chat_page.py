@@ -20,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.agents.conftest import Api
 from tests.agents.fake_llm import Call, FakeLLM, Say
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.postgres
 
@@ -145,11 +146,7 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
             browser.call("Page.enable")
             yield browser
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 TRACK_STREAMING = """

@@ -23,6 +23,7 @@ import pytest
 
 from fwa_api.agents.citations import linkify
 from tests.agents.conftest import agent_settings
+from tests.processes import stop_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -97,12 +98,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.25)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
 
 
 def tail(log: Path, lines: int = 30) -> str:
