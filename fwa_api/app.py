@@ -15,12 +15,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from fwa_api import routes
 from fwa_api.auth import REDIS_PREFIX, revocation_channel, watch_revocations
 from fwa_api.deps import current_principal
 from fwa_api.errors import install_error_handling
+from fwa_api.middleware.cors import CorsMiddleware
 from fwa_api.middleware.metrics import ApiMetrics, MetricsMiddleware
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter, RateLimitMiddleware
 from fwa_api.middleware.request_context import RequestContextMiddleware
@@ -124,7 +124,7 @@ def create_app(
             client_address=ClientAddress(settings.trusted_proxies),
         )
         app.add_middleware(
-            CORSMiddleware,
+            CorsMiddleware,
             allow_origins=settings.allowed_origins,
             allow_methods=CORS_METHODS,
             allow_headers=CORS_HEADERS,

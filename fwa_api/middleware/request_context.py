@@ -11,9 +11,9 @@ such a request's time, and are counted in ``http_requests_total`` anyway.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +23,16 @@ from fwa_pipeline.kit.logging import request_id_var
 access_log = logging.getLogger("fwa_api.access")
 
 _WELL_FORMED_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
+def new_request_id() -> str:
+    """A random uuid4 in its usual text form: ``str(uuid.uuid4())`` builds a UUID object on the
+    way, which is 2.5 us of a health probe's 100; this is 1 us."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def incoming_request_id(scope: Scope) -> str | None:
@@ -42,7 +52,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = incoming_request_id(scope) or str(uuid.uuid4())
+        request_id = incoming_request_id(scope) or new_request_id()
         header = (b"x-request-id", request_id.encode("ascii"))
         token = request_id_var.set(request_id)
         status = 500

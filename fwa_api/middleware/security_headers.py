@@ -36,6 +36,17 @@ _ALWAYS: tuple[tuple[bytes, bytes], ...] = (
 _PAGE_CSP = (b"content-security-policy", PAGE_CSP.encode())
 _API_CSP = (b"content-security-policy", API_CSP.encode())
 _NO_STORE = (b"cache-control", b"no-store")
+_OURS = frozenset(name for name, _ in (*_ALWAYS, _PAGE_CSP, _NO_STORE))
+
+
+def _defaults(html: bool, is_api: bool) -> tuple[tuple[bytes, bytes], ...]:
+    return (*_ALWAYS, _PAGE_CSP if html else _API_CSP, *((_NO_STORE,) if is_api else ()))
+
+
+# What a response that sets none of these headers itself gets (nearly all): by (html, is_api).
+_DEFAULTS = {
+    (html, is_api): _defaults(html, is_api) for html in (False, True) for is_api in (False, True)
+}
 
 
 class SecurityHeadersMiddleware:
@@ -51,18 +62,14 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in _ALWAYS if h[0] not in present)
-                if b"content-security-policy" not in present:
-                    html = any(
-                        name.lower() == b"content-type" and value.startswith(b"text/html")
-                        for name, value in headers
-                    )
-                    headers.append(_PAGE_CSP if html else _API_CSP)
-                if is_api and b"cache-control" not in present:
-                    headers.append(_NO_STORE)
-                message["headers"] = headers
+                headers = message.get("headers", ())
+                # ASGI response header names are lower case; a dict is the quickest lookup.
+                present = dict(headers)
+                html = present.get(b"content-type", b"").startswith(b"text/html")
+                added = _DEFAULTS[html, is_api]
+                if not _OURS.isdisjoint(present):
+                    added = tuple(h for h in added if h[0] not in present)
+                message["headers"] = [*headers, *added]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

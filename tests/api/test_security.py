@@ -151,3 +151,13 @@ async def test_cors_on_a_simple_request_exposes_request_id_and_retry_after(
     assert exposed == {"x-request-id", "retry-after"}
     refused = await http.get("/api/health", headers={"Origin": "https://evil.example.com"})
     assert "access-control-allow-origin" not in refused.headers
+    assert "Origin" in refused.headers["vary"]
+
+
+async def test_a_request_without_origin_gets_no_cors_headers_but_varies_on_origin(
+    http: httpx.AsyncClient,
+) -> None:
+    # A shared cache must not hand this response to a cross-origin request.
+    response = await http.get("/api/health")
+    assert response.headers.get_list("vary") == ["Origin"]
+    assert not [name for name in response.headers if name.startswith("access-control-")]
