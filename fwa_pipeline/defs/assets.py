@@ -42,7 +42,7 @@ from fwa_pipeline.defs.selection import (
     split_rules,
     touched_ids,
 )
-from fwa_pipeline.domain.cases import case_proposals, case_subjects
+from fwa_pipeline.domain.cases import CLAIM_COLUMNS, case_proposals, case_subjects
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.enrich import enrich_medical, enrich_pharmacy
 from fwa_pipeline.domain.evaluation import precision_recall
@@ -266,8 +266,11 @@ def raw_claims(
                 same_day=plan.same_day,
                 windows=plan.date_windows(new[DATE_COLUMN[claim_type]]),
             )
-        frames[claim_type] = pd.concat(
-            [new.assign(in_scope=True), history.assign(in_scope=False)], ignore_index=True
+        new["in_scope"] = True  # in place: a million-row frame is not copied for a flag
+        frames[claim_type] = (
+            pd.concat([new, history.assign(in_scope=False)], ignore_index=True)
+            if not history.empty
+            else new
         )
 
     member_ids, provider_ids = reference_ids(
@@ -531,10 +534,7 @@ def investigation_cases(
     scope = Scope(landed_batches)
     config = pipeline_config.effective()
     processed = claim_keys(validated_claims)
-    claims = pd.concat(
-        [in_scope(validated_claims[t]).assign(claim_type=t) for t in CLAIM_TYPES],
-        ignore_index=True,
-    )
+    claims = flagged_claims(validated_claims, rule_hits)
     subjects = case_subjects(rule_hits, claims, config)
     with store.engine().begin() as connection:
         written = write_run_results(
@@ -570,7 +570,6 @@ def investigation_cases(
             before,
             {t: in_scope(validated_claims[t])[STORED_COLUMNS[t]] for t in CLAIM_TYPES},
         )
-    flagged = claims.merge(rule_hits[KEY_COLUMNS].drop_duplicates(), on=KEY_COLUMNS)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(open_cases),
@@ -580,13 +579,24 @@ def investigation_cases(
             "cases_unchanged": dg.MetadataValue.int(upserted["unchanged"]),
             "cases_by_level": dg.MetadataValue.json(counts(proposals["risk_level"])),
             "flagged_billed": dg.MetadataValue.float(
-                round(float(flagged["amount_billed"].sum()), 2)
+                round(float(claims["amount_billed"].sum()), 2)
             ),
-            "flagged_paid": dg.MetadataValue.float(round(float(flagged["amount_paid"].sum()), 2)),
+            "flagged_paid": dg.MetadataValue.float(round(float(claims["amount_paid"].sum()), 2)),
             "written": dg.MetadataValue.json(written),
             "subjects_rebuilt": dg.MetadataValue.int(len(subjects)),
         }
     )
+
+
+def flagged_claims(frames: Frames, hits: pd.DataFrame) -> pd.DataFrame:
+    """The new claims with a hit (``domain.cases.CLAIM_COLUMNS``): what cases and flagged
+    dollars rest on, without copying the unflagged million."""
+    parts = []
+    for t in CLAIM_TYPES:
+        new = in_scope(frames[t])
+        hit = new["claim_pk"].isin(hits.loc[hits["claim_type"] == t, "claim_pk"])
+        parts.append(new.loc[hit, new.columns.intersection(CLAIM_COLUMNS)].assign(claim_type=t))
+    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- evaluation

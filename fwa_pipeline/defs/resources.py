@@ -10,7 +10,10 @@
 
 import copy
 import datetime as dt
+import json
+import os
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +54,11 @@ class StoreResource(dg.ConfigurableResource):
             "data_dir": self.data_dir,
             "encryption_key": self.encryption_key,
         }
-        # Not cached: unset fields follow the environment as it is now (the tests change it).
-        return Settings(**{k: v for k, v in fields.items() if v is not None})
+        # Unset fields follow the environment as it is now (the tests change it): cached per
+        # FWA_ environment, as building Settings costs milliseconds and a run asks dozens of times.
+        environ = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("FWA_")))
+        given = tuple((k, v) for k, v in fields.items() if v is not None)
+        return _settings(given, environ, os.getcwd())
 
     def engine(self) -> Engine:
         return get_engine(self.settings())
@@ -63,6 +69,15 @@ class StoreResource(dg.ConfigurableResource):
     def io_dir(self) -> Path:
         """Where the run's intermediate frames are kept (see ``defs.io``)."""
         return self.settings().data_dir / "dagster_io"
+
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+@lru_cache(maxsize=8)
+def _settings(fields: Pairs, environ: Pairs, cwd: str) -> Settings:
+    """``environ`` and ``cwd`` (where ``.env`` is read from) only key the cache."""
+    return Settings(**dict(fields))
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,8 +91,22 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _default_pipeline() -> dict[str, Any]:
+@lru_cache(maxsize=1)
+def _catalogue_defaults() -> dict[str, Any]:
     return default_config().model_dump(mode="json")
+
+
+def _default_pipeline() -> dict[str, Any]:
+    return copy.deepcopy(_catalogue_defaults())
+
+
+@lru_cache(maxsize=8)
+def _validated(pipeline_json: str) -> PipelineConfig:
+    """The catalogue defaults with an override laid over them, validated once per override:
+    every asset of a run asks for it (about 25 ms each)."""
+    return PipelineConfig.model_validate(
+        deep_merge(_catalogue_defaults(), json.loads(pipeline_json))
+    )
 
 
 class PipelineRunConfig(dg.ConfigurableResource):
@@ -104,7 +133,7 @@ class PipelineRunConfig(dg.ConfigurableResource):
 
     def effective(self) -> PipelineConfig:
         """The validated configuration the run applies (raises on an invalid override)."""
-        return PipelineConfig.model_validate(deep_merge(_default_pipeline(), self.pipeline))
+        return _validated(json.dumps(self.pipeline, sort_keys=True))
 
     def as_of_date(self) -> dt.date:
         return dt.date.fromisoformat(self.as_of) if self.as_of else dt.datetime.now(dt.UTC).date()

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+
+from fwa_pipeline.domain.arrow import strings
 
 MEMBER_COLUMNS = {"gender": "member_gender", "date_of_death": "member_date_of_death"}
 PROVIDER_COLUMNS = {
@@ -34,6 +37,29 @@ def age_on(date_of_birth: pd.Series, on: pd.Series) -> pd.Series:
     return (years - before_birthday.astype("Int64")).astype("Int64")
 
 
+def _lookup(claims: pd.DataFrame, reference: pd.DataFrame, on: str) -> pd.DataFrame:
+    """``claims.merge(reference, on=on, how="left")`` where ``reference`` has one row per key:
+    an Arrow hash lookup and one take per column, several times faster than the join on a
+    million claims. (Duplicate keys or clashing columns take the join itself.)"""
+    added = reference.columns.drop(on)
+    if not reference[on].is_unique or claims.columns.intersection(added).size:
+        return claims.merge(reference, on=on, how="left")
+    position = (
+        pc.index_in(strings(claims[on]), value_set=strings(reference[on]))
+        .fill_null(-1)
+        .to_numpy(zero_copy_only=False)
+    )
+    # Missing where no row matches, with the join's dtypes (ints become floats only then).
+    columns = {
+        name: pd.api.extensions.take(reference[name].array, position, allow_fill=True)
+        for name in added
+    }
+    out = pd.concat([claims.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
+    if claims[on].dtype != reference[on].dtype:  # as the join does with keys of two dtypes
+        out[on] = out[on].astype(object)
+    return out
+
+
 def _members(members: pd.DataFrame) -> pd.DataFrame:
     out = members[["member_id", "gender", "date_of_death", "date_of_birth"]].copy()
     out["date_of_death"] = pd.to_datetime(out["date_of_death"])
@@ -51,7 +77,7 @@ def _providers(providers: pd.DataFrame, prefix: str) -> pd.DataFrame:
 
 
 def _with_members(claims: pd.DataFrame, members: pd.DataFrame, date_column: str) -> pd.DataFrame:
-    out = claims.merge(_members(members), on="member_id", how="left")
+    out = _lookup(claims, _members(members), "member_id")
     out["member_known"] = out["member_known"].fillna(False).astype(bool)
     out["member_age"] = age_on(out.pop("date_of_birth"), out[date_column])
     return out
@@ -64,13 +90,13 @@ def enrich_medical(
     cpt_reference: pd.DataFrame,
 ) -> pd.DataFrame:
     out = _with_members(claims, members, "service_date")
-    out = out.merge(_providers(providers, "provider"), on="provider_id", how="left")
+    out = _lookup(out, _providers(providers, "provider"), "provider_id")
     out["provider_known"] = out["provider_known"].fillna(False).astype(bool)
     out["provider_excluded"] = out["provider_excluded"].fillna(False).astype(bool)
     cpt = cpt_reference[["cpt_code", *CPT_COLUMNS]].rename(
         columns={c: f"cpt_{c}" for c in CPT_COLUMNS}
     )
-    return out.merge(cpt, on="cpt_code", how="left")
+    return _lookup(out, cpt, "cpt_code")
 
 
 def benzodiazepine_mask(drug_names: pd.Series, stems: Sequence[str]) -> pd.Series:
@@ -87,15 +113,18 @@ def enrich_pharmacy(
 ) -> pd.DataFrame:
     out = _with_members(claims, members, "fill_date")
     for role in ("prescriber", "pharmacy"):
-        out = out.merge(_providers(providers, role), on=f"{role}_id", how="left")
+        out = _lookup(out, _providers(providers, role), f"{role}_id")
         out[f"{role}_known"] = out[f"{role}_known"].fillna(False).astype(bool)
         out[f"{role}_excluded"] = out[f"{role}_excluded"].fillna(False).astype(bool)
     ndc = ndc_reference[["ndc_code", *NDC_COLUMNS]].rename(
         columns={c: f"ndc_{c}" for c in NDC_COLUMNS}
     )
-    out = out.merge(ndc, on="ndc_code", how="left")
+    # Matched once per reference drug rather than once per fill.
+    ndc["_benzodiazepine"] = benzodiazepine_mask(ndc["ndc_drug_name"], benzodiazepine_stems)
+    out = _lookup(out, ndc, "ndc_code")
+    benzodiazepine = out.pop("_benzodiazepine")
     out["is_opioid"] = out["ndc_mme_factor"].notna()
-    out["is_benzodiazepine"] = benzodiazepine_mask(out["ndc_drug_name"], benzodiazepine_stems)
+    out["is_benzodiazepine"] = benzodiazepine.fillna(False).astype(bool)
     out["is_controlled"] = out["ndc_dea_schedule"].between(2, 5).fillna(False).astype(bool)
     out["supply_end"] = out["fill_date"] + pd.to_timedelta(
         out["days_supply"].astype("float").fillna(0).to_numpy(np.float64), unit="D"

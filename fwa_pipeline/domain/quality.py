@@ -29,6 +29,7 @@ import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
+from fwa_pipeline.domain.arrow import strings
 from fwa_pipeline.domain.config import QualityConfig, QualityMode
 from fwa_pipeline.npi import valid_npi_mask
 
@@ -119,8 +120,10 @@ def _check(
 def _not_a_later_copy(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
     """False for the second and later rows (in landing order, ``claim_pk``) sharing ``keys``;
     rows missing part of the key are never copies."""
-    order = frame["claim_pk"].sort_values(kind="stable").index
-    ordered = frame.loc[order, keys]
+    if frame["claim_pk"].is_monotonic_increasing:  # as read: no reordering copy needed
+        ordered = frame[keys]
+    else:
+        ordered = frame.loc[frame["claim_pk"].sort_values(kind="stable").index, keys]
     later = ordered.duplicated(keep="first") & ordered.notna().all(axis=1)
     return ~later.reindex(frame.index)
 
@@ -131,8 +134,7 @@ def _id_set(ids: Collection[str]) -> pa_arrow.Array:
 
 def _isin(values: pd.Series, allowed: pa_arrow.Array) -> pd.Series:
     # Arrow's hash lookup: several times faster than Series.isin on string columns.
-    arrow = pa_arrow.array(values.astype(object), pa_arrow.large_string(), from_pandas=True)
-    found = pc.is_in(arrow, value_set=allowed).to_numpy(zero_copy_only=False)
+    found = pc.is_in(strings(values), value_set=allowed).to_numpy(zero_copy_only=False)
     return pd.Series(found, index=values.index, dtype=bool)
 
 
@@ -155,7 +157,7 @@ def _date_checks(as_of: dt.date | None) -> list[pa.Check]:
 
 def _valid_npi(values: pd.Series) -> pd.Series:
     # Claims repeat a few thousand NPIs: check each distinct one, then look them up.
-    distinct = pd.Series(pd.unique(values.astype(object)), dtype=object)
+    distinct = pc.unique(strings(values)).to_pandas()
     return _isin(values, _id_set(distinct[valid_npi_mask(distinct)]))
 
 
@@ -490,11 +492,16 @@ def quality_report(issues: pd.DataFrame, totals: dict[ClaimType, int]) -> dict[s
         },
         "counts_by_type": _counts(issues["issue_type"]),
         "counts_by_severity": _counts(issues["severity"]),
-        "issues": listed[["claim_type", "claim_id", "issue_type", "severity", "detail"]]
-        .astype(object)
-        .to_dict(orient="records"),
+        "issues": _records(listed, ["claim_type", "claim_id", "issue_type", "severity", "detail"]),
         "truncated": len(issues) - len(listed),
     }
+
+
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """``frame[columns].astype(object).to_dict(orient="records")`` for text columns, built
+    column by column: a tenth of the time for the 10,000 issues a report lists."""
+    values = [frame[c].astype(object).tolist() for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _counts(values: pd.Series) -> dict[str, int]:

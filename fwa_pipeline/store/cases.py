@@ -10,28 +10,33 @@ case was built from: an investigator's decision is not undone by the same eviden
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select, tuple_
+from sqlalchemy import Connection, Row, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.domain.cases import PROPOSAL_COLUMNS, SUBJECT
-from fwa_pipeline.store.bulk import copy_frame
+from fwa_pipeline.store.bulk import copy_frame, wire_table
 from fwa_pipeline.store.models import (
     CASE_STATUSES,
     CaseClaim,
     CaseEvent,
     InvestigationCase,
+    utcnow,
 )
+from fwa_pipeline.store.results import evidence_json
 
 CLOSED = "closed"
-# Subjects per IN (...) list: well under SQLite's bound-parameter limit.
+# Ids per IN (...) list: well under SQLite's bound-parameter limit.
 _CHUNK = 500
 ClaimKey = tuple[str, int]
+_CASES = InvestigationCase.__table__
+# Cases and their history as COPY writes them: JSON columns already serialised.
+_CASES_WIRE = wire_table(_CASES, ["explanation"])  # type: ignore[arg-type]
+_EVENTS_WIRE = wire_table(CaseEvent.__table__, ["detail"], omit=["id"])  # type: ignore[arg-type]
 
 
 class CaseConflictError(ValueError):
@@ -51,25 +56,29 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 
 def _cases_by_subject(
-    session: Session, workspace_id: int, subjects: list[tuple[str, str]]
-) -> dict[tuple[str, str], list[InvestigationCase]]:
-    found: dict[tuple[str, str], list[InvestigationCase]] = defaultdict(list)
-    for chunk in _chunks(subjects):
-        rows = session.scalars(
-            select(InvestigationCase).where(
-                InvestigationCase.workspace_id == workspace_id,
-                tuple_(InvestigationCase.subject_type, InvestigationCase.subject_id).in_(chunk),
-            )
-        )
-        for case in rows:
+    connection: Connection, workspace_id: int, subjects: list[tuple[str, str]]
+) -> dict[tuple[str, str], list[Row[Any]]]:
+    c = _CASES.c
+    statement = select(
+        c.id, c.subject_type, c.subject_id, c.status, c.evidence_hash, c.risk_score, c.risk_level
+    ).where(c.workspace_id == workspace_id)
+    wanted = set(subjects)
+    ids = sorted({subject_id for _, subject_id in wanted})
+    # By subject id, the type checked here (a list of pairs plans far slower); past one list,
+    # one pass over the workspace's cases beats several lists (each costs a plan).
+    if len(ids) <= _CHUNK:
+        statement = statement.where(c.subject_id.in_(ids))
+    found: dict[tuple[str, str], list[Row[Any]]] = defaultdict(list)
+    for case in connection.execute(statement):
+        if (case.subject_type, case.subject_id) in wanted:
             found[(case.subject_type, case.subject_id)].append(case)
     return found
 
 
-def _links(session: Session, case_ids: list[int]) -> dict[int, set[ClaimKey]]:
+def _links(connection: Connection, case_ids: list[int]) -> dict[int, set[ClaimKey]]:
     found: dict[int, set[ClaimKey]] = defaultdict(set)
     for chunk in _chunks(case_ids):
-        rows = session.execute(
+        rows = connection.execute(
             select(CaseClaim.case_id, CaseClaim.claim_type, CaseClaim.claim_pk).where(
                 CaseClaim.case_id.in_(chunk)
             )
@@ -79,22 +88,39 @@ def _links(session: Session, case_ids: list[int]) -> dict[int, set[ClaimKey]]:
     return found
 
 
+def _new_case_ids(connection: Connection, count: int) -> list[int]:
+    """Ids for ``count`` new cases, taken before they are inserted: their case numbers are made
+    from them, so the rows go in complete, with one COPY."""
+    if connection.dialect.name == "postgresql":
+        return sorted(
+            connection.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('investigation_cases', 'id')) "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"n": count},
+            )
+        )
+    # SQLite numbers a new row max(id) + 1 too, and serialises writers.
+    last = connection.scalar(select(func.coalesce(func.max(_CASES.c.id), 0)))
+    return list(range(int(last) + 1, int(last) + 1 + count))
+
+
 def _claim_map(claims: list[dict[str, Any]]) -> dict[ClaimKey, str]:
     return {(c["claim_type"], int(c["claim_pk"])): c["claim_id"] for c in claims}
 
 
-def _state(case: InvestigationCase) -> dict[str, Any]:
-    return {"risk_score": case.risk_score, "risk_level": case.risk_level}
-
-
-def _apply(case: InvestigationCase, proposal: Any, run_id: str) -> None:
-    case.risk_score = float(proposal.risk_score)
-    case.risk_level = proposal.risk_level
-    case.explanation = proposal.explanation
-    case.flagged_billed = float(proposal.flagged_billed)
-    case.flagged_paid = float(proposal.flagged_paid)
-    case.evidence_hash = proposal.evidence_hash
-    case.run_id = run_id
+def _scored(proposal: Any, run_id: str) -> dict[str, Any]:
+    """The columns a proposal sets on its case."""
+    return {
+        "risk_score": float(proposal.risk_score),
+        "risk_level": proposal.risk_level,
+        "explanation": proposal.explanation,
+        "flagged_billed": float(proposal.flagged_billed),
+        "flagged_paid": float(proposal.flagged_paid),
+        "evidence_hash": proposal.evidence_hash,
+        "run_id": run_id,
+    }
 
 
 def upsert_cases(
@@ -102,7 +128,10 @@ def upsert_cases(
 ) -> dict[str, int]:
     """Open or update cases from ``proposals`` (``domain.cases.PROPOSAL_COLUMNS``, one row per
     subject) in the session's transaction. Returns counts: opened, updated, unchanged,
-    skipped_closed."""
+    skipped_closed.
+
+    Set-based (thousands of cases in a full run): new cases, their history and claim links go
+    in with COPY, updates with one executemany; case objects the session holds are expired."""
     counts = {"opened": 0, "updated": 0, "unchanged": 0, "skipped_closed": 0}
     if proposals.empty:
         return counts
@@ -111,8 +140,10 @@ def upsert_cases(
         raise ValueError(f"proposals lack columns: {', '.join(missing)}")
     if proposals.duplicated(SUBJECT).any():
         raise ValueError("proposals name a subject twice")
+    session.flush()  # the session's own pending changes first: the writes below bypass it
+    connection = session.connection()
     subjects = list(proposals[SUBJECT].itertuples(index=False, name=None))
-    existing = _cases_by_subject(session, workspace_id, subjects)
+    existing = _cases_by_subject(connection, workspace_id, subjects)
     open_cases = {
         subject: case
         for subject, cases in existing.items()
@@ -120,7 +151,7 @@ def upsert_cases(
         if case.status != CLOSED
     }
     to_open: list[Any] = []
-    to_update: list[tuple[InvestigationCase, Any]] = []
+    to_update: list[tuple[Row[Any], Any]] = []
     for proposal in proposals.itertuples(index=False):
         subject = (proposal.subject_type, proposal.subject_id)
         case = open_cases.get(subject)
@@ -139,58 +170,80 @@ def upsert_cases(
         else:
             to_open.append(proposal)
 
-    actor = _actor(run_id)
+    actor, now = _actor(run_id), utcnow()
+    events: list[tuple[int, str, dict[str, Any]]] = []
     new_links: list[tuple[int, ClaimKey, str]] = []
     # Links only of the cases that change: an unchanged batch reads no links at all.
-    links = _links(session, [case.id for case, _ in to_update])
+    links = _links(connection, [case.id for case, _ in to_update])
     for case, proposal in to_update:
         claims = _claim_map(proposal.claims)
         added = claims.keys() - links[case.id]
         detail = {
-            "from": _state(case),
+            "from": {"risk_score": case.risk_score, "risk_level": case.risk_level},
             "to": {"risk_score": float(proposal.risk_score), "risk_level": proposal.risk_level},
             "evidence_changed": case.evidence_hash != proposal.evidence_hash,
             "claims_added": len(added),
         }
-        _apply(case, proposal, run_id)
-        session.add(CaseEvent(case_id=case.id, actor=actor, action="rescored", detail=detail))
+        events.append((case.id, "rescored", detail))
         new_links.extend((case.id, key, claims[key]) for key in sorted(added))
-
-    opened: list[tuple[InvestigationCase, Any]] = []
-    for proposal in to_open:
-        case = InvestigationCase(
-            # Unique placeholder until the id, which the number is made from, exists.
-            case_number=f"NEW-{secrets.token_hex(6)}",
-            workspace_id=workspace_id,
-            subject_type=proposal.subject_type,
-            subject_id=proposal.subject_id,
-            status="open",
+    if to_update:
+        connection.execute(
+            update(_CASES).where(_CASES.c.id == bindparam("case_id")),
+            [
+                {"case_id": case.id, **_scored(proposal, run_id), "updated_at": now}
+                for case, proposal in to_update
+            ],
         )
-        _apply(case, proposal, run_id)
-        session.add(case)
-        opened.append((case, proposal))
-    session.flush()  # ids for the new cases
-    for case, proposal in opened:
-        case.case_number = case_number(case.id)
-        session.add(
-            CaseEvent(
-                case_id=case.id,
-                actor=actor,
-                action="opened",
-                detail={
-                    **_state(case),
+
+    opened = []
+    for case_id, proposal in zip(_new_case_ids(connection, len(to_open)), to_open, strict=True):
+        opened.append(
+            {
+                "id": case_id,
+                "case_number": case_number(case_id),
+                "workspace_id": workspace_id,
+                "subject_type": proposal.subject_type,
+                "subject_id": proposal.subject_id,
+                "status": "open",
+                **_scored(proposal, run_id),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        events.append(
+            (
+                case_id,
+                "opened",
+                {
+                    "risk_score": float(proposal.risk_score),
+                    "risk_level": proposal.risk_level,
                     "override": proposal.override if isinstance(proposal.override, str) else None,
                     "claims": len(proposal.claims),
                 },
             )
         )
         new_links.extend(
-            (case.id, key, cid) for key, cid in sorted(_claim_map(proposal.claims).items())
+            (case_id, key, cid) for key, cid in sorted(_claim_map(proposal.claims).items())
         )
-    session.flush()
-    counts["opened"], counts["updated"] = len(opened), len(to_update)
+    if opened:
+        rows = pd.DataFrame(opened)
+        rows["explanation"] = [evidence_json(e) for e in rows["explanation"]]
+        copy_frame(connection, _CASES_WIRE, rows)
     copy_frame(
-        session.connection(),
+        connection,
+        _EVENTS_WIRE,
+        pd.DataFrame(
+            {
+                "case_id": [case_id for case_id, _, _ in events],
+                "at": now,
+                "actor": actor,
+                "action": [action for _, action, _ in events],
+                "detail": [evidence_json(detail) for _, _, detail in events],
+            }
+        ),
+    )
+    copy_frame(
+        connection,
         CaseClaim.__tablename__,
         pd.DataFrame(
             {
@@ -201,6 +254,10 @@ def upsert_cases(
             }
         ),
     )
+    for held in list(session.identity_map.values()):
+        if isinstance(held, InvestigationCase):
+            session.expire(held)
+    counts["opened"], counts["updated"] = len(opened), len(to_update)
     return counts
 
 

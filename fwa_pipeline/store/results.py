@@ -333,8 +333,23 @@ def _load_hits(
             "ON k.claim_type = h.claim_type AND k.claim_pk = h.claim_pk "
             "WHERE h.workspace_id = :ws",
         ]
-        frame = read_frame(connection, _hits_select(sources), {"ws": workspace_id})
+        with _index_probes_preferred(connection):
+            frame = read_frame(connection, _hits_select(sources), {"ws": workspace_id})
     return _decode_hits(frame)
+
+
+@contextmanager
+def _index_probes_preferred(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL, plan with a random page read priced near a sequential one (the hits'
+    claims are cached): at the default, the planner scans a million claims per subject
+    column to join a few thousand claim-level hits, rather than probe their primary keys
+    (0.35 s against 0.15 s for a 1% batch on a million claims)."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
+    yield  # a failed read aborts the transaction, which ends the SET LOCAL too
+    connection.exec_driver_sql("RESET random_page_cost")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from tests.unit.store.test_results_cases import (
     scenario_case_lifecycle,
     scenario_case_workflow,
     scenario_load_hits,
+    scenario_many_subjects,
     scenario_provenance,
     scenario_upsert_guards,
     scenario_write_and_reprocess,
@@ -65,6 +66,10 @@ def test_upsert_guards(pg_engine: Engine) -> None:
 
 def test_provenance(pg_engine: Engine) -> None:
     scenario_provenance(pg_engine)
+
+
+def test_many_subjects(pg_engine: Engine) -> None:
+    scenario_many_subjects(pg_engine)
 
 
 def test_evidence_is_jsonb(pg_engine: Engine) -> None:

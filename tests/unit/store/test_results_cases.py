@@ -650,6 +650,61 @@ def scenario_provenance(engine: Engine) -> None:
     assert (pending["run"], pending["score"], pending["hits"]) == (None, None, [])
 
 
+def scenario_many_subjects(engine: Engine) -> None:
+    """More subjects than one IN list: cases open in bulk with their numbers, history and
+    links; the same proposals again change nothing; a new score rescores; a closed case is not
+    reopened by the evidence it was closed on."""
+    seeded = seed(engine, medical=1, pharmacy=0)
+    count = 1_200
+
+    def proposals(score: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "subject_type": "member",
+                "subject_id": [f"M{i:05d}" for i in range(count)],
+                "risk_score": score,
+                "risk_level": "high",
+                "override": None,
+                "explanation": [{"rules": [{"rule_id": "RULE-MED-003", "z": 1.5}]}] * count,
+                "flagged_billed": 100.0,
+                "flagged_paid": 80.0,
+                "claims": [
+                    [{"claim_type": "medical", "claim_pk": i + 1, "claim_id": f"MC{i}"}]
+                    for i in range(count)
+                ],
+                "evidence_hash": [f"h{i}" for i in range(count)],
+            }
+        )
+
+    with session_scope(engine) as session:
+        assert (
+            upsert_cases(session, seeded.workspace_id, "run-1", proposals(75.0))["opened"] == count
+        )
+    stored = cases(engine)
+    assert [c.case_number for c in stored] == [f"CASE-{c.id:06d}" for c in stored]
+    assert [c.subject_id for c in stored] == [f"M{i:05d}" for i in range(count)]
+    assert stored[0].explanation == {"rules": [{"rule_id": "RULE-MED-003", "z": 1.5}]}
+    assert (stored[-1].status, stored[-1].risk_score, stored[-1].run_id) == ("open", 75.0, "run-1")
+    assert links(engine, stored[-1].id) == {count}
+    assert [a for _, a, _ in events(engine)] == ["opened"] * count
+
+    with session_scope(engine) as session:
+        again = upsert_cases(session, seeded.workspace_id, "run-2", proposals(75.0))
+        assert again["unchanged"] == count
+        held = session.get(InvestigationCase, stored[0].id)
+        assert held is not None
+        change_case_status(session, held, "closed", "alice")
+        rescored = upsert_cases(session, seeded.workspace_id, "run-3", proposals(80.0))
+        assert held.run_id == "run-1"  # the closed case is untouched (and reloaded)
+    assert rescored == {"opened": 0, "updated": count - 1, "unchanged": 0, "skipped_closed": 1}
+    after = cases(engine)
+    assert len(after) == count
+    assert {c.risk_score for c in after[1:]} == {80.0}
+    history = events(engine)
+    assert [a for _, a, _ in history].count("rescored") == count - 1
+    assert history[-1][2] == "pipeline:run-3"
+
+
 # --------------------------------------------------------------------------- SQLite
 
 
@@ -679,3 +734,7 @@ def test_upsert_guards(sqlite_engine: Engine) -> None:
 
 def test_provenance(sqlite_engine: Engine) -> None:
     scenario_provenance(sqlite_engine)
+
+
+def test_many_subjects(sqlite_engine: Engine) -> None:
+    scenario_many_subjects(sqlite_engine)

@@ -1,0 +1,53 @@
+"""Enrichment joins references by lookup: the same frame a left join gives, dtypes included."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fwa_pipeline.domain.enrich import _lookup
+
+
+@pytest.fixture
+def claims() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "claim_pk": pd.array([3, 1, 2, 4], dtype="Int64"),
+            "cpt_code": pd.array(["99215", "99999", None, "99213"], dtype="str"),
+            "units": [1, 2, 3, 4],
+        },
+        index=[10, 11, 12, 13],  # not a RangeIndex: the join's output has one
+    )
+
+
+def reference(codes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cpt_code": pd.Series(codes, dtype=object),
+            "em_level": [5, 3][: len(codes)],
+            "mue_limit": pd.array([1, None][: len(codes)], dtype="Int64"),
+            "excluded": [True, False][: len(codes)],
+            "when": pd.to_datetime(["2026-01-01", "2026-02-01"][: len(codes)]),
+        }
+    )
+
+
+@pytest.mark.parametrize("codes", [["99215", "99213"], ["99215"]])
+def test_lookup_equals_left_join(claims: pd.DataFrame, codes: list[str]) -> None:
+    expected = claims.merge(reference(codes), on="cpt_code", how="left")
+    pd.testing.assert_frame_equal(_lookup(claims, reference(codes), "cpt_code"), expected)
+
+
+def test_lookup_with_every_claim_matched_keeps_integer_columns(claims: pd.DataFrame) -> None:
+    matched = claims[claims["cpt_code"].isin(["99215", "99213"])]
+    out = _lookup(matched, reference(["99215", "99213"]), "cpt_code")
+    pd.testing.assert_frame_equal(
+        out, matched.merge(reference(["99215", "99213"]), on="cpt_code", how="left")
+    )
+    assert out["em_level"].dtype == "int64"
+
+
+def test_duplicate_reference_keys_fall_back_to_the_join(claims: pd.DataFrame) -> None:
+    doubled = pd.concat([reference(["99215"]), reference(["99215"])], ignore_index=True)
+    out = _lookup(claims, doubled, "cpt_code")
+    assert len(out) == len(claims) + 1  # what a join does with a repeated key
