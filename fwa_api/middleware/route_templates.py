@@ -65,3 +65,8 @@ def route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
+
+
+def under_api(path: str) -> bool:
+    """The JSON API (``no-store``, rate limited), as opposed to pages, assets and ``/metrics``."""
+    return path == "/api" or path.startswith("/api/")

@@ -154,10 +154,12 @@ async def test_cors_on_a_simple_request_exposes_request_id_and_retry_after(
     assert "Origin" in refused.headers["vary"]
 
 
-async def test_a_request_without_origin_gets_no_cors_headers_but_varies_on_origin(
-    http: httpx.AsyncClient,
-) -> None:
-    # A shared cache must not hand this response to a cross-origin request.
-    response = await http.get("/api/health")
-    assert response.headers.get_list("vary") == ["Origin"]
-    assert not [name for name in response.headers if name.startswith("access-control-")]
+async def test_a_request_without_origin_gets_no_cors_headers(http: httpx.AsyncClient) -> None:
+    # A cacheable page varies on Origin, so a shared cache never hands it to a cross-origin
+    # request; API responses are no-store, never cached, and need no Vary.
+    page = await http.get("/chat")
+    assert page.status_code == 200 and page.headers.get_list("vary") == ["Origin"]
+    api = await http.get("/api/health")
+    assert api.headers["cache-control"] == "no-store" and "vary" not in api.headers
+    for response in (page, api):
+        assert not [name for name in response.headers if name.startswith("access-control-")]
