@@ -112,14 +112,19 @@ def counts(values: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
 
 
-def in_scope(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["in_scope"].astype(bool)]
+def in_scope(frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The new claims of ``frame``, with ``columns`` only when given. The columns are cut before
+    the rows, and a frame of new claims only (every full run) is not filtered at all: a row
+    filter copies every column of a million-row frame."""
+    part = frame if columns is None else frame[columns]
+    mask = frame["in_scope"].astype(bool).to_numpy()
+    return part if mask.all() else part[mask]
 
 
 def claim_keys(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """``claim_type, claim_pk`` of the new (in-scope) claims of each claim type."""
     return pd.concat(
-        [in_scope(frames[t])[["claim_pk"]].assign(claim_type=t) for t in CLAIM_TYPES],
+        [in_scope(frames[t], ["claim_pk"]).assign(claim_type=t) for t in CLAIM_TYPES],
         ignore_index=True,
     )[KEY_COLUMNS]
 
@@ -307,7 +312,7 @@ def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
     # Issues are few and claims many: filter by key membership rather than merge a million keys.
     new = pd.Series(False, index=issues.index)
     for t in CLAIM_TYPES:
-        keys = in_scope(frames[t])["claim_pk"]
+        keys = in_scope(frames[t], ["claim_pk"])["claim_pk"]
         new |= (issues["claim_type"] == t) & issues["claim_pk"].isin(keys)
     issues = issues[new].reset_index(drop=True)
     totals = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
@@ -400,8 +405,9 @@ def peer_frames(
     """Per claim type: the gated new claims and the processed claims within the peer rules'
     look-back of their dates, with the columns peer rules read."""
     config = pipeline_config.effective()
-    new = {t: in_scope(validated_claims[t]) for t in CLAIM_TYPES}
     plans = {t: plan_history(config, t) for t in CLAIM_TYPES}
+    columns = {t: ["claim_pk", *peer_columns(plans[t])] for t in CLAIM_TYPES}
+    new = {t: in_scope(validated_claims[t], columns[t]) for t in CLAIM_TYPES}
     wanted = [t for t in CLAIM_TYPES if plans[t].peer_rules and not new[t].empty]
     processed = (
         processed_claims(
@@ -415,13 +421,12 @@ def peer_frames(
     )
     frames: Frames = {}
     for t in CLAIM_TYPES:
-        columns = ["claim_pk", *peer_columns(plans[t])]
-        parts = [new[t][columns].assign(in_scope=True)]
+        parts = [new[t].assign(in_scope=True)]
         if t in wanted:
             start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
             dates = processed[t][DATE_COLUMN[t]]
             recent = processed[t][(dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))]
-            parts.append(recent[columns].assign(in_scope=False))
+            parts.append(recent[columns[t]].assign(in_scope=False))
         frames[t] = pd.concat(parts, ignore_index=True)
     return frames
 
@@ -568,7 +573,7 @@ def investigation_cases(
             directory,
             context.run.run_id,
             before,
-            {t: in_scope(validated_claims[t])[STORED_COLUMNS[t]] for t in CLAIM_TYPES},
+            {t: in_scope(validated_claims[t], STORED_COLUMNS[t]) for t in CLAIM_TYPES},
         )
     return dg.MaterializeResult(
         metadata={
@@ -593,9 +598,9 @@ def flagged_claims(frames: Frames, hits: pd.DataFrame) -> pd.DataFrame:
     dollars rest on, without copying the unflagged million."""
     parts = []
     for t in CLAIM_TYPES:
-        new = in_scope(frames[t])
+        new = in_scope(frames[t], list(frames[t].columns.intersection(CLAIM_COLUMNS)))
         hit = new["claim_pk"].isin(hits.loc[hits["claim_type"] == t, "claim_pk"])
-        parts.append(new.loc[hit, new.columns.intersection(CLAIM_COLUMNS)].assign(claim_type=t))
+        parts.append(new[hit].assign(claim_type=t))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -55,8 +55,16 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 def read_frame(path: Path) -> pd.DataFrame:
     table = feather.read_table(path, memory_map=True)
     frame = table.to_pandas()
+    loads = json.loads
     for column in json.loads((table.schema.metadata or {}).get(JSON_COLUMNS_KEY, b"[]")):
-        frame[column] = frame[column].map(json.loads, na_action="ignore").astype(object)
+        # Decoded from the Arrow column's Python strings: mapping the pandas column goes through
+        # one Arrow scalar per value, about three times slower.
+        texts = table.column(column).to_pylist()
+        frame[column] = pd.Series(
+            [None if text is None else loads(text) for text in texts],
+            index=frame.index,
+            dtype=object,
+        )
     return frame
 
 

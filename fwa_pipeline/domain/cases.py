@@ -74,9 +74,19 @@ ENTITY_SCORE_FORMULA = (
 )
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def json_safe(value: Any) -> Any:
     """``value`` with NumPy scalars made Python, NaN/inf made None and dates made ISO strings,
     recursively: what JSON columns (and PostgreSQL's jsonb, which has no NaN) accept."""
+    # Most values of an explanation are plain: an exact type test settles them first (a
+    # run's explanations hold some hundred thousand values).
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):

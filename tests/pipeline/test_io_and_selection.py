@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from fwa_pipeline.defs.assets import in_scope
 from fwa_pipeline.defs.io import ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.defs.selection import PEER_COLUMNS, plan_history, split_rules
@@ -120,3 +121,15 @@ def test_split_rules_partitions_the_enabled_rules() -> None:
     own, peers = split_rules(config, ["RULE-MED-005", "RULE-RX-010"])
     assert set(peers.enabled_rules()) == {"RULE-MED-005", "RULE-RX-010"}
     assert set(own.enabled_rules()) == set(config.enabled_rules()) - set(peers.enabled_rules())
+
+
+def test_in_scope_keeps_the_new_claims_and_cuts_columns_first() -> None:
+    frame = pd.DataFrame(
+        {"claim_pk": [1, 2, 3], "x": ["a", "b", "c"], "in_scope": [True, False, True]}
+    )
+
+    assert in_scope(frame).equals(frame.iloc[[0, 2]])
+    assert in_scope(frame, ["claim_pk"]).equals(frame.loc[[0, 2], ["claim_pk"]])
+    everything = frame.assign(in_scope=True)
+    assert in_scope(everything) is everything  # a full run's frame is not copied
+    assert in_scope(everything, ["x"]).equals(everything[["x"]])

@@ -3,6 +3,7 @@ the explanation and the evidence hash."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 
@@ -330,6 +331,7 @@ def test_json_safe() -> None:
         "c": [float("inf"), pd.Timestamp("2024-01-02"), pd.NaT],
         "d": (1, None),
         5: np.bool_(True),
+        "plain": ["x", 2, False, 0.5, float("nan"), dt.date(2024, 1, 3)],
     }
     assert json_safe(value) == {
         "a": 3,
@@ -337,6 +339,7 @@ def test_json_safe() -> None:
         "c": [None, "2024-01-02T00:00:00", None],
         "d": [1, None],
         "5": True,
+        "plain": ["x", 2, False, 0.5, None, "2024-01-03"],
     }
 
 
