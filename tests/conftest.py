@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 import shutil
@@ -32,6 +33,19 @@ PG_ADMIN_DSN = os.environ.get(
 
 def make_key(kid: str = "test1") -> str:
     return f"{kid}:{base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """The app's lifespan installs a JSON handler on the root logger bound to this test's
+    captured stderr; take it away again so later tests do not write to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

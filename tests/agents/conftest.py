@@ -8,7 +8,6 @@ root (admin, acme), gina (investigator, globex).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,19 +28,6 @@ class World:
     acme: int
     globex: int
     tokens: dict[str, str]
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    """The app's lifespan puts a JSON handler on the root logger, bound to this test's captured
-    stderr: take it off again. (The same as tests/api's; a candidate for tests/conftest.py.)"""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
 
 
 @pytest.fixture

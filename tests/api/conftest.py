@@ -44,19 +44,6 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    """The app's lifespan installs a JSON handler on the root logger bound to this test's
-    captured stderr; take it away again so later tests do not write to a closed stream."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
-
-
-@pytest.fixture(autouse=True)
 def _patient_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The timeouts that guard requests against a hung Redis or database are short; on a loaded
     test machine a healthy server can miss them. Tests that are about those timeouts set them
