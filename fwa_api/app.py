@@ -2,9 +2,10 @@
 
     uvicorn --factory fwa_api.app:create_app      (or: fwa serve)
 
-Middleware, outermost first: request context → metrics → security headers → CORS → rate limit
-→ routes (with the catch-all error middleware just outside the router). ``middleware=False``
-builds the same routes without that stack, as the benchmark's baseline.
+Middleware, outermost first: request context (request id, metrics and access log) → security
+headers → CORS → rate limit → routes (with the catch-all error middleware just outside the
+router). ``middleware=False`` builds the same routes without that stack, as the benchmark's
+baseline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fwa_api.auth import REDIS_PREFIX, revocation_channel, watch_revocations
 from fwa_api.deps import current_principal
 from fwa_api.errors import install_error_handling
 from fwa_api.middleware.cors import CorsMiddleware
-from fwa_api.middleware.metrics import ApiMetrics, MetricsMiddleware
+from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter, RateLimitMiddleware
 from fwa_api.middleware.request_context import RequestContextMiddleware
 from fwa_api.middleware.route_templates import RouteTemplates
@@ -132,6 +133,7 @@ def create_app(
             max_age=600,
         )
         app.add_middleware(SecurityHeadersMiddleware)
-        app.add_middleware(MetricsMiddleware, metrics=services.metrics, templates=templates)
-        app.add_middleware(RequestContextMiddleware, templates=templates)
+        app.add_middleware(
+            RequestContextMiddleware, templates=templates, stats=services.metrics.http
+        )
     return app

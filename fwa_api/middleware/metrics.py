@@ -1,14 +1,18 @@
-"""Prometheus metrics: the plan's names, one registry per app (tests stay isolated), and the
-middleware that records every HTTP request under its route template.
+"""Prometheus metrics: the plan's names, one registry per app (tests stay isolated).
 
-The pipeline metrics and ``active_cases_by_risk_level`` are read from the store at scrape time
+HTTP requests are counted by ``HttpRequestStats``, which the request-context middleware feeds
+(``fwa_api.middleware.request_context``). The pipeline metrics and
+``active_cases_by_risk_level`` are read from the store at scrape time
 (``fwa_api.routes.metrics.StoreCollector``): pipeline runs happen in Dagster's processes, so the
 database, not this process, knows them.
 """
 
 from __future__ import annotations
 
-import time
+import math
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import accumulate
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -18,12 +22,63 @@ from prometheus_client import (
     Counter,
     Histogram,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from fwa_api.middleware.route_templates import RouteTemplates, route_path
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # Anything else is counted as OTHER so invented methods cannot add label values.
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class HttpRequestStats(Collector):
+    """``http_requests_total{method,path,status_code}`` and
+    ``http_request_duration_seconds{method,path}`` (prometheus_client's default buckets).
+
+    Kept as plain counts, not prometheus_client metrics: those take a lock per increment (three
+    per request) to be thread-safe, while requests are recorded by the event loop's one thread.
+    A scrape (in a worker thread) copies each dict in one C-level call, which the GIL makes
+    atomic. Label values are bounded: the method set above and the route templates.
+    """
+
+    def __init__(self, buckets: Iterable[float] = Histogram.DEFAULT_BUCKETS) -> None:
+        self._bounds = tuple(b for b in map(float, buckets) if b != math.inf)
+        self._requests: dict[tuple[str, str, int], int] = {}
+        # Per (method, path): a count per bucket (the last one +Inf), then the sum.
+        self._durations: dict[tuple[str, str], list[float]] = {}
+
+    def record(self, method: str, path: str, status: int, seconds: float) -> None:
+        if method not in METHODS:
+            method = "OTHER"
+        key = (method, path, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        durations = self._durations.get((method, path))
+        if durations is None:
+            durations = self._durations[(method, path)] = [0.0] * (len(self._bounds) + 2)
+        durations[bisect_left(self._bounds, seconds)] += 1
+        durations[-1] += seconds
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "http_requests_total",
+            "HTTP requests by method, route template and status code.",
+            labels=["method", "path", "status_code"],
+        )
+        for (method, path, status), count in sorted(self._requests.copy().items()):
+            requests.add_metric([method, path, str(status)], count)
+        yield requests
+        durations = HistogramMetricFamily(
+            "http_request_duration_seconds",
+            "HTTP request duration by method and route template.",
+            labels=["method", "path"],
+        )
+        bounds = [*map(str, self._bounds), "+Inf"]
+        for (method, path), values in sorted(self._durations.copy().items()):
+            values = list(values)  # one copy: counts and sum from the same moment
+            cumulative = list(zip(bounds, accumulate(values[:-1]), strict=True))
+            durations.add_metric([method, path], cumulative, values[-1])
+        yield durations
 
 
 class ApiMetrics:
@@ -31,18 +86,8 @@ class ApiMetrics:
         self.registry = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
-        self.http_requests = Counter(
-            "http_requests_total",
-            "HTTP requests by method, route template and status code.",
-            ["method", "path", "status_code"],
-            registry=self.registry,
-        )
-        self.http_duration = Histogram(
-            "http_request_duration_seconds",
-            "HTTP request duration by method and route template.",
-            ["method", "path"],
-            registry=self.registry,
-        )
+        self.http = HttpRequestStats()
+        self.registry.register(self.http)
         self.agent_chat_requests = Counter(
             "agent_chat_requests_total",
             "Assistant chat requests by the model that answered.",
@@ -60,46 +105,3 @@ class ApiMetrics:
             "Rate-limit checks that failed open because Redis did not answer.",
             registry=self.registry,
         )
-
-
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, templates: RouteTemplates) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.templates = templates
-        # prometheus_client's labels() takes a lock and builds a tuple per call; the set of
-        # (method, template, status) is small and bounded, so keep the children.
-        self._counters: dict[tuple[str, str, int], Counter] = {}
-        self._histograms: dict[tuple[str, str], Histogram] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_observed)
-        finally:
-            self._observe(scope, status, time.perf_counter() - start)
-
-    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-        path = self.templates.resolve(method, route_path(scope))
-        counter = self._counters.get((method, path, status))
-        if counter is None:
-            counter = self.metrics.http_requests.labels(method, path, str(status))
-            self._counters[(method, path, status)] = counter
-        counter.inc()
-        histogram = self._histograms.get((method, path))
-        if histogram is None:
-            histogram = self.metrics.http_duration.labels(method, path)
-            self._histograms[(method, path)] = histogram
-        histogram.observe(seconds)
