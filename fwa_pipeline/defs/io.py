@@ -71,6 +71,13 @@ def read_frame(path: Path) -> pd.DataFrame:
 def publish(directory: Path, version: str, obj: pd.DataFrame | Frames) -> None:
     """Write ``obj`` as ``version`` of ``directory`` and make it the current one; earlier
     versions are removed."""
+    stage(directory, version, obj)
+    make_current(directory, version)
+
+
+def stage(directory: Path, version: str, obj: pd.DataFrame | Frames) -> None:
+    """Write ``obj`` as ``version`` of ``directory`` without making it current: readers keep
+    seeing the current version until :func:`make_current`."""
     version_dir = directory / version
     if version_dir.exists():  # a retried step of the same run
         shutil.rmtree(version_dir)
@@ -80,6 +87,10 @@ def publish(directory: Path, version: str, obj: pd.DataFrame | Frames) -> None:
         write_frame(frame, version_dir / f"{name}.arrow")
     manifest = {"single": isinstance(obj, pd.DataFrame), "frames": list(frames)}
     (version_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def make_current(directory: Path, version: str) -> None:
+    """Point ``directory`` at its staged ``version`` and remove every other version."""
     pointer = directory / f".{POINTER}.{version}"
     pointer.write_text(version)
     os.replace(pointer, directory / POINTER)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fwa_pipeline.defs.io import Frames, load, publish
+from fwa_pipeline.defs.io import Frames, load, publish, stage
 from fwa_pipeline.store.claims import CLAIM_TABLES, Source, read_processed
 
 DIRECTORY = "_peer_history"
@@ -50,13 +50,14 @@ def processed_claims(
     return frames
 
 
-def record_run(directory: Path, run_id: str, before: Frames | None, processed: Frames) -> None:
-    """Publish the processed claims after ``run_id``: those before it (None when the run
-    processed every claim there is) and the ones it processed."""
+def stage_run(directory: Path, run_id: str, before: Frames | None, processed: Frames) -> None:
+    """Stage the processed claims after ``run_id``: those before it (None when the run
+    processed every claim there is) and the ones it processed. The run makes them current
+    (``defs.io.make_current``) once its commit has succeeded."""
     frames = {
         t: pd.concat([before[t], processed[t]], ignore_index=True)
         if before is not None
         else processed[t]
         for t in CLAIM_TABLES
     }
-    publish(directory, run_id, frames)
+    stage(directory, run_id, frames)

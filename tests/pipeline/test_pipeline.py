@@ -6,10 +6,12 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from fwa_pipeline.defs.io import load
+from fwa_pipeline.defs.peers import peer_history_dir
 from fwa_pipeline.defs.resources import PipelineRunConfig
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
-from tests.pipeline.conftest import Pipeline, check_evaluations, materializations
+from tests.pipeline.conftest import WORKSPACE, Pipeline, check_evaluations, materializations
 
 ERRORS = {"MC-5", "MC-6"}  # bad NPI check digit; unknown member
 BATCH_ONE_FINDINGS = {
@@ -288,3 +290,32 @@ def test_quality_mode_is_recorded_with_the_run(pipeline: Pipeline, mode: str) ->
     assert run.run_config["resources"]["pipeline_config"]["config"]["pipeline"] == {
         "quality": {"mode": mode}
     }
+
+
+def test_a_failed_commit_keeps_the_peer_copy_of_the_last_committed_run(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.land(batch.batch_one())
+    first = pipeline.run()
+    assert first.success
+    directory = peer_history_dir(pipeline.store.io_dir(), WORKSPACE)
+    assert load(directory) is not None and load(directory)[0] == first.run_id  # type: ignore[index]
+    pipeline.land(batch.batch_two())
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database went away mid-commit")
+
+    # The last statement of the commit's transaction: everything before it is rolled back.
+    monkeypatch.setattr("fwa_pipeline.defs.assets.finish_workspace_run", fail)
+    failed = pipeline.run()
+
+    assert not failed.success
+    # The copy staged beside the commit never became current: the next run reads the one
+    # that matches what the store holds.
+    version, _ = load(directory)  # type: ignore[misc]
+    assert version == first.run_id
+    monkeypatch.undo()
+    again = pipeline.run()
+    assert again.success
+    assert load(directory)[0] == again.run_id  # type: ignore[index]
+    assert [p.name for p in directory.iterdir() if p.is_dir()] == [again.run_id]
