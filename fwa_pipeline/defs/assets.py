@@ -360,9 +360,7 @@ def validated_claims(
     group_name="detection",
     kinds={"pandas"},
     description="Claims joined to members (age at service; dates of birth are decrypted in "
-    "memory and never stored), providers and the code references. Incremental runs also "
-    "enrich the peer frame: the gated new claims with every processed claim in the peer rules' "
-    "look-back (narrow columns), which peer statistics need.",
+    "memory and never stored), providers and the code references.",
 )
 def enriched_claims(
     context: dg.AssetExecutionContext,
@@ -378,20 +376,12 @@ def enriched_claims(
     if wanted is not None and len(wanted) > MEMBER_LIST_LIMIT:
         wanted = None  # most members: reading them all beats a huge IN list
     members = read_members(store.engine(), store.cipher(), scope.workspace_id, wanted)
-    frames = enrich(validated_claims, members, reference_data)
-    peer_rows = 0
-    if not everything:
-        peer_input = peer_frames(context, store, pipeline_config, validated_claims, scope)
-        # Peer rules read no member attribute: the peer frame is enriched without members.
-        peers = enrich(peer_input, members.iloc[0:0], reference_data)
-        frames.update({f"{t}_peers": peers[t] for t in CLAIM_TYPES})
-        peer_rows = sum(int((~peers[t]["in_scope"]).sum()) for t in CLAIM_TYPES)
+    frames = {t: enrich(t, validated_claims[t], members, reference_data) for t in CLAIM_TYPES}
     return dg.Output(
         frames,
         metadata={
-            **frame_metadata({t: frames[t] for t in CLAIM_TYPES}),
+            **frame_metadata(frames),
             "members": dg.MetadataValue.int(len(members)),
-            "peer_claims": dg.MetadataValue.int(peer_rows),
         },
     )
 
@@ -399,16 +389,17 @@ def enriched_claims(
 def peer_frames(
     context: dg.AssetExecutionContext,
     store: StoreResource,
-    pipeline_config: PipelineRunConfig,
-    validated_claims: Frames,
+    config: PipelineConfig,
+    enriched_claims: Frames,
+    reference_data: Frames,
     scope: Scope,
 ) -> Frames:
-    """Per claim type: the gated new claims and the processed claims within the peer rules'
-    look-back of their dates, with the columns peer rules read."""
-    config = pipeline_config.effective()
+    """Per claim type: the run's enriched new claims and the processed claims within the peer
+    rules' look-back of their dates (the columns peer rules read), enriched here. The history
+    comes from the last run's copy (``defs.peers``), so it never passes through the IO manager:
+    a million narrow rows written and read back cost more than the peer rules themselves."""
     plans = {t: plan_history(config, t) for t in CLAIM_TYPES}
-    columns = {t: ["claim_pk", *peer_columns(plans[t])] for t in CLAIM_TYPES}
-    new = {t: in_scope(validated_claims[t], columns[t]) for t in CLAIM_TYPES}
+    new = {t: in_scope(enriched_claims[t]) for t in CLAIM_TYPES}
     wanted = [t for t in CLAIM_TYPES if plans[t].peer_rules and not new[t].empty]
     processed = (
         processed_claims(
@@ -422,29 +413,44 @@ def peer_frames(
     )
     frames: Frames = {}
     for t in CLAIM_TYPES:
-        parts = [new[t].assign(in_scope=True)]
-        if t in wanted:
-            start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
-            dates = processed[t][DATE_COLUMN[t]]
-            recent = processed[t][(dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))]
-            parts.append(recent[columns[t]].assign(in_scope=False))
-        frames[t] = pd.concat(parts, ignore_index=True)
+        frames[t] = new[t]
+        if t not in wanted:
+            continue
+        start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
+        dates = processed[t][DATE_COLUMN[t]]
+        window = (dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))
+        columns = ["claim_pk", *peer_columns(plans[t])]
+        recent = processed[t].loc[window, columns].assign(in_scope=False)
+        if recent.empty:
+            continue
+        # Peer rules read no member attribute: the history is enriched without members.
+        history = enrich(t, recent, MEMBERLESS, reference_data)
+        frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
     return frames
 
 
-def enrich(claims: Frames, members: pd.DataFrame, reference: Frames) -> Frames:
-    return {
-        "medical": enrich_medical(
-            claims["medical"], members, reference["providers"], reference["cpt_reference"]
-        ),
-        "pharmacy": enrich_pharmacy(
-            claims["pharmacy"],
-            members,
-            reference["providers"],
-            reference["ndc_reference"],
-            BENZODIAZEPINE_STEMS,
-        ),
+MEMBERLESS = pd.DataFrame(
+    {
+        "member_id": pd.Series(dtype=str),
+        "gender": pd.Series(dtype=str),
+        "date_of_birth": pd.Series(dtype="datetime64[us]"),
+        "date_of_death": pd.Series(dtype="datetime64[us]"),
     }
+)
+
+
+def enrich(
+    claim_type: str, claims: pd.DataFrame, members: pd.DataFrame, reference: Frames
+) -> pd.DataFrame:
+    if claim_type == "medical":
+        return enrich_medical(claims, members, reference["providers"], reference["cpt_reference"])
+    return enrich_pharmacy(
+        claims,
+        members,
+        reference["providers"],
+        reference["ndc_reference"],
+        BENZODIAZEPINE_STEMS,
+    )
 
 
 @dg.asset(
@@ -453,33 +459,35 @@ def enrich(claims: Frames, members: pd.DataFrame, reference: Frames) -> Frames:
     kinds={"pandas"},
     description="Every enabled rule of the catalogue over the enriched claims; one row per "
     "rule and claim hit, with severity, weight and evidence (values and the thresholds they "
-    "crossed). Peer rules run on the peer frame in incremental runs.",
+    "crossed). In incremental runs the peer rules run on the new claims together with every "
+    "processed claim in their look-back, read from the last run's copy.",
 )
 def rule_hits(
     context: dg.AssetExecutionContext,
+    store: StoreResource,
     pipeline_config: PipelineRunConfig,
     enriched_claims: Frames,
     reference_data: Frames,
     landed_batches: Frames,
 ) -> dg.Output[pd.DataFrame]:
     config = pipeline_config.effective()
-    as_of = Scope(landed_batches).as_of
+    scope = Scope(landed_batches)
     ncci = reference_data["ncci_edits"]
 
     def run(frames: Frames, rules_config: PipelineConfig) -> pd.DataFrame:
         return evaluate(
-            RuleContext(frames["medical"], frames["pharmacy"], ncci, as_of), rules_config
+            RuleContext(frames["medical"], frames["pharmacy"], ncci, scope.as_of), rules_config
         )
 
-    if "medical_peers" in enriched_claims:
+    peer_rows = 0
+    if pipeline_config.force_reprocess or scope.fresh:
+        hits = run(enriched_claims, config)
+    else:
         peer_rules = [r for t in CLAIM_TYPES for r in plan_history(config, t).peer_rules]
         own, peers_only = split_rules(config, peer_rules)
-        peer_frames = {t: enriched_claims[f"{t}_peers"] for t in CLAIM_TYPES}
-        hits = pd.concat(
-            [run(enriched_claims, own), run(peer_frames, peers_only)], ignore_index=True
-        )
-    else:
-        hits = run(enriched_claims, config)
+        peers = peer_frames(context, store, config, enriched_claims, reference_data, scope)
+        peer_rows = sum(int((~peers[t]["in_scope"]).sum()) for t in CLAIM_TYPES)
+        hits = pd.concat([run(enriched_claims, own), run(peers, peers_only)], ignore_index=True)
     versions = {r: p.version for r, p in config.enabled_rules().items()}
     return dg.Output(
         hits,
@@ -489,6 +497,7 @@ def rule_hits(
             "hits_by_rule": dg.MetadataValue.json(counts(hits["rule_id"])),
             "claims_flagged": dg.MetadataValue.int(len(hits[KEY_COLUMNS].drop_duplicates())),
             "rule_versions": dg.MetadataValue.json(versions),
+            "peer_claims": dg.MetadataValue.int(peer_rows),
         },
     )
 

@@ -66,7 +66,7 @@ def test_an_incremental_run_finds_what_a_full_reprocess_finds(
     assert incremental.success
     metadata = materializations(pipeline.instance, incremental.run_id)
     assert metadata["raw_claims"]["claims_in"] == len(later)
-    assert metadata["enriched_claims"]["peer_claims"] > 0
+    assert metadata["rule_hits"]["peer_claims"] > 0
     found = findings(pipeline, later)
     assert {f[0] for f in found} & PEER_RULES, "no peer rule fired on the new claims"
     # The peers' history the next run maps is the store's processed claims, as of this run.
