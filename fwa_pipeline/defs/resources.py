@@ -11,14 +11,13 @@
 import copy
 import datetime as dt
 import json
-import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
 from fwa_pipeline.domain.config import PipelineConfig, default_config
@@ -38,6 +37,8 @@ class StoreResource(dg.ConfigurableResource):
     data_dir: str | None = None
     encryption_key: str | None = None
 
+    _settings: Settings | None = PrivateAttr(default=None)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> "StoreResource":
         return cls(
@@ -47,18 +48,24 @@ class StoreResource(dg.ConfigurableResource):
             encryption_key=settings.encryption_key.get_secret_value() or None,
         )
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Dagster sets up a copy of the resource for each run (and sensor tick): Settings are
+        # read from the environment once for it, not on each of the dozens of calls a run makes.
+        self._settings = self._read_settings()
+
     def settings(self) -> Settings:
+        # Outside a run (the CLI, the benchmark) nothing set it up: read the environment as
+        # it is now.
+        return self._settings or self._read_settings()
+
+    def _read_settings(self) -> Settings:
         fields = {
             "environment": self.environment,
             "database_url": self.database_url,
             "data_dir": self.data_dir,
             "encryption_key": self.encryption_key,
         }
-        # Unset fields follow the environment as it is now (the tests change it): cached per
-        # FWA_ environment, as building Settings costs milliseconds and a run asks dozens of times.
-        environ = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("FWA_")))
-        given = tuple((k, v) for k, v in fields.items() if v is not None)
-        return _settings(given, environ, os.getcwd())
+        return Settings(**{k: v for k, v in fields.items() if v is not None})
 
     def engine(self) -> Engine:
         return get_engine(self.settings())
@@ -69,15 +76,6 @@ class StoreResource(dg.ConfigurableResource):
     def io_dir(self) -> Path:
         """Where the run's intermediate frames are kept (see ``defs.io``)."""
         return self.settings().data_dir / "dagster_io"
-
-
-Pairs = tuple[tuple[str, str], ...]
-
-
-@lru_cache(maxsize=8)
-def _settings(fields: Pairs, environ: Pairs, cwd: str) -> Settings:
-    """``environ`` and ``cwd`` (where ``.env`` is read from) only key the cache."""
-    return Settings(**dict(fields))
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
