@@ -9,7 +9,8 @@ which competes with the server for CPU, so its figures are lower and noisier.
 Each run reports requests/s, p50/p99 latency and the server's CPU time per request (from
 /proc): on a machine shared with other work the CPU figure is the steadier of the two.
 
-Variants, interleaved round by round so that background load hits them alike (medians reported):
+Variants, interleaved round by round so that background load hits them alike, each round
+starting with the next variant (medians reported):
 
 * ``bare``: ``create_app(middleware=False)``: routes, auth and error handling, no middleware.
 * ``full``: the whole stack, rate limiter on Redis (limit set out of reach so every request is
@@ -332,7 +333,10 @@ def main() -> None:
         }
         try:
             for round_ in range(1, args.rounds + 1):
-                for variant in VARIANTS:
+                # Each round starts with a different variant, so that drift in the machine's
+                # speed over a round does not always favour the same one.
+                shift = (round_ - 1) % len(VARIANTS)
+                for variant in VARIANTS[shift:] + VARIANTS[:shift]:
                     log = Path(scratch) / f"{variant}.log"
                     with server(variant, env, prefix, log) as running:
                         for target in TARGETS:

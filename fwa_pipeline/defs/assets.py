@@ -28,7 +28,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.defs.checks import check_results, check_specs
-from fwa_pipeline.defs.io import Frames, make_current
+from fwa_pipeline.defs.io import COLUMNS, Frames, make_current
 from fwa_pipeline.defs.partitions import JOB_ID_TAG, WORKSPACES
 from fwa_pipeline.defs.peers import (
     cached_processed,
@@ -55,7 +55,7 @@ from fwa_pipeline.domain.quality import (
     quality_report,
 )
 from fwa_pipeline.domain.rules import RuleContext, evaluate
-from fwa_pipeline.domain.scoring import score_claims
+from fwa_pipeline.domain.scoring import HIT_COLUMNS, score_claims
 from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
 from fwa_pipeline.store.cases import upsert_cases
 from fwa_pipeline.store.claims import (
@@ -508,6 +508,8 @@ def rule_hits(
     kinds={"pandas"},
     description="A score (0-100) and risk level per claim with hits: the capped, weighted sum "
     "of its rules' severities (scoring config in the run's snapshot).",
+    # The hits without their evidence: a million evidence dicts are not decoded to be ignored.
+    ins={"rule_hits": dg.AssetIn(metadata={COLUMNS: HIT_COLUMNS})},
 )
 def claim_scores(
     context: dg.AssetExecutionContext, pipeline_config: PipelineRunConfig, rule_hits: pd.DataFrame

@@ -15,6 +15,7 @@ here: enrichment turns dates of birth into ages before any frame is written.
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -28,6 +29,7 @@ Frames = dict[str, pd.DataFrame]
 SINGLE = "frame"  # the file name of an output that is one DataFrame
 POINTER = "current"
 JSON_COLUMNS_KEY = b"fwa_json_columns"
+COLUMNS = "columns"  # input metadata: the columns an asset reads of an upstream frame
 
 
 def _json_columns(frame: pd.DataFrame) -> list[str]:
@@ -52,11 +54,14 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
     feather.write_feather(table, path, compression="uncompressed")
 
 
-def read_frame(path: Path) -> pd.DataFrame:
-    table = feather.read_table(path, memory_map=True)
+def read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The frame at ``path``, or only its ``columns``: a column left out is neither read nor,
+    for JSON columns, decoded."""
+    table = feather.read_table(path, columns=list(columns) if columns else None, memory_map=True)
     frame = table.to_pandas()
     loads = json.loads
-    for column in json.loads((table.schema.metadata or {}).get(JSON_COLUMNS_KEY, b"[]")):
+    encoded = json.loads((table.schema.metadata or {}).get(JSON_COLUMNS_KEY, b"[]"))
+    for column in (c for c in encoded if c in table.column_names):
         # Decoded from the Arrow column's Python strings: mapping the pandas column goes through
         # one Arrow scalar per value, about three times slower.
         texts = table.column(column).to_pylist()
@@ -99,15 +104,22 @@ def make_current(directory: Path, version: str) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def load(directory: Path) -> tuple[str, pd.DataFrame | Frames] | None:
-    """The current version of ``directory`` and its frames, or None when there is none."""
+def load(
+    directory: Path, columns: Sequence[str] | None = None
+) -> tuple[str, pd.DataFrame | Frames] | None:
+    """The current version of ``directory`` and its frames (only ``columns`` of a single
+    frame, when given), or None when there is none."""
     try:
         version = (directory / POINTER).read_text()
     except FileNotFoundError:
         return None
     version_dir = directory / version
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    frames = {name: read_frame(version_dir / f"{name}.arrow") for name in manifest["frames"]}
+    if columns is not None and not manifest["single"]:
+        raise ValueError(f"{directory}: columns can be chosen from a single frame only")
+    frames = {
+        name: read_frame(version_dir / f"{name}.arrow", columns) for name in manifest["frames"]
+    }
     return version, frames[SINGLE] if manifest["single"] else frames
 
 
@@ -127,7 +139,8 @@ class ArrowFramesIOManager(dg.ConfigurableIOManager):
         publish(self._asset_dir(context), context.run_id, obj)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | Frames:
-        found = load(self._asset_dir(context))
+        # An input may name the columns it reads (AssetIn(metadata={"columns": [...]})).
+        found = load(self._asset_dir(context), context.definition_metadata.get(COLUMNS))
         if found is None:
             raise dg.Failure(
                 f"{context.asset_key.to_user_string()} has not been materialised for this "

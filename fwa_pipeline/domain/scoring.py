@@ -60,6 +60,10 @@ def capped_contribution(
     return pd.Series(np.fmin(raw, caps), index=rule_ids.index)
 
 
+# What score_claims reads of the rule hits.
+HIT_COLUMNS = [*CLAIM_KEY, "rule_id", "claim_id", "weight", "severity"]
+
+
 def score_claims(hits: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     """Score every claim with at least one hit (``SCORE_COLUMNS``; ``hit_count`` is the number of
     distinct rules that hit the claim)."""

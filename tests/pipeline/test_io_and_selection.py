@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fwa_pipeline.defs.assets import in_scope
-from fwa_pipeline.defs.io import ArrowFramesIOManager
+from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.defs.selection import PEER_COLUMNS, plan_history, split_rules
 from fwa_pipeline.domain.config import RuleParams, default_config
@@ -24,7 +24,9 @@ def io_manager(tmp_path: Path) -> ArrowFramesIOManager:
 PARTITIONS = dg.StaticPartitionsDefinition(["acme"])
 
 
-def contexts(run_id: str) -> tuple[dg.OutputContext, dg.InputContext]:
+def contexts(
+    run_id: str, input_metadata: dict[str, object] | None = None
+) -> tuple[dg.OutputContext, dg.InputContext]:
     key = dg.AssetKey("rule_hits")
     output = dg.build_output_context(
         asset_key=key, partition_key="acme", run_id=run_id, asset_partitions_def=PARTITIONS
@@ -35,6 +37,7 @@ def contexts(run_id: str) -> tuple[dg.OutputContext, dg.InputContext]:
         partition_key="acme",
         upstream_output=upstream,
         asset_partitions_def=PARTITIONS,
+        definition_metadata=input_metadata,
     )
 
 
@@ -133,3 +136,24 @@ def test_in_scope_keeps_the_new_claims_and_cuts_columns_first() -> None:
     everything = frame.assign(in_scope=True)
     assert in_scope(everything) is everything  # a full run's frame is not copied
     assert in_scope(everything, ["x"]).equals(everything[["x"]])
+
+
+def test_an_input_reads_only_the_columns_it_names(tmp_path: Path) -> None:
+    manager = io_manager(tmp_path)
+    hits = pd.DataFrame(
+        {
+            "claim_pk": [1, 2],
+            "severity": [1.0, 0.5],
+            "evidence": [{"copies": 2}, {"z": None}],
+        }
+    )
+    output, input_ = contexts("run-1", {COLUMNS: ["claim_pk", "severity"]})
+    manager.handle_output(output, hits)
+
+    loaded = manager.load_input(input_)
+
+    pd.testing.assert_frame_equal(loaded, hits[["claim_pk", "severity"]])
+    # Columns are chosen from one frame, not from each of a dict of them.
+    manager.handle_output(contexts("run-2")[0], {"hits": hits})
+    with pytest.raises(ValueError, match="single frame"):
+        manager.load_input(input_)
