@@ -199,13 +199,13 @@ def write_run_results(
     kept = scores[(scores["score"] > 0) | (scores["hit_count"] > 0)]
     kept = kept.assign(workspace_id=workspace_id, run_id=run_id, claim_pk=_keys(kept)["claim_pk"])
     written_scores = copy_frame(connection, ClaimScore.__tablename__, kept[_SCORE_WRITE_COLUMNS])
-    changed = {
+    changed: dict[str, int | None] = {
         RuleHit.__tablename__: written_hits,
         ClaimScore.__tablename__: written_scores,
         HeldClaim.__tablename__: written_held,
         # Unchanged by the run, but batches landed since their last ANALYZE: the next run's
         # history reads join them.
-        **{spec.table.name: 0 for spec in CLAIM_TABLES.values()},
+        **{spec.table.name: None for spec in CLAIM_TABLES.values()},
     }
     for table, written in changed.items():
         _analyze_if_changed(connection, table, written)
@@ -217,13 +217,18 @@ def write_run_results(
     }
 
 
-def _analyze_if_changed(connection: Connection, table: str, written: int) -> None:
-    """ANALYZE ``table`` on PostgreSQL when the rows changed since its last ANALYZE (those
-    committed, plus ``written`` in this transaction) are a large share of it: bulk changes leave
-    the planner's statistics behind until autovacuum catches up, and the joins that follow
-    (history, load_hits) would plan nested loops over "empty" tables. A small batch changes
-    nothing the planner cares about and skips it (ANALYZE of a claims table costs about half a
-    second)."""
+def _analyze_if_changed(connection: Connection, table: str, written: int | None) -> None:
+    """ANALYZE ``table`` on PostgreSQL when a large share of it changed: the ``written`` rows of
+    a table the run writes, or, for a table it only reads (``written`` None), the rows changed
+    since its last ANALYZE. Bulk changes leave the planner's statistics behind until autovacuum
+    catches up, and the joins that follow (history, load_hits) would plan nested loops over
+    "empty" tables. A small batch changes nothing the planner cares about and skips it (ANALYZE
+    of a claims table costs about half a second); autovacuum's own analyses follow the rest.
+
+    A table the run writes is judged by its own writes only: the rows the previous run wrote
+    are counted in ``n_mod_since_analyze`` after that run's ANALYZE (statistics are reported at
+    commit, after the ANALYZE inside the transaction), so they would trigger one more ANALYZE
+    on every following run."""
     if connection.dialect.name != "postgresql":
         return
     # reltuples: the row count at the last ANALYZE (-1: never analysed).
@@ -235,7 +240,7 @@ def _analyze_if_changed(connection: Connection, table: str, written: int) -> Non
         ),
         {"table": table},
     ).one()
-    changed = int(modified) + written
+    changed = int(modified) if written is None else written
     if changed and changed >= ANALYZE_SHARE * max(float(estimate), 0.0):
         connection.exec_driver_sql(f"ANALYZE {table}")
 
