@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
-from fwa_pipeline.domain.config import PipelineConfig, default_config
+from fwa_pipeline.domain.config import PipelineConfig, RuleParams, default_config
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS, REGISTRY, evaluate
-from fwa_pipeline.domain.rules.base import HIT_COLUMNS
+from fwa_pipeline.domain.rules.base import HIT_COLUMNS, RuleContext
 from fwa_pipeline.reference import load_default_reference
 from tests.unit.domain.rules.medical.conftest import claim, context, params, run
 
@@ -102,3 +103,17 @@ def test_shipped_reference_types() -> None:
         "RULE-MED-007": ["C6"],
         "RULE-MED-008": ["C7"],
     }
+
+
+def test_a_rule_reading_the_other_familys_claims_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Families run in parallel threads on their own frames only; a rule that crossed over would
+    # share a pandas object between threads, so evaluate refuses it instead.
+    def crosses_over(ctx: RuleContext, _: RuleParams) -> pd.DataFrame:
+        return ctx.pharmacy.head(0)
+
+    monkeypatch.setitem(REGISTRY, "RULE-MED-001", crosses_over)
+    config = PipelineConfig(rules={"RULE-MED-001": params("RULE-MED-001")})
+    with pytest.raises(TypeError, match="a medical rule read another family's claims"):
+        evaluate(context([claim("C1")]), config)
