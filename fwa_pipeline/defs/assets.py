@@ -45,7 +45,7 @@ from fwa_pipeline.defs.selection import (
 )
 from fwa_pipeline.domain.cases import CLAIM_COLUMNS, case_proposals, case_subjects
 from fwa_pipeline.domain.config import PipelineConfig
-from fwa_pipeline.domain.enrich import enrich_medical, enrich_pharmacy
+from fwa_pipeline.domain.enrich import enrich_medical, enrich_pharmacy, members_needing_age
 from fwa_pipeline.domain.evaluation import precision_recall
 from fwa_pipeline.domain.quality import (
     KEY_COLUMNS,
@@ -359,8 +359,9 @@ def validated_claims(
     **ASSET,
     group_name="detection",
     kinds={"pandas"},
-    description="Claims joined to members (age at service; dates of birth are decrypted in "
-    "memory and never stored), providers and the code references.",
+    description="Claims joined to members (age at service: dates of birth are decrypted in "
+    "memory, only for members with a claim on a code that has an age bound, and never "
+    "stored), providers and the code references.",
 )
 def enriched_claims(
     context: dg.AssetExecutionContext,
@@ -375,13 +376,22 @@ def enriched_claims(
     wanted = None if everything else touched_ids({t: validated_claims[t] for t in CLAIM_TYPES})
     if wanted is not None and len(wanted) > MEMBER_LIST_LIMIT:
         wanted = None  # most members: reading them all beats a huge IN list
-    members = read_members(store.engine(), store.cipher(), scope.workspace_id, wanted)
+    ages = members_needing_age(
+        in_scope(validated_claims["medical"], ["member_id", "cpt_code"]),
+        reference_data["cpt_reference"],
+    )
+    members = read_members(
+        store.engine(), store.cipher(), scope.workspace_id, wanted, birth_dates_of=ages
+    )
     frames = {t: enrich(t, validated_claims[t], members, reference_data) for t in CLAIM_TYPES}
     return dg.Output(
         frames,
         metadata={
             **frame_metadata(frames),
             "members": dg.MetadataValue.int(len(members)),
+            "birth_dates_decrypted": dg.MetadataValue.int(
+                int(members["date_of_birth"].notna().sum())
+            ),
         },
     )
 

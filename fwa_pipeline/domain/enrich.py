@@ -28,6 +28,17 @@ CPT_COLUMNS = ["minutes_per_unit", "mue_limit", "gender", "min_age", "max_age", 
 NDC_COLUMNS = ["drug_name", "dea_schedule", "mme_factor", "strength_per_unit", "max_daily_quantity"]
 
 
+def members_needing_age(medical: pd.DataFrame, cpt_reference: pd.DataFrame) -> set[str]:
+    """The members whose age some claim needs: those of medical claims on a code with an age
+    bound (RULE-MED-008, the only rule reading ``member_age``). Only their dates of birth are
+    decrypted (HIPAA's minimum necessary); every other claim's ``member_age`` is unknown."""
+    bounded = cpt_reference.loc[
+        cpt_reference["min_age"].notna() | cpt_reference["max_age"].notna(), "cpt_code"
+    ]
+    needing = medical.loc[medical["cpt_code"].isin(bounded), "member_id"].dropna()
+    return set(needing.astype(str).unique())
+
+
 def age_on(date_of_birth: pd.Series, on: pd.Series) -> pd.Series:
     """Whole years between two datetime Series (NaN where either is missing)."""
     years = on.dt.year - date_of_birth.dt.year

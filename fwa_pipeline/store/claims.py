@@ -242,9 +242,12 @@ def read_members(
     cipher: FieldCipher | None,
     workspace: int,
     member_ids: Collection[str] | None = None,
+    *,
+    birth_dates_of: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Members (all, or those of ``member_ids``) with what enrichment needs: gender, date of
-    death and the date of birth, decrypted (the only PHI a run reads; names stay sealed)."""
+    death and the date of birth, decrypted (the only PHI a run reads; names stay sealed) for
+    the members of ``birth_dates_of`` only when given (the others' is missing)."""
     m = Member.__table__.c  # type: ignore[attr-defined]
     statement = select(
         m.member_id, m.gender, m.state, m.date_of_death, m.date_of_birth, m.pii_key_id
@@ -255,7 +258,10 @@ def read_members(
         else:
             statement = statement.where(_one_of(source, m.member_id, sorted(member_ids)))
     members = read_frame(source, statement)
-    sealed = members["pii_key_id"].notna().to_numpy()
+    if birth_dates_of is not None:
+        needed = members["member_id"].isin(list(birth_dates_of))
+        members["date_of_birth"] = members["date_of_birth"].where(needed)
+    sealed = (members["pii_key_id"].notna() & members["date_of_birth"].notna()).to_numpy()
     if sealed.any():
         if cipher is None:
             raise ValueError("member PHI is encrypted but no FWA_ENCRYPTION_KEY is configured")

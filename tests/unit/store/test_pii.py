@@ -10,7 +10,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
+from fwa_pipeline.domain.enrich import members_needing_age
 from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.claims import read_members
 from fwa_pipeline.store.crypto import DecryptionError, FieldCipher, generate_key
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import Member, PhiAuditEvent, Workspace
@@ -171,3 +173,31 @@ def test_rotation_with_mixed_key_ids_is_resumable(
 def test_rotation_without_a_key_is_refused(sqlite_engine: Engine, settings: Settings) -> None:
     with pytest.raises(ValueError, match="no key to rotate to"):
         rotate_keys(sqlite_engine, _settings(settings, ""))
+
+
+def test_a_run_decrypts_only_the_birth_dates_its_rules_need(
+    sqlite_engine: Engine, settings: Settings
+) -> None:
+    cipher = cipher_from_settings(settings)
+    ws = _store(sqlite_engine, cipher, PEOPLE)
+    cpt = pd.DataFrame(
+        {"cpt_code": ["59400", "99213"], "min_age": [12, None], "max_age": [None, None]}
+    )
+    medical = pd.DataFrame(
+        {
+            "member_id": ["M001", "M002", "M002", None],
+            "cpt_code": ["59400", "99213", "59400", "59400"],
+        }
+    )
+    needing = members_needing_age(medical, cpt)
+    assert needing == {"M001", "M002"}  # only codes with an age bound need an age
+
+    members = read_members(sqlite_engine, cipher, ws, birth_dates_of=needing)
+
+    births = members.set_index("member_id")["date_of_birth"]
+    assert births[["M001", "M002"]].tolist() == [
+        pd.Timestamp("1961-02-03"),
+        pd.Timestamp("1972-03-04"),
+    ]
+    assert births.drop(["M001", "M002"]).isna().all()
+    assert members["gender"].notna().all()  # what every rule may read is still there
