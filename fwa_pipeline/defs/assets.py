@@ -8,7 +8,9 @@ rule, cases opened and updated, flagged dollars).
                                                          investigation_cases ◄──────────────┘
                                                            └─► detection_evaluation
 
-(``landed_batches`` fixes the run's scope, which the later assets read too.)
+(``landed_batches`` fixes the run's scope, which the later assets read too. ``validated_claims``
+is the gate's verdict, the claims it holds back: ``enriched_claims`` and ``investigation_cases``
+read ``raw_claims`` without them, so a million claims are not written a second time.)
 
 Nothing is written to the claims store until ``investigation_cases``, which records hits,
 scores, held claims, cases and the consumed batches (which makes their claims processed) in one
@@ -50,8 +52,9 @@ from fwa_pipeline.domain.evaluation import precision_recall
 from fwa_pipeline.domain.quality import (
     KEY_COLUMNS,
     QualityResult,
-    apply_gate,
     assess_quality,
+    held_back,
+    passing,
     quality_report,
 )
 from fwa_pipeline.domain.rules import RuleContext, evaluate
@@ -327,29 +330,38 @@ def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
     **ASSET,
     group_name="quality",
     kinds={"pandas"},
-    description="The quality gate applied: under skip_invalid the new claims with errors are "
-    "held back, under flag_only everything goes on, under halt_on_errors the blocking checks "
-    "stop the run before this asset.",
+    description="The quality gate's verdict: the new claims it holds back (under skip_invalid, "
+    "those with errors; none under flag_only; under halt_on_errors the blocking checks stop "
+    "the run before this asset). The claims that go on are raw_claims without these: they "
+    "are not written a second time.",
 )
 def validated_claims(
     context: dg.AssetExecutionContext, pipeline_config: PipelineRunConfig, raw_claims: Frames
 ) -> dg.Output[Frames]:
     mode = pipeline_config.effective().quality.mode
     result = new_claims_quality(raw_claims["issues"], raw_claims)
-    gate = apply_gate(raw_claims["medical"], raw_claims["pharmacy"], result, mode)
-    frames = {"medical": gate.medical, "pharmacy": gate.pharmacy, "held": gate.held}
-    passed = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
+    held = held_back(result, mode)
+    held_by_type = counts(held["claim_type"])
+    passed = {t: int(raw_claims[t]["in_scope"].sum()) - held_by_type.get(t, 0) for t in CLAIM_TYPES}
     return dg.Output(
-        frames,
+        {"held": held},
         metadata={
-            **frame_metadata({t: frames[t] for t in CLAIM_TYPES}),
+            "dagster/row_count": dg.MetadataValue.int(sum(passed.values())),
+            "dagster/column_schema": column_schema({t: raw_claims[t] for t in CLAIM_TYPES}),
             "claims_passed": dg.MetadataValue.int(sum(passed.values())),
-            "claims_held": dg.MetadataValue.int(len(gate.held)),
+            "claims_held": dg.MetadataValue.int(len(held)),
             "passed_by_type": dg.MetadataValue.json(passed),
-            "held_by_type": dg.MetadataValue.json(counts(gate.held["claim_type"])),
+            "held_by_type": dg.MetadataValue.json(held_by_type),
             "quality_mode": dg.MetadataValue.text(mode.value),
         },
     )
+
+
+def gated(raw_claims: Frames, validated_claims: Frames) -> Frames:
+    """Per claim type, the claims the gate let on (``raw_claims`` without those
+    ``validated_claims`` holds back), and the held claims as ``held``."""
+    held = validated_claims["held"]
+    return {**{t: passing(raw_claims[t], held, t) for t in CLAIM_TYPES}, "held": held}
 
 
 # --------------------------------------------------------------------------- detection
@@ -367,23 +379,25 @@ def enriched_claims(
     context: dg.AssetExecutionContext,
     store: StoreResource,
     pipeline_config: PipelineRunConfig,
+    raw_claims: Frames,
     validated_claims: Frames,
     reference_data: Frames,
     landed_batches: Frames,
 ) -> dg.Output[Frames]:
+    claims = gated(raw_claims, validated_claims)
     scope = Scope(landed_batches)
     everything = pipeline_config.force_reprocess or scope.fresh
-    wanted = None if everything else touched_ids({t: validated_claims[t] for t in CLAIM_TYPES})
+    wanted = None if everything else touched_ids({t: claims[t] for t in CLAIM_TYPES})
     if wanted is not None and len(wanted) > MEMBER_LIST_LIMIT:
         wanted = None  # most members: reading them all beats a huge IN list
     ages = members_needing_age(
-        in_scope(validated_claims["medical"], ["member_id", "cpt_code"]),
+        in_scope(claims["medical"], ["member_id", "cpt_code"]),
         reference_data["cpt_reference"],
     )
     members = read_members(
         store.engine(), store.cipher(), scope.workspace_id, wanted, birth_dates_of=ages
     )
-    frames = {t: enrich(t, validated_claims[t], members, reference_data) for t in CLAIM_TYPES}
+    frames = {t: enrich(t, claims[t], members, reference_data) for t in CLAIM_TYPES}
     return dg.Output(
         frames,
         metadata={
@@ -554,14 +568,16 @@ def investigation_cases(
     store: StoreResource,
     pipeline_config: PipelineRunConfig,
     landed_batches: Frames,
+    raw_claims: Frames,
     validated_claims: Frames,
     rule_hits: pd.DataFrame,
     claim_scores: pd.DataFrame,
 ) -> dg.MaterializeResult:
+    claims_in = gated(raw_claims, validated_claims)
     scope = Scope(landed_batches)
     config = pipeline_config.effective()
-    processed = claim_keys(validated_claims)
-    claims = flagged_claims(validated_claims, rule_hits)
+    processed = claim_keys(claims_in)
+    claims = flagged_claims(claims_in, rule_hits)
     subjects = case_subjects(rule_hits, claims, config)
     covers_all = pipeline_config.force_reprocess or scope.fresh
     directory = peer_history_dir(store.io_dir(), context.partition_key)
@@ -576,7 +592,7 @@ def investigation_cases(
                 directory,
                 context.run.run_id,
                 before,
-                {t: in_scope(validated_claims[t], STORED_COLUMNS[t]) for t in CLAIM_TYPES},
+                {t: in_scope(claims_in[t], STORED_COLUMNS[t]) for t in CLAIM_TYPES},
             )
             if covers_all or before is not None
             else None
@@ -590,7 +606,7 @@ def investigation_cases(
                 rule_hits,
                 claim_scores,
                 processed,
-                validated_claims["held"],
+                claims_in["held"],
             )
             if covers_all:
                 # The run's hits are now all the workspace has: no need to read them back.

@@ -524,19 +524,26 @@ def apply_gate(
     result: QualityResult,
     mode: QualityMode | str,
 ) -> GateOutcome:
-    """What goes on to scoring under ``mode``: ``skip_invalid`` holds back claims with errors,
-    ``flag_only`` lets everything on, ``halt_on_errors`` raises :class:`QualityGateError` when
-    any claim has an error. Warnings never hold a claim back."""
+    """What goes on to scoring under ``mode`` (see :func:`held_back`)."""
+    held = held_back(result, mode)
+    return GateOutcome(passing(medical, held, "medical"), passing(pharmacy, held, "pharmacy"), held)
+
+
+def held_back(result: QualityResult, mode: QualityMode | str) -> pd.DataFrame:
+    """The claims the gate holds back under ``mode`` (``claim_type, claim_pk, reason``):
+    ``skip_invalid`` holds back claims with errors, ``flag_only`` lets everything on,
+    ``halt_on_errors`` raises :class:`QualityGateError` when any claim has an error. Warnings
+    never hold a claim back."""
     mode = QualityMode(mode)
     held = result.error_keys()
     if mode is QualityMode.halt_on_errors and not held.empty:
         errors = result.issues[result.issues["severity"] == "error"]
         raise QualityGateError(len(held), _counts(errors["issue_type"]))
-    if mode is not QualityMode.skip_invalid or held.empty:
-        return GateOutcome(medical, pharmacy, held.iloc[0:0])
+    return held if mode is QualityMode.skip_invalid else held.iloc[0:0]
 
-    def keep(frame: pd.DataFrame, claim_type: ClaimType) -> pd.DataFrame:
-        pks = held.loc[held["claim_type"] == claim_type, "claim_pk"]
-        return frame[~frame["claim_pk"].isin(pks)]
 
-    return GateOutcome(keep(medical, "medical"), keep(pharmacy, "pharmacy"), held)
+def passing(frame: pd.DataFrame, held: pd.DataFrame, claim_type: ClaimType) -> pd.DataFrame:
+    """The claims of ``frame`` (of ``claim_type``) that ``held`` does not hold back; ``frame``
+    itself when none is (a row filter copies every column of a million-row frame)."""
+    pks = held.loc[held["claim_type"] == claim_type, "claim_pk"]
+    return frame if pks.empty else frame[~frame["claim_pk"].isin(pks)]
