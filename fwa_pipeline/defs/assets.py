@@ -155,6 +155,7 @@ def _workspace_id(store: StoreResource, workspace: str) -> int:
 
 
 ASSET = {"partitions_def": WORKSPACES}
+GATE_COLUMNS = ["claim_pk", "in_scope"]
 
 
 # --------------------------------------------------------------------------- intake
@@ -334,6 +335,8 @@ def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
     "those with errors; none under flag_only; under halt_on_errors the blocking checks stop "
     "the run before this asset). The claims that go on are raw_claims without these: they "
     "are not written a second time.",
+    # The gate needs the keys and the scope flag of the claims, not the claims.
+    ins={"raw_claims": dg.AssetIn(metadata={COLUMNS: {t: GATE_COLUMNS for t in CLAIM_TYPES}})},
 )
 def validated_claims(
     context: dg.AssetExecutionContext, pipeline_config: PipelineRunConfig, raw_claims: Frames
@@ -346,8 +349,7 @@ def validated_claims(
     return dg.Output(
         {"held": held},
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(sum(passed.values())),
-            "dagster/column_schema": column_schema({t: raw_claims[t] for t in CLAIM_TYPES}),
+            **frame_metadata(held),
             "claims_passed": dg.MetadataValue.int(sum(passed.values())),
             "claims_held": dg.MetadataValue.int(len(held)),
             "passed_by_type": dg.MetadataValue.json(passed),

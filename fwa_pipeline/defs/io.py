@@ -15,7 +15,7 @@ here: enrichment turns dates of birth into ages before any frame is written.
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -29,7 +29,10 @@ Frames = dict[str, pd.DataFrame]
 SINGLE = "frame"  # the file name of an output that is one DataFrame
 POINTER = "current"
 JSON_COLUMNS_KEY = b"fwa_json_columns"
-COLUMNS = "columns"  # input metadata: the columns an asset reads of an upstream frame
+# Input metadata: the columns an asset reads of an upstream frame, or, of a dict of frames, a
+# mapping of frame name to its columns (frames it does not name are read whole).
+COLUMNS = "columns"
+Columns = Sequence[str] | Mapping[str, Sequence[str]]
 
 
 def _json_columns(frame: pd.DataFrame) -> list[str]:
@@ -105,22 +108,31 @@ def make_current(directory: Path, version: str) -> None:
 
 
 def load(
-    directory: Path, columns: Sequence[str] | None = None
+    directory: Path, columns: Columns | None = None
 ) -> tuple[str, pd.DataFrame | Frames] | None:
-    """The current version of ``directory`` and its frames (only ``columns`` of a single
-    frame, when given), or None when there is none."""
+    """The current version of ``directory`` and its frames (only ``columns`` of them, when
+    given), or None when there is none."""
     try:
         version = (directory / POINTER).read_text()
     except FileNotFoundError:
         return None
     version_dir = directory / version
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    if columns is not None and not manifest["single"]:
-        raise ValueError(f"{directory}: columns can be chosen from a single frame only")
+    single = manifest["single"]
+    if columns is not None and single == isinstance(columns, Mapping):
+        shape = "a list" if single else "a mapping of frame name to columns"
+        raise ValueError(f"{directory}: the columns of its output are chosen by {shape}")
     frames = {
-        name: read_frame(version_dir / f"{name}.arrow", columns) for name in manifest["frames"]
+        name: read_frame(version_dir / f"{name}.arrow", _chosen(columns, name))
+        for name in manifest["frames"]
     }
-    return version, frames[SINGLE] if manifest["single"] else frames
+    return version, frames[SINGLE] if single else frames
+
+
+def _chosen(columns: Columns | None, frame: str) -> Sequence[str] | None:
+    if isinstance(columns, Mapping):
+        return columns.get(frame)
+    return columns
 
 
 class ArrowFramesIOManager(dg.ConfigurableIOManager):

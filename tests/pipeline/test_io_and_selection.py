@@ -153,7 +153,11 @@ def test_an_input_reads_only_the_columns_it_names(tmp_path: Path) -> None:
     loaded = manager.load_input(input_)
 
     pd.testing.assert_frame_equal(loaded, hits[["claim_pk", "severity"]])
-    # Columns are chosen from one frame, not from each of a dict of them.
-    manager.handle_output(contexts("run-2")[0], {"hits": hits})
-    with pytest.raises(ValueError, match="single frame"):
+    # Of a dict of frames, columns are chosen per frame; a frame not named is read whole.
+    manager.handle_output(contexts("run-2")[0], {"hits": hits, "other": hits})
+    with pytest.raises(ValueError, match="chosen by a mapping"):
         manager.load_input(input_)
+    by_frame = contexts("run-2", {COLUMNS: {"hits": ["claim_pk"]}})[1]
+    loaded = manager.load_input(by_frame)
+    pd.testing.assert_frame_equal(loaded["hits"], hits[["claim_pk"]])
+    pd.testing.assert_frame_equal(loaded["other"], hits)
