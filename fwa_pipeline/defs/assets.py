@@ -412,6 +412,17 @@ def enriched_claims(
     )
 
 
+# Members as the peer history is enriched: none (peer rules read no member attribute).
+MEMBERLESS = pd.DataFrame(
+    {
+        "member_id": pd.Series(dtype=str),
+        "gender": pd.Series(dtype=str),
+        "date_of_birth": pd.Series(dtype="datetime64[us]"),
+        "date_of_death": pd.Series(dtype="datetime64[us]"),
+    }
+)
+
+
 def peer_frames(
     context: dg.AssetExecutionContext,
     store: StoreResource,
@@ -453,16 +464,6 @@ def peer_frames(
         history = enrich(t, recent, MEMBERLESS, reference_data)
         frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
     return frames
-
-
-MEMBERLESS = pd.DataFrame(
-    {
-        "member_id": pd.Series(dtype=str),
-        "gender": pd.Series(dtype=str),
-        "date_of_birth": pd.Series(dtype="datetime64[us]"),
-        "date_of_death": pd.Series(dtype="datetime64[us]"),
-    }
-)
 
 
 def enrich(
