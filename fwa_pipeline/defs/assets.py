@@ -155,7 +155,7 @@ def _workspace_id(store: StoreResource, workspace: str) -> int:
 
 
 ASSET = {"partitions_def": WORKSPACES}
-GATE_COLUMNS = ["claim_pk", "in_scope"]
+GATE_COLUMNS = ["in_scope"]
 
 
 # --------------------------------------------------------------------------- intake
@@ -335,15 +335,15 @@ def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
     "those with errors; none under flag_only; under halt_on_errors the blocking checks stop "
     "the run before this asset). The claims that go on are raw_claims without these: they "
     "are not written a second time.",
-    # The gate needs the keys and the scope flag of the claims, not the claims.
+    # The gate needs the issues and the claims' scope flag (for its counts), not the claims.
     ins={"raw_claims": dg.AssetIn(metadata={COLUMNS: {t: GATE_COLUMNS for t in CLAIM_TYPES}})},
 )
 def validated_claims(
     context: dg.AssetExecutionContext, pipeline_config: PipelineRunConfig, raw_claims: Frames
 ) -> dg.Output[Frames]:
     mode = pipeline_config.effective().quality.mode
-    result = new_claims_quality(raw_claims["issues"], raw_claims)
-    held = held_back(result, mode)
+    # raw_claims kept the new claims' issues only (new_claims_quality): the gate judges those.
+    held = held_back(raw_claims["issues"], mode)
     held_by_type = counts(held["claim_type"])
     passed = {t: int(raw_claims[t]["in_scope"].sum()) - held_by_type.get(t, 0) for t in CLAIM_TYPES}
     return dg.Output(

@@ -371,20 +371,6 @@ class QualityResult:
     issues: pd.DataFrame  # ISSUE_COLUMNS
     report: dict[str, Any]
 
-    def error_keys(self) -> pd.DataFrame:
-        """``claim_type, claim_pk`` of every claim with at least one error, and ``reason``: its
-        error issue types, sorted and comma-separated."""
-        errors = self.issues.loc[self.issues["severity"] == "error", [*KEY_COLUMNS, "issue_type"]]
-        errors = errors.drop_duplicates()
-        reasons = (
-            errors.sort_values("issue_type", kind="stable")
-            .groupby(KEY_COLUMNS, sort=False)["issue_type"]
-            .agg(",".join)
-            .rename("reason")
-            .reset_index()
-        )
-        return errors[KEY_COLUMNS].drop_duplicates().merge(reasons, on=KEY_COLUMNS)
-
 
 def empty_issues() -> pd.DataFrame:
     return pd.DataFrame(
@@ -525,20 +511,29 @@ def apply_gate(
     mode: QualityMode | str,
 ) -> GateOutcome:
     """What goes on to scoring under ``mode`` (see :func:`held_back`)."""
-    held = held_back(result, mode)
+    held = held_back(result.issues, mode)
     return GateOutcome(passing(medical, held, "medical"), passing(pharmacy, held, "pharmacy"), held)
 
 
-def held_back(result: QualityResult, mode: QualityMode | str) -> pd.DataFrame:
-    """The claims the gate holds back under ``mode`` (``claim_type, claim_pk, reason``):
+def held_back(issues: pd.DataFrame, mode: QualityMode | str) -> pd.DataFrame:
+    """The claims the gate holds back under ``mode``, given their quality ``issues``
+    (``claim_type, claim_pk`` and ``reason``, the claim's error types sorted and comma-separated):
     ``skip_invalid`` holds back claims with errors, ``flag_only`` lets everything on,
     ``halt_on_errors`` raises :class:`QualityGateError` when any claim has an error. Warnings
     never hold a claim back."""
     mode = QualityMode(mode)
-    held = result.error_keys()
+    all_errors = issues.loc[issues["severity"] == "error", [*KEY_COLUMNS, "issue_type"]]
+    errors = all_errors.drop_duplicates()
+    reasons = (
+        errors.sort_values("issue_type", kind="stable")
+        .groupby(KEY_COLUMNS, sort=False)["issue_type"]
+        .agg(",".join)
+        .rename("reason")
+        .reset_index()
+    )
+    held = errors[KEY_COLUMNS].drop_duplicates().merge(reasons, on=KEY_COLUMNS)
     if mode is QualityMode.halt_on_errors and not held.empty:
-        errors = result.issues[result.issues["severity"] == "error"]
-        raise QualityGateError(len(held), _counts(errors["issue_type"]))
+        raise QualityGateError(len(held), _counts(all_errors["issue_type"]))
     return held if mode is QualityMode.skip_invalid else held.iloc[0:0]
 
 
