@@ -2,10 +2,10 @@
 
     uvicorn --factory fwa_api.app:create_app      (or: fwa serve)
 
-Middleware, outermost first: request context (request id, metrics and access log) → security
-headers → CORS → rate limit → routes (with the catch-all error middleware just outside the
-router). ``middleware=False`` builds the same routes without that stack, as the benchmark's
-baseline.
+Middleware, outermost first: request context (request id, metrics and access log, security
+headers, and CORS for requests with an Origin) → rate limit → routes (with the catch-all error
+middleware just outside the router). ``middleware=False`` builds the same routes without that
+stack, as the benchmark's baseline.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from fwa_api import routes
 from fwa_api.auth import REDIS_PREFIX, revocation_channel, watch_revocations
 from fwa_api.deps import current_principal
 from fwa_api.errors import install_error_handling
-from fwa_api.middleware.cors import CorsMiddleware
+from fwa_api.middleware.cors import CorsPolicy
 from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter, RateLimitMiddleware
 from fwa_api.middleware.request_context import RequestContextMiddleware
 from fwa_api.middleware.route_templates import RouteTemplates
-from fwa_api.middleware.security_headers import SecurityHeadersMiddleware
 from fwa_api.routes.health import HealthChecker
 from fwa_api.routes.metrics import StoreCollector
 from fwa_api.services import Clients, Services
@@ -125,15 +124,15 @@ def create_app(
             client_address=ClientAddress(settings.trusted_proxies),
         )
         app.add_middleware(
-            CorsMiddleware,
-            allow_origins=settings.allowed_origins,
-            allow_methods=CORS_METHODS,
-            allow_headers=CORS_HEADERS,
-            expose_headers=CORS_EXPOSE,
-            max_age=600,
-        )
-        app.add_middleware(SecurityHeadersMiddleware)
-        app.add_middleware(
-            RequestContextMiddleware, templates=templates, stats=services.metrics.http
+            RequestContextMiddleware,
+            templates=templates,
+            stats=services.metrics.http,
+            cors=CorsPolicy(
+                allow_origins=settings.allowed_origins,
+                allow_methods=CORS_METHODS,
+                allow_headers=CORS_HEADERS,
+                expose_headers=CORS_EXPOSE,
+                max_age=600,
+            ),
         )
     return app

@@ -1,59 +1,40 @@
-"""CORS from settings: Starlette's ``CORSMiddleware`` for cross-origin requests, and a cheap path
-for the rest.
+"""CORS from settings: Starlette's ``CORSMiddleware`` for cross-origin requests only.
 
-Starlette's middleware wraps every response, parsing its headers into ``MutableHeaders`` only to
-add ``Vary: Origin``; that was a third of the whole stack's cost on a health probe. A request with
-no ``Origin`` header (probes, server-to-server calls, same-origin page loads) gets the same
-``Vary: Origin`` appended directly, except under ``/api``: those responses are ``no-store``, never
-cached, so there is nothing for ``Vary`` to key. Everything cross-origin, preflights included, is
-Starlette's.
+Starlette's middleware wraps every response it sees, parsing its headers into ``MutableHeaders``
+only to add ``Vary: Origin``; on a health probe that was a third of the whole stack's cost. So
+the request context (``fwa_api.middleware.request_context``), which scans the request headers
+anyway, sends only requests with an ``Origin`` header (preflights included) through it. The rest
+(probes, server-to-server calls, same-origin page loads) get ``Vary: Origin`` from the request
+context, except under ``/api``: those responses are ``no-store``, never cached, so there is
+nothing for ``Vary`` to key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from fwa_api.middleware.route_templates import route_path, under_api
-
-_VARY_ORIGIN = (b"vary", b"Origin")
+VARY_ORIGIN = (b"vary", b"Origin")
 
 
-class CorsMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        allow_origins: Sequence[str],
-        allow_methods: Sequence[str],
-        allow_headers: Sequence[str],
-        expose_headers: Sequence[str],
-        max_age: int,
-    ) -> None:
-        self.app = app
-        self.cors = CORSMiddleware(
+@dataclass(frozen=True)
+class CorsPolicy:
+    allow_origins: Sequence[str]
+    allow_methods: Sequence[str]
+    allow_headers: Sequence[str]
+    expose_headers: Sequence[str]
+    max_age: int
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """``app`` behind Starlette's CORS handling, for the requests that carry an Origin."""
+        return CORSMiddleware(
             app,
-            allow_origins=allow_origins,
-            allow_methods=allow_methods,
-            allow_headers=allow_headers,
-            expose_headers=expose_headers,
-            max_age=max_age,
+            allow_origins=self.allow_origins,
+            allow_methods=self.allow_methods,
+            allow_headers=self.allow_headers,
+            expose_headers=self.expose_headers,
+            max_age=self.max_age,
         )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
-            await self.cors(scope, receive, send)
-            return
-        if under_api(route_path(scope)):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_vary(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # Vary is a list field: a second line is read as one more entry.
-                message["headers"] = [*message.get("headers", ()), _VARY_ORIGIN]
-            await send(message)
-
-        await self.app(scope, receive, send_with_vary)

@@ -1,7 +1,8 @@
-"""Security headers on every response (plan 2C). HSTS is nginx's: only it knows the scheme.
+"""Security headers for every response (plan 2C). HSTS is nginx's: only it knows the scheme.
 
-Each header is added only when the route did not set it, so a page that needs a stricter or
-nonce-carrying policy can send its own.
+This module is the policy; ``fwa_api.middleware.request_context`` appends its headers in the one
+send wrapper the stack has. Each header is added only when the route did not set it, so a page
+that needs a stricter or nonce-carrying policy can send its own.
 
 * ``X-XSS-Protection: 0``: the legacy XSS auditor is gone from current browsers and, where it
   survives, can be abused to blank or leak parts of a page; OWASP recommends disabling it and
@@ -15,9 +16,9 @@ nonce-carrying policy can send its own.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from collections.abc import Iterable
 
-from fwa_api.middleware.route_templates import route_path, under_api
+Header = tuple[bytes, bytes]
 
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -26,7 +27,7 @@ PAGE_CSP = (
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
-_ALWAYS: tuple[tuple[bytes, bytes], ...] = (
+_ALWAYS: tuple[Header, ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"x-xss-protection", b"0"),
@@ -39,7 +40,7 @@ _NO_STORE = (b"cache-control", b"no-store")
 _OURS = frozenset(name for name, _ in (*_ALWAYS, _PAGE_CSP, _NO_STORE))
 
 
-def _defaults(html: bool, is_api: bool) -> tuple[tuple[bytes, bytes], ...]:
+def _defaults(html: bool, is_api: bool) -> tuple[Header, ...]:
     return (*_ALWAYS, _PAGE_CSP if html else _API_CSP, *((_NO_STORE,) if is_api else ()))
 
 
@@ -49,26 +50,11 @@ _DEFAULTS = {
 }
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        is_api = under_api(route_path(scope))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                # ASGI response header names are lower case; a dict is the quickest lookup.
-                present = dict(headers)
-                html = present.get(b"content-type", b"").startswith(b"text/html")
-                added = _DEFAULTS[html, is_api]
-                if not _OURS.isdisjoint(present):
-                    added = tuple(h for h in added if h[0] not in present)
-                message["headers"] = [*headers, *added]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def security_headers(headers: Iterable[Header], is_api: bool) -> tuple[Header, ...]:
+    """The headers to append to a response that has ``headers`` (ASGI: lower-case names)."""
+    present = dict(headers)  # a handful of headers: a dict is the quickest lookup
+    html = present.get(b"content-type", b"").startswith(b"text/html")
+    added = _DEFAULTS[html, is_api]
+    if _OURS.isdisjoint(present):
+        return added
+    return tuple(header for header in added if header[0] not in present)
