@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -419,6 +421,12 @@ def _parse_check(text: str) -> tuple[str, str]:
     return (issue_type, message) if sep else (text, text)
 
 
+@cache
+def _register_backends() -> None:
+    """Pandera registers its pandas backends on the first validation, unguarded by a lock."""
+    pa.DataFrameSchema.get_backend(check_type=pd.DataFrame)
+
+
 def _check_shape(claim_type: ClaimType, frame: pd.DataFrame) -> None:
     missing = [c for c in _COLUMNS[claim_type] if c not in frame.columns]
     if missing:
@@ -439,11 +447,13 @@ def assess_quality(
     (``claim_pk``): pass the history the check should see along with the new claims.
     """
     frames: dict[ClaimType, pd.DataFrame] = {"medical": medical, "pharmacy": pharmacy}
-    found = []
     for claim_type, frame in frames.items():
         _check_shape(claim_type, frame)
+
+    def issues_of(claim_type: ClaimType) -> list[pd.DataFrame]:
+        frame = frames[claim_type]
         if frame.empty:
-            continue
+            return []
         positional = frame.reset_index(drop=True)
         checks = quality_checks(
             claim_type,
@@ -452,7 +462,14 @@ def assess_quality(
             provider_ids=provider_ids,
             config=config,
         )
-        found.extend(_issues_from(check, positional) for check in checks)
+        return [_issues_from(check, positional) for check in checks]
+
+    # The two claim types are checked in two threads (a fifth less time on a million claims:
+    # the Arrow kernels under the checks release the GIL). Each thread reads its own frame
+    # only, and Pandera's backends are registered before either starts.
+    _register_backends()
+    with ThreadPoolExecutor(len(frames)) as pool:
+        found = [issues for part in pool.map(issues_of, frames) for issues in part]
     issues = pd.concat(found, ignore_index=True) if found else empty_issues()
     issues = issues.sort_values(
         ["severity", "claim_type", "claim_pk", "issue_type"], kind="stable"
