@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
+from fwa_pipeline.defs import io
 from fwa_pipeline.defs.assets import in_scope
 from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
@@ -161,3 +166,77 @@ def test_an_input_reads_only_the_columns_it_names(tmp_path: Path) -> None:
     loaded = manager.load_input(by_frame)
     pd.testing.assert_frame_equal(loaded["hits"], hits[["claim_pk"]])
     pd.testing.assert_frame_equal(loaded["other"], hits)
+
+
+# --------------------------------------------------------------------------- writes behind a run
+
+
+@contextmanager
+def held_writes(
+    monkeypatch: pytest.MonkeyPatch, error: Exception | None = None
+) -> Iterator[threading.Event]:
+    """The run's background writes wait until the yielded event is set, then fail with ``error``
+    if given."""
+    release = threading.Event()
+    real = io.publish
+
+    def publish(*args: object) -> None:
+        release.wait(timeout=30)
+        if error is not None:
+            raise error
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(io, "publish", publish)
+    yield release
+    release.set()
+
+
+def test_a_frame_still_being_written_loads_as_it_will_from_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = io_manager(tmp_path)
+    manager.setup_for_execution(dg.build_init_resource_context())
+    hits = pd.DataFrame(
+        {
+            "claim_pk": pd.array([3, 1], dtype="Int64"),
+            "service_date": pd.to_datetime(["2024-02-01", "2024-02-02"]),
+            "evidence": [{"copies": 2, "codes": ["99213"]}, None],
+        },
+        index=[7, 9],  # not kept: a file has no index either
+    )
+    output, input_ = contexts("run-1")
+    with held_writes(monkeypatch) as release:
+        manager.handle_output(output, {"hits": hits})
+        in_memory = manager.load_input(input_)
+        assert not (tmp_path / "dagster_io" / "acme" / "rule_hits" / "current").exists()
+        release.set()
+    manager.teardown_after_execution(dg.build_init_resource_context())
+
+    from_file = manager.load_input(input_)
+    pd.testing.assert_frame_equal(in_memory["hits"], from_file["hits"])
+    pd.testing.assert_frame_equal(from_file["hits"], hits.reset_index(drop=True))
+
+
+def test_a_failed_write_leaves_no_older_copy_and_fails_its_next_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = io_manager(tmp_path)
+    manager.handle_output(contexts("run-1")[0], pd.DataFrame({"x": [1]}))  # outside a run
+    manager.setup_for_execution(dg.build_init_resource_context())
+    output, input_ = contexts("run-2")
+    with held_writes(monkeypatch, OSError("No space left on device")) as release:
+        manager.handle_output(output, pd.DataFrame({"x": [2]}))
+        assert manager.load_input(input_)["x"].tolist() == [2]  # from memory, while pending
+        release.set()
+        for _ in range(300):  # the write fails in the background
+            if not (tmp_path / "dagster_io" / "acme" / "rule_hits" / "current").exists():
+                break
+            time.sleep(0.01)
+
+    # run-1's frame is not served as if it were run-2's.
+    with pytest.raises(dg.Failure, match=r"could not be written.*No space left"):
+        manager.load_input(input_)
+    with pytest.raises(RuntimeError, match="frames not written"):
+        manager.teardown_after_execution(dg.build_init_resource_context())
+    with pytest.raises(dg.Failure, match="has not been materialised"):
+        io_manager(tmp_path).load_input(input_)
