@@ -3,7 +3,8 @@ batch, upserts reference files, appends claims (``COPY`` on PostgreSQL) and mark
 as needing reprocessing. Any failure rolls all of it back.
 
 On PostgreSQL, claims large next to what their tables hold go in without the tables' secondary
-indexes, rebuilt before the commit (``store.bulk.indexes_rebuilt_after``)."""
+indexes, rebuilt before the commit (``store.bulk.indexes_rebuilt_after``), and the tables a batch
+grew by a fifth or more are vacuumed and analysed after it (``store.bulk.vacuum_after_load``)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from fwa_pipeline.ingest.contract import FILES, MEMBERS, FileSpec, Role
 from fwa_pipeline.ingest.parse import ParsedFile
 from fwa_pipeline.settings import Settings
-from fwa_pipeline.store.bulk import copy_frames, indexes_rebuilt_after, upsert_frame
+from fwa_pipeline.store.bulk import (
+    copy_frames,
+    indexes_rebuilt_after,
+    upsert_frame,
+    vacuum_after_load,
+)
 from fwa_pipeline.store.crypto import FieldCipher
 from fwa_pipeline.store.models import Base, Batch, Workspace
 from fwa_pipeline.store.pii import cipher_from_settings, encrypt_member_frame
@@ -92,6 +99,11 @@ def land(
         connection.execute(
             update(Batch).where(Batch.id == batch_id).values(files=files, warnings=warnings)
         )
+    try:
+        vacuum_after_load(engine, {p.spec.table: len(p.frame) for p in landed})
+    except SQLAlchemyError as exc:
+        # The batch is in: its tables are left to autovacuum, and the load still succeeds.
+        log.warning("batch %d: VACUUM ANALYZE after landing failed: %s", batch_id, exc)
     log.info(
         "landed batch %d in workspace %s (%s): %s",
         batch_id,

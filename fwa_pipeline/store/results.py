@@ -34,13 +34,10 @@ from sqlalchemy import (
 from fwa_pipeline.domain.cases import CLAIM_COLUMNS, SUBJECT, json_safe
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import CLAIM_KEY
-from fwa_pipeline.store.bulk import copy_frame, read_frame, wire_table
+from fwa_pipeline.store.bulk import ANALYZE_SHARE, copy_frame, read_frame, wire_table
 from fwa_pipeline.store.claims import CLAIM_TABLES
 from fwa_pipeline.store.models import ClaimScore, HeldClaim, RuleHit
 
-# A table is analysed after a run when the rows changed since its last ANALYZE are at least this
-# share of the rows the planner counted then (see _analyze_if_changed).
-ANALYZE_SHARE = 0.2
 # Claim columns that name a case subject, per claim table (see domain.cases.SUBJECT_COLUMN).
 _SUBJECT_COLUMNS = (
     ("medical", "provider_id", "provider"),

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, event, select, text, update
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from fwa_pipeline.ingest import BatchRejected, load_files
 from fwa_pipeline.settings import Settings
-from fwa_pipeline.store.bulk import read_frame
+from fwa_pipeline.store.bulk import ANALYZE_SHARE, read_frame, vacuum_after_load
 from fwa_pipeline.store.models import Base, Workspace
 from tests.unit.ingest.batch import changed, files, rows, table_counts, workspace_row
 
@@ -224,3 +224,40 @@ def test_workspaces_are_kept_apart(pg_engine: Engine, pg_settings: Settings) -> 
         "ORDER BY workspace_id",
     )
     assert counts["n"].tolist() == [4, 4]
+
+
+def planner_view(engine: Engine, table: str) -> tuple[float, int]:
+    """(reltuples, relallvisible): the rows the planner counts, the pages VACUUM marked visible."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT reltuples, relallvisible FROM pg_class WHERE relname = :t"), {"t": table}
+        ).one()
+    return float(row[0]), int(row[1])
+
+
+def test_a_load_that_grows_a_table_leaves_it_vacuumed_and_analysed(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    landed = load_files(pg_engine, pg_settings, "acme", files())
+    medical = landed.files["medical_claims.csv"]
+
+    # The next run plans with the batch counted and reads pages already marked all-visible.
+    counted, visible = planner_view(pg_engine, "medical_claims")
+    assert counted == medical and visible >= 1
+    assert planner_view(pg_engine, "members")[0] == landed.files["members.csv"]
+
+
+def test_only_a_table_grown_by_a_fifth_is_vacuumed(pg_engine: Engine) -> None:
+    scratch = Table("vacuum_scratch", MetaData(), Column("n", Integer))
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE vacuum_scratch AS SELECT generate_series(1, 1000) AS n")
+        conn.exec_driver_sql("ANALYZE vacuum_scratch")
+    try:
+        share = int(1000 * ANALYZE_SHARE)
+        assert vacuum_after_load(pg_engine, {scratch: share - 1}) == []
+        assert planner_view(pg_engine, "vacuum_scratch") == (1000.0, 0)  # untouched
+        assert vacuum_after_load(pg_engine, {scratch: share}) == ["vacuum_scratch"]
+        assert planner_view(pg_engine, "vacuum_scratch")[1] >= 1
+    finally:
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE vacuum_scratch")
