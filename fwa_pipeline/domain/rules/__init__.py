@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fwa_pipeline.domain.config import PipelineConfig
@@ -47,14 +48,16 @@ def evaluate(ctx: RuleContext, config: PipelineConfig) -> pd.DataFrame:
     if not frames:
         return empty_hits().assign(rule_id=[], rule_version=[], weight=[])[HIT_FRAME_COLUMNS]
     hits = pd.concat(frames, ignore_index=True)
-    in_scope = pd.concat(
-        [
-            ctx.medical.loc[ctx.medical["in_scope"], ["claim_pk"]].assign(claim_type="medical"),
-            ctx.pharmacy.loc[ctx.pharmacy["in_scope"], ["claim_pk"]].assign(claim_type="pharmacy"),
-        ]
-    )
-    hits = hits.merge(in_scope, on=["claim_type", "claim_pk"], how="inner")
-    return hits[HIT_FRAME_COLUMNS].reset_index(drop=True)
+    keep = np.ones(len(hits), dtype=bool)
+    for family in FAMILY_FRAMES:
+        claims = getattr(ctx, family)
+        scope = claims["in_scope"].to_numpy(dtype=bool)
+        if scope.all():  # every claim new (a full run): no key to look up
+            continue
+        of_family = (hits["claim_type"] == family).to_numpy()
+        new = hits["claim_pk"].isin(claims["claim_pk"].to_numpy()[scope]).to_numpy()
+        keep &= ~of_family | new
+    return hits.loc[keep, HIT_FRAME_COLUMNS].reset_index(drop=True)
 
 
 # The RuleContext frame of each family.
