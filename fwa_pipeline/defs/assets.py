@@ -76,7 +76,7 @@ from fwa_pipeline.store.claims import (
     workspace_id,
 )
 from fwa_pipeline.store.models import InvestigationCase, utcnow
-from fwa_pipeline.store.results import CaseInputs, load_case_inputs, write_run_results
+from fwa_pipeline.store.results import load_case_inputs, write_run_results
 from fwa_pipeline.store.runs import finish_workspace_run, mark_request, upsert_run
 
 CLAIM_TYPES = tuple(CLAIM_TABLES)
@@ -585,7 +585,7 @@ def investigation_cases(
     covers_all = pipeline_config.force_reprocess or scope.fresh
     directory = peer_history_dir(store.io_dir(), context.partition_key)
     before = None if covers_all else cached_processed(directory, scope.last_run_id)
-    with ThreadPoolExecutor(1) as background:
+    with ThreadPoolExecutor(2) as background:
         # The next run's copy of the processed claims is written while PostgreSQL commits this
         # one (the commit mostly waits on the database): a million rows take ~0.4 s. It becomes
         # current only after the commit; without an earlier copy the next run rebuilds it.
@@ -600,6 +600,22 @@ def investigation_cases(
             if covers_all or before is not None
             else None
         )
+        # A run that covers every claim builds its cases from its own hits, so it does that while
+        # the hits are written (half a second of a million claims' run), on copies: the writer
+        # reads the same frames, and pandas is not thread-safe. The copies are small: claims
+        # with hits only.
+        proposed = (
+            background.submit(
+                case_proposals,
+                rule_hits.copy(),
+                claims.copy(),
+                claim_scores.copy(),
+                config,
+                subjects.copy(),
+            )
+            if covers_all
+            else None
+        )
         with store.engine().begin() as connection:
             written = write_run_results(
                 connection,
@@ -611,12 +627,13 @@ def investigation_cases(
                 processed,
                 claims_in["held"],
             )
-            if covers_all:
-                # The run's hits are now all the workspace has: no need to read them back.
-                inputs = CaseInputs(hits=rule_hits, claims=claims, scores=claim_scores)
+            if proposed is not None:
+                proposals = proposed.result()
             else:  # a subject's case is rebuilt from all its stored evidence, not only the new
                 inputs = load_case_inputs(connection, scope.workspace_id, subjects)
-            proposals = case_proposals(inputs.hits, inputs.claims, inputs.scores, config, subjects)
+                proposals = case_proposals(
+                    inputs.hits, inputs.claims, inputs.scores, config, subjects
+                )
             with Session(bind=connection) as session:
                 upserted = upsert_cases(session, scope.workspace_id, context.run.run_id, proposals)
                 session.flush()
