@@ -4,9 +4,10 @@
 
 Prints rows/s for ``synth``, claims/s for validating the batch alone (parse, sanitise, type;
 no database), claims/s for the whole ``load_directory`` (validation, encryption of member PHI,
-COPY into PostgreSQL, the claims' index rebuild, one commit), and claims/s for reading every
-stored claim back with ``store.bulk.read_frame``. The database is created for the run and
-dropped after. Member PHI is encrypted with a throwaway key, as in production.
+COPY into PostgreSQL, the claims' index rebuild, one commit, and the VACUUM ANALYZE after it),
+and claims/s for reading every stored claim back with ``store.bulk.read_frame``. The database
+is created for the run and dropped after. Member PHI is encrypted with a throwaway key, as in
+production.
 """
 
 from __future__ import annotations
