@@ -67,10 +67,6 @@ def to_table(frame: pd.DataFrame) -> pa.Table:
     )
 
 
-def write_frame(frame: pd.DataFrame, path: Path) -> None:
-    feather.write_feather(to_table(frame), path, compression="uncompressed")
-
-
 def read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The frame at ``path``, or only its ``columns``: a column left out is neither read nor,
     for JSON columns, decoded."""
@@ -111,7 +107,7 @@ class Encoded:
             return cls(True, {SINGLE: to_table(obj)})
         return cls(False, {name: to_table(frame) for name, frame in obj.items()})
 
-    def frames(self, columns: "Columns | None" = None) -> pd.DataFrame | Frames:
+    def frames(self, columns: Columns | None = None) -> pd.DataFrame | Frames:
         _check_columns(self.single, columns)
         frames = {name: table_frame(t, _chosen(columns, name)) for name, t in self.tables.items()}
         return frames[SINGLE] if self.single else frames
