@@ -77,6 +77,7 @@ class RequestContextMiddleware:
         cross_origin = False
         for name, value in scope["headers"]:
             if name == b"x-request-id" and request_id is None:
+                # The first one decides; a malformed one ("" here) gets a new id below.
                 request_id = _well_formed(value) or ""
             elif name == b"origin":
                 cross_origin = True
