@@ -4,14 +4,15 @@ is nowhere in the database in plaintext."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, event, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from fwa_pipeline.ingest import BatchRejected, load_files
+from fwa_pipeline.ingest import BatchRejected, land, load_files
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.bulk import ANALYZE_SHARE, read_frame, vacuum_after_load
 from fwa_pipeline.store.models import Base, Workspace
@@ -261,3 +262,20 @@ def test_only_a_table_grown_by_a_fifth_is_vacuumed(pg_engine: Engine) -> None:
     finally:
         with pg_engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE vacuum_scratch")
+
+
+def test_a_failed_vacuum_after_landing_keeps_the_batch(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def vacuum_fails(*_args: object) -> list[str]:
+        raise OperationalError("VACUUM (ANALYZE, SKIP_LOCKED) medical_claims", {}, OSError("gone"))
+
+    monkeypatch.setattr(land, "vacuum_after_load", vacuum_fails)
+    with caplog.at_level(logging.WARNING, logger=land.log.name):
+        landed = load_files(pg_engine, pg_settings, "acme", files())
+
+    assert table_counts(pg_engine)["medical_claims"] == landed.files["medical_claims.csv"]
+    assert "VACUUM ANALYZE after landing failed" in caplog.text
