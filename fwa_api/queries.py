@@ -22,7 +22,7 @@ from fwa_pipeline.domain.config import RuleParams, default_config
 from fwa_pipeline.store import queries as store_queries
 from fwa_pipeline.store.cases import case_number as format_case_number
 from fwa_pipeline.store.crypto import FieldCipher
-from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.db import read_scope
 from fwa_pipeline.store.models import (
     CASE_STATUSES,
     RISK_LEVELS,
@@ -65,8 +65,9 @@ def catalogue() -> dict[str, RuleParams]:
 
 
 def in_session(engine: Engine, query: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``query(session, *args, **kwargs)`` in a session of its own: one call for a worker thread."""
-    with session_scope(engine) as session:
+    """``query(session, *args, **kwargs)`` in a read-only session of its own
+    (``store.db.read_scope``): one call for a worker thread."""
+    with read_scope(engine) as session:
         return query(session, *args, **kwargs)
 
 

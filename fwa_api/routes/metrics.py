@@ -29,7 +29,7 @@ from sqlalchemy import Engine, func, select
 
 from fwa_api.services import services
 from fwa_pipeline.kit.logging import LogThrottle
-from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.db import read_scope
 from fwa_pipeline.store.models import RISK_LEVELS, InvestigationCase, PipelineRun, Workspace
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class StoreSnapshot:
 
 def read_snapshot(engine: Engine) -> StoreSnapshot:
     snapshot = StoreSnapshot()
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         cases = session.execute(
             select(InvestigationCase.risk_level, func.count())
             .where(InvestigationCase.status != "closed")

@@ -42,7 +42,7 @@ from fwa_api.auth import Principal
 from fwa_api.deps import WorkspaceId, require_role
 from fwa_api.services import Services, services
 from fwa_pipeline.pipeline_requests import job_status
-from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.db import read_scope
 from fwa_pipeline.store.models import PipelineRun
 from fwa_pipeline.store.runs import FINAL_STATUSES, enqueue_request, get_request
 
@@ -140,7 +140,7 @@ async def _enqueue(request: Request, workspace_id: int, principal: Principal, fo
 
 
 def _runs(app: Services, workspace_id: int, limit: int, offset: int) -> RunList:
-    with session_scope(app.engine) as session:
+    with read_scope(app.engine) as session:
         total = session.scalar(
             select(func.count())
             .select_from(PipelineRun)
@@ -158,7 +158,7 @@ def _runs(app: Services, workspace_id: int, limit: int, offset: int) -> RunList:
 
 
 def _run(app: Services, workspace_id: int, run_id: str) -> RunDetail | None:
-    with session_scope(app.engine) as session:
+    with read_scope(app.engine) as session:
         row = session.get(PipelineRun, run_id)
         if row is None or row.workspace_id != workspace_id:
             return None

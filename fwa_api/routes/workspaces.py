@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fwa_api.deps import CurrentPrincipal, WorkspaceId
 from fwa_api.services import services
-from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.db import read_scope
 from fwa_pipeline.store.models import Workspace
 
 router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
@@ -45,7 +45,7 @@ def _out(row: Workspace) -> WorkspaceOut:
 
 
 def _list(engine: Engine, names: frozenset[str]) -> WorkspaceList:
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         rows = session.scalars(
             select(Workspace).where(Workspace.name.in_(names)).order_by(Workspace.name)
         )
@@ -53,7 +53,7 @@ def _list(engine: Engine, names: frozenset[str]) -> WorkspaceList:
 
 
 def _get(engine: Engine, workspace_id: int) -> WorkspaceOut | None:
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         row = session.get(Workspace, workspace_id)
         return None if row is None else _out(row)
 

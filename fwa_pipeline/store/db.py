@@ -61,5 +61,19 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def read_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A session for reads only, on a connection in autocommit: no BEGIN and no COMMIT, two of
+    the four round trips of a one-query API read. Each statement still sees its own snapshot,
+    as under PostgreSQL's default READ COMMITTED inside a transaction. A write through it is
+    committed statement by statement: use :func:`session_scope` for writes."""
+    engine = engine or get_engine()
+    with (
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+    ):
+        yield session
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
