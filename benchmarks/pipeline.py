@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session
 
 from fwa_pipeline.defs.assets import flagged_claims
 from fwa_pipeline.defs.io import load
-from fwa_pipeline.defs.io import read_frame as read_arrow
 from fwa_pipeline.defs.launch import run_pipeline
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.cases import case_proposals
@@ -217,11 +216,10 @@ def io_floor(settings: Settings, run_id: str) -> tuple[float, float]:
     way."""
     engine = get_engine(settings)
     io_dir = settings.data_dir / "dagster_io" / WORKSPACE
-    hits = read_arrow(_frame_path(io_dir / "rule_hits"))
-    scores = read_arrow(_frame_path(io_dir / "claim_scores"))
-    raw = load(io_dir / "raw_claims")
-    assert raw is not None and isinstance(raw[1], dict)
-    proposals = case_proposals(hits, flagged_claims(raw[1], hits), scores, default_config())
+    hits, scores, raw = (_frames(io_dir / a) for a in ("rule_hits", "claim_scores", "raw_claims"))
+    assert isinstance(hits, pd.DataFrame) and isinstance(scores, pd.DataFrame)
+    assert isinstance(raw, dict)
+    proposals = case_proposals(hits, flagged_claims(raw, hits), scores, default_config())
     ws = workspace_id(engine, WORKSPACE)
     assert ws is not None
     with engine.connect() as connection:
@@ -248,8 +246,11 @@ def io_floor(settings: Settings, run_id: str) -> tuple[float, float]:
     return claims_s, cases_s
 
 
-def _frame_path(asset_dir: Path) -> Path:
-    return asset_dir / (asset_dir / "current").read_text() / "frame.arrow"
+def _frames(asset_dir: Path) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """The frames the run left for an asset (``defs.io``)."""
+    found = load(asset_dir)
+    assert found is not None, f"{asset_dir} has no frames"
+    return found[1]
 
 
 def verdict(target: str, met: bool, value: str) -> None:

@@ -55,8 +55,7 @@ SQLITE_CHUNK_ROWS = 20_000
 # batch: 1 keeps to the safe side.
 REBUILD_INDEXES_RATIO = 1.0
 # A table's statistics are refreshed when the rows added or changed since they were gathered are
-# at least this share of the rows the planner counted then (vacuum_after_load, and a run's
-# ANALYZE in store.results).
+# at least this share of the rows the planner counted then (statistics_stale).
 ANALYZE_SHARE = 0.2
 
 
@@ -145,6 +144,13 @@ def indexes_rebuilt_after(
         connection.exec_driver_sql(definition)
 
 
+def statistics_stale(changed: int, counted: float) -> bool:
+    """Whether ``changed`` rows leave behind the planner's statistics of a table it last counted
+    at ``counted`` rows (``pg_class.reltuples``; -1: never): they are ``ANALYZE_SHARE`` of it.
+    Shared by the loader's VACUUM and a run's ANALYZE (``store.results``)."""
+    return bool(changed) and changed >= ANALYZE_SHARE * max(counted, 0.0)
+
+
 def vacuum_after_load(engine: Engine, rows: Mapping[str | Table, int]) -> list[str]:
     """After a committed load of ``rows[table]`` rows into each table, on PostgreSQL:
     ``VACUUM (ANALYZE)`` each table that grew by at least ``ANALYZE_SHARE`` of the rows it held.
@@ -166,7 +172,7 @@ def vacuum_after_load(engine: Engine, rows: Mapping[str | Table, int]) -> list[s
                 text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
                 {"table": name},
             ).scalar_one()
-            if added and added >= ANALYZE_SHARE * max(float(counted), 0.0):
+            if statistics_stale(added, float(counted)):
                 connection.exec_driver_sql(f"VACUUM (ANALYZE, SKIP_LOCKED) {name}")
                 vacuumed.append(name)
     return vacuumed

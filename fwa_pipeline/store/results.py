@@ -34,7 +34,7 @@ from sqlalchemy import (
 from fwa_pipeline.domain.cases import CLAIM_COLUMNS, SUBJECT, json_safe
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import CLAIM_KEY
-from fwa_pipeline.store.bulk import ANALYZE_SHARE, copy_frame, read_frame, wire_table
+from fwa_pipeline.store.bulk import copy_frame, read_frame, statistics_stale, wire_table
 from fwa_pipeline.store.claims import CLAIM_TABLES
 from fwa_pipeline.store.models import ClaimScore, HeldClaim, RuleHit
 
@@ -238,7 +238,7 @@ def _analyze_if_changed(connection: Connection, table: str, written: int | None)
         {"table": table},
     ).one()
     changed = int(modified) if written is None else written
-    if changed and changed >= ANALYZE_SHARE * max(float(estimate), 0.0):
+    if statistics_stale(changed, float(estimate)):
         connection.exec_driver_sql(f"ANALYZE {table}")
 
 
