@@ -514,24 +514,6 @@ def _counts(values: pd.Series) -> dict[str, int]:
 # --------------------------------------------------------------------------- the gate
 
 
-@dataclass(frozen=True)
-class GateOutcome:
-    medical: pd.DataFrame  # the claims that go on to scoring
-    pharmacy: pd.DataFrame
-    held: pd.DataFrame  # claim_type, claim_pk, reason of the claims held back
-
-
-def apply_gate(
-    medical: pd.DataFrame,
-    pharmacy: pd.DataFrame,
-    result: QualityResult,
-    mode: QualityMode | str,
-) -> GateOutcome:
-    """What goes on to scoring under ``mode`` (see :func:`held_back`)."""
-    held = held_back(result.issues, mode)
-    return GateOutcome(passing(medical, held, "medical"), passing(pharmacy, held, "pharmacy"), held)
-
-
 def held_back(issues: pd.DataFrame, mode: QualityMode | str) -> pd.DataFrame:
     """The claims the gate holds back under ``mode``, given their quality ``issues``
     (``claim_type, claim_pk`` and ``reason``, the claim's error types sorted and comma-separated):

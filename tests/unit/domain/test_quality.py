@@ -18,9 +18,10 @@ from fwa_pipeline.domain.quality import (
     MEDICAL_SCHEMA,
     PHARMACY_COLUMNS,
     QualityGateError,
-    apply_gate,
     assess_quality,
+    held_back,
     medical_schema,
+    passing,
     pharmacy_schema,
 )
 from fwa_pipeline.npi import make_npis
@@ -428,10 +429,10 @@ def mixed() -> Mixed:
 def test_skip_invalid_holds_back_claims_with_errors_only(mixed: Mixed) -> None:
     med, rx, result = mixed
     assert ("medical", 3, "duplicate_service", "warning") in found(result)
-    outcome = apply_gate(med, rx, result, QualityMode.skip_invalid)
-    assert outcome.medical["claim_pk"].tolist() == [1, 3]
-    assert outcome.pharmacy["claim_pk"].tolist() == [2, 3]
-    assert outcome.held.values.tolist() == [
+    held = held_back(result.issues, QualityMode.skip_invalid)
+    assert passing(med, held, "medical")["claim_pk"].tolist() == [1, 3]
+    assert passing(rx, held, "pharmacy")["claim_pk"].tolist() == [2, 3]
+    assert held.values.tolist() == [
         ["medical", 2, "invalid_units"],
         ["pharmacy", 1, "invalid_days_supply"],
     ]
@@ -439,17 +440,17 @@ def test_skip_invalid_holds_back_claims_with_errors_only(mixed: Mixed) -> None:
 
 def test_flag_only_lets_everything_on(mixed: Mixed) -> None:
     med, rx, result = mixed
-    outcome = apply_gate(med, rx, result, "flag_only")
-    assert len(outcome.medical) == 3
-    assert len(outcome.pharmacy) == 3
-    assert outcome.held.empty
-    assert list(outcome.held.columns) == ["claim_type", "claim_pk", "reason"]
+    held = held_back(result.issues, "flag_only")
+    assert held.empty
+    assert list(held.columns) == ["claim_type", "claim_pk", "reason"]
+    assert passing(med, held, "medical") is med
+    assert passing(rx, held, "pharmacy") is rx
 
 
 def test_halt_on_errors_raises_with_counts_per_issue_type(mixed: Mixed) -> None:
-    med, rx, result = mixed
+    _, _, result = mixed
     with pytest.raises(QualityGateError) as caught:
-        apply_gate(med, rx, result, "halt_on_errors")
+        held_back(result.issues, "halt_on_errors")
     assert caught.value.failed == 2
     assert caught.value.counts == {"invalid_days_supply": 1, "invalid_units": 1}
     assert "2 claim(s) have errors" in str(caught.value)
@@ -460,12 +461,12 @@ def test_halt_on_errors_passes_when_only_warnings() -> None:
     med = medical(2, member_id=["M1", "M1"], service_date=[pd.Timestamp("2024-01-01")] * 2)
     result = assess(med)
     assert not result.issues.empty
-    outcome = apply_gate(med, no_pharmacy(), result, "halt_on_errors")
-    assert len(outcome.medical) == 2
-    assert outcome.held.empty
+    held = held_back(result.issues, "halt_on_errors")
+    assert held.empty
+    assert len(passing(med, held, "medical")) == 2
 
 
 def test_unknown_mode_is_rejected(mixed: Mixed) -> None:
-    med, rx, result = mixed
+    _, _, result = mixed
     with pytest.raises(ValueError):
-        apply_gate(med, rx, result, "ignore_everything")
+        held_back(result.issues, "ignore_everything")
