@@ -11,6 +11,9 @@ Synthesises ``claims x (1 + batch-share)`` claims (sorted by date) and splits th
   run reads, and writing its hits, scores, held claims and cases (one transaction, rolled
   back);
 * 1% batch: the second batch landed on the processed claims, run incrementally;
+* empty run: the same job once more with nothing landed: what a run of this asset graph costs
+  however little it processes (Dagster's per-step and per-run work, and each step's fixed
+  reads), the floor under any batch's time;
 
 with the targets (full < 60 s, full <= 3x the floor, 1% <= 5% of full) and each run's step
 times. ``--dagster postgres`` (default) keeps Dagster's runs and events in PostgreSQL with the
@@ -111,6 +114,9 @@ def main() -> None:
             print(f"\nload {extra:,} claims: {time.perf_counter() - started:.1f} s")
             batch_s, batch = timed_run(dagster, store)
             report(f"{args.batch_share:.0%} batch run", batch_s, extra, dagster, batch.run_id)
+            empty_s, empty = timed_run(dagster, store)
+            report("\nempty run (nothing landed)", empty_s, 0, dagster, empty.run_id)
+            print(f"  {empty_s / full_s:.1%} of the full run")
 
             print("\ntargets")
             verdict("full run < 60 s", full_s < 60, f"{full_s:.1f} s")
@@ -197,7 +203,8 @@ def timed_run(dagster: dg.DagsterInstance, store: StoreResource) -> tuple[float,
 def report(
     label: str, seconds: float, claims: int, dagster: dg.DagsterInstance, run_id: str
 ) -> None:
-    print(f"{label}: {seconds:.1f} s ({claims / seconds:,.0f} claims/s)")
+    rate = f" ({claims / seconds:,.0f} claims/s)" if claims else ""
+    print(f"{label}: {seconds:.1f} s{rate}")
     steps = [
         (entry.step_key, entry.dagster_event.event_specific_data.duration_ms / 1000)
         for entry in dagster.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
