@@ -40,7 +40,6 @@ from fwa_pipeline.defs.peers import (
 )
 from fwa_pipeline.defs.resources import PipelineRunConfig, StoreResource
 from fwa_pipeline.defs.selection import (
-    history_in,
     peer_columns,
     plan_history,
     split_rules,
@@ -263,35 +262,19 @@ def raw_claims(
     # Every claim is new (a reprocess, or nothing processed yet): there is no history to read.
     everything = force or scope.fresh
     engine = store.engine()
-    # The last run's copy of the processed claims, when it left one: the history is picked from
-    # it rather than probed out of the store claim by claim (the same rows, see defs.selection).
-    copy = (
-        None
-        if everything
-        else cached_processed(
-            peer_history_dir(store.io_dir(), context.partition_key), scope.last_run_id
-        )
-    )
     frames: Frames = {}
     for claim_type in CLAIM_TYPES:
         new = read_new_claims(engine, claim_type, scope.workspace_id, scope.batch_ids)
         history = new.iloc[0:0]
         if not everything and not new.empty:
             plan = plan_history(config, claim_type)
-            windows = plan.date_windows(new[DATE_COLUMN[claim_type]])
-            history = (
-                history_in(
-                    copy[claim_type], new, claim_type, same_day=plan.same_day, windows=windows
-                )
-                if copy is not None
-                else read_history(
-                    engine,
-                    claim_type,
-                    scope.workspace_id,
-                    scope.batch_ids,
-                    same_day=plan.same_day,
-                    windows=windows,
-                )
+            history = read_history(
+                engine,
+                claim_type,
+                scope.workspace_id,
+                scope.batch_ids,
+                same_day=plan.same_day,
+                windows=plan.date_windows(new[DATE_COLUMN[claim_type]]),
             )
         new["in_scope"] = True  # in place: a million-row frame is not copied for a flag
         frames[claim_type] = (

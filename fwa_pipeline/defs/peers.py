@@ -5,9 +5,7 @@ code) compare a provider with every peer, so an incremental run needs every proc
 the workspace within their look-back, not only the history of the entities it touches. Reading
 those from the claims tables costs seconds on a million claims (most of a small batch's run), so
 each run leaves the workspace's processed claims as Arrow files beside its frames (``defs.io``),
-and the next run maps them instead. The same copy serves the other rules' per-key history
-(``raw_claims``, through ``defs.selection.history_in``), which is cheaper picked from memory
-than probed out of the store one new claim at a time.
+and the next run maps them instead.
 
 The copy is valid for the run that published it, and only while that run is the workspace's last
 (``workspaces.last_pipeline_run_id``, set in the run's commit): a run that failed changed no

@@ -14,24 +14,17 @@ workspace on every run (a 1% batch touches most providers), so history is read p
 
 A rule this table does not know is treated as a peer rule reading every column: correct, only
 slower. Claims reusing a new claim's id are always read (the quality gate's duplicate-id check).
-
-The history is read from the store (``store.claims.read_history``) or, when the last run left
-its copy of the processed claims (``defs.peers``), picked from that copy (:func:`history_in`):
-the same rows, without an index probe per new claim.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
-from fwa_pipeline.domain.arrow import strings
 from fwa_pipeline.domain.config import PipelineConfig, RuleParams
 from fwa_pipeline.store.claims import CLAIM_TABLES
 
@@ -190,60 +183,3 @@ def touched_ids(frames: Mapping[str, pd.DataFrame]) -> set[str]:
         if "member_id" in frame:
             ids.update(frame["member_id"].dropna().astype(str).unique())
     return ids
-
-
-def history_in(
-    processed: pd.DataFrame,
-    new: pd.DataFrame,
-    claim_type: str,
-    *,
-    same_day: Collection[str] = (),
-    windows: Mapping[str, tuple[dt.date, dt.date]] | None = None,
-) -> pd.DataFrame:
-    """The rows of ``processed`` (every processed claim of one type) that
-    ``store.claims.read_history`` reads for the ``new`` claims: sharing an entity of
-    ``same_day`` and the date with a new claim, naming an entity of ``windows`` that a new claim
-    names and dated within its window, or reusing a new claim's id. Missing values match
-    nothing, as in SQL."""
-    date = CLAIM_TABLES[claim_type].date
-    keep = np.zeros(len(processed), dtype=bool)
-    for entity in same_day:
-        keep |= _on_a_day_of(processed, new[[entity, date]].dropna(), entity, date)
-    for entity, (start, end) in (windows or {}).items():
-        within = processed[date].between(pd.Timestamp(start), pd.Timestamp(end)).to_numpy()
-        keep |= _named_in(processed[entity], new[entity]) & within
-    keep |= _named_in(processed["claim_id"], new["claim_id"])
-    return processed[keep].reset_index(drop=True)
-
-
-def _named_in(values: pd.Series, wanted: pd.Series) -> np.ndarray:
-    """Whether each of ``values`` is one of ``wanted`` (missing is never), by an Arrow hash
-    lookup: pandas' ``isin`` walks Arrow-backed strings value by value in Python."""
-    found = pc.is_in(strings(values), value_set=strings(wanted.dropna()))
-    return found.to_numpy(zero_copy_only=False)
-
-
-# A day as a non-negative offset below 2**32 (year 1 is day -719,162 of the epoch), so that an
-# (entity, day) pair packs into one int64 key.
-_DAY_OFFSET = 1 << 31
-
-
-def _on_a_day_of(frame: pd.DataFrame, pairs: pd.DataFrame, entity: str, date: str) -> np.ndarray:
-    """Whether each row of ``frame`` shares its ``entity`` and ``date`` with a row of ``pairs``
-    (which has neither missing). The pairs become int64 keys (the entity's position among
-    the pairs' entities, and the day): a 1% batch names most providers, so this matches a
-    million rows, and hashing ints is what keeps it fast."""
-    entities = strings(pairs[entity].drop_duplicates())
-
-    def keys(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        position = pc.index_in(strings(rows[entity]), value_set=entities).fill_null(-1)
-        code = position.to_numpy(zero_copy_only=False).astype(np.int64)
-        days = rows[date].to_numpy(dtype="datetime64[D]")
-        known = (code >= 0) & ~np.isnat(days)
-        return known, (code[known] << 32) + days[known].astype(np.int64) + _DAY_OFFSET
-
-    known, found = keys(frame)
-    _, wanted = keys(pairs)
-    matched = np.zeros(len(frame), dtype=bool)
-    matched[known] = pd.Series(found).isin(wanted).to_numpy()
-    return matched

@@ -17,7 +17,7 @@ from fwa_pipeline.defs import io
 from fwa_pipeline.defs.assets import in_scope
 from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
-from fwa_pipeline.defs.selection import PEER_COLUMNS, history_in, plan_history, split_rules
+from fwa_pipeline.defs.selection import PEER_COLUMNS, plan_history, split_rules
 from fwa_pipeline.domain.config import RuleParams, default_config
 
 
@@ -129,41 +129,6 @@ def test_split_rules_partitions_the_enabled_rules() -> None:
     own, peers = split_rules(config, ["RULE-MED-005", "RULE-RX-010"])
     assert set(peers.enabled_rules()) == {"RULE-MED-005", "RULE-RX-010"}
     assert set(own.enabled_rules()) == set(config.enabled_rules()) - set(peers.enabled_rules())
-
-
-def fills(*rows: tuple[int, str, str | None, str | None, str]) -> pd.DataFrame:
-    """Pharmacy claims as ``(claim_pk, claim_id, member_id, prescriber_id, fill_date)``."""
-    frame = pd.DataFrame(
-        rows, columns=["claim_pk", "claim_id", "member_id", "prescriber_id", "fill_date"]
-    )
-    return frame.astype({"claim_pk": "Int64", "member_id": "str", "prescriber_id": "str"}).assign(
-        fill_date=pd.to_datetime(frame["fill_date"]).astype("datetime64[us]")
-    )
-
-
-def test_history_in_picks_what_the_store_read_would_and_misses_narrowly() -> None:
-    new = fills((100, "N1", "M1", "P1", "2024-03-01"), (101, "N2", None, None, "2024-03-05"))
-    processed = fills(
-        (1, "X1", "M1", "P9", "2024-03-01"),  # M1 on a new claim's date
-        (2, "X2", "M1", "P9", "2024-03-02"),  # M1, the day after: not the same day
-        (3, "X3", "M2", "P1", "2024-02-01"),  # P1 on the first day of its window
-        (4, "X4", "M2", "P1", "2024-01-31"),  # P1 the day before its window
-        (5, "X5", None, None, "2024-03-05"),  # no member, like N2: missing matches nothing
-        (6, "N2", "M3", "P8", "2023-01-01"),  # reuses a new claim's id
-    )
-
-    history = history_in(
-        processed,
-        new,
-        "pharmacy",
-        same_day=("member_id",),
-        windows={"prescriber_id": (dt.date(2024, 2, 1), dt.date(2024, 3, 31))},
-    )
-
-    assert history["claim_pk"].tolist() == [1, 3, 6]
-    assert history.dtypes.equals(processed.dtypes)
-    nothing = history_in(processed, new.iloc[0:0], "pharmacy", same_day=("member_id",))
-    assert nothing.empty
 
 
 def test_in_scope_keeps_the_new_claims_and_cuts_columns_first() -> None:

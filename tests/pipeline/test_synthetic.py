@@ -1,26 +1,16 @@
 """On generated claims with every scheme planted: an incremental run finds on its new claims
-exactly what reprocessing everything finds on them, peer rules included; and the history it picks
-from the last run's copy is the history the store would give."""
+exactly what reprocessing everything finds on them, peer rules included."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from fwa_pipeline.defs.io import load
-from fwa_pipeline.defs.peers import cached_processed, peer_history_dir
-from fwa_pipeline.defs.selection import history_in, plan_history
+from fwa_pipeline.defs.peers import peer_history_dir
 from fwa_pipeline.domain.config import default_config
-from fwa_pipeline.store.claims import (
-    CLAIM_TABLES,
-    read_history,
-    read_new_claims,
-    run_batches,
-    workspace_id,
-)
 from fwa_pipeline.synth import generate
 from tests.pipeline.conftest import WORKSPACE, Pipeline, materializations
 
@@ -96,39 +86,3 @@ def test_an_incremental_run_finds_what_a_full_reprocess_finds(
 
     assert pipeline.run(pipeline=wide, force_reprocess=True).success
     assert findings(pipeline, later) == found
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("store", ["pipeline", "pg_pipeline"])
-def test_the_history_picked_from_the_copy_is_what_the_store_reads(
-    request: pytest.FixtureRequest, tmp_path: Path, store: str
-) -> None:
-    pipeline: Pipeline = request.getfixturevalue(store)
-    generate(tmp_path / "all", n_claims=6000, seed=11)
-    first, second, _ = split_latest(tmp_path / "all", tmp_path, share=0.1)
-    pipeline.land_directory(first)
-    last = pipeline.run()
-    assert last.success
-    pipeline.land_directory(second)
-    ws = workspace_id(pipeline.engine, WORKSPACE)
-    assert ws is not None
-    batches = run_batches(pipeline.engine, ws, force=False)["batch_id"].tolist()
-    copy = cached_processed(peer_history_dir(pipeline.store.io_dir(), WORKSPACE), last.run_id)
-    assert copy is not None
-
-    for claim_type, spec in CLAIM_TABLES.items():
-        new = read_new_claims(pipeline.engine, claim_type, ws, batches)
-        plan = plan_history(default_config(), claim_type)
-        windows = plan.date_windows(new[spec.date])
-        stored = read_history(
-            pipeline.engine, claim_type, ws, batches, same_day=plan.same_day, windows=windows
-        )
-        picked = history_in(
-            copy[claim_type], new, claim_type, same_day=plan.same_day, windows=windows
-        )
-
-        assert not stored.empty, claim_type
-        pd.testing.assert_frame_equal(
-            picked.sort_values("claim_pk", ignore_index=True),
-            stored.sort_values("claim_pk", ignore_index=True),
-        )
