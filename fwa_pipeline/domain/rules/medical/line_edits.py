@@ -3,6 +3,7 @@ gender and age inconsistent with the code, excluded provider, amount far above t
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
@@ -57,17 +58,20 @@ def gender_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
 @rule("RULE-MED-008")
 def age_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A member's age on the service date below the code's ``min_age`` or above its
-    ``max_age`` (a blank bound is no bound; an unknown age never hits)."""
+    ``max_age`` (a blank bound is no bound; an unknown age never hits). The evidence names the
+    bound crossed, not the age: the age is derived from the date of birth (PHI), which only
+    the member record shows, to the roles allowed to see it and with an audit entry."""
     claims = ctx.medical
     if claims.empty:
         return empty_hits()
     age = numeric(claims["member_age"])
     low, high = numeric(claims["cpt_min_age"]), numeric(claims["cpt_max_age"])
     # NaN comparisons are false, so a missing age or bound cannot hit.
-    rows = claims[(age < low) | (age > high)]
+    below = age < low
+    rows = claims[below | (age > high)]
     evidence = pd.DataFrame(
         {
-            "member_age": age[rows.index],
+            "age": np.where(below[rows.index], "below min_age", "above max_age"),
             "min_age": low[rows.index],
             "max_age": high[rows.index],
             "cpt_code": rows["cpt_code"],

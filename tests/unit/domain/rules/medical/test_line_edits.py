@@ -59,12 +59,14 @@ class TestAgeInconsistent:
         ]
         hits = run("RULE-MED-008", context(rows))
         assert hit_ids(hits) == ["C1", "C4", "C5"]
+        # The bound crossed, never the age: that is derived from the date of birth (PHI).
         assert hits.loc["C4", "evidence"] == {
-            "member_age": 19.0,
+            "age": "above max_age",
             "min_age": None,
             "max_age": 18.0,
             "cpt_code": "90460",
         }
+        assert hits.loc["C5", "evidence"]["age"] == "below min_age"
         assert hits.loc["C5", "evidence"]["min_age"] == 65.0
 
 

@@ -22,12 +22,21 @@ SEED = 5
 
 
 @pytest.fixture(scope="session")
-def scores(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory: Path = tmp_path_factory.mktemp("medical-synth")
     generate(directory, CLAIMS, SEED)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def hits(batch: Path) -> pd.DataFrame:
     rules = {r: p for r, p in default_config().rules.items() if p.family == "medical"}
-    hits = evaluate(batch_context(directory), PipelineConfig(rules=rules))
-    labels = read_batch_file(directory, "labels")
+    return evaluate(batch_context(batch), PipelineConfig(rules=rules))
+
+
+@pytest.fixture(scope="session")
+def scores(batch: Path, hits: pd.DataFrame) -> pd.DataFrame:
+    labels = read_batch_file(batch, "labels")
     labels = labels[labels["rule_id"].isin(MEDICAL_RULES)]
     return precision_recall(hits, labels).set_index("rule_id")
 
@@ -38,3 +47,10 @@ def test_precision_and_recall(scores: pd.DataFrame, rule_id: str) -> None:
     assert row["labelled"] > 0, "the batch plants every rule"
     assert row["precision"] >= 0.90, row.to_dict()
     assert row["recall"] >= 0.95, row.to_dict()
+
+
+def test_no_evidence_carries_phi_or_a_value_derived_from_it(hits: pd.DataFrame) -> None:
+    # Evidence is shown to every role and to the assistant; the age comes from the birth date.
+    assert (hits["rule_id"] == "RULE-MED-008").any()
+    keys = {key for evidence in hits["evidence"] for key in evidence}
+    assert not keys & {"member_age", "date_of_birth", "first_name", "last_name"}
