@@ -1,15 +1,15 @@
-"""Sessions on the real PostgreSQL: a read-only session holds no transaction open on the server."""
+"""Engines and sessions: a read-only session holds no transaction open on the server (real
+PostgreSQL), and a failed statement's error never carries its values (both engines)."""
 
 from __future__ import annotations
 
 import pytest
 from psycopg import pq
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DBAPIError
 
 from fwa_pipeline.store.db import read_scope, session_scope
 from fwa_pipeline.store.models import Workspace
-
-pytestmark = pytest.mark.postgres
 
 
 def server_transaction(session: object) -> pq.TransactionStatus:
@@ -17,6 +17,7 @@ def server_transaction(session: object) -> pq.TransactionStatus:
     return dbapi.info.transaction_status
 
 
+@pytest.mark.postgres
 def test_a_read_scope_runs_without_begin_or_commit(pg_engine: Engine) -> None:
     with session_scope(pg_engine) as session:
         session.add(Workspace(name="north"))
@@ -29,3 +30,16 @@ def test_a_read_scope_runs_without_begin_or_commit(pg_engine: Engine) -> None:
         # No transaction was opened for the read, so none waits for a COMMIT.
         assert server_transaction(session) == pq.TransactionStatus.IDLE
         assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+
+
+@pytest.mark.parametrize(
+    "engine", ["sqlite_engine", pytest.param("pg_engine", marks=pytest.mark.postgres)]
+)
+def test_a_failed_statement_does_not_carry_its_values(
+    request: pytest.FixtureRequest, engine: str
+) -> None:
+    # Such errors reach the logs; the values may be PHI.
+    with pytest.raises(DBAPIError) as failed, request.getfixturevalue(engine).connect() as c:
+        c.execute(text("SELECT :name FROM no_such_table"), {"name": "Jane Doe 1961-04-02"})
+    assert "Jane Doe" not in str(failed.value)
+    assert "parameters hidden" in str(failed.value)
