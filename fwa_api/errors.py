@@ -3,6 +3,9 @@
 * ``HTTPException``: passed through (status, detail, headers).
 * Validation errors: 422 naming each field; the offending input is not echoed (it may be PHI).
 * Database unreachable or pool exhausted: 503, so clients know to retry.
+* A value the database rejects (``DataError``: a NUL in text, a number out of range): 422.
+  The routes bound their inputs so this should not happen; when it does, the client still
+  gets a 4xx, and the log names the exception type, never the value.
 * The OpenAPI schema documents the 422 body as it is sent (``ValidationErrorBody``), not as
   FastAPI's default ``HTTPValidationError``.
 * Anything else: 500 ``internal error`` from ``CatchAllMiddleware``, the traceback only in the
@@ -19,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
@@ -69,6 +72,14 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 async def _database_unavailable(_request: Request, exc: Exception) -> Response:
     logger.warning("database unavailable: %s", type(exc).__name__)
     return JSONResponse(error_body("database unavailable"), status_code=503)
+
+
+async def _value_rejected(_request: Request, exc: Exception) -> Response:
+    logger.warning("database rejected a value from the request: %s", type(exc).__name__)
+    return JSONResponse(
+        error_body("a value in the request is not valid (out of range or not plain text)"),
+        status_code=422,
+    )
 
 
 class CatchAllMiddleware:
@@ -123,4 +134,5 @@ def install_error_handling(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(DataError, _value_rejected)
     app.add_middleware(CatchAllMiddleware)

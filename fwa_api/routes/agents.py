@@ -54,6 +54,7 @@ from fwa_api.agents.loop import (
 )
 from fwa_api.agents.tools import Scope, WorkspaceTools
 from fwa_api.deps import CurrentPrincipal, WorkspaceId
+from fwa_api.params import NO_NUL
 from fwa_api.queries import case_number
 from fwa_api.services import services
 
@@ -120,7 +121,7 @@ AgentScope = Annotated[Scope, Depends(agent_scope)]
 
 
 class SessionCreate(BaseModel):
-    title: str | None = Field(None, max_length=200)
+    title: str | None = Field(None, max_length=200, pattern=NO_NUL)
     case_id: str | None = Field(None, pattern=CASE_ID, description="Pin the session to a case.")
 
 
@@ -129,7 +130,7 @@ class SessionList(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)
     session_id: uuid.UUID | None = None
     case_id: str | None = Field(None, pattern=CASE_ID, description="Ask about this case.")
 

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from fwa_api import queries
 from fwa_api.auth import Principal
 from fwa_api.deps import WorkspaceId, require_role
+from fwa_api.params import NO_NUL, Offset
 from fwa_api.queries import (
     CaseDetail,
     CaseEventOut,
@@ -45,7 +46,10 @@ CaseRef = Annotated[
 ]
 Investigator = Annotated[Principal, Depends(require_role("investigator"))]
 NoteText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NOTE_CHARS)
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=MAX_NOTE_CHARS, pattern=NO_NUL
+    ),
 ]
 
 
@@ -76,7 +80,7 @@ async def list_cases(
     risk_level: RiskLevel | None = None,
     status: CaseStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> CasePage:
     """Cases by risk score, highest first; ``total`` counts every case the filters match."""
     return await run_in_threadpool(

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fwa_api import queries
 from fwa_api.deps import WorkspaceId
+from fwa_api.params import NO_NUL
 from fwa_api.queries import ClaimProvenance
 from fwa_api.services import services
 
@@ -27,7 +28,9 @@ router = APIRouter(prefix="/api/claims", tags=["claims"])
 async def claim_provenance(
     request: Request,
     workspace_id: WorkspaceId,
-    claim_id: Annotated[str, Path(max_length=64, description="The payer's claim id.")],
+    claim_id: Annotated[
+        str, Path(max_length=64, pattern=NO_NUL, description="The payer's claim id.")
+    ],
 ) -> ClaimProvenance:
     """The claim, the run that last processed it with its config snapshot, its score, that
     run's rule hits on it (evidence and the rule's settings in that run), and its cases."""

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from fwa_api import queries
 from fwa_api.auth import Principal
 from fwa_api.deps import CurrentPrincipal, WorkspaceId, audit_phi
+from fwa_api.params import NO_NUL
 from fwa_api.queries import MemberOut
 from fwa_api.services import services
 from fwa_pipeline.settings import Settings
@@ -78,7 +79,9 @@ async def get_member(
     request: Request,
     principal: CurrentPrincipal,
     workspace_id: WorkspaceId,
-    member_id: Annotated[str, Path(max_length=64, description="The payer's member id.")],
+    member_id: Annotated[
+        str, Path(max_length=64, pattern=NO_NUL, description="The payer's member id.")
+    ],
 ) -> MemberOut:
     """The member and the cases about them. ``first_name``, ``last_name`` and ``date_of_birth``
     are decrypted for investigators and admins; for viewers they are null (not masked) and

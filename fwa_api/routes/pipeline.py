@@ -40,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fwa_api.auth import Principal
 from fwa_api.deps import WorkspaceId, require_role
+from fwa_api.params import NO_NUL, Offset
 from fwa_api.services import Services, services
 from fwa_pipeline.pipeline_requests import job_status
 from fwa_pipeline.store.db import read_scope
@@ -190,14 +191,16 @@ async def list_runs(
     request: Request,
     workspace_id: WorkspaceId,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> RunList:
     return await run_in_threadpool(_runs, services(request), workspace_id, limit, offset)
 
 
 @router.get("/runs/{run_id}")
 async def get_run(
-    request: Request, workspace_id: WorkspaceId, run_id: Annotated[str, Path(max_length=64)]
+    request: Request,
+    workspace_id: WorkspaceId,
+    run_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
 ) -> RunDetail:
     found = await run_in_threadpool(_run, services(request), workspace_id, run_id)
     if found is None:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fwa_api import queries
 from fwa_api.deps import WorkspaceId
+from fwa_api.params import NO_NUL, Offset
 from fwa_api.queries import Page, RuleCatalogue, RuleOut
 from fwa_api.services import services
 
@@ -29,7 +30,7 @@ async def list_rules(
     workspace_id: WorkspaceId,
     triggered_only: Annotated[bool, Query(description="Only rules with hits here.")] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> RulePage:
     """Rules by id, with their parameters in effect and hit counts in this workspace."""
     found: RuleCatalogue = await run_in_threadpool(
@@ -49,7 +50,7 @@ async def list_rules(
 async def get_rule(
     request: Request,
     workspace_id: WorkspaceId,
-    rule_id: Annotated[str, Path(max_length=32, description="e.g. RULE-MED-001")],
+    rule_id: Annotated[str, Path(max_length=32, pattern=NO_NUL, description="e.g. RULE-MED-001")],
 ) -> RuleOut:
     """One rule (its id in any case), with its parameters in effect and hits here."""
     found: RuleCatalogue = await run_in_threadpool(

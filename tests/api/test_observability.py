@@ -10,13 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from fwa_api.app import create_app
 from fwa_api.middleware.route_templates import UNMATCHED
+from fwa_api.services import services
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import InvestigationCase, PipelineRun
@@ -52,6 +53,14 @@ def test_routes() -> APIRouter:
     @items.get("/{item_id}/sync-boom")
     def sync_boom(item_id: int) -> None:
         raise KeyError(SECRET_DETAIL)
+
+    @items.get("/{item_id}/stored-as-text")
+    def stored_as_text(request: Request, item_id: int) -> None:
+        # Text PostgreSQL rejects (a NUL) reaching the database past every input check.
+        with services(request).engine.connect() as connection:
+            connection.execute(
+                text("SELECT CAST(:value AS text)"), {"value": SECRET_DETAIL + "\x00"}
+            )
 
     @notes.get("/{note_id}")
     async def get_note(note_id: str) -> dict[str, str]:
@@ -142,6 +151,21 @@ async def test_a_500_leaks_nothing_and_logs_the_traceback_with_the_request_id(
         assert logged[0]["request_id"] == "boom-1"
         assert logged[0]["level"] == "ERROR"
         assert "Traceback" in logged[0]["exception"] and error in logged[0]["exception"]
+
+
+async def test_a_value_the_database_rejects_is_a_422_that_echoes_nothing(
+    http: httpx.AsyncClient,
+) -> None:
+    with app_log() as log:
+        response = await http.get("/api/items/1/stored-as-text", headers={"X-Request-ID": "nul-1"})
+    assert response.status_code == 422
+    assert response.json()["request_id"] == "nul-1"
+    assert "not valid" in response.json()["detail"]
+    assert "secret" not in response.text
+    logged = json_lines(log.getvalue())
+    warning = next(line for line in logged if line["level"] == "WARNING")
+    assert warning["message"].endswith("DataError")
+    assert "secret" not in log.getvalue() and "Traceback" not in log.getvalue()
 
 
 async def test_validation_errors_name_the_field_without_echoing_the_input(
