@@ -77,7 +77,12 @@ from fwa_pipeline.store.claims import (
 )
 from fwa_pipeline.store.models import InvestigationCase, utcnow
 from fwa_pipeline.store.results import load_case_inputs, write_run_results
-from fwa_pipeline.store.runs import finish_workspace_run, mark_request, upsert_run
+from fwa_pipeline.store.runs import (
+    RunSupersededError,
+    finish_workspace_run,
+    mark_request,
+    upsert_run,
+)
 
 CLAIM_TYPES = tuple(CLAIM_TABLES)
 DATE_COLUMN = {t.claim_type: t.date for t in CLAIM_TABLES.values()}
@@ -642,9 +647,16 @@ def investigation_cases(
                     .filter_by(workspace_id=scope.workspace_id)
                     .count()
                 )
-            finish_workspace_run(
-                connection, scope.workspace_id, context.run.run_id, scope.batch_ids
-            )
+            try:
+                finish_workspace_run(
+                    connection,
+                    scope.workspace_id,
+                    context.run.run_id,
+                    scope.batch_ids,
+                    after=scope.last_run_id,
+                )
+            except RunSupersededError as superseded:  # rolls the whole commit back
+                raise dg.Failure(str(superseded)) from superseded
         # The copy is a cache: a failure to write it costs the next run a read, not this run.
         if staged is not None and staged.exception() is None:
             make_current(directory, context.run.run_id)

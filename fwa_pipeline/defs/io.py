@@ -151,10 +151,12 @@ def load(
     given), or None when there is none."""
     try:
         version = (directory / POINTER).read_text()
+        # A pointer whose version is gone (removed by hand, or by a run that raced this
+        # directory's writer) is no version at all: callers rebuild, never fail forever.
+        manifest = json.loads((directory / version / "manifest.json").read_text())
     except FileNotFoundError:
         return None
     version_dir = directory / version
-    manifest = json.loads((version_dir / "manifest.json").read_text())
     single = manifest["single"]
     _check_columns(single, columns)
     frames = {

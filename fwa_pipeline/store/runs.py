@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, exists, insert, select, update
+from sqlalchemy import Connection, Engine, case, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,26 +44,57 @@ def get_run(source: Engine | Connection, run_id: str) -> PipelineRun | None:
         return session.get(PipelineRun, run_id)
 
 
+class RunSupersededError(RuntimeError):
+    """Another run of the workspace committed after this one fixed its batches."""
+
+
 def finish_workspace_run(
-    connection: Connection, workspace_id: int, run_id: str, batch_ids: Sequence[int]
+    connection: Connection,
+    workspace_id: int,
+    run_id: str,
+    batch_ids: Sequence[int],
+    *,
+    after: str | None,
 ) -> None:
     """Mark ``batch_ids`` consumed by ``run_id`` and record it as the workspace's last run; the
-    workspace still needs reprocessing if another batch landed meanwhile."""
+    workspace still needs reprocessing if another batch landed meanwhile.
+
+    ``after`` is the workspace's last run when ``run_id`` chose its batches. If another run
+    has committed since (two runs of one workspace at once, or part of the graph materialised
+    again after a later run), this raises :class:`RunSupersededError` and the caller's
+    transaction rolls back: the run's results rest on a history that is no longer the
+    store's. The check and the update are one statement, so of two concurrent commits the
+    second waits for the first and then finds the workspace moved on."""
+    waiting = exists().where(Batch.workspace_id == workspace_id, Batch.processed_run_id.is_(None))
+    moved = connection.execute(
+        update(Workspace)
+        .where(
+            Workspace.id == workspace_id,
+            # Or this run itself: a retried step re-commits the same run's results.
+            or_(
+                Workspace.last_pipeline_run_id.is_not_distinct_from(after),
+                Workspace.last_pipeline_run_id == run_id,
+            ),
+        )
+        .values(last_pipeline_run_at=utcnow(), last_pipeline_run_id=run_id)
+    )
+    if moved.rowcount != 1:
+        raise RunSupersededError(
+            f"another run of this workspace committed after run {run_id} chose its batches "
+            "(the workspace's last run is no longer "
+            f"{after or 'none'}): nothing of this run was kept; run the whole pipeline again"
+        )
     if batch_ids:
         connection.execute(
             update(Batch)
             .where(Batch.workspace_id == workspace_id, Batch.id.in_(list(batch_ids)))
             .values(processed_run_id=run_id)
         )
-    waiting = exists().where(Batch.workspace_id == workspace_id, Batch.processed_run_id.is_(None))
+    # After the batches: the workspace needs reprocessing only for a batch no run consumed.
     connection.execute(
         update(Workspace)
         .where(Workspace.id == workspace_id)
-        .values(
-            last_pipeline_run_at=utcnow(),
-            last_pipeline_run_id=run_id,
-            needs_reprocessing=select(waiting).scalar_subquery(),
-        )
+        .values(needs_reprocessing=select(waiting).scalar_subquery())
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -84,6 +85,14 @@ def test_loading_what_was_never_materialised_says_so(tmp_path: Path) -> None:
     _, input_ = contexts("run-1")
     with pytest.raises(dg.Failure, match="has not been materialised"):
         io_manager(tmp_path).load_input(input_)
+
+
+def test_a_pointer_to_a_version_that_is_gone_is_no_version(tmp_path: Path) -> None:
+    # As a run racing another of the same workspace could leave it: readers rebuild, never
+    # fail on it for ever.
+    io.publish(tmp_path, "run-1", {"medical": pd.DataFrame({"x": [1]})})
+    shutil.rmtree(tmp_path / "run-1")
+    assert io.load(tmp_path) is None
 
 
 def test_the_default_plan_reads_history_by_key_and_peers_narrowly() -> None:

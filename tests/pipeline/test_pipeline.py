@@ -6,9 +6,13 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from fwa_pipeline.definitions import build_defs
+from fwa_pipeline.defs import assets
 from fwa_pipeline.defs.io import load
+from fwa_pipeline.defs.jobs import PIPELINE_JOB
+from fwa_pipeline.defs.launch import LaunchResult
 from fwa_pipeline.defs.peers import peer_history_dir
-from fwa_pipeline.defs.resources import PipelineRunConfig
+from fwa_pipeline.defs.resources import PipelineRunConfig, run_config
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
 from tests.pipeline.conftest import WORKSPACE, Pipeline, check_evaluations, materializations
@@ -319,3 +323,106 @@ def test_a_failed_commit_keeps_the_peer_copy_of_the_last_committed_run(
     assert again.success
     assert load(directory)[0] == again.run_id  # type: ignore[index]
     assert [p.name for p in directory.iterdir() if p.is_dir()] == [again.run_id]
+
+
+def step_failures(pipeline: Pipeline, run_id: str) -> list[str]:
+    return [
+        entry.dagster_event.step_failure_data.error.message
+        for entry in pipeline.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        if entry.dagster_event
+        and entry.dagster_event.step_failure_data
+        and entry.dagster_event.step_failure_data.error
+    ]
+
+
+def assert_copy_matches_the_store(pipeline: Pipeline) -> None:
+    """The peers' copy is the last run's and holds exactly the processed claims, once each."""
+    version, copy = load(peer_history_dir(pipeline.store.io_dir(), WORKSPACE))  # type: ignore[misc]
+    (last,) = pipeline.query("SELECT last_pipeline_run_id FROM workspaces")[0]
+    assert version == last
+    for claim_type in ("medical", "pharmacy"):
+        processed = pipeline.query(
+            "SELECT claim_pk FROM claim_status WHERE claim_type = :t AND status = 'processed'",
+            t=claim_type,
+        )
+        assert copy[claim_type]["claim_pk"].is_unique
+        assert set(copy[claim_type]["claim_pk"]) == {pk for (pk,) in processed}
+
+
+def test_of_two_overlapping_runs_the_later_commit_is_refused(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.land(batch.batch_one())
+    assert pipeline.run().success
+    pipeline.land(batch.batch_two())
+    write = assets.write_run_results
+    overtaking: list[LaunchResult] = []
+    started = False
+
+    def overtaken(*args: object, **kwargs: object) -> object:
+        # While run A writes, a batch lands and run B takes it and A's batch, and commits.
+        nonlocal started
+        if not started:
+            started = True
+            pipeline.land(
+                {"medical_claims.csv": [batch.medical("MC-21", "M3", batch.P2, "2024-03-02")]}
+            )
+            overtaking.append(pipeline.run())
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(assets, "write_run_results", overtaken)
+    first = pipeline.run()
+    monkeypatch.undo()
+
+    (second,) = overtaking
+    assert second.success and not first.success
+    assert any(
+        "another run of this workspace committed" in m
+        for m in step_failures(pipeline, first.run_id)
+    )
+    assert pipeline.query("SELECT last_pipeline_run_id FROM workspaces") == [(second.run_id,)]
+    # The batches A took are B's: A's commit left nothing.
+    consumed = [
+        run for (run,) in pipeline.query("SELECT processed_run_id FROM batches ORDER BY id")
+    ]
+    assert consumed[1:] == [second.run_id, second.run_id]
+    assert_copy_matches_the_store(pipeline)
+    pipeline.land({"medical_claims.csv": [batch.medical("MC-31", "M3", batch.P2, "2024-03-03")]})
+    assert pipeline.run().success
+    assert_copy_matches_the_store(pipeline)
+
+
+def test_part_of_the_graph_materialised_after_a_later_run_commits_nothing(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.land(batch.batch_one())
+    assert pipeline.run().success
+    pipeline.land(batch.batch_two())
+    latest = pipeline.run()
+    assert latest.success
+    before = pipeline.outcome()
+
+    # rule_hits and what follows it, on the frames (and so the batches) of the run before.
+    job = build_defs(resource_overrides={"store": pipeline.store}).resolve_job_def(PIPELINE_JOB)
+    partial = job.execute_in_process(
+        instance=pipeline.instance,
+        partition_key=WORKSPACE,
+        run_config=run_config(),
+        asset_selection=[
+            dg.AssetKey("rule_hits"),
+            dg.AssetKey("claim_scores"),
+            dg.AssetKey("investigation_cases"),
+        ],
+        raise_on_error=False,
+    )
+
+    assert not partial.success
+    assert any(
+        "another run of this workspace committed" in m
+        for m in step_failures(pipeline, partial.run_id)
+    )
+    assert pipeline.outcome() == before
+    assert pipeline.query("SELECT last_pipeline_run_id FROM workspaces") == [(latest.run_id,)]
+    pipeline.land({"medical_claims.csv": [batch.medical("MC-31", "M3", batch.P2, "2024-03-03")]})
+    assert pipeline.run().success
+    assert_copy_matches_the_store(pipeline)

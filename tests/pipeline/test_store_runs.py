@@ -37,7 +37,7 @@ def test_a_run_consumes_its_batches_and_leaves_later_ones_waiting(sqlite_engine:
             ).scalar_one()
             for _ in range(2)
         )
-        finish_workspace_run(connection, ws, "r1", [first])
+        finish_workspace_run(connection, ws, "r1", [first], after=None)
 
     with sqlite_engine.connect() as connection:
         batches = dict(connection.execute(select(Batch.id, Batch.processed_run_id)).all())

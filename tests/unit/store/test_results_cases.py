@@ -27,7 +27,7 @@ from fwa_pipeline.store.cases import (
     change_case_status,
     upsert_cases,
 )
-from fwa_pipeline.store.claims import claim_statuses
+from fwa_pipeline.store.claims import claim_statuses, last_run_id
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import (
     Batch,
@@ -224,7 +224,13 @@ def record(
             processed,
             held,
         )
-        finish_workspace_run(connection, seeded.workspace_id, run_id, batch_ids)
+        finish_workspace_run(
+            connection,
+            seeded.workspace_id,
+            run_id,
+            batch_ids,
+            after=last_run_id(connection, seeded.workspace_id),
+        )
     return written
 
 
