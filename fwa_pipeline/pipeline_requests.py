@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 from dagster import DagsterEventType
+from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy import Engine
 
 from fwa_pipeline.defs.partitions import JOB_ID_TAG
@@ -29,6 +30,9 @@ STEP_EVENTS = {
     DagsterEventType.RUN_FAILURE,
 }
 DONE_EVENTS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_SKIPPED}
+# Failures the pipeline raises on purpose, whose messages are written for the job's requester
+# (a missing workspace, a run another run superseded, a quality gate that halts the run).
+STATED_FAILURES = {"Failure", "DagsterAssetCheckFailedError"}
 
 
 class UnknownWorkspaceError(LookupError):
@@ -130,9 +134,7 @@ def _read_events(instance: dg.DagsterInstance, run: dg.DagsterRun, status: JobSt
             done += 1
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error if event.step_failure_data else None
-            status.errors.append(
-                f"{event.step_key}: {error.message.strip() if error else 'failed'}"
-            )
+            status.errors.append(f"{event.step_key}: {step_error(error)}")
         elif event.event_type == DagsterEventType.RUN_FAILURE and entry.message:
             status.errors.append(entry.message)
     total = len(plan.step_keys_to_execute) if plan else 0
@@ -141,3 +143,12 @@ def _read_events(instance: dg.DagsterInstance, run: dg.DagsterRun, status: JobSt
         status.phase = "done"
     elif started:
         status.phase = next(reversed(started))
+
+
+def step_error(error: SerializableErrorInfo | None) -> str:
+    """What a job's requester reads of a failed step: the message of a failure the pipeline
+    states on purpose, without Dagster's class path; for anything else only that it failed.
+    Exception details (class paths, reprs, stack) stay in the run's event log, for operators."""
+    if error is None or error.cls_name not in STATED_FAILURES:
+        return "failed (the run's event log in Dagster has the details)"
+    return error.message.split(": ", 1)[-1].strip()

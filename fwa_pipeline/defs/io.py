@@ -248,8 +248,9 @@ class ArrowFramesIOManager(dg.ConfigurableIOManager):
                 return encoded.frames(columns)
             if write.future.exception() is not None:
                 raise dg.Failure(
-                    f"{context.asset_key.to_user_string()} could not be written: "
-                    f"{write.future.exception()!r}"
+                    f"{context.asset_key.to_user_string()} could not be written",
+                    # For operators, in the Dagster UI; job statuses show the description only.
+                    metadata={"error": dg.MetadataValue.text(repr(write.future.exception()))},
                 )
         found = load(directory, columns)
         if found is None:

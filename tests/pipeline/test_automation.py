@@ -139,7 +139,35 @@ def test_a_failed_job_reports_its_errors(pipeline: Pipeline) -> None:
     status = job_status(pipeline.engine, pipeline.instance, job_id)
     assert status is not None and status.status == "failure"
     assert status.progress["done"] < status.progress["total"]
-    assert any("blocking asset check" in error for error in status.errors)
+    # The gate's own words, without Dagster's class path; the run failure's summary after it.
+    assert status.errors[0] == (
+        "raw_claims: 2 blocking asset checks failed with ERROR severity:\n"
+        "raw_claims: conformance,referential_integrity"
+    )
+    assert not any("dagster._core" in error for error in status.errors)
+
+
+def test_a_job_that_failed_unexpectedly_does_not_show_why(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.land(batch.batch_one())
+    job_id = enqueue(pipeline.engine, WORKSPACE)
+    result = tick(pipeline_request_sensor, pipeline)
+    assert isinstance(result, dg.SensorResult)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("SELECT * FROM providers WHERE dsn='postgresql://fwa:secret@db'")
+
+    monkeypatch.setattr("fwa_pipeline.defs.assets.read_reference", broken)
+    launch(pipeline, result, result.run_requests[0])
+
+    status = job_status(pipeline.engine, pipeline.instance, job_id)
+    assert status is not None and status.status == "failure"
+    assert (
+        status.errors[0]
+        == "reference_data: failed (the run's event log in Dagster has the details)"
+    )
+    assert not any("secret" in error or "RuntimeError" in error for error in status.errors)
 
 
 def test_enqueue_refuses_an_unknown_workspace_and_status_an_unknown_job(
