@@ -1,5 +1,7 @@
 """Conversation memory (plan 7A): chat sessions and their messages, always read and written
 within one workspace. A session of another workspace is treated as one that does not exist.
+Within the workspace a session is shared for reading (the team sees what was asked), but only
+its creator continues it, and only its creator or an admin deletes it.
 
 The LLM sees the last ``history`` messages (20 by default) as alternating user and assistant
 turns; both turns of an exchange are stored together once the answer is complete, with the
@@ -190,11 +192,15 @@ def delete_session(
 
 
 def conversation(
-    engine: Engine, workspace_id: int, session_id: str, *, history: int
+    engine: Engine, workspace_id: int, session_id: str, *, history: int, actor: str
 ) -> Conversation:
-    """The session's pinned case and its last ``history`` messages, oldest first."""
+    """The session's pinned case and its last ``history`` messages, oldest first, for ``actor``
+    to continue it: ``NotFound`` outside the workspace, ``PermissionError`` when ``actor`` did
+    not create it."""
     with session_scope(engine) as session:
         row = _owned(session, workspace_id, session_id)
+        if row.created_by != actor:
+            raise PermissionError("only the session's creator may continue it")
         recent = session.scalars(
             select(ChatMessage)
             .where(ChatMessage.session_id == session_id)

@@ -254,9 +254,12 @@ async def _agent_request(
                 scope.workspace_id,
                 str(session_id),
                 history=rt.settings.agent_history_messages,
+                actor=scope.actor,
             )
         except sessions.NotFound as exc:
             raise _not_found("session not found") from exc
+        except PermissionError as exc:
+            raise HTTPException(403, str(exc)) from exc
         history = conversation.history
         case_id = case_id or conversation.case_id
     if case_id is not None:

@@ -68,6 +68,22 @@ def test_only_the_creator_or_an_admin_deletes(api: Api) -> None:
     assert api.request("DELETE", f"/api/agents/sessions/{session}", "root").status_code == 204
 
 
+def test_the_team_reads_a_session_but_only_its_creator_continues_it(
+    api: Api, llm: FakeLLM
+) -> None:
+    session = api.new_session("alice")
+    llm.script(Say("Nothing flagged yet."))
+    assert api.chat("Anything on P1?", session_id=session).status_code == 200
+    # vera (a viewer of the same workspace) reads it, but may not write in alice's name.
+    shared = api.request("GET", f"/api/agents/sessions/{session}", "vera").json()
+    assert [m["role"] for m in shared["messages"]] == ["user", "assistant"]
+    refused = api.chat("And P2?", "vera", session_id=session)
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "only the session's creator may continue it"
+    assert len(api.request("GET", f"/api/agents/sessions/{session}").json()["messages"]) == 2
+    assert len(llm.records) == 1  # refused before the model was asked
+
+
 def test_bad_ids_and_missing_token(api: Api) -> None:
     assert api.request("GET", "/api/agents/sessions/not-a-uuid").status_code == 422
     assert api.http.get("/api/agents/sessions", params={"workspace": "acme"}).status_code == 401
