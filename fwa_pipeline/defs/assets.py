@@ -58,9 +58,9 @@ from fwa_pipeline.domain.quality import (
     quality_report,
 )
 from fwa_pipeline.domain.rules import RuleContext, evaluate
-from fwa_pipeline.domain.scoring import HIT_COLUMNS, score_claims
+from fwa_pipeline.domain.scoring import HIT_COLUMNS, ordered_levels, score_claims
 from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
-from fwa_pipeline.store.cases import upsert_cases
+from fwa_pipeline.store.cases import upsert_cases, withdraw_unsupported_cases
 from fwa_pipeline.store.claims import (
     CLAIM_TABLES,
     has_processed_batches,
@@ -641,6 +641,18 @@ def investigation_cases(
                 )
             with Session(bind=connection) as session:
                 upserted = upsert_cases(session, scope.workspace_id, context.run.run_id, proposals)
+                # Only a run that judged every claim knows a subject has no evidence left.
+                withdrawn = (
+                    withdraw_unsupported_cases(
+                        session,
+                        scope.workspace_id,
+                        context.run.run_id,
+                        subjects,
+                        ordered_levels(config.scoring.bands)[0],
+                    )
+                    if covers_all
+                    else 0
+                )
                 session.flush()
                 open_cases = (
                     session.query(InvestigationCase)
@@ -669,6 +681,7 @@ def investigation_cases(
             "cases_opened": dg.MetadataValue.int(upserted["opened"]),
             "cases_updated": dg.MetadataValue.int(upserted["updated"]),
             "cases_unchanged": dg.MetadataValue.int(upserted["unchanged"]),
+            "cases_without_evidence": dg.MetadataValue.int(withdrawn),
             "cases_by_level": dg.MetadataValue.json(counts(proposals["risk_level"])),
             "flagged_billed": dg.MetadataValue.float(
                 round(float(claims["amount_billed"].sum()), 2)

@@ -30,6 +30,8 @@ from fwa_pipeline.store.models import (
 from fwa_pipeline.store.results import evidence_json
 
 CLOSED = "closed"
+# The evidence hash of a case whose subject a full run found no evidence on.
+NO_EVIDENCE = ""
 # Ids per IN (...) list: well under SQLite's bound-parameter limit.
 _CHUNK = 500
 ClaimKey = tuple[str, int]
@@ -229,19 +231,7 @@ def upsert_cases(
         rows = pd.DataFrame(opened)
         rows["explanation"] = [evidence_json(e) for e in rows["explanation"]]
         copy_frame(connection, _CASES_WIRE, rows)
-    copy_frame(
-        connection,
-        _EVENTS_WIRE,
-        pd.DataFrame(
-            {
-                "case_id": [case_id for case_id, _, _ in events],
-                "at": now,
-                "actor": actor,
-                "action": [action for _, action, _ in events],
-                "detail": [evidence_json(detail) for _, _, detail in events],
-            }
-        ),
-    )
+    _write_events(connection, events, actor, now)
     copy_frame(
         connection,
         CaseClaim.__tablename__,
@@ -254,11 +244,106 @@ def upsert_cases(
             }
         ),
     )
+    _expire_cases(session)
+    counts["opened"], counts["updated"] = len(opened), len(to_update)
+    return counts
+
+
+def withdraw_unsupported_cases(
+    session: Session,
+    workspace_id: int,
+    run_id: str,
+    supported: pd.DataFrame,
+    lowest_level: str,
+) -> int:
+    """After a run that judged every claim of the workspace (a full run or force_reprocess):
+    each case still open whose subject is not among ``supported`` (``SUBJECT`` columns: the
+    subjects the run found any hit on) has no evidence left, as when a rule was disabled or its
+    claims were held.
+    It is rescored to 0 and ``lowest_level``, its explanation says so, and a ``rescored``
+    history entry keeps what it was. It is not closed: that is an investigator's decision.
+    Returns how many cases changed (one withdrawn already is left as it is)."""
+    session.flush()
+    connection = session.connection()
+    c = _CASES.c
+    keep = set(supported[SUBJECT].itertuples(index=False, name=None))
+    stale = [
+        case
+        for case in connection.execute(
+            select(c.id, c.subject_type, c.subject_id, c.risk_score, c.risk_level).where(
+                c.workspace_id == workspace_id,
+                c.status != CLOSED,
+                c.evidence_hash != NO_EVIDENCE,
+            )
+        )
+        if (case.subject_type, case.subject_id) not in keep
+    ]
+    if not stale:
+        return 0
+    now = utcnow()
+    explanation = {"no_current_evidence": run_id, "claim_count": 0, "rules": []}
+    connection.execute(
+        update(_CASES).where(_CASES.c.id == bindparam("case_id")),
+        [
+            {
+                "case_id": case.id,
+                "risk_score": 0.0,
+                "risk_level": lowest_level,
+                "explanation": explanation,
+                "flagged_billed": 0.0,
+                "flagged_paid": 0.0,
+                "evidence_hash": NO_EVIDENCE,
+                "run_id": run_id,
+                "updated_at": now,
+            }
+            for case in stale
+        ],
+    )
+    events = [
+        (
+            case.id,
+            "rescored",
+            {
+                "from": {"risk_score": case.risk_score, "risk_level": case.risk_level},
+                "to": {"risk_score": 0.0, "risk_level": lowest_level},
+                "evidence_changed": True,
+                "claims_added": 0,
+                "no_current_evidence": True,
+            },
+        )
+        for case in stale
+    ]
+    _write_events(connection, events, _actor(run_id), now)
+    _expire_cases(session)
+    return len(stale)
+
+
+def _write_events(
+    connection: Connection,
+    events: list[tuple[int, str, dict[str, Any]]],
+    actor: str,
+    at: Any,
+) -> None:
+    copy_frame(
+        connection,
+        _EVENTS_WIRE,
+        pd.DataFrame(
+            {
+                "case_id": [case_id for case_id, _, _ in events],
+                "at": at,
+                "actor": actor,
+                "action": [action for _, action, _ in events],
+                "detail": [evidence_json(detail) for _, _, detail in events],
+            }
+        ),
+    )
+
+
+def _expire_cases(session: Session) -> None:
+    """The writes bypassed the session: case objects it holds are stale."""
     for held in list(session.identity_map.values()):
         if isinstance(held, InvestigationCase):
             session.expire(held)
-    counts["opened"], counts["updated"] = len(opened), len(to_update)
-    return counts
 
 
 # --------------------------------------------------------------------------- workflow

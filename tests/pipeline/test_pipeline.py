@@ -3,6 +3,8 @@ quality modes, incremental runs against force_reprocess, idempotence, the run re
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pytest
 
@@ -426,3 +428,45 @@ def test_part_of_the_graph_materialised_after_a_later_run_commits_nothing(
     pipeline.land({"medical_claims.csv": [batch.medical("MC-31", "M3", batch.P2, "2024-03-03")]})
     assert pipeline.run().success
     assert_copy_matches_the_store(pipeline)
+
+
+def test_a_full_run_rescoring_a_case_without_evidence_keeps_it_open_at_zero(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.land(batch.batch_one())
+    assert pipeline.run().success
+    case_of_p3 = (
+        "SELECT id, status, risk_score, risk_level FROM investigation_cases WHERE subject_id = :p"
+    )
+    ((case_id, _, _, _),) = pipeline.query(case_of_p3, p=batch.P3)
+    without_exclusions = {"rules": {"RULE-MED-009": {"enabled": False}}}
+
+    rescored = pipeline.run(force_reprocess=True, pipeline=without_exclusions)
+
+    assert rescored.success
+    # The excluded provider's only evidence is gone: the case stays, open, at the lowest level.
+    assert pipeline.query(case_of_p3, p=batch.P3) == [(case_id, "open", 0.0, "low")]
+    (detail,) = [
+        d
+        for (d,) in pipeline.query(
+            "SELECT detail FROM case_events WHERE case_id = :c AND action = 'rescored'", c=case_id
+        )
+    ]
+    detail = json.loads(detail) if isinstance(detail, str) else detail
+    assert detail["no_current_evidence"] and detail["from"]["risk_level"] == "critical"
+    assert (
+        materializations(pipeline.instance, rescored.run_id)["investigation_cases"][
+            "cases_without_evidence"
+        ]
+        == 1
+    )
+    # The same run again changes nothing; the evidence back rescores the same case.
+    again = pipeline.run(force_reprocess=True, pipeline=without_exclusions)
+    assert (
+        materializations(pipeline.instance, again.run_id)["investigation_cases"][
+            "cases_without_evidence"
+        ]
+        == 0
+    )
+    assert pipeline.run(force_reprocess=True).success
+    assert pipeline.query(case_of_p3, p=batch.P3) == [(case_id, "open", 100.0, "critical")]
