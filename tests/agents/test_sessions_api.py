@@ -68,9 +68,7 @@ def test_only_the_creator_or_an_admin_deletes(api: Api) -> None:
     assert api.request("DELETE", f"/api/agents/sessions/{session}", "root").status_code == 204
 
 
-def test_the_team_reads_a_session_but_only_its_creator_continues_it(
-    api: Api, llm: FakeLLM
-) -> None:
+def test_the_team_reads_a_session_but_only_its_creator_continues_it(api: Api, llm: FakeLLM) -> None:
     session = api.new_session("alice")
     llm.script(Say("Nothing flagged yet."))
     assert api.chat("Anything on P1?", session_id=session).status_code == 200

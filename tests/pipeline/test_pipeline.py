@@ -351,11 +351,21 @@ def assert_copy_matches_the_store(pipeline: Pipeline) -> None:
         assert set(copy[claim_type]["claim_pk"]) == {pk for (pk,) in processed}
 
 
+def processed_batch_one(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    assert pipeline.run().success
+
+
+def assert_the_next_batch_runs(pipeline: Pipeline) -> None:
+    pipeline.land({"medical_claims.csv": [batch.medical("MC-31", "M3", batch.P2, "2024-03-03")]})
+    assert pipeline.run().success
+    assert_copy_matches_the_store(pipeline)
+
+
 def test_of_two_overlapping_runs_the_later_commit_is_refused(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline.land(batch.batch_one())
-    assert pipeline.run().success
+    processed_batch_one(pipeline)
     pipeline.land(batch.batch_two())
     write = assets.write_run_results
     overtaking: list[LaunchResult] = []
@@ -389,16 +399,13 @@ def test_of_two_overlapping_runs_the_later_commit_is_refused(
     ]
     assert consumed[1:] == [second.run_id, second.run_id]
     assert_copy_matches_the_store(pipeline)
-    pipeline.land({"medical_claims.csv": [batch.medical("MC-31", "M3", batch.P2, "2024-03-03")]})
-    assert pipeline.run().success
-    assert_copy_matches_the_store(pipeline)
+    assert_the_next_batch_runs(pipeline)
 
 
 def test_part_of_the_graph_materialised_after_a_later_run_commits_nothing(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.land(batch.batch_one())
-    assert pipeline.run().success
+    processed_batch_one(pipeline)
     pipeline.land(batch.batch_two())
     latest = pipeline.run()
     assert latest.success
@@ -425,16 +432,13 @@ def test_part_of_the_graph_materialised_after_a_later_run_commits_nothing(
     )
     assert pipeline.outcome() == before
     assert pipeline.query("SELECT last_pipeline_run_id FROM workspaces") == [(latest.run_id,)]
-    pipeline.land({"medical_claims.csv": [batch.medical("MC-31", "M3", batch.P2, "2024-03-03")]})
-    assert pipeline.run().success
-    assert_copy_matches_the_store(pipeline)
+    assert_the_next_batch_runs(pipeline)
 
 
 def test_a_full_run_rescoring_a_case_without_evidence_keeps_it_open_at_zero(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.land(batch.batch_one())
-    assert pipeline.run().success
+    processed_batch_one(pipeline)
     case_of_p3 = (
         "SELECT id, status, risk_score, risk_level FROM investigation_cases WHERE subject_id = :p"
     )
