@@ -4,14 +4,17 @@ up again cleanly."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.orm import Session
 
 from fwa_pipeline.store import migrate
-from fwa_pipeline.store.models import Base
+from fwa_pipeline.store.models import Base, InvestigationCase, RuleHit, Workspace
 from tests.conftest import PG_ADMIN_DSN
 
 EXPECTED = set(Base.metadata.tables)
@@ -36,15 +39,25 @@ def test_migrations_round_trip_on_sqlite(tmp_path: Path) -> None:
     _round_trip(f"sqlite:///{tmp_path / 'm.db'}")
 
 
-@pytest.mark.postgres
-def test_migrations_round_trip_on_postgres() -> None:
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """The URL of an empty PostgreSQL database of the test's own, dropped after."""
     name = f"fwa_mig_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        _round_trip(f"{base}/{name}")
-        engine = create_engine(f"{base}/{name}")
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.postgres
+def test_migrations_round_trip_on_postgres() -> None:
+    with scratch_database() as url:
+        _round_trip(url)
+        engine = create_engine(url)
         with engine.connect() as conn:
             kind = conn.execute(
                 text(
@@ -53,10 +66,7 @@ def test_migrations_round_trip_on_postgres() -> None:
                 )
             ).scalar()
         engine.dispose()
-        assert kind == "jsonb"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert kind == "jsonb"
 
 
 def test_models_match_migrations(sqlite_engine) -> None:
@@ -129,5 +139,66 @@ def test_claim_status_moves_to_batches_and_back(tmp_path: Path) -> None:
             ("C2", "held", "r1"),
             ("C3", "pending", None),
         ]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_stored_evidence_loses_member_ages(store: str, tmp_path: Path) -> None:
+    """0004 rewrites RULE-MED-008 evidence stored with the member's age (derived from the date
+    of birth) as the bound it crossed, in rule hits and in case explanations alike."""
+    if store == "sqlite":
+        _rewrites_evidence(f"sqlite:///{tmp_path / 'e.db'}")
+    else:
+        with scratch_database() as url:
+            _rewrites_evidence(url)
+
+
+def _rewrites_evidence(url: str) -> None:
+    engine = create_engine(url)
+    old = {"member_age": 7.0, "min_age": 18.0, "max_age": None, "cpt_code": "G0438"}
+    new = {"age": "below min_age", "min_age": 18.0, "max_age": None, "cpt_code": "G0438"}
+    other = {"member_gender": "M", "code_gender": "F", "cpt_code": "59400"}
+    try:
+        migrate.upgrade(engine, "0003")
+        with Session(engine) as session, session.begin():
+            session.add(Workspace(id=1, name="w"))
+            session.flush()
+            hit = {
+                "workspace_id": 1,
+                "run_id": "r1",
+                "rule_version": "1",
+                "claim_type": "medical",
+                "claim_id": "C1",
+                "subject_type": "claim",
+                "subject_id": "C1",
+                "severity": 1.0,
+                "weight": 5.0,
+            }
+            session.add(RuleHit(**hit, rule_id="RULE-MED-008", claim_pk=1, evidence=old))
+            session.add(RuleHit(**hit, rule_id="RULE-MED-007", claim_pk=2, evidence=other))
+            samples = [{"claim_id": "C1", "evidence": old}]
+            session.add(
+                InvestigationCase(
+                    id=1,
+                    case_number="CASE-000001",
+                    workspace_id=1,
+                    subject_type="provider",
+                    subject_id="P1",
+                    risk_score=80.0,
+                    risk_level="high",
+                    explanation={"rules": [{"rule_id": "RULE-MED-008", "samples": samples}]},
+                    run_id="r1",
+                    evidence_hash="h",
+                )
+            )
+
+        migrate.upgrade(engine)
+
+        with Session(engine) as session:
+            evidence = dict(session.execute(select(RuleHit.rule_id, RuleHit.evidence)).all())
+            explanation = session.scalars(select(InvestigationCase.explanation)).one()
+        assert evidence == {"RULE-MED-008": new, "RULE-MED-007": other}
+        assert explanation["rules"][0]["samples"] == [{"claim_id": "C1", "evidence": new}]
     finally:
         engine.dispose()
