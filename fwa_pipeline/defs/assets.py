@@ -669,11 +669,16 @@ def investigation_cases(
                 )
             except RunSupersededError as superseded:  # rolls the whole commit back
                 raise dg.Failure(str(superseded)) from superseded
-        # The copy is a cache: a failure to write it costs the next run a read, not this run.
-        if staged is not None and staged.exception() is None:
-            make_current(directory, context.run.run_id)
-        elif staged is not None:
-            context.log.warning(f"peer history copy not written: {staged.exception()!r}")
+        # The copy is a cache: a failure to write it, or to make it current once the run has
+        # committed, costs the next run a read, not this run.
+        failure = staged.exception() if staged is not None else None
+        if staged is not None and failure is None:
+            try:
+                make_current(directory, context.run.run_id)
+            except OSError as exc:
+                failure = exc
+        if failure is not None:
+            context.log.warning(f"peer history copy not kept: {failure!r}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(open_cases),

@@ -474,3 +474,22 @@ def test_a_full_run_rescoring_a_case_without_evidence_keeps_it_open_at_zero(
     )
     assert pipeline.run(force_reprocess=True).success
     assert pipeline.query(case_of_p3, p=batch.P3) == [(case_id, "open", 100.0, "critical")]
+
+
+def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    processed_batch_one(pipeline)
+    pipeline.land(batch.batch_two())
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(assets, "make_current", full_disk)
+    committed = pipeline.run()
+    monkeypatch.undo()
+
+    # The run committed, so it succeeded; the next one rebuilds the copy from the store.
+    assert committed.success
+    assert pipeline.query("SELECT last_pipeline_run_id FROM workspaces") == [(committed.run_id,)]
+    assert_the_next_batch_runs(pipeline)
