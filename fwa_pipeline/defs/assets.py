@@ -64,6 +64,7 @@ from fwa_pipeline.store.cases import upsert_cases, withdraw_unsupported_cases
 from fwa_pipeline.store.claims import (
     CLAIM_TABLES,
     has_processed_batches,
+    held_claim_ids,
     last_run_id,
     read_history,
     read_labels,
@@ -291,8 +292,20 @@ def raw_claims(
     member_ids, provider_ids = reference_ids(
         engine, scope.workspace_id, scope.batch_ids, every_member=everything
     )
+    # Held claims are no history, but their ids are taken (a reprocess judges them anew).
+    taken = (
+        None
+        if everything
+        else {t: held_claim_ids(engine, t, scope.workspace_id) for t in CLAIM_TYPES}
+    )
     assessed = assess_quality(
-        frames["medical"], frames["pharmacy"], member_ids, provider_ids, config.quality, scope.as_of
+        frames["medical"],
+        frames["pharmacy"],
+        member_ids,
+        provider_ids,
+        config.quality,
+        scope.as_of,
+        taken,
     )
     result = new_claims_quality(assessed.issues, frames)
     frames["issues"] = result.issues

@@ -19,7 +19,7 @@ details name the column and the kind of problem, never a value (member ids are P
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -180,12 +180,17 @@ def _amount_columns() -> dict[str, pa.Column]:
     }
 
 
-def _duplicate_claim_id() -> pa.Check:
+def _duplicate_claim_id(taken: Collection[str]) -> pa.Check:
+    """A claim id is unique within the workspace (data contract): a later row repeating an
+    earlier one's is a duplicate, and so is one of ``taken``, ids of claims judged before and
+    not among the rows (held ones: history carries only the claims that passed)."""
+    taken_ids = _id_set(taken)
+
+    def unique(df: pd.DataFrame) -> pd.Series:
+        return _not_a_later_copy(df, ["claim_id"]) & ~_isin(df["claim_id"], taken_ids)
+
     return _check(
-        "duplicate_claim_id",
-        "claim_id already used by an earlier claim row",
-        lambda df: _not_a_later_copy(df, ["claim_id"]),
-        wide=True,
+        "duplicate_claim_id", "claim_id already used by an earlier claim", unique, wide=True
     )
 
 
@@ -197,10 +202,13 @@ def _optional() -> pa.Column:
     return pa.Column(nullable=True)
 
 
-def medical_schema(as_of: dt.date | None = None) -> pa.DataFrameSchema:
+def medical_schema(
+    as_of: dt.date | None = None, taken_claim_ids: Collection[str] = ()
+) -> pa.DataFrameSchema:
     """Conformance of a medical claim frame: required values, NPI, dates not after ``as_of``
     (today when None), amounts and units in range, and claim ids not reused (the later rows by
-    ``claim_pk``; the frame's index must be unique, as a fresh RangeIndex is)."""
+    ``claim_pk``, and any of ``taken_claim_ids``; the frame's index must be unique, as a fresh
+    RangeIndex is)."""
     return pa.DataFrameSchema(
         {
             "claim_pk": _required(),
@@ -215,12 +223,14 @@ def medical_schema(as_of: dt.date | None = None) -> pa.DataFrameSchema:
             "place_of_service": _optional(),
             **_amount_columns(),
         },
-        checks=[_duplicate_claim_id()],
+        checks=[_duplicate_claim_id(taken_claim_ids)],
         name="medical_claims",
     )
 
 
-def pharmacy_schema(as_of: dt.date | None = None) -> pa.DataFrameSchema:
+def pharmacy_schema(
+    as_of: dt.date | None = None, taken_claim_ids: Collection[str] = ()
+) -> pa.DataFrameSchema:
     """Conformance of a pharmacy claim frame (see :func:`medical_schema`)."""
     return pa.DataFrameSchema(
         {
@@ -243,7 +253,7 @@ def pharmacy_schema(as_of: dt.date | None = None) -> pa.DataFrameSchema:
             ),
             **_amount_columns(),
         },
-        checks=[_duplicate_claim_id()],
+        checks=[_duplicate_claim_id(taken_claim_ids)],
         name="pharmacy_claims",
     )
 
@@ -344,9 +354,11 @@ def quality_checks(
     member_ids: Collection[str],
     provider_ids: Collection[str],
     config: QualityConfig,
+    taken_claim_ids: Collection[str] = (),
 ) -> list[QualityCheck]:
     """Every quality check for ``claim_type``, errors first."""
-    conformance = medical_schema(as_of) if claim_type == "medical" else pharmacy_schema(as_of)
+    schema = medical_schema if claim_type == "medical" else pharmacy_schema
+    conformance = schema(as_of, taken_claim_ids)
     return [
         QualityCheck("conformance", claim_type, "error", conformance),
         QualityCheck(
@@ -440,11 +452,13 @@ def assess_quality(
     provider_ids: Collection[str],
     config: QualityConfig,
     as_of: dt.date | None,
+    taken_claim_ids: Mapping[ClaimType, Collection[str]] | None = None,
 ) -> QualityResult:
     """Run every quality check over both claim frames; the issues and the run's quality report.
 
     Duplicates (claim ids and service keys) are judged among the rows given, in landing order
-    (``claim_pk``): pass the history the check should see along with the new claims.
+    (``claim_pk``): pass the history the check should see along with the new claims, and per
+    claim type the ids of claims judged before that are not among them (``taken_claim_ids``).
     """
     frames: dict[ClaimType, pd.DataFrame] = {"medical": medical, "pharmacy": pharmacy}
     for claim_type, frame in frames.items():
@@ -461,6 +475,7 @@ def assess_quality(
             member_ids=member_ids,
             provider_ids=provider_ids,
             config=config,
+            taken_claim_ids=(taken_claim_ids or {}).get(claim_type, ()),
         )
         return [_issues_from(check, positional) for check in checks]
 

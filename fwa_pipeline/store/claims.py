@@ -204,6 +204,26 @@ def read_history(
     return pd.concat(frames, ignore_index=True).drop_duplicates("claim_pk", ignore_index=True)
 
 
+def held_claim_ids(source: Source, claim_type: str, workspace: int) -> list[str]:
+    """The claim ids of ``workspace``'s held claims. They are never history (rules see only the
+    claims that passed), but their ids are taken: a claim id is unique within a workspace."""
+    spec = CLAIM_TABLES[claim_type]
+    c = spec.table.c
+    statement = (
+        select(c.claim_id)
+        .join(
+            HeldClaim,
+            and_(
+                HeldClaim.workspace_id == workspace,
+                HeldClaim.claim_type == claim_type,
+                HeldClaim.claim_pk == c.id,
+            ),
+        )
+        .where(c.workspace_id == workspace)
+    )
+    return read_frame(source, statement)["claim_id"].tolist()
+
+
 def read_processed(source: Source, claim_type: str, workspace: int) -> pd.DataFrame:
     """Every processed claim of ``workspace`` (the peers' history, see ``defs.peers``)."""
     spec = CLAIM_TABLES[claim_type]

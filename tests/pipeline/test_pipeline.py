@@ -493,3 +493,26 @@ def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
     assert committed.success
     assert pipeline.query("SELECT last_pipeline_run_id FROM workspaces") == [(committed.run_id,)]
     assert_the_next_batch_runs(pipeline)
+
+
+def test_a_held_claims_id_is_taken_for_later_batches_as_for_a_reprocess(
+    pipeline: Pipeline,
+) -> None:
+    processed_batch_one(pipeline)  # MC-5 is held: its provider's NPI is invalid
+    pipeline.land({"medical_claims.csv": [batch.medical("MC-5", "M1", batch.P1, "2024-03-04")]})
+    held = (
+        "SELECT s.claim_id, k.reason FROM held_claims k JOIN claim_status s "
+        "ON s.claim_type = k.claim_type AND s.claim_pk = k.claim_pk ORDER BY s.claim_pk"
+    )
+
+    assert pipeline.run().success
+    incremental = pipeline.query(held)
+    assert pipeline.run(force_reprocess=True).success
+
+    # The claim id is unique within the workspace (data contract): the resubmission is a
+    # duplicate in both kinds of run.
+    assert incremental == pipeline.query(held)
+    assert [row for row in incremental if row[0] == "MC-5"] == [
+        ("MC-5", "invalid_npi,unknown_provider"),
+        ("MC-5", "duplicate_claim_id"),
+    ]

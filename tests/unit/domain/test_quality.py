@@ -374,6 +374,16 @@ def test_schema_without_as_of_means_today() -> None:
     medical_schema(dt.date.today() + dt.timedelta(days=1)).validate(frame)
 
 
+def test_a_claim_id_taken_by_a_claim_judged_before_is_a_duplicate() -> None:
+    frame = medical(3, claim_id=["MC1", "MC2", "MC2"])
+    with pytest.raises(pa.errors.SchemaErrors) as caught:
+        medical_schema(AS_OF, taken_claim_ids=["MC1", "GONE"]).validate(frame, lazy=True)
+    rows = caught.value.failure_cases.drop_duplicates(["check", "index"])
+    # MC1 is taken (a held claim of an earlier batch); the second MC2 repeats the first.
+    assert sorted(rows["index"]) == [0, 2]
+    medical_schema(AS_OF, taken_claim_ids=["GONE"]).validate(medical(2))
+
+
 def test_conformance_failures_as_an_asset_check_sees_them() -> None:
     frame = medical(4, claim_id=["A", "A", "A", "D"], units=[0, 1, 1, 1])
     with pytest.raises(pa.errors.SchemaErrors) as caught:
@@ -381,8 +391,8 @@ def test_conformance_failures_as_an_asset_check_sees_them() -> None:
     cases = caught.value.failure_cases
     rows = cases.drop_duplicates(["check", "index"])
     assert sorted(zip(rows["check"], rows["index"], strict=True)) == [
-        ("duplicate_claim_id: claim_id already used by an earlier claim row", 1),
-        ("duplicate_claim_id: claim_id already used by an earlier claim row", 2),
+        ("duplicate_claim_id: claim_id already used by an earlier claim", 1),
+        ("duplicate_claim_id: claim_id already used by an earlier claim", 2),
         ("invalid_units: must be at least 1", 0),
     ]
 
