@@ -116,6 +116,7 @@ class _Spooler:
         self.max_file_bytes = max_file_bytes
         # Given file name -> its spooled copy, in arrival order.
         self.files: dict[str, Path] = {}
+        self._parts = 0
         self.pending: list[tuple[BinaryIO, bytes]] = []
         self._open: list[BinaryIO] = []
         self._header_name = b""
@@ -162,12 +163,16 @@ class _Spooler:
         raw = options.get(b"filename")
         if not raw:
             raise _BadUpload("every part must be a file with a filename (a contract file name)")
-        if len(self.files) >= MAX_PARTS:
+        # Parts are counted, not names: a name can repeat (or look like a renamed repeat).
+        if self._parts >= MAX_PARTS:
             raise _BadUpload(f"more than {MAX_PARTS} files")
+        self._parts += 1
         name = raw.decode("utf-8", "replace")
         # A name given twice keeps both parts, so the loader reports the repetition.
-        key = name if name not in self.files else f"part{len(self.files) + 1}/{name}"
-        path = self.directory / f"{len(self.files)}.csv"  # never a client-chosen path
+        key = name
+        while key in self.files:
+            key = f"part{self._parts}/{key}"
+        path = self.directory / f"{self._parts}.csv"  # never a client-chosen path
         self._out = path.open("wb")
         self._open.append(self._out)
         self.files[key] = path

@@ -318,6 +318,14 @@ async def test_the_same_file_name_twice_is_reported(reject: Reject) -> None:
     assert "medical_claims.csv is given more than once" in body["detail"]
 
 
+async def test_repeated_names_count_as_files_toward_the_limit(reject: Reject) -> None:
+    # A name shaped like the key a repeat is kept under must not let repeats go uncounted.
+    claims = files()["medical_claims.csv"]
+    parts = [("part3/medical_claims.csv", claims)] + [("medical_claims.csv", claims)] * 40
+    body = await reject(parts, status=400)
+    assert body["detail"] == "more than 16 files"
+
+
 async def test_a_bad_workspace_name_is_refused(reject: Reject) -> None:
     body = await reject(files(), workspace="a b")
     assert "batch: the workspace name must be 1-64 letters" in body["detail"]
