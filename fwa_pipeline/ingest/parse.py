@@ -449,10 +449,14 @@ def _date(
     checker: _Checker, column: Column, values: pa.ChunkedArray, raw: pa.ChunkedArray
 ) -> pa.ChunkedArray | None:
     try:
-        # Arrow's cast accepts exactly YYYY-MM-DD calendar dates.
-        return pc.cast(values, pa.date32())
+        # Arrow's cast accepts exactly YYYY-MM-DD calendar dates, year 0 included, which no
+        # database or Python date holds.
+        dates = pc.cast(values, pa.date32())
     except pa.ArrowInvalid:
         pass
+    else:
+        year_zero = pc.less(pc.year(dates), 1)
+        return None if checker.flag(column, year_zero, "not a calendar date", raw) else dates
     # Which values, and why (failure path only): the shape, else not a calendar day.
     shape = _mismatch(values, "[0-9]{4}-[0-9]{2}-[0-9]{2}")
     if not checker.flag(column, shape, "not an ISO date (YYYY-MM-DD)", raw):
