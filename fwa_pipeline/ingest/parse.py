@@ -163,6 +163,10 @@ def _check_header(
                 f"the header has {len(header)} columns; the limit is {limits.max_columns}",
             )
         ]
+    # The rows are read from the header's second line: a header spanning two would shift them.
+    broken = [i for i, name in enumerate(header) if "\n" in name or "\r" in name]
+    if broken:
+        return [at_header(f"#{i + 1}", "a column name holds a line break") for i in broken]
     problems = [
         at_header(name, f"the column appears {header.count(name)} times in the header")
         for name in dict.fromkeys(header)

@@ -112,6 +112,14 @@ def test_duplicate_column_names(reject: Reject) -> None:
     )
 
 
+def test_a_column_name_with_a_line_break_is_refused_not_misread(reject: Reject) -> None:
+    batch = files()
+    batch["medical_claims.csv"] = b'"note\nx",' + batch["medical_claims.csv"]
+    message = reject(batch)
+    assert "medical_claims.csv, line 1, column #1: a column name holds a line break" in message
+    assert "expected an NPI" not in message  # the rows were not read a line out of step
+
+
 def test_row_with_the_wrong_number_of_fields(reject: Reject) -> None:
     batch = files()
     batch["providers.csv"] = batch["providers.csv"].replace(b"Main Street", b"Main, Street")
