@@ -21,8 +21,8 @@ from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
 from fwa_pipeline.defs.resources import StoreResource, run_config
 from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
-from fwa_pipeline.store.claims import batches_landed_after
-from fwa_pipeline.store.runs import mark_request, queued_requests
+from fwa_pipeline.store.claims import unconsumed_batches
+from fwa_pipeline.store.runs import queued_requests
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
 # The reconciliation re-reads this much before its cursor: run records are updated out of order.
@@ -47,10 +47,12 @@ def _new_partitions(
 def landed_batch_sensor(
     context: dg.SensorEvaluationContext, store: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    after = int(context.cursor or 0)
-    landed = batches_landed_after(store.engine(), after)
+    # Every unconsumed batch, each tick: no cursor on batch ids, since ids are taken when a load
+    # starts but seen when it commits, so a slow load can commit under a lower id than one
+    # already seen. Dagster makes one run per run key, however often it is requested.
+    landed = unconsumed_batches(store.engine())
     if not landed:
-        return dg.SkipReason(f"no batch landed after batch {after}")
+        return dg.SkipReason("no unconsumed batch")
     newest = {workspace: batch_id for batch_id, workspace in landed}  # the last one wins
     return dg.SensorResult(
         run_requests=[
@@ -63,7 +65,6 @@ def landed_batch_sensor(
             for workspace, batch_id in sorted(newest.items())
         ],
         dynamic_partitions_requests=_new_partitions(context.instance, set(newest)),
-        cursor=str(max(batch_id for batch_id, _ in landed)),
     )
 
 
@@ -77,13 +78,12 @@ def landed_batch_sensor(
 def pipeline_request_sensor(
     context: dg.SensorEvaluationContext, store: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    engine = store.engine()
-    queued = queued_requests(engine)
+    # A request stays queued until its run starts and links itself (``landed_batches``, or the
+    # run mirror): marking it here would strand it if this tick's runs were never created.
+    # Requested again each tick meanwhile, it still makes one run: its run key is its job id.
+    queued = queued_requests(store.engine())
     if not queued:
         return dg.SkipReason("no queued pipeline request")
-    with engine.begin() as connection:
-        for job_id, _, _ in queued:
-            mark_request(connection, job_id, status="launched")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

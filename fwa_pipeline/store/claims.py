@@ -360,14 +360,13 @@ def read_rule_hit_keys(source: Source, workspace: int) -> pd.DataFrame:
     )
 
 
-def batches_landed_after(source: Source, after_batch_id: int) -> list[tuple[int, str]]:
-    """(batch id, workspace name) of unconsumed batches with an id above ``after_batch_id``,
-    oldest first."""
+def unconsumed_batches(source: Source) -> list[tuple[int, str]]:
+    """(batch id, workspace name) of the batches no run has consumed, oldest first."""
     frame = read_frame(
         source,
         select(Batch.id.label("batch_id"), Workspace.name)
         .join(Workspace, Workspace.id == Batch.workspace_id)
-        .where(Batch.id > after_batch_id, Batch.processed_run_id.is_(None))
+        .where(Batch.processed_run_id.is_(None))
         .order_by(Batch.id),
     )
     return [(int(b), str(n)) for b, n in zip(frame["batch_id"], frame["name"], strict=True)]

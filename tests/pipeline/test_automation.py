@@ -29,9 +29,9 @@ from tests.pipeline import batch
 from tests.pipeline.conftest import WORKSPACE, Pipeline, sensor_named, status_context
 
 
-def tick(sensor: dg.SensorDefinition, pipeline: Pipeline, cursor: str | None = None) -> object:
+def tick(sensor: dg.SensorDefinition, pipeline: Pipeline) -> object:
     context = dg.build_sensor_context(
-        instance=pipeline.instance, cursor=cursor, resources={"store": pipeline.store}
+        instance=pipeline.instance, resources={"store": pipeline.store}
     )
     return sensor(context)
 
@@ -67,12 +67,14 @@ def test_a_landed_batch_adds_its_partition_and_requests_one_run(pipeline: Pipeli
     assert request.run_key == f"batch-{first}"
     (add,) = result.dynamic_partitions_requests
     assert add.partitions_def_name == WORKSPACES.name and list(add.partition_keys) == [WORKSPACE]
-    assert result.cursor == str(first)
-    # Nothing new: no request. Two batches in one workspace: one run, keyed by the newer.
-    assert isinstance(tick(landed_batch_sensor, pipeline, result.cursor), dg.SkipReason)
+    # Nothing new: the same run key again, which Dagster turns into no second run.
+    again = tick(landed_batch_sensor, pipeline)
+    assert isinstance(again, dg.SensorResult)
+    assert [r.run_key for r in again.run_requests] == [f"batch-{first}"]
+    # Two batches in one workspace: one run, keyed by the newer.
     second = pipeline.land(batch.batch_two())
     third = pipeline.land(batch.batch_one(), workspace="globex")
-    later = tick(landed_batch_sensor, pipeline, result.cursor)
+    later = tick(landed_batch_sensor, pipeline)
     assert isinstance(later, dg.SensorResult)
     assert sorted((r.partition_key, r.run_key) for r in later.run_requests) == [
         (WORKSPACE, f"batch-{second}"),
@@ -107,13 +109,19 @@ def test_an_enqueued_job_runs_and_reports_its_status(pipeline: Pipeline) -> None
     (request,) = result.run_requests
     assert request.run_key == f"request-{job_id}"
     assert request.tags[JOB_ID_TAG] == job_id
-    assert get_request(pipeline.engine, job_id).status == "launched"
-    assert isinstance(tick(pipeline_request_sensor, pipeline), dg.SkipReason)
+    # Queued until its run starts: a tick whose run was never created strands nothing, and
+    # the next tick asks again under the same run key (one run, however often asked).
+    assert get_request(pipeline.engine, job_id).status == "queued"
+    again = tick(pipeline_request_sensor, pipeline)
+    assert isinstance(again, dg.SensorResult)
+    assert [r.run_key for r in again.run_requests] == [f"request-{job_id}"]
 
     run = launch(pipeline, result)
 
     assert run.success
+    assert get_request(pipeline.engine, job_id).status == "launched"
     assert get_request(pipeline.engine, job_id).dagster_run_id == run.run_id
+    assert isinstance(tick(pipeline_request_sensor, pipeline), dg.SkipReason)
     status = job_status(pipeline.engine, pipeline.instance, job_id)
     assert status is not None
     assert status.status == "success" and status.phase == "done" and status.errors == []

@@ -18,6 +18,7 @@ import dagster as dg
 import psycopg
 import pytest
 from dagster import DagsterEventType
+from sqlalchemy import text
 
 from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_reconciliation
@@ -33,6 +34,7 @@ from tests.pipeline.conftest import (
     sensor_named,
     status_context,
 )
+from tests.pipeline.test_automation import tick
 from tests.pipeline.test_synthetic import split_latest
 
 pytestmark = pytest.mark.postgres
@@ -227,3 +229,39 @@ def test_a_killed_run_run_again_gives_the_clean_result(
 
     assert again.returncode == 0, again.stderr
     assert pg_pipeline.outcome() == pg_pipeline.outcome("clean")
+
+
+def test_a_batch_committed_after_a_later_one_still_gets_its_run(pg_pipeline: Pipeline) -> None:
+    """Batch ids are taken when a load starts and seen when it commits: a slow load into one
+    workspace can commit after a quick one into another took the next id."""
+    pg_pipeline.land(batch.batch_one(), workspace="globex")
+    pg_pipeline.run("globex")
+    with pg_pipeline.engine.connect() as slow:  # a load into globex, still going
+        transaction = slow.begin()
+        slow_batch = slow.execute(
+            text(
+                "INSERT INTO batches (workspace_id, source, landed_at, files, warnings) "
+                "SELECT id, 'cli', now(), '{}', '[]' FROM workspaces WHERE name = 'globex' "
+                "RETURNING id"
+            )
+        ).scalar_one()
+        quick_batch = pg_pipeline.land(batch.batch_one())  # into acme, committed first
+        assert quick_batch > slow_batch
+        seen = tick(landed_batch_sensor, pg_pipeline)
+        assert isinstance(seen, dg.SensorResult)
+        assert [r.run_key for r in seen.run_requests] == [f"batch-{quick_batch}"]
+        transaction.commit()
+
+    # The next tick as the daemon runs it: with whatever cursor the last one left.
+    later = landed_batch_sensor(
+        dg.build_sensor_context(
+            instance=pg_pipeline.instance,
+            cursor=seen.cursor,
+            resources={"store": pg_pipeline.store},
+        )
+    )
+
+    assert isinstance(later, dg.SensorResult)
+    assert sorted(r.run_key for r in later.run_requests) == sorted(
+        [f"batch-{quick_batch}", f"batch-{slow_batch}"]
+    )
