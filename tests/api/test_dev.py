@@ -154,7 +154,9 @@ def test_fwa_dev_runs_the_stack_and_stops_all_of_it(stack: Stack, tmp_path: Path
         landed = http.post("/api/uploads", params=params, files=files)
         assert landed.status_code == 201, landed.text
 
-        enqueued = http.post("/api/pipeline/enqueue", params=params, json={})
+        # Reprocessing: the batch sensor may run the upload's batch first (runs of a workspace
+        # queue one at a time), and the job's own run must have claims to report either way.
+        enqueued = http.post("/api/pipeline/enqueue", params=params, json={"force_reprocess": True})
         assert enqueued.status_code == 202, enqueued.text
         job_id = enqueued.json()["job_id"]
 
