@@ -186,4 +186,24 @@ def reconcile(
     for run_id in sorted(run_ids):
         if mirror_run(engine, instance, run_id) is not None:
             mirrored += 1
+        elif run_id in open_ids and instance.get_run_record_by_id(run_id) is None:
+            _fail_lost_run(engine, run_id)
+            mirrored += 1
     return mirrored
+
+
+def _fail_lost_run(engine: Engine, run_id: str) -> None:
+    """A ``PipelineRun`` row still open whose Dagster run was deleted: nothing will ever end it
+    (its commit, had it happened, would have left the row final)."""
+    with engine.begin() as connection:
+        row = connection.execute(
+            select(PipelineRun.workspace_id, PipelineRun.stats).where(PipelineRun.run_id == run_id)
+        ).one()
+        upsert_run(
+            connection,
+            run_id,
+            row.workspace_id,
+            status="failure",
+            completed_at=dt.datetime.now(dt.UTC),
+            stats={**(row.stats or {}), "failure": "the Dagster run was deleted"},
+        )

@@ -295,3 +295,19 @@ def test_the_nightly_schedule_reprocesses_every_workspace() -> None:
     assert all(
         r.run_config["resources"]["pipeline_config"]["config"]["force_reprocess"] for r in requests
     )
+
+
+def test_reconciliation_ends_a_run_whose_dagster_record_was_deleted(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    result = pipeline.run()
+    # Deleted from Dagster (the UI's "delete run") while its row still read running.
+    with pipeline.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE pipeline_runs SET status = 'running'")
+    pipeline.instance.delete_run(result.run_id)
+
+    reconcile(pipeline.engine, pipeline.instance)
+
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.status == "failure" and row.completed_at is not None
+    assert row.stats["failure"] == "the Dagster run was deleted"
+    assert row.stats["claims_in"] == 9  # what it had recorded stays
