@@ -30,7 +30,7 @@ from fwa_pipeline.defs.partitions import (
 )
 from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig
 from fwa_pipeline.store.claims import workspace_id
-from fwa_pipeline.store.models import PipelineRun
+from fwa_pipeline.store.models import PipelineRun, utcnow
 from fwa_pipeline.store.runs import FINAL_STATUSES, as_utc, get_run, mark_request, upsert_run
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,6 @@ def _fail_lost_run(engine: Engine, run_id: str) -> None:
             run_id,
             row.workspace_id,
             status="failure",
-            completed_at=dt.datetime.now(dt.UTC),
+            completed_at=utcnow(),
             stats={**(row.stats or {}), "failure": "the Dagster run was deleted"},
         )

@@ -65,6 +65,13 @@ def finish_workspace_run(
     transaction rolls back: the run's results rest on a history that is no longer the
     store's. The check and the update are one statement, so of two concurrent commits the
     second waits for the first and then finds the workspace moved on."""
+    if batch_ids:
+        connection.execute(
+            update(Batch)
+            .where(Batch.workspace_id == workspace_id, Batch.id.in_(list(batch_ids)))
+            .values(processed_run_id=run_id)
+        )
+    # Read after the batches above: reprocessing is due only for a batch no run consumed.
     waiting = exists().where(Batch.workspace_id == workspace_id, Batch.processed_run_id.is_(None))
     moved = connection.execute(
         update(Workspace)
@@ -76,26 +83,18 @@ def finish_workspace_run(
                 Workspace.last_pipeline_run_id == run_id,
             ),
         )
-        .values(last_pipeline_run_at=utcnow(), last_pipeline_run_id=run_id)
+        .values(
+            last_pipeline_run_at=utcnow(),
+            last_pipeline_run_id=run_id,
+            needs_reprocessing=select(waiting).scalar_subquery(),
+        )
     )
-    if moved.rowcount != 1:
+    if moved.rowcount != 1:  # raising rolls the batches above back with the caller's commit
         raise RunSupersededError(
             f"another run of this workspace committed after run {run_id} chose its batches "
             "(the workspace's last run is no longer "
             f"{after or 'none'}): nothing of this run was kept; run the whole pipeline again"
         )
-    if batch_ids:
-        connection.execute(
-            update(Batch)
-            .where(Batch.workspace_id == workspace_id, Batch.id.in_(list(batch_ids)))
-            .values(processed_run_id=run_id)
-        )
-    # After the batches: the workspace needs reprocessing only for a batch no run consumed.
-    connection.execute(
-        update(Workspace)
-        .where(Workspace.id == workspace_id)
-        .values(needs_reprocessing=select(waiting).scalar_subquery())
-    )
 
 
 # --------------------------------------------------------------------------- requests
