@@ -3,8 +3,7 @@ real Dagster instance, so the run shows in the Dagster UI like any other, then m
 ``PipelineRun`` without waiting for the daemon's sensors."""
 
 import datetime as dt
-import os
-import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,7 @@ import dagster as dg
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.partitions import HOST_TAG, PID_TAG, ensure_partition, run_tags
+from fwa_pipeline.defs.partitions import ensure_partition, process_tags, run_tags
 from fwa_pipeline.defs.resources import StoreResource, run_config
 from fwa_pipeline.defs.run_mirror import mirror_run
 
@@ -48,6 +47,7 @@ def run_pipeline(
     instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
     defs = build_defs(resource_overrides={"store": store})
     ensure_partition(instance, workspace)
+    run_id = str(uuid.uuid4())  # known before the run starts, for its process tags
     result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(
         instance=instance,
         partition_key=workspace,
@@ -58,10 +58,10 @@ def run_pipeline(
         },
         tags={
             **run_tags(workspace, trigger),
-            HOST_TAG: socket.gethostname(),
-            PID_TAG: str(os.getpid()),
+            **process_tags(run_id),
             **(tags or {}),
         },
+        run_id=run_id,
         raise_on_error=False,
     )
     status = mirror_run(store.engine(), instance, result.run_id)

@@ -4,6 +4,9 @@ partition is added when its first batch is seen (a workspace name is a valid par
 
 from __future__ import annotations
 
+import os
+import socket
+
 import dagster as dg
 
 WORKSPACES = dg.DynamicPartitionsDefinition(name="workspaces")
@@ -12,10 +15,13 @@ WORKSPACES = dg.DynamicPartitionsDefinition(name="workspaces")
 WORKSPACE_TAG = "fwa/workspace"
 JOB_ID_TAG = "fwa/job_id"  # the PipelineRequest that asked for the run
 TRIGGER_TAG = "fwa/trigger"  # cli | demo | batch_sensor | request_sensor | nightly
-# Host and pid of a process running a run in-process (fwa run/demo): a run whose process died
-# without the daemon to notice is failed by the reconciliation (run_mirror.fail_orphaned_runs).
+# Host and pid of a process running a run in-process (fwa run/demo), and the run they were
+# recorded for: a run whose process died without the daemon to notice is failed by the
+# reconciliation (run_mirror.fail_orphaned_runs). A re-execution from the UI copies its parent's
+# tags but runs elsewhere; PID_RUN_TAG names the parent, so its pid is not taken for the copy's.
 HOST_TAG = "fwa/host"
 PID_TAG = "fwa/pid"
+PID_RUN_TAG = "fwa/pid_run"
 PARTITION_TAG = "dagster/partition"
 
 
@@ -24,6 +30,17 @@ def run_tags(workspace: str, trigger: str, job_id: str | None = None) -> dict[st
     if job_id is not None:
         tags[JOB_ID_TAG] = job_id
     return tags
+
+
+def process_tags(run_id: str) -> dict[str, str]:
+    """The tags of run ``run_id`` executed in this process."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), PID_RUN_TAG: run_id}
+
+
+def process_of(run: dg.DagsterRun) -> int | None:
+    """The pid of the process executing ``run`` in-process, if its tags were set for it."""
+    pid = run.tags.get(PID_TAG, "")
+    return int(pid) if pid.isdigit() and run.tags.get(PID_RUN_TAG) == run.run_id else None
 
 
 def ensure_partition(instance: dg.DagsterInstance, workspace: str) -> None:

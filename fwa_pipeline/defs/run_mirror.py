@@ -25,8 +25,8 @@ from fwa_pipeline.defs.partitions import (
     HOST_TAG,
     JOB_ID_TAG,
     PARTITION_TAG,
-    PID_TAG,
     WORKSPACE_TAG,
+    process_of,
 )
 from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig
 from fwa_pipeline.store.claims import workspace_id
@@ -153,8 +153,8 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     failed = []
     for record in records:
         run = record.dagster_run
-        pid = run.tags.get(PID_TAG, "")
-        if pid.isdigit() and not _alive(int(pid)):
+        pid = process_of(run)
+        if pid is not None and not _alive(pid):
             instance.report_run_failed(run, message=f"the process running it (pid {pid}) is gone")
             failed.append(run.run_id)
     return failed

@@ -4,7 +4,6 @@ Dagster instance."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import subprocess
 import sys
 import uuid
@@ -15,7 +14,13 @@ from dagster import DagsterEventType, DagsterRunStatus
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.partitions import HOST_TAG, JOB_ID_TAG, PARTITION_TAG, PID_TAG, WORKSPACES
+from fwa_pipeline.defs.partitions import (
+    JOB_ID_TAG,
+    PARTITION_TAG,
+    PID_TAG,
+    WORKSPACES,
+    process_tags,
+)
 from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.schedules import nightly_rescore
 from fwa_pipeline.defs.sensors import (
@@ -248,32 +253,53 @@ def test_reconciliation_catches_what_the_sensors_missed(pipeline: Pipeline) -> N
     assert get_run(pipeline.engine, result.run_id).status == "success"
 
 
-def test_reconciliation_fails_a_run_whose_process_died(pipeline: Pipeline) -> None:
-    pipeline.land(batch.batch_one())
+def dead_pid() -> str:
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
         text=True,
         check=True,
     )
-    run = pipeline.instance.add_run(
+    return gone.stdout.strip()
+
+
+def started_run(pipeline: Pipeline, run_id: str, tags: dict[str, str]) -> dg.DagsterRun:
+    """A run as the instance holds it while a process executes it."""
+    return pipeline.instance.add_run(
         dg.DagsterRun(
             job_name=PIPELINE_JOB,
-            run_id=str(uuid.uuid4()),
-            tags={
-                PARTITION_TAG: WORKSPACE,
-                HOST_TAG: socket.gethostname(),
-                PID_TAG: gone.stdout.strip(),
-            },
+            run_id=run_id,
+            tags={PARTITION_TAG: WORKSPACE, **tags},
             status=DagsterRunStatus.STARTED,
         )
     )
+
+
+def test_reconciliation_fails_a_run_whose_process_died(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    run_id = str(uuid.uuid4())
+    run = started_run(pipeline, run_id, {**process_tags(run_id), PID_TAG: dead_pid()})
 
     reconcile(pipeline.engine, pipeline.instance)
 
     assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
     row = get_run(pipeline.engine, run.run_id)
     assert row is not None and row.status == "failure"
+
+
+def test_reconciliation_leaves_a_reexecution_that_copied_a_dead_runs_tags(
+    pipeline: Pipeline,
+) -> None:
+    # Re-executed from the UI: the parent's tags (its dead process's pid among them) are
+    # copied, but the daemon's run worker executes it.
+    pipeline.land(batch.batch_one())
+    parent = str(uuid.uuid4())
+    tags = {**process_tags(parent), PID_TAG: dead_pid(), "dagster/parent_run_id": parent}
+    run = started_run(pipeline, str(uuid.uuid4()), tags)
+
+    reconcile(pipeline.engine, pipeline.instance)
+
+    assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
 
 
 # --------------------------------------------------------------------------- schedule
