@@ -14,6 +14,8 @@ Synthesises ``claims x (1 + batch-share)`` claims (sorted by date) and splits th
 * empty run: the same job once more with nothing landed: what a run of this asset graph costs
   however little it processes (Dagster's per-step and per-run work, and each step's fixed
   reads), the floor under any batch's time; and what the batch and the full run cost above it;
+* Dagster's floor: the same asset graph (keys, dependencies, checks, partition) with steps
+  that do nothing, on the same instance: the part of any run that is Dagster's alone;
 
 with the targets (full < 60 s, full <= 3x the floor, 1% <= 5% of full) and each run's step
 times. ``--dagster postgres`` (default) keeps Dagster's runs and events in PostgreSQL with the
@@ -38,9 +40,11 @@ import pandas as pd
 import psycopg
 from sqlalchemy.orm import Session
 
-from fwa_pipeline.defs.assets import flagged_claims
+from fwa_pipeline.definitions import build_defs
+from fwa_pipeline.defs.assets import ASSETS, flagged_claims
 from fwa_pipeline.defs.io import load
 from fwa_pipeline.defs.launch import run_pipeline
+from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.cases import case_proposals
 from fwa_pipeline.domain.config import default_config
@@ -123,6 +127,12 @@ def main() -> None:
                 f"{full_s - empty_s:.1f} s ({(batch_s - empty_s) / (full_s - empty_s):.1%})"
             )
 
+            dagster_s = dagster_floor(dagster)
+            print(
+                f"\nDagster's floor (the same {len(ASSETS)} assets, each doing nothing): "
+                f"{dagster_s:.2f} s, {dagster_s / full_s:.1%} of the full run"
+            )
+
             print("\ntargets")
             verdict("full run < 60 s", full_s < 60, f"{full_s:.1f} s")
             verdict("full run <= 3x I/O floor", full_s <= 3 * floor_s, f"{full_s / floor_s:.2f}x")
@@ -167,6 +177,44 @@ def instance(kind: str, admin_dsn: str, database: str, tmp: Path) -> Iterator[dg
     shutil.copy(ROOT / "dagster_home" / "production" / "dagster.yaml", home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as production:
         yield production
+
+
+def dagster_floor(dagster: dg.DagsterInstance, runs: int = 3) -> float:
+    """The median time of the pipeline's asset graph run with steps that do nothing: the same
+    keys, dependencies, checks and partitions, on the same instance and workspace partition."""
+    graph = build_defs().resolve_asset_graph()
+
+    def no_op(key: dg.AssetKey) -> dg.AssetsDefinition:
+        node = graph.get(key)
+        checks = [dg.AssetCheckSpec(c.name, asset=key) for c in node.check_keys]
+
+        @dg.asset(
+            key=key,
+            deps=list(node.parent_keys),
+            partitions_def=WORKSPACES,
+            check_specs=checks,
+        )
+        def _step() -> Iterator[dg.MaterializeResult]:
+            yield dg.MaterializeResult(
+                check_results=[dg.AssetCheckResult(check_name=c.name, passed=True) for c in checks]
+            )
+
+        return _step
+
+    job = dg.Definitions(
+        assets=[no_op(key) for key in graph.materializable_asset_keys],
+        jobs=[dg.define_asset_job("dagster_floor", executor_def=dg.in_process_executor)],
+    ).resolve_job_def("dagster_floor")
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        job.execute_in_process(
+            instance=dagster,
+            partition_key=WORKSPACE,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
 
 
 def split(source: Path, tmp: Path, extra: int) -> tuple[Path, Path]:
