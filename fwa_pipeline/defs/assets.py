@@ -430,17 +430,6 @@ def enriched_claims(
     )
 
 
-# Members as the peer history is enriched: none (peer rules read no member attribute).
-MEMBERLESS = pd.DataFrame(
-    {
-        "member_id": pd.Series(dtype=str),
-        "gender": pd.Series(dtype=str),
-        "date_of_birth": pd.Series(dtype="datetime64[us]"),
-        "date_of_death": pd.Series(dtype="datetime64[us]"),
-    }
-)
-
-
 def peer_frames(
     context: dg.AssetExecutionContext,
     store: StoreResource,
@@ -479,13 +468,13 @@ def peer_frames(
         if recent.empty:
             continue
         # Peer rules read no member attribute: the history is enriched without members.
-        history = enrich(t, recent, MEMBERLESS, reference_data)
+        history = enrich(t, recent, None, reference_data)
         frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
     return frames
 
 
 def enrich(
-    claim_type: str, claims: pd.DataFrame, members: pd.DataFrame, reference: Frames
+    claim_type: str, claims: pd.DataFrame, members: pd.DataFrame | None, reference: Frames
 ) -> pd.DataFrame:
     if claim_type == "medical":
         return enrich_medical(claims, members, reference["providers"], reference["cpt_reference"])

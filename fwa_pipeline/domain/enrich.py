@@ -1,6 +1,9 @@
 """Enrichment: join claims to members, providers and the code references, so rules read plain
 columns. Dates of birth are turned into an age at service and dropped here: no rule needs PHI.
 
+``members`` None enriches without member columns (the peer history: peer rules read no member
+attribute, and a million ages would be computed for nothing).
+
 Input claim frames carry the store's columns (``claim_pk`` is the surrogate ``id``) with dates as
 ``datetime64`` and an ``in_scope`` flag (new claims vs. look-back history).
 """
@@ -87,7 +90,11 @@ def _providers(providers: pd.DataFrame, prefix: str) -> pd.DataFrame:
     return out.rename(columns={"provider_id": f"{prefix}_id"}).assign(**{f"{prefix}_known": True})
 
 
-def _with_members(claims: pd.DataFrame, members: pd.DataFrame, date_column: str) -> pd.DataFrame:
+def _with_members(
+    claims: pd.DataFrame, members: pd.DataFrame | None, date_column: str
+) -> pd.DataFrame:
+    if members is None:  # no member columns at all: a rule reading one fails loudly
+        return claims
     out = _lookup(claims, _members(members), "member_id")
     out["member_known"] = out["member_known"].fillna(False).astype(bool)
     out["member_age"] = age_on(out.pop("date_of_birth"), out[date_column])
@@ -96,7 +103,7 @@ def _with_members(claims: pd.DataFrame, members: pd.DataFrame, date_column: str)
 
 def enrich_medical(
     claims: pd.DataFrame,
-    members: pd.DataFrame,
+    members: pd.DataFrame | None,
     providers: pd.DataFrame,
     cpt_reference: pd.DataFrame,
 ) -> pd.DataFrame:
@@ -117,7 +124,7 @@ def benzodiazepine_mask(drug_names: pd.Series, stems: Sequence[str]) -> pd.Serie
 
 def enrich_pharmacy(
     claims: pd.DataFrame,
-    members: pd.DataFrame,
+    members: pd.DataFrame | None,
     providers: pd.DataFrame,
     ndc_reference: pd.DataFrame,
     benzodiazepine_stems: Sequence[str],
