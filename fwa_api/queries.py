@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session, load_only
 
@@ -137,6 +137,8 @@ class RuleCount(BaseModel):
 
 
 class CaseHit(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     rule_id: str
     rule_version: str
     run_id: str
@@ -147,6 +149,11 @@ class CaseHit(BaseModel):
     severity: float
     weight: float
     evidence: dict[str, Any]
+
+    @field_validator("evidence", mode="before")
+    @classmethod
+    def _no_evidence(cls, value: Any) -> Any:
+        return value or {}
 
 
 class CaseEventOut(BaseModel):
@@ -272,21 +279,7 @@ def case_detail(
             for rule_id, count, severity in per_rule
         ],
         hit_count=sum(count for _, count, _ in per_rule),
-        hits=[
-            CaseHit(
-                rule_id=h.rule_id,
-                rule_version=h.rule_version,
-                run_id=h.run_id,
-                claim_type=h.claim_type,
-                claim_id=h.claim_id,
-                subject_type=h.subject_type,
-                subject_id=h.subject_id,
-                severity=h.severity,
-                weight=h.weight,
-                evidence=h.evidence or {},
-            )
-            for h in hits
-        ],
+        hits=[CaseHit.model_validate(h) for h in hits],
         history=[CaseEventOut.of(event) for event in history],
     )
 

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, func, select
 
 from fwa_api.agents.llm import Message
@@ -27,6 +27,8 @@ TITLE_CHARS = 60
 
 
 class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     role: str
     content: str
@@ -163,18 +165,7 @@ def _owned(session: Any, workspace_id: int, session_id: str) -> ChatSession:
 def get_session(engine: Engine, workspace_id: int, session_id: str) -> SessionDetail:
     with session_scope(engine) as session:
         row = _owned(session, workspace_id, session_id)
-        messages = [
-            MessageOut(
-                id=m.id,
-                role=m.role,
-                content=m.content,
-                sources_cited=m.sources_cited,
-                model_used=m.model_used,
-                confidence=m.confidence,
-                created_at=m.created_at,
-            )
-            for m in row.messages
-        ]
+        messages = [MessageOut.model_validate(m) for m in row.messages]
         return SessionDetail(**_out(session, row, len(messages)).model_dump(), messages=messages)
 
 
