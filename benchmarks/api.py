@@ -259,6 +259,7 @@ def case_proposals(count: int) -> Any:
                 "flagged_paid": rng.uniform(500, 70_000),
                 "claims": [],
                 "evidence_hash": f"bench-{n}",
+                "qualifies": True,
             }
         )
     return pd.DataFrame(rows)

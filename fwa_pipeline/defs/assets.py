@@ -60,7 +60,11 @@ from fwa_pipeline.domain.quality import (
 from fwa_pipeline.domain.rules import RuleContext, evaluate
 from fwa_pipeline.domain.scoring import HIT_COLUMNS, ordered_levels, score_claims
 from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
-from fwa_pipeline.store.cases import upsert_cases, withdraw_unsupported_cases
+from fwa_pipeline.store.cases import (
+    open_case_subjects,
+    upsert_cases,
+    withdraw_unsupported_cases,
+)
 from fwa_pipeline.store.claims import (
     CLAIM_TABLES,
     has_processed_batches,
@@ -592,6 +596,8 @@ def investigation_cases(
     covers_all = pipeline_config.force_reprocess or scope.fresh
     directory = peer_history_dir(store.io_dir(), context.partition_key)
     before = None if covers_all else cached_processed(directory, scope.last_run_id)
+    with store.engine().connect() as connection:  # rescored whatever their score now
+        open_subjects = open_case_subjects(connection, scope.workspace_id)
     with ThreadPoolExecutor(2) as background:
         # The next run's copy of the processed claims is written while PostgreSQL commits this
         # one (the commit mostly waits on the database): a million rows take ~0.4 s. It becomes
@@ -619,6 +625,7 @@ def investigation_cases(
                 claim_scores.copy(),
                 config,
                 subjects.copy(),
+                open_subjects,
             )
             if covers_all
             else None
@@ -639,7 +646,7 @@ def investigation_cases(
             else:  # a subject's case is rebuilt from all its stored evidence, not only the new
                 inputs = load_case_inputs(connection, scope.workspace_id, subjects)
                 proposals = case_proposals(
-                    inputs.hits, inputs.claims, inputs.scores, config, subjects
+                    inputs.hits, inputs.claims, inputs.scores, config, subjects, open_subjects
                 )
             with Session(bind=connection) as session:
                 upserted = upsert_cases(session, scope.workspace_id, context.run.run_id, proposals)

@@ -67,6 +67,9 @@ PROPOSAL_COLUMNS = [
     "flagged_paid",
     "claims",
     "evidence_hash",
+    # The subject deserves a case of its own (case_min_level or an override); False: only its
+    # open case is rescored (see case_proposals' open_subjects), none is opened.
+    "qualifies",
 ]
 ENTITY_SCORE_FORMULA = (
     "min(max_score, max_claim_score + entity_dollar_weight * max_score * "
@@ -159,8 +162,12 @@ def case_proposals(
     claim_scores: pd.DataFrame,
     config: PipelineConfig,
     subjects: pd.DataFrame | None = None,
+    open_subjects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per subject that deserves a case (``PROPOSAL_COLUMNS``), highest score first.
+    """One row per subject that deserves a case (``PROPOSAL_COLUMNS``), highest score first,
+    and per subject of ``open_subjects`` (those with an open case) with a hit whatever its
+    score, so that a case whose score fell below ``case_min_level`` is rescored, not left at
+    its old one; ``qualifies`` tells the two apart.
 
     ``hits``: rule hits (``HIT_FRAME_COLUMNS``), all of them for the subjects concerned, not just
     a run's new ones. ``claims``: ``CLAIM_COLUMNS`` of every claim with a hit. ``claim_scores``:
@@ -180,7 +187,9 @@ def case_proposals(
         [*SUBJECT, "rule_id", *CLAIM_KEY]
     )
     entities = _entity_scores(findings, claim_scores, config)
-    entities = entities[_qualifies(entities, config)]
+    qualifies = _qualifies(entities, config)
+    kept = qualifies | _among(entities, open_subjects)
+    entities = entities[kept].assign(qualifies=qualifies[kept])
     if entities.empty:
         return empty_proposals()
     findings = findings.merge(entities[SUBJECT], on=SUBJECT)
@@ -228,6 +237,15 @@ def _qualifies(entities: pd.DataFrame, config: PipelineConfig) -> pd.Series:
     rank = {level: i for i, level in enumerate(ordered_levels(config.scoring.bands))}
     reaches = entities["risk_level"].map(rank) >= rank[config.scoring.case_min_level]
     return reaches | entities["override"].notna()
+
+
+def _among(entities: pd.DataFrame, subjects: pd.DataFrame | None) -> pd.Series:
+    if subjects is None or subjects.empty:
+        return pd.Series(False, index=entities.index)
+    wanted = pd.MultiIndex.from_frame(subjects[SUBJECT].astype(str))
+    return pd.Series(
+        pd.MultiIndex.from_frame(entities[SUBJECT].astype(str)).isin(wanted), index=entities.index
+    )
 
 
 def _evidence_hashes(findings: pd.DataFrame) -> dict[tuple[Hashable, ...], str]:
@@ -339,6 +357,7 @@ def _build(entities: pd.DataFrame, findings: pd.DataFrame, config: PipelineConfi
                 "flagged_paid": round(float(entity.flagged_paid), 2),
                 "claims": claim_rows[subject],
                 "evidence_hash": hashes[subject],
+                "qualifies": bool(entity.qualifies),
             }
         )
     return pd.DataFrame(rows, columns=PROPOSAL_COLUMNS)

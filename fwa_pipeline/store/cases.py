@@ -3,9 +3,11 @@ workflow (status, notes, assignment) the API drives. Every change leaves a ``cas
 
 Policy (rules.md, "Scoring and cases"): one open case per subject (a partial unique index
 enforces it). A proposal for a subject with an open, under-review or escalated case updates that
-case; the same evidence and score again change nothing and write no history. A subject whose
-cases are all closed gets a new case, unless the proposal's evidence is exactly what a closed
-case was built from: an investigator's decision is not undone by the same evidence.
+case, whatever its score (a case below ``case_min_level`` now is rescored down, not left high);
+the same evidence and score again change nothing and write no history. A subject whose cases are
+all closed gets a new case if it qualifies for one, unless the proposal's evidence is exactly
+what a closed case was built from: an investigator's decision is not undone by the same
+evidence.
 """
 
 from __future__ import annotations
@@ -130,11 +132,11 @@ def upsert_cases(
 ) -> dict[str, int]:
     """Open or update cases from ``proposals`` (``domain.cases.PROPOSAL_COLUMNS``, one row per
     subject) in the session's transaction. Returns counts: opened, updated, unchanged,
-    skipped_closed.
+    skipped_closed, not_qualifying (no open case, and the score opens none).
 
     Set-based (thousands of cases in a full run): new cases, their history and claim links go
     in with COPY, updates with one executemany; case objects the session holds are expired."""
-    counts = {"opened": 0, "updated": 0, "unchanged": 0, "skipped_closed": 0}
+    counts = {"opened": 0, "updated": 0, "unchanged": 0, "skipped_closed": 0, "not_qualifying": 0}
     if proposals.empty:
         return counts
     missing = [c for c in PROPOSAL_COLUMNS if c not in proposals.columns]
@@ -167,6 +169,8 @@ def upsert_cases(
                 counts["unchanged"] += 1
             else:
                 to_update.append((case, proposal))
+        elif not proposal.qualifies:
+            counts["not_qualifying"] += 1
         elif any(c.evidence_hash == proposal.evidence_hash for c in existing.get(subject, [])):
             counts["skipped_closed"] += 1
         else:
@@ -247,6 +251,17 @@ def upsert_cases(
     _expire_cases(session)
     counts["opened"], counts["updated"] = len(opened), len(to_update)
     return counts
+
+
+def open_case_subjects(connection: Connection, workspace_id: int) -> pd.DataFrame:
+    """``subject_type, subject_id`` of the workspace's cases not closed."""
+    c = _CASES.c
+    rows = connection.execute(
+        select(c.subject_type, c.subject_id).where(
+            c.workspace_id == workspace_id, c.status != CLOSED
+        )
+    ).all()
+    return pd.DataFrame(rows, columns=SUBJECT, dtype=object)
 
 
 def withdraw_unsupported_cases(

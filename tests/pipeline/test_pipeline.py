@@ -476,6 +476,29 @@ def test_a_full_run_rescoring_a_case_without_evidence_keeps_it_open_at_zero(
     assert pipeline.query(case_of_p3, p=batch.P3) == [(case_id, "open", 100.0, "critical")]
 
 
+def test_a_run_rescores_an_open_case_whose_score_fell_below_the_case_level(
+    pipeline: Pipeline,
+) -> None:
+    processed_batch_one(pipeline)
+    cases = "SELECT id, risk_level, run_id FROM investigation_cases WHERE status = 'open'"
+    before = pipeline.query(cases)
+    assert before
+    # A tenth of the points, and only critical opens a case: every subject still has its hits,
+    # but only an override reaches the case level.
+    lower = {"scoring": {"multiplier": 1.0, "case_min_level": "critical"}}
+
+    rescored = pipeline.run(force_reprocess=True, pipeline=lower)
+
+    assert rescored.success
+    after = pipeline.query(cases + " ORDER BY id")
+    assert [case_id for case_id, _, _ in after] == sorted(case_id for case_id, _, _ in before)
+    assert {run_id for _, _, run_id in after} == {rescored.run_id}
+    levels = [level for _, level, _ in after]
+    assert "low" in levels and set(levels) <= {"low", "critical"}  # critical: an override
+    upserted = materializations(pipeline.instance, rescored.run_id)["investigation_cases"]
+    assert (upserted["cases_opened"], upserted["cases_updated"]) == (0, len(before))
+
+
 def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,7 +127,13 @@ def test_many_claims(pg_engine: Engine) -> None:
     assert count(pg_engine, CaseClaim) == 7_500
     with session_scope(pg_engine) as session:
         again = upsert_cases(session, seeded.workspace_id, "run-2b", proposals)
-    assert again == {"opened": 0, "updated": 0, "unchanged": 500, "skipped_closed": 0}
+    assert again == {
+        "opened": 0,
+        "updated": 0,
+        "unchanged": 500,
+        "skipped_closed": 0,
+        "not_qualifying": 0,
+    }
     with pg_engine.connect() as connection:
         numbers = connection.scalars(select(InvestigationCase.case_number)).all()
     assert all(n.startswith("CASE-") for n in numbers)

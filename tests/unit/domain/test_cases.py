@@ -204,6 +204,22 @@ def test_below_case_min_level_no_proposal() -> None:
     assert propose(hits, [claim("medical", 1)], cfg)["risk_level"].tolist() == ["low"]
 
 
+def test_below_case_min_level_an_open_cases_subject_is_still_proposed_to_rescore_it() -> None:
+    hits = [
+        hit("RULE-MED-003", "medical", 1, severity=0.5),  # the provider: 35, low
+        hit("RULE-MED-003", "medical", 2),  # the other provider: 70, high
+    ]
+    claims = [claim("medical", 1), claim("medical", 2, provider_id=PROV2)]
+    open_subjects = pd.DataFrame({"subject_type": ["provider"], "subject_id": [PROV]})
+    proposals = by_subject(propose(hits, claims, open_subjects=open_subjects))
+    assert {s: (p["risk_level"], p["qualifies"]) for s, p in proposals.items()} == {
+        ("provider", PROV): ("low", False),  # its open case is rescored, none would open
+        ("provider", PROV2): ("high", True),
+    }
+    # Without an open case the low subject is not proposed at all.
+    assert list(by_subject(propose(hits, claims))) == [("provider", PROV2)]
+
+
 def test_critical_override_opens_a_case_whatever_the_score() -> None:
     hits = [hit("RULE-MED-009", "medical", 1, severity=0.1, weight=10.0)]  # score 10
     proposals = propose(hits, [claim("medical", 1, billed=100.0)])  # + 0.04 dollar points

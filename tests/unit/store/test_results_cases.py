@@ -421,6 +421,7 @@ def scenario_case_lifecycle(engine: Engine) -> None:
         "updated": 0,
         "unchanged": 0,
         "skipped_closed": 0,
+        "not_qualifying": 0,
     }
     [case] = cases(engine)
     assert case.case_number == f"CASE-{case.id:06d}"
@@ -460,6 +461,27 @@ def scenario_case_lifecycle(engine: Engine) -> None:
         assert rescored.detail["to"]["risk_level"] == "critical"
         assert rescored.detail["claims_added"] == 1
         assert rescored.detail["evidence_changed"] is True
+
+    # A score fallen below case_min_level rescores the open case down; it does not leave it at
+    # its old level, nor open a case for a subject without one.
+    provider_a = pd.DataFrame({"subject_type": ["provider"], "subject_id": [PROV_A]})
+    inputs = load_case_inputs(engine, seeded.workspace_id, provider_a)
+    # Critical from 95 now, and only critical opens a case: the case (90-odd) is high.
+    bands = {"low": 0.0, "medium": 40.0, "high": 70.0, "critical": 95.0}
+    stricter = default_config(scoring={"case_min_level": "critical", "bands": bands})
+    lowered = case_proposals(
+        inputs.hits, inputs.claims, inputs.scores, stricter, provider_a, provider_a
+    )
+    with session_scope(engine) as session:
+        counts = upsert_cases(session, seeded.workspace_id, "run-2a", lowered)
+        assert (counts["updated"], counts["opened"]) == (1, 0)
+        elsewhere = lowered.assign(subject_id="elsewhere")  # no case: none opens
+        assert (
+            upsert_cases(session, seeded.workspace_id, "run-2a", elsewhere)["not_qualifying"] == 1
+        )
+    [case] = cases(engine)
+    assert (case.risk_level, case.run_id) == ("high", "run-2a")
+    assert propose_and_upsert(engine, seeded, "run-2", run2, config)["updated"] == 1
 
     # Closed: the same evidence does not reopen it ...
     with session_scope(engine) as session:
@@ -562,6 +584,7 @@ def scenario_upsert_guards(engine: Engine) -> None:
             "updated": 0,
             "unchanged": 0,
             "skipped_closed": 0,
+            "not_qualifying": 0,
         }
         with pytest.raises(ValueError, match="name a subject twice"):
             upsert_cases(session, seeded.workspace_id, "r", pd.concat([proposals, proposals]))
@@ -679,6 +702,7 @@ def scenario_many_subjects(engine: Engine) -> None:
                     for i in range(count)
                 ],
                 "evidence_hash": [f"h{i}" for i in range(count)],
+                "qualifies": True,
             }
         )
 
@@ -702,7 +726,13 @@ def scenario_many_subjects(engine: Engine) -> None:
         change_case_status(session, held, "closed", "alice")
         rescored = upsert_cases(session, seeded.workspace_id, "run-3", proposals(80.0))
         assert held.run_id == "run-1"  # the closed case is untouched (and reloaded)
-    assert rescored == {"opened": 0, "updated": count - 1, "unchanged": 0, "skipped_closed": 1}
+    assert rescored == {
+        "opened": 0,
+        "updated": count - 1,
+        "unchanged": 0,
+        "skipped_closed": 1,
+        "not_qualifying": 0,
+    }
     after = cases(engine)
     assert len(after) == count
     assert {c.risk_score for c in after[1:]} == {80.0}
