@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from fwa_pipeline.cli import cli, load_settings
+from fwa_pipeline.cli import cli, load_settings, store_engine
 from fwa_pipeline.store.models import ROLES
 
 
@@ -33,6 +33,9 @@ def serve(host: str, port: int, workers: int) -> None:
     from fwa_pipeline.kit.logging import configure_logging
 
     settings = load_settings()  # refuse an unsafe production configuration before binding
+    # A database that does not answer yet (its container still starting) is the health
+    # route's to report; one that answers unmigrated is refused here.
+    store_engine(settings, unreachable_ok=True)
     configure_logging(settings.log_level, reroute=UVICORN_LOGGERS)
     uvicorn.run(
         "fwa_api.app:create_app",
@@ -98,9 +101,8 @@ def token() -> None:
 def token_create(name: str, role: str, workspaces: tuple[str, ...]) -> None:
     """Create a token and print it once (stdout); it is stored only as a hash."""
     from fwa_api.auth import create_token, missing_workspaces
-    from fwa_pipeline.store.db import get_engine
 
-    engine = get_engine(load_settings())
+    engine = store_engine()
     try:
         secret, row = create_token(engine, name=name, role=role, workspaces=workspaces)
     except ValueError as exc:
@@ -122,11 +124,11 @@ def token_revoke(prefix_or_id: str) -> None:
     from redis.exceptions import RedisError
 
     from fwa_api.auth import REDIS_PREFIX, TOKEN_TTL_S, announce_revocation, revoke_token
-    from fwa_pipeline.store.db import get_engine
 
     settings = load_settings()
+    engine = store_engine(settings)
     try:
-        row = revoke_token(get_engine(settings), prefix_or_id)
+        row = revoke_token(engine, prefix_or_id)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"revoked token {row.id} ({row.prefix}…, {row.name})")
@@ -148,9 +150,8 @@ def token_revoke(prefix_or_id: str) -> None:
 def token_list() -> None:
     """List tokens (never the tokens themselves)."""
     from fwa_api.auth import list_tokens
-    from fwa_pipeline.store.db import get_engine
 
-    rows = list_tokens(get_engine(load_settings()))
+    rows = list_tokens(store_engine())
     if not rows:
         click.echo("no tokens")
         return

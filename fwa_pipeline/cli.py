@@ -15,6 +15,8 @@ from fwa_pipeline.domain.config import QualityMode
 from fwa_pipeline.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from fwa_pipeline.defs.launch import LaunchResult
 
 
@@ -23,6 +25,27 @@ def load_settings() -> Settings:
         return Settings()
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def store_engine(settings: Settings | None = None, *, unreachable_ok: bool = False) -> Engine:
+    """The claims store's engine, once the database answers and is migrated (a clear error,
+    not a traceback, when it is not; ``unreachable_ok``: only when it answers)."""
+    from sqlalchemy.exc import OperationalError
+
+    from fwa_pipeline.store.db import get_engine
+    from fwa_pipeline.store.migrate import SchemaNotCurrentError, require_current
+
+    engine = get_engine(settings or load_settings())
+    try:
+        require_current(engine)
+    except SchemaNotCurrentError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OperationalError as exc:  # the driver's reason names host and port, never a password
+        if unreachable_ok:
+            return engine
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise click.ClickException(f"cannot reach the database: {reason}") from None
+    return engine
 
 
 @click.group()
@@ -79,7 +102,11 @@ def keys() -> None:
 
 
 @keys.command("generate")
-@click.option("--key-id", default=None, help="Key id (default: k + today's date).")
+@click.option(
+    "--key-id",
+    default=None,
+    help="Key id, alphanumeric, up to 16 (default: k + UTC date and time).",
+)
 def keys_generate(key_id: str | None) -> None:
     """Print a new AES-256 key in the form FWA_ENCRYPTION_KEY expects."""
     from fwa_pipeline.store.crypto import generate_key
@@ -91,12 +118,12 @@ def keys_generate(key_id: str | None) -> None:
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1))
 def keys_rotate(batch_size: int) -> None:
     """Re-encrypt every member's PHI under the active key (resumable; plaintext rows too)."""
-    from fwa_pipeline.store.db import get_engine
     from fwa_pipeline.store.pii import rotate_keys
 
     settings = load_settings()
+    engine = store_engine(settings)
     try:
-        report = rotate_keys(get_engine(settings), settings, batch_size=batch_size)
+        report = rotate_keys(engine, settings, batch_size=batch_size)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report, indent=2))
@@ -123,11 +150,11 @@ def synth(out_dir: Path, n_claims: int, seed: int) -> None:
 def load(workspace: str, directory: Path) -> None:
     """Validate and land DIRECTORY's contract files as one batch (all or nothing)."""
     from fwa_pipeline.ingest import BatchRejected, load_directory
-    from fwa_pipeline.store.db import get_engine
 
     settings = load_settings()
+    engine = store_engine(settings)
     try:
-        result = load_directory(get_engine(settings), settings, workspace, directory, source="cli")
+        result = load_directory(engine, settings, workspace, directory, source="cli")
     except BatchRejected as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
@@ -168,14 +195,13 @@ def _execute(
     from fwa_pipeline.defs.launch import run_pipeline
     from fwa_pipeline.defs.resources import PipelineRunConfig
     from fwa_pipeline.defs.run_mirror import reconcile
-    from fwa_pipeline.store.db import get_engine
 
     try:
         PipelineRunConfig(force_reprocess=force, pipeline=pipeline).effective()
     except ValueError as exc:
         raise click.ClickException(f"invalid pipeline config: {exc}") from None
     default_dagster_home()
-    engine = get_engine(settings)
+    engine = store_engine(settings)
     with DagsterInstance.get() as instance:
         result = run_pipeline(
             workspace, instance, force_reprocess=force, pipeline=pipeline, as_of=as_of
@@ -230,10 +256,9 @@ def run_command(
 ) -> None:
     """Run the pipeline for WORKSPACE in this process (recorded in the local Dagster instance)."""
     from fwa_pipeline.store.claims import workspace_id
-    from fwa_pipeline.store.db import get_engine
 
     settings = load_settings()
-    if workspace_id(get_engine(settings), workspace) is None:
+    if workspace_id(store_engine(settings), workspace) is None:
         raise click.ClickException(f"no workspace {workspace!r}: load a batch into it first")
     pipeline = _pipeline_overrides(config_file, quality_mode)
     result = _execute(
@@ -256,10 +281,9 @@ def run_command(
 def export_command(workspace: str, what: str, fmt: str, output: Path | None) -> None:
     """Export a workspace's rule hits (one row per rule and claim), claim scores or cases."""
     from fwa_pipeline.store.claims import workspace_id
-    from fwa_pipeline.store.db import get_engine
     from fwa_pipeline.store.exports import EXPORTS, to_csv, to_json
 
-    engine = get_engine(load_settings())
+    engine = store_engine()
     ws_id = workspace_id(engine, workspace)
     if ws_id is None:
         raise click.ClickException(f"no workspace {workspace!r}")

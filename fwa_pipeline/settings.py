@@ -106,7 +106,8 @@ class Settings(BaseSettings):
         problems = self.problems()
         if problems:
             raise ConfigurationError(
-                "refusing to start in production:\n" + "\n".join(f"  - {p}" for p in problems)
+                f"refusing to start with this {self.environment.value} configuration:\n"
+                + "\n".join(f"  - {p}" for p in problems)
             )
         return self
 

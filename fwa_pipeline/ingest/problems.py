@@ -59,7 +59,11 @@ class BatchRejected(Exception):
     list (the API returns it as JSON)."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
+        # In reading order: by file (as first reported), then place, whichever check found them.
+        files = {p.file: i for i, p in reversed(list(enumerate(problems)))}
+        self.problems = sorted(
+            problems, key=lambda p: (files[p.file], p.line or 0, p.rows[0] if p.rows else 0)
+        )
         super().__init__(self.problems)
 
     def __str__(self) -> str:

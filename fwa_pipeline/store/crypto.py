@@ -32,7 +32,8 @@ class DecryptionError(ValueError):
 
 def generate_key(key_id: str | None = None) -> str:
     """A new key in the ``KEYID:BASE64`` form ``FWA_ENCRYPTION_KEY`` expects."""
-    kid = key_id or "k" + dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+    # To the second: two keys made the same day (a rotation tried twice) get different ids.
+    kid = key_id or "k" + dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
     if not kid.isalnum() or len(kid) > 16:
         raise ValueError("key id must be alphanumeric and at most 16 characters")
     return f"{kid}:{base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode()}"

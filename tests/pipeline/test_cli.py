@@ -84,6 +84,37 @@ def test_fwa_run_refuses_unknown_workspaces_and_invalid_config(
     assert code != 0 and "invalid pipeline config" in errors
 
 
+def test_commands_on_an_unmigrated_or_unreachable_store_say_so_without_a_traceback(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fwa_api.cli import cli as full_cli  # serve and token join the data commands there
+
+    def refused(*args: str) -> str:
+        # catch_exceptions=False: a traceback would fail the test rather than be an exit code.
+        result = CliRunner().invoke(full_cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.stderr
+        return result.stderr
+
+    monkeypatch.setenv("FWA_DATABASE_URL", f"sqlite:///{tmp_path / 'new.sqlite'}")
+    batch_dir = batch.write(batch.batch_two(), tmp_path / "b2")
+    for args in (
+        ("load", "--workspace", "acme", str(batch_dir)),
+        ("run", "--workspace", "acme"),
+        ("export", "--workspace", "acme", "cases"),
+        ("token", "list"),
+        ("serve", "--port", "1"),  # refused before binding
+    ):
+        message = refused(*args)
+        assert "none (an empty database)" in message and "run `fwa db upgrade`" in message
+    assert invoke("db", "upgrade")[0] == 0
+    assert invoke("load", "--workspace", "acme", str(batch_dir))[0] == 0
+
+    # Port 1: nothing listens there.
+    monkeypatch.setenv("FWA_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    assert "cannot reach the database" in refused("run", "--workspace", "acme")
+
+
 def test_fwa_export_writes_hits_scores_and_cases(env: Settings, tmp_path: Path) -> None:
     assert invoke("run", "--workspace", "acme")[0] == 0
     run_id = json.loads(invoke("run", "--workspace", "acme", "--force-reprocess")[1])["run_id"]

@@ -41,7 +41,9 @@ def test_safe_production_settings_start() -> None:
     ],
 )
 def test_each_unsafe_setting_is_refused(override: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigurationError, match="refusing to start in production") as info:
+    with pytest.raises(
+        ConfigurationError, match="refusing to start with this production configuration"
+    ) as info:
         Settings(**{**GOOD, **override})
     assert message in str(info.value)
 

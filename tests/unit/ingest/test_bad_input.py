@@ -255,6 +255,23 @@ def test_integer_expected(reject: Reject, value: str) -> None:
     assert f"medical_claims.csv, row 2, column units: not an integer: {value!r}" in message
 
 
+def test_problems_are_listed_in_reading_order_whichever_check_found_them(
+    reject: Reject,
+) -> None:
+    batch = rows()
+    medical = batch["medical_claims.csv"]
+    medical[0]["amount_billed"] = "abc"  # row 1: money is checked after integers
+    medical[1]["units"] = "x"  # row 2: integers
+    batch["pharmacy_claims.csv"][0]["fill_date"] = "2024-13-45"
+    message = reject(files(batch))
+    places = [line.split(", column")[0] for line in message.splitlines()[1:]]
+    assert places == [
+        "  - medical_claims.csv, row 1",
+        "  - medical_claims.csv, row 2",
+        "  - pharmacy_claims.csv, row 1",
+    ]
+
+
 def test_integer_too_large(reject: Reject) -> None:
     message = reject(changed("pharmacy_claims.csv", 0, "days_supply", "12345678901"))
     assert "column days_supply: too large (at most 9 digits)" in message

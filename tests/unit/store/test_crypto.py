@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import fwa_pipeline.store.crypto as crypto
 from fwa_pipeline.settings import parse_encryption_keys
 from fwa_pipeline.store.crypto import DecryptionError, FieldCipher, generate_key
 
@@ -152,3 +154,28 @@ def test_generated_key_parses_and_first_is_active() -> None:
 def test_malformed_keys_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="encryption key"):
         parse_encryption_keys(bad)
+
+
+def test_a_generated_key_is_named_to_the_second_so_two_made_the_same_day_differ(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    times = iter(
+        [
+            dt.datetime(2026, 11, 26, 9, 0, 0, tzinfo=dt.UTC),
+            dt.datetime(2026, 11, 26, 9, 0, 1, tzinfo=dt.UTC),
+        ]
+    )
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return next(times)
+
+    monkeypatch.setattr(crypto.dt, "datetime", Clock)
+    first, second = generate_key(), generate_key()
+    assert [first.split(":")[0], second.split(":")[0]] == ["k20261126090000", "k20261126090001"]
+    # Both in one FWA_ENCRYPTION_KEY, as a rotation has them.
+    assert list(parse_encryption_keys(f"{second},{first}")) == [
+        "k20261126090001",
+        "k20261126090000",
+    ]
