@@ -15,6 +15,7 @@ from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import ensure_partition, process_tags, run_tags
 from fwa_pipeline.defs.resources import StoreResource, run_config
 from fwa_pipeline.defs.run_mirror import mirror_run
+from fwa_pipeline.store.claims import store_id
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def run_pipeline(
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },
         tags={
-            **run_tags(workspace, trigger),
+            **run_tags(workspace, trigger, store_id(store.engine())),
             **process_tags(run_id),
             **(tags or {}),
         },

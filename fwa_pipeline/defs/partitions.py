@@ -15,6 +15,9 @@ WORKSPACES = dg.DynamicPartitionsDefinition(name="workspaces")
 WORKSPACE_TAG = "fwa/workspace"
 JOB_ID_TAG = "fwa/job_id"  # the PipelineRequest that asked for the run
 TRIGGER_TAG = "fwa/trigger"  # cli | demo | batch_sensor | request_sensor | nightly
+# The claims store a run was launched for (store.runs.store_id): the run mirror copies only its
+# own store's runs, so two stores sharing a Dagster home never take each other's runs.
+STORE_TAG = "fwa/store"
 # Host and pid of a process running a run in-process (fwa run/demo), and the run they were
 # recorded for: a run whose process died without the daemon to notice is failed by the
 # reconciliation (run_mirror.fail_orphaned_runs). A re-execution from the UI copies its parent's
@@ -25,8 +28,8 @@ PID_RUN_TAG = "fwa/pid_run"
 PARTITION_TAG = "dagster/partition"
 
 
-def run_tags(workspace: str, trigger: str, job_id: str | None = None) -> dict[str, str]:
-    tags = {WORKSPACE_TAG: workspace, TRIGGER_TAG: trigger}
+def run_tags(workspace: str, trigger: str, store: str, job_id: str | None = None) -> dict[str, str]:
+    tags = {WORKSPACE_TAG: workspace, TRIGGER_TAG: trigger, STORE_TAG: store}
     if job_id is not None:
         tags[JOB_ID_TAG] = job_id
     return tags

@@ -25,13 +25,20 @@ from fwa_pipeline.defs.partitions import (
     HOST_TAG,
     JOB_ID_TAG,
     PARTITION_TAG,
+    STORE_TAG,
     WORKSPACE_TAG,
     process_of,
 )
 from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig
-from fwa_pipeline.store.claims import workspace_id
+from fwa_pipeline.store.claims import store_id, workspace_id
 from fwa_pipeline.store.models import PipelineRun, utcnow
-from fwa_pipeline.store.runs import FINAL_STATUSES, as_utc, get_run, mark_request, upsert_run
+from fwa_pipeline.store.runs import (
+    FINAL_STATUSES,
+    as_utc,
+    get_run,
+    mark_request,
+    upsert_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,9 @@ def mirror_run(engine: Engine, instance: dg.DagsterInstance, run_id: str) -> str
     if record is None:
         return None
     run = record.dagster_run
+    ours = store_id(engine)
+    if run.tags.get(STORE_TAG, ours) != ours:
+        return None  # another store's run, sharing this Dagster home
     workspace = run_workspace(run)
     ws_id = workspace_id(engine, workspace) if workspace else None
     if ws_id is None:

@@ -5,7 +5,8 @@ import dagster as dg
 
 from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
-from fwa_pipeline.defs.resources import run_config
+from fwa_pipeline.defs.resources import StoreResource, run_config
+from fwa_pipeline.store.claims import store_id, workspace_names
 
 NIGHTLY_CRON = "0 2 * * *"
 
@@ -17,16 +18,23 @@ NIGHTLY_CRON = "0 2 * * *"
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Reprocess every workspace at 02:00 UTC.",
 )
-def nightly_rescore(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+def nightly_rescore(
+    context: dg.ScheduleEvaluationContext, store: StoreResource
+) -> list[dg.RunRequest]:
     day = context.scheduled_execution_time.date().isoformat()
+    engine = store.engine()
+    this_store = store_id(engine)
+    # The partitions that are this store's workspaces (a Dagster home may hold another's).
+    ours = set(workspace_names(engine))
     return [
         dg.RunRequest(
             partition_key=workspace,
             run_key=f"nightly-{day}-{workspace}",
             run_config=run_config(force_reprocess=True),
-            tags=run_tags(workspace, "nightly"),
+            tags=run_tags(workspace, "nightly", this_store),
         )
         for workspace in context.instance.get_dynamic_partitions(WORKSPACES.name)
+        if workspace in ours
     ]
 
 

@@ -21,7 +21,7 @@ from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
 from fwa_pipeline.defs.resources import StoreResource, run_config
 from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
-from fwa_pipeline.store.claims import unconsumed_batches
+from fwa_pipeline.store.claims import store_id, unconsumed_batches
 from fwa_pipeline.store.runs import queued_requests
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
@@ -53,6 +53,7 @@ def landed_batch_sensor(
     landed = unconsumed_batches(store.engine())
     if not landed:
         return dg.SkipReason("no unconsumed batch")
+    this_store = store_id(store.engine())
     newest = {workspace: batch_id for batch_id, workspace in landed}  # the last one wins
     return dg.SensorResult(
         run_requests=[
@@ -60,7 +61,7 @@ def landed_batch_sensor(
                 partition_key=workspace,
                 run_key=f"batch-{batch_id}",
                 run_config=run_config(),
-                tags=run_tags(workspace, "batch_sensor"),
+                tags=run_tags(workspace, "batch_sensor", this_store),
             )
             for workspace, batch_id in sorted(newest.items())
         ],
@@ -84,13 +85,14 @@ def pipeline_request_sensor(
     queued = queued_requests(store.engine())
     if not queued:
         return dg.SkipReason("no queued pipeline request")
+    this_store = store_id(store.engine())
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 partition_key=workspace,
                 run_key=f"request-{job_id}",
                 run_config=run_config(force_reprocess=force),
-                tags=run_tags(workspace, "request_sensor", job_id=job_id),
+                tags=run_tags(workspace, "request_sensor", this_store, job_id=job_id),
             )
             for job_id, workspace, force in queued
         ],

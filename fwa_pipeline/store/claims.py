@@ -56,6 +56,7 @@ from fwa_pipeline.store.models import (
     PharmacyClaim,
     Provider,
     RuleHit,
+    StoreIdentity,
     Workspace,
 )
 from fwa_pipeline.store.pii import TABLE as MEMBERS_TABLE
@@ -105,11 +106,25 @@ def workspace_id(source: Source, name: str) -> int | None:
     return _scalar(source, select(Workspace.id).where(Workspace.name == name))
 
 
-def _scalar(source: Source, statement: Select) -> object:
+def workspace_names(source: Source) -> list[str]:
+    return [str(name) for name in _scalars(source, select(Workspace.name).order_by(Workspace.name))]
+
+
+def store_id(source: Source) -> str:
+    """This store's id (``StoreIdentity``), which tags the Dagster runs it launches."""
+    return str(_scalar(source, select(StoreIdentity.store_id)))
+
+
+def _scalars(source: Source, statement: Select) -> list[object]:
     if isinstance(source, Connection):
-        return source.execute(statement).scalar()
+        return list(source.execute(statement).scalars())
     with source.connect() as connection:
-        return connection.execute(statement).scalar()
+        return list(connection.execute(statement).scalars())
+
+
+def _scalar(source: Source, statement: Select) -> object:
+    found = _scalars(source, statement)
+    return found[0] if found else None
 
 
 def run_batches(source: Source, workspace: int, *, force: bool) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -271,6 +272,18 @@ class ClaimLabel(Base):
 
 
 # --------------------------------------------------------------------------- pipeline output
+
+
+class StoreIdentity(Base):
+    """This store's id (one row, made by its migration): the pipeline tags the Dagster runs it
+    launches with it, and the run mirror copies only runs of its own store."""
+
+    __tablename__ = "store_identity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[str] = mapped_column(String(36))
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
 
 
 class PipelineRun(Base):

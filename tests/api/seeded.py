@@ -56,6 +56,7 @@ def proposals(*rows: tuple[str, str, float, str]) -> pd.DataFrame:
                 "flagged_paid": 80.0,
                 "claims": [],
                 "evidence_hash": f"{subject_id}-{score}",
+                "qualifies": True,
             }
             for subject_type, subject_id, score, level in rows
         ]

@@ -18,6 +18,7 @@ from fwa_pipeline.defs.partitions import (
     JOB_ID_TAG,
     PARTITION_TAG,
     PID_TAG,
+    STORE_TAG,
     WORKSPACES,
     process_tags,
 )
@@ -29,6 +30,7 @@ from fwa_pipeline.defs.sensors import (
     pipeline_run_reconciliation,
 )
 from fwa_pipeline.pipeline_requests import UnknownWorkspaceError, enqueue, job_status
+from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.runs import get_request, get_run
 from tests.pipeline import batch
 from tests.pipeline.conftest import WORKSPACE, Pipeline, sensor_named, status_context
@@ -305,12 +307,16 @@ def test_reconciliation_leaves_a_reexecution_that_copied_a_dead_runs_tags(
 # --------------------------------------------------------------------------- schedule
 
 
-def test_the_nightly_schedule_reprocesses_every_workspace() -> None:
+def test_the_nightly_schedule_reprocesses_every_workspace(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one(), workspace="acme")
+    pipeline.land(batch.batch_one(), workspace="globex")
     with dg.instance_for_test() as instance:  # a schedule context needs a persistent instance
-        instance.add_dynamic_partitions(WORKSPACES.name, ["acme", "globex"])
+        # A partition of another store sharing this Dagster home is not this store's to rerun.
+        instance.add_dynamic_partitions(WORKSPACES.name, ["acme", "elsewhere", "globex"])
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=dt.datetime(2026, 11, 26, 2, tzinfo=dt.UTC),
+            resources={"store": pipeline.store},
         )
         requests = nightly_rescore(context)
 
@@ -321,6 +327,7 @@ def test_the_nightly_schedule_reprocesses_every_workspace() -> None:
     assert all(
         r.run_config["resources"]["pipeline_config"]["config"]["force_reprocess"] for r in requests
     )
+    assert {r.tags[STORE_TAG] for r in requests} == {store_id(pipeline.engine)}
 
 
 def test_reconciliation_ends_a_run_whose_dagster_record_was_deleted(pipeline: Pipeline) -> None:

@@ -20,7 +20,7 @@ import pytest
 from dagster import DagsterEventType
 from sqlalchemy import text
 
-from fwa_pipeline.defs.run_mirror import reconcile
+from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
 from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_reconciliation
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.runs import get_run
@@ -265,3 +265,22 @@ def test_a_batch_committed_after_a_later_one_still_gets_its_run(pg_pipeline: Pip
     assert sorted(r.run_key for r in later.run_requests) == sorted(
         [f"batch-{quick_batch}", f"batch-{slow_batch}"]
     )
+
+
+def test_two_stores_sharing_a_dagster_home_never_mirror_each_others_runs(
+    pipeline: Pipeline, pg_pipeline: Pipeline
+) -> None:
+    # The README's path: the demo on SQLite, then PostgreSQL, one Dagster home, the same
+    # workspace name in both.
+    assert pipeline.instance is pg_pipeline.instance
+    pipeline.land(batch.batch_one())
+    pg_pipeline.land(batch.batch_one())
+    on_sqlite, on_postgres = pipeline.run(), pg_pipeline.run()
+
+    for store in (pipeline, pg_pipeline):
+        reconcile(store.engine, store.instance)
+
+    assert pipeline.query("SELECT run_id FROM pipeline_runs") == [(on_sqlite.run_id,)]
+    assert pg_pipeline.query("SELECT run_id FROM pipeline_runs") == [(on_postgres.run_id,)]
+    # A run of the other store is not this store's to mirror, whoever asks.
+    assert mirror_run(pipeline.engine, pipeline.instance, on_postgres.run_id) is None
