@@ -82,6 +82,9 @@ def test_fwa_run_refuses_unknown_workspaces_and_invalid_config(
     bad.write_text("rules:\n  RULE-MED-006:\n    weight: -1\n")
     code, _, errors = invoke("run", "--workspace", "acme", "--config", str(bad))
     assert code != 0 and "invalid pipeline config" in errors
+    bad.write_text("rules:\n  RULE-NOPE:\n    enabled: false\n")  # a typo, named as such
+    code, _, errors = invoke("run", "--workspace", "acme", "--config", str(bad))
+    assert code != 0 and "no rule RULE-NOPE in the catalogue" in errors
 
 
 def test_commands_on_an_unmigrated_or_unreachable_store_say_so_without_a_traceback(
