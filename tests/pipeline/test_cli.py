@@ -19,6 +19,7 @@ from fwa_pipeline.defs.partitions import TRIGGER_TAG
 from fwa_pipeline.ingest import load_directory
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import get_engine
+from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +86,22 @@ def test_fwa_run_refuses_unknown_workspaces_and_invalid_config(
     bad.write_text("rules:\n  RULE-NOPE:\n    enabled: false\n")  # a typo, named as such
     code, _, errors = invoke("run", "--workspace", "acme", "--config", str(bad))
     assert code != 0 and "no rule RULE-NOPE in the catalogue" in errors
+
+
+def test_the_readme_config_example_runs(env: Settings, tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "overrides.yaml"
+    config.write_text(example)
+
+    code, output, errors = invoke("run", "--workspace", "acme", "--config", str(config))
+
+    assert code == 0, errors
+    run = get_run(get_engine(env), json.loads(output)["run_id"])
+    assert run is not None
+    snapshot = run.config_snapshot
+    assert snapshot["quality"]["mode"] == "flag_only"
+    assert snapshot["rules"]["RULE-RX-010"]["enabled"] is False
 
 
 def test_commands_on_an_unmigrated_or_unreachable_store_say_so_without_a_traceback(
