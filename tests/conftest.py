@@ -109,7 +109,15 @@ def pg_database_url() -> Iterator[str]:
 def pg_engine(pg_database_url: str) -> Iterator[Engine]:
     engine = engine_for(pg_database_url)
     yield engine
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    truncate_all(engine)
+
+
+def truncate_all(engine: Engine) -> None:
+    """Empty every table of the store but its identity row, which is the migration's, like the
+    schema."""
+    tables = ", ".join(
+        f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "store_identity"
+    )
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 

@@ -112,7 +112,10 @@ def workspace_names(source: Source) -> list[str]:
 
 def store_id(source: Source) -> str:
     """This store's id (``StoreIdentity``), which tags the Dagster runs it launches."""
-    return str(_scalar(source, select(StoreIdentity.store_id)))
+    found = _scalar(source, select(StoreIdentity.store_id))
+    if found is None:  # the migration makes the row; nothing else deletes it
+        raise LookupError("the store has no identity row (store_identity): run `fwa db upgrade`")
+    return str(found)
 
 
 def _scalars(source: Source, statement: Select) -> list[object]:

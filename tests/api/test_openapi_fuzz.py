@@ -24,7 +24,6 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
-from sqlalchemy import text
 
 from fwa_api.app import create_app
 from fwa_api.auth import create_token
@@ -33,11 +32,10 @@ from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.ingest import load_directory
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import engine_for
-from fwa_pipeline.store.models import Base
 from fwa_pipeline.synth import generate
 from tests.agents.fake_llm import ServerThread
 from tests.api.conftest import SHARED_REDIS, free_port
-from tests.conftest import make_key
+from tests.conftest import make_key, truncate_all
 
 # One worker runs them all (``--dist loadgroup``): the seeded server is built once per module.
 pytestmark = [
@@ -87,9 +85,7 @@ def served(pg_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         yield Served(server.url, token)
     finally:
         server.stop()
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        truncate_all(engine)
 
 
 # The schema does not depend on the database: build it at collection time, so that pytest
