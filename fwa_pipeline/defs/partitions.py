@@ -15,7 +15,7 @@ WORKSPACES = dg.DynamicPartitionsDefinition(name="workspaces")
 WORKSPACE_TAG = "fwa/workspace"
 JOB_ID_TAG = "fwa/job_id"  # the PipelineRequest that asked for the run
 TRIGGER_TAG = "fwa/trigger"  # cli | demo | batch_sensor | request_sensor | nightly
-# The claims store a run was launched for (store.runs.store_id): the run mirror copies only its
+# The claims store a run was launched for (store.claims.store_id): the run mirror copies only its
 # own store's runs, so two stores sharing a Dagster home never take each other's runs.
 STORE_TAG = "fwa/store"
 # Host and pid of a process running a run in-process (fwa run/demo), and the run they were
