@@ -434,6 +434,17 @@ def enriched_claims(
     )
 
 
+# The members of history enriched for a rule selection does not know (defs.selection).
+NO_MEMBERS = pd.DataFrame(
+    {
+        "member_id": pd.Series(dtype=str),
+        "gender": pd.Series(dtype=str),
+        "date_of_birth": pd.Series(dtype="datetime64[us]"),
+        "date_of_death": pd.Series(dtype="datetime64[us]"),
+    }
+)
+
+
 def peer_frames(
     context: dg.AssetExecutionContext,
     store: StoreResource,
@@ -471,8 +482,10 @@ def peer_frames(
         recent = processed[t].loc[window, columns].assign(in_scope=False)
         if recent.empty:
             continue
-        # Peer rules read no member attribute: the history is enriched without members.
-        history = enrich(t, recent, None, reference_data)
+        # Peer rules read no member attribute: the history is enriched without members. A rule
+        # selection does not know runs here reading every column: it gets them, empty.
+        members = None if plans[t].peer_columns is not None else NO_MEMBERS
+        history = enrich(t, recent, members, reference_data)
         frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
     return frames
 
@@ -696,7 +709,10 @@ def investigation_cases(
             "cases_updated": dg.MetadataValue.int(upserted["updated"]),
             "cases_unchanged": dg.MetadataValue.int(upserted["unchanged"]),
             "cases_without_evidence": dg.MetadataValue.int(withdrawn),
-            "cases_by_level": dg.MetadataValue.json(counts(proposals["risk_level"])),
+            # The subjects that deserve a case (not open cases rescored below the case level).
+            "cases_by_level": dg.MetadataValue.json(
+                counts(proposals.loc[proposals["qualifies"].astype(bool), "risk_level"])
+            ),
             "flagged_billed": dg.MetadataValue.float(
                 round(float(claims["amount_billed"].sum()), 2)
             ),

@@ -26,6 +26,7 @@ HOST_TAG = "fwa/host"
 PID_TAG = "fwa/pid"
 PID_RUN_TAG = "fwa/pid_run"
 PARTITION_TAG = "dagster/partition"
+PARENT_RUN_TAG = "dagster/parent_run_id"  # set by Dagster on a re-execution
 
 
 def run_tags(workspace: str, trigger: str, store: str, job_id: str | None = None) -> dict[str, str]:
@@ -41,9 +42,13 @@ def process_tags(run_id: str) -> dict[str, str]:
 
 
 def process_of(run: dg.DagsterRun) -> int | None:
-    """The pid of the process executing ``run`` in-process, if its tags were set for it."""
+    """The pid of the process executing ``run`` in-process, if its tags were set for it (or,
+    for a run tagged before PID_RUN_TAG existed, if it is no re-execution)."""
     pid = run.tags.get(PID_TAG, "")
-    return int(pid) if pid.isdigit() and run.tags.get(PID_RUN_TAG) == run.run_id else None
+    owner = run.tags.get(PID_RUN_TAG)
+    if owner is None:
+        owner = None if PARENT_RUN_TAG in run.tags else run.run_id
+    return int(pid) if pid.isdigit() and owner == run.run_id else None
 
 
 def ensure_partition(instance: dg.DagsterInstance, workspace: str) -> None:

@@ -107,14 +107,19 @@ def run_stats(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
     return stats
 
 
-def mirror_run(engine: Engine, instance: dg.DagsterInstance, run_id: str) -> str | None:
+def mirror_run(
+    engine: Engine, instance: dg.DagsterInstance, run_id: str, store: str | None = None
+) -> str | None:
     """Copy Dagster run ``run_id`` into its ``PipelineRun`` row; returns the mirrored status, or
-    None for a run that is not a workspace's pipeline run."""
+    None for a run that is not a workspace's pipeline run of this store (``store``: its id,
+    when the caller has read it already). A run carries its store's id once it has started
+    (``StoreResource``); one without (it never started, or predates the tag) is taken by
+    workspace name."""
     record = instance.get_run_record_by_id(run_id)
     if record is None:
         return None
     run = record.dagster_run
-    ours = store_id(engine)
+    ours = store or store_id(engine)
     if run.tags.get(STORE_TAG, ours) != ours:
         return None  # another store's run, sharing this Dagster home
     workspace = run_workspace(run)
@@ -192,9 +197,10 @@ def reconcile(
         limit=limit,
     )
     run_ids = open_ids | {r.dagster_run.run_id for r in records}
+    ours = store_id(engine)
     mirrored = 0
     for run_id in sorted(run_ids):
-        if mirror_run(engine, instance, run_id) is not None:
+        if mirror_run(engine, instance, run_id, ours) is not None:
             mirrored += 1
         elif run_id in open_ids and instance.get_run_record_by_id(run_id) is None:
             _fail_lost_run(engine, run_id)

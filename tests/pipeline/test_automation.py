@@ -16,7 +16,9 @@ from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import (
     JOB_ID_TAG,
+    PARENT_RUN_TAG,
     PARTITION_TAG,
+    PID_RUN_TAG,
     PID_TAG,
     STORE_TAG,
     WORKSPACES,
@@ -289,19 +291,34 @@ def test_reconciliation_fails_a_run_whose_process_died(pipeline: Pipeline) -> No
     assert row is not None and row.status == "failure"
 
 
+@pytest.mark.parametrize("with_pid_run", [True, False], ids=["tagged", "tagged-before-pid-run"])
 def test_reconciliation_leaves_a_reexecution_that_copied_a_dead_runs_tags(
-    pipeline: Pipeline,
+    pipeline: Pipeline, with_pid_run: bool
 ) -> None:
     # Re-executed from the UI: the parent's tags (its dead process's pid among them) are
     # copied, but the daemon's run worker executes it.
     pipeline.land(batch.batch_one())
     parent = str(uuid.uuid4())
-    tags = {**process_tags(parent), PID_TAG: dead_pid(), "dagster/parent_run_id": parent}
+    tags = {**process_tags(parent), PID_TAG: dead_pid(), PARENT_RUN_TAG: parent}
+    if not with_pid_run:
+        del tags[PID_RUN_TAG]
     run = started_run(pipeline, str(uuid.uuid4()), tags)
 
     reconcile(pipeline.engine, pipeline.instance)
 
     assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+
+
+def test_reconciliation_fails_a_dead_run_tagged_before_pid_run_existed(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    run_id = str(uuid.uuid4())
+    tags = {**process_tags(run_id), PID_TAG: dead_pid()}
+    del tags[PID_RUN_TAG]
+    run = started_run(pipeline, run_id, tags)
+
+    reconcile(pipeline.engine, pipeline.instance)
+
+    assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
 
 
 # --------------------------------------------------------------------------- schedule

@@ -18,7 +18,7 @@ from fwa_pipeline.defs import io
 from fwa_pipeline.defs.assets import in_scope
 from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
-from fwa_pipeline.defs.selection import PEER_COLUMNS, plan_history, split_rules
+from fwa_pipeline.defs.selection import PEER_COLUMNS, RULE_SCOPES, plan_history, split_rules
 from fwa_pipeline.domain.config import RuleParams, default_config
 
 
@@ -131,6 +131,12 @@ def test_disabled_rules_need_no_history_and_unknown_rules_read_everything() -> N
     extended = config.model_copy(update={"rules": {**config.rules, "RULE-MED-099": unknown}})
     plan = plan_history(extended, "medical")
     assert "RULE-MED-099" in plan.peer_rules and plan.peer_columns is None
+
+
+def test_every_catalogue_rule_has_a_scope() -> None:
+    # A rule without one runs as a peer rule over every claim of its look-back: correct, but a
+    # small batch would pay for the whole workspace.
+    assert set(default_config().rules) <= set(RULE_SCOPES)
 
 
 def test_split_rules_partitions_the_enabled_rules() -> None:

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from fwa_pipeline.definitions import build_defs
-from fwa_pipeline.defs import assets
+from fwa_pipeline.defs import assets, selection
 from fwa_pipeline.defs.io import load
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.launch import LaunchResult
@@ -228,6 +228,25 @@ def test_incremental_run_reads_only_the_history_it_needs(pipeline: Pipeline) -> 
     # provider and day as nothing: not read) -- a handful, not the whole workspace.
     assert 0 < found["raw_claims"]["claims_history"] < 7
     assert first.run_id != second.run_id
+
+
+def test_a_rule_selection_does_not_know_runs_with_the_peers_and_finds_the_same(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a rule added to the catalogue without a scope would: run on the peer frame, over
+    # every claim of its look-back, member columns included.
+    unscoped = {r: s for r, s in selection.RULE_SCOPES.items() if r != "RULE-MED-006"}
+    monkeypatch.setattr(selection, "RULE_SCOPES", unscoped)
+    pipeline.land(batch.batch_one())
+    pipeline.run()
+    pipeline.land(batch.batch_two())
+
+    second = pipeline.run()
+
+    assert second.success
+    incremental = pipeline.outcome()
+    assert pipeline.run(force_reprocess=True).success
+    assert pipeline.outcome() == incremental
 
 
 def test_force_reprocess_gives_the_incremental_result(pipeline: Pipeline) -> None:

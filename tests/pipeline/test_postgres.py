@@ -20,9 +20,14 @@ import pytest
 from dagster import DagsterEventType
 from sqlalchemy import text
 
+from fwa_pipeline.definitions import build_defs
+from fwa_pipeline.defs.jobs import PIPELINE_JOB
+from fwa_pipeline.defs.partitions import STORE_TAG, ensure_partition
+from fwa_pipeline.defs.resources import run_config
 from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
 from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_reconciliation
 from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.runs import get_run
 from fwa_pipeline.synth import generate
 from tests.conftest import PG_ADMIN_DSN
@@ -284,3 +289,31 @@ def test_two_stores_sharing_a_dagster_home_never_mirror_each_others_runs(
     assert pg_pipeline.query("SELECT run_id FROM pipeline_runs") == [(on_postgres.run_id,)]
     # A run of the other store is not this store's to mirror, whoever asks.
     assert mirror_run(pipeline.engine, pipeline.instance, on_postgres.run_id) is None
+
+
+def test_a_run_started_elsewhere_is_mirrored_by_the_store_it_ran_on(
+    pipeline: Pipeline, pg_pipeline: Pipeline
+) -> None:
+    # Started from the Dagster UI: no store tag at all, or (a re-execution of the other
+    # store's run) a copied one. The store the run writes to stamps it as the run starts.
+    pg_pipeline.land(batch.batch_one())
+    pipeline.land(batch.batch_one())
+    ensure_partition(pg_pipeline.instance, WORKSPACE)
+    job = build_defs(resource_overrides={"store": pg_pipeline.store}).resolve_job_def(PIPELINE_JOB)
+    runs = [
+        job.execute_in_process(
+            instance=pg_pipeline.instance,
+            partition_key=WORKSPACE,
+            run_config=run_config(force_reprocess=True),
+            tags=tags,
+        ).run_id
+        for tags in ({}, {STORE_TAG: store_id(pipeline.engine)})
+    ]
+
+    for store in (pipeline, pg_pipeline):
+        reconcile(store.engine, store.instance)
+
+    assert pipeline.query("SELECT run_id FROM pipeline_runs") == []
+    assert sorted(pg_pipeline.query("SELECT run_id, status FROM pipeline_runs")) == sorted(
+        (run_id, "success") for run_id in runs
+    )
