@@ -138,22 +138,21 @@ def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, An
     return found
 
 
-def status_context(
-    pipeline: Pipeline, run_id: str, event_type: dg.DagsterEventType
-) -> dg.RunStatusSensorContext:
-    """The context a run-status sensor gets for run ``run_id``'s ``event_type`` event."""
+def status_tick(
+    sensor: str, pipeline: Pipeline, run_id: str, event_type: dg.DagsterEventType
+) -> object:
+    """Run-status sensor ``sensor`` on run ``run_id``'s ``event_type`` event, as the daemon runs
+    it. The context is closed here, not whenever it is collected: its teardown resets Dagster's
+    context-local instance state, and must not do so in the middle of a later test."""
     run = pipeline.instance.get_run_by_id(run_id)
     (entry,) = pipeline.instance.all_logs(run_id, of_type=event_type)
-    return dg.build_run_status_sensor_context(
+    definition = next(s for s in SENSORS if s.name == sensor)
+    assert isinstance(definition, dg.RunStatusSensorDefinition)
+    with dg.build_run_status_sensor_context(
         sensor_name="mirror",
         dagster_event=entry.dagster_event,
         dagster_instance=pipeline.instance,
         dagster_run=run,
         resources={"store": pipeline.store},
-    )
-
-
-def sensor_named(name: str) -> dg.RunStatusSensorDefinition:
-    sensor = next(s for s in SENSORS if s.name == name)
-    assert isinstance(sensor, dg.RunStatusSensorDefinition)
-    return sensor
+    ) as context:
+        return definition(context)

@@ -35,14 +35,16 @@ from fwa_pipeline.pipeline_requests import UnknownWorkspaceError, enqueue, job_s
 from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.runs import get_request, get_run
 from tests.pipeline import batch
-from tests.pipeline.conftest import WORKSPACE, Pipeline, sensor_named, status_context
+from tests.pipeline.conftest import WORKSPACE, Pipeline, status_tick
 
 
 def tick(sensor: dg.SensorDefinition, pipeline: Pipeline) -> object:
-    context = dg.build_sensor_context(
+    # Closed here, not whenever it is collected: a context's teardown resets Dagster's
+    # context-local instance state, and must not do so in the middle of a later test.
+    with dg.build_sensor_context(
         instance=pipeline.instance, resources={"store": pipeline.store}
-    )
-    return sensor(context)
+    ) as context:
+        return sensor(context)
 
 
 def launch(
@@ -205,12 +207,8 @@ def test_run_status_sensors_mirror_success_and_failure(pipeline: Pipeline) -> No
     with pipeline.engine.begin() as connection:  # as if nothing had been mirrored
         connection.exec_driver_sql("DELETE FROM pipeline_runs")
 
-    sensor_named("pipeline_run_success")(
-        status_context(pipeline, ok.run_id, DagsterEventType.RUN_SUCCESS)
-    )
-    sensor_named("pipeline_run_failure")(
-        status_context(pipeline, failed.run_id, DagsterEventType.RUN_FAILURE)
-    )
+    status_tick("pipeline_run_success", pipeline, ok.run_id, DagsterEventType.RUN_SUCCESS)
+    status_tick("pipeline_run_failure", pipeline, failed.run_id, DagsterEventType.RUN_FAILURE)
 
     row = get_run(pipeline.engine, ok.run_id)
     assert row is not None and row.status == "success" and row.completed_at is not None
@@ -233,9 +231,7 @@ def test_a_canceled_run_is_mirrored_as_canceled(pipeline: Pipeline) -> None:
     )
     pipeline.instance.report_run_canceled(run)
 
-    sensor_named("pipeline_run_canceled")(
-        status_context(pipeline, run.run_id, DagsterEventType.RUN_CANCELED)
-    )
+    status_tick("pipeline_run_canceled", pipeline, run.run_id, DagsterEventType.RUN_CANCELED)
 
     row = get_run(pipeline.engine, run.run_id)
     assert row is not None and row.status == "canceled"
@@ -330,12 +326,12 @@ def test_the_nightly_schedule_reprocesses_every_workspace(pipeline: Pipeline) ->
     with dg.instance_for_test() as instance:  # a schedule context needs a persistent instance
         # A partition of another store sharing this Dagster home is not this store's to rerun.
         instance.add_dynamic_partitions(WORKSPACES.name, ["acme", "elsewhere", "globex"])
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=dt.datetime(2026, 11, 26, 2, tzinfo=dt.UTC),
             resources={"store": pipeline.store},
-        )
-        requests = nightly_rescore(context)
+        ) as context:
+            requests = nightly_rescore(context)
 
     assert [(r.partition_key, r.run_key) for r in requests] == [
         ("acme", "nightly-2026-11-26-acme"),

@@ -36,8 +36,7 @@ from tests.pipeline.conftest import (
     WORKSPACE,
     Pipeline,
     materializations,
-    sensor_named,
-    status_context,
+    status_tick,
 )
 from tests.pipeline.test_automation import tick
 from tests.pipeline.test_synthetic import split_latest
@@ -134,36 +133,35 @@ def test_the_production_instance_runs_the_pipeline_and_the_sensors(
         pg_pipeline.engine, pg_pipeline.settings, production_instance, pg_pipeline._tmp
     )
     batch_id = pipeline.land(batch.batch_one())
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=production_instance, resources={"store": pipeline.store}
-    )
-    requested = landed_batch_sensor(context)
-    assert isinstance(requested, dg.SensorResult)
-    assert requested.run_requests[0].run_key == f"batch-{batch_id}"
+    ) as context:  # closed here, not when collected (see test_automation.tick)
+        requested = landed_batch_sensor(context)
+        assert isinstance(requested, dg.SensorResult)
+        assert requested.run_requests[0].run_key == f"batch-{batch_id}"
 
-    result = pipeline.run()
+        result = pipeline.run()
 
-    assert result.success and result.status == "success"
-    # Runs and events live in PostgreSQL: a second instance on the same database sees them.
-    with dg.DagsterInstance.from_config(str(production_instance.root_directory)) as other:
-        (record,) = other.get_run_records()
-        assert record.dagster_run.run_id == result.run_id
-        assert "investigation_cases" in materializations(other, result.run_id)
-        assert production_instance.has_dynamic_partition("workspaces", WORKSPACE)
-    assert isinstance(landed_batch_sensor(context), dg.SkipReason)
+        assert result.success and result.status == "success"
+        # Runs and events live in PostgreSQL: a second instance on the same database sees them.
+        with dg.DagsterInstance.from_config(str(production_instance.root_directory)) as other:
+            (record,) = other.get_run_records()
+            assert record.dagster_run.run_id == result.run_id
+            assert "investigation_cases" in materializations(other, result.run_id)
+            assert production_instance.has_dynamic_partition("workspaces", WORKSPACE)
+        assert isinstance(landed_batch_sensor(context), dg.SkipReason)
     # The mirror, as the daemon's sensors run it: the run-status sensor, then the reconciliation.
     with pipeline.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM pipeline_runs")
-    sensor_named("pipeline_run_success")(
-        status_context(pipeline, result.run_id, DagsterEventType.RUN_SUCCESS)
-    )
+    status_tick("pipeline_run_success", pipeline, result.run_id, DagsterEventType.RUN_SUCCESS)
     row = get_run(pipeline.engine, result.run_id)
     assert row is not None and row.status == "success" and row.stats["claims_in"] == 9
     with pipeline.engine.begin() as connection:
         connection.exec_driver_sql("UPDATE pipeline_runs SET status = 'running'")
-    reconciled = pipeline_run_reconciliation(
-        dg.build_sensor_context(instance=production_instance, resources={"store": pipeline.store})
-    )
+    with dg.build_sensor_context(
+        instance=production_instance, resources={"store": pipeline.store}
+    ) as context:
+        reconciled = pipeline_run_reconciliation(context)
     assert isinstance(reconciled, dg.SkipReason)
     assert get_run(pipeline.engine, result.run_id).status == "success"
 
@@ -258,13 +256,10 @@ def test_a_batch_committed_after_a_later_one_still_gets_its_run(pg_pipeline: Pip
         transaction.commit()
 
     # The next tick as the daemon runs it: with whatever cursor the last one left.
-    later = landed_batch_sensor(
-        dg.build_sensor_context(
-            instance=pg_pipeline.instance,
-            cursor=seen.cursor,
-            resources={"store": pg_pipeline.store},
-        )
-    )
+    with dg.build_sensor_context(
+        instance=pg_pipeline.instance, cursor=seen.cursor, resources={"store": pg_pipeline.store}
+    ) as context:
+        later = landed_batch_sensor(context)
 
     assert isinstance(later, dg.SensorResult)
     assert sorted(r.run_key for r in later.run_requests) == sorted(
