@@ -45,9 +45,7 @@ def process_of(run: dg.DagsterRun) -> int | None:
     """The pid of the process executing ``run`` in-process, if its tags were set for it (or,
     for a run tagged before PID_RUN_TAG existed, if it is no re-execution)."""
     pid = run.tags.get(PID_TAG, "")
-    owner = run.tags.get(PID_RUN_TAG)
-    if owner is None:
-        owner = None if PARENT_RUN_TAG in run.tags else run.run_id
+    owner = run.tags.get(PID_RUN_TAG, None if PARENT_RUN_TAG in run.tags else run.run_id)
     return int(pid) if pid.isdigit() and owner == run.run_id else None
 
 

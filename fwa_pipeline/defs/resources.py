@@ -58,7 +58,10 @@ class StoreResource(dg.ConfigurableResource):
             # The run writes to this store, whoever launched it: the tag is set here, over
             # none (a run started from the UI) or a copied one (a re-execution of another
             # store's run), so the run mirror of this store, and only this one, takes it.
-            context.instance.add_run_tags(context.run.run_id, {STORE_TAG: store_id(self.engine())})
+            # A run its launcher tagged already (the CLI, the sensors) costs no write.
+            ours = store_id(self.engine())
+            if context.run.tags.get(STORE_TAG) != ours:
+                context.instance.add_run_tags(context.run.run_id, {STORE_TAG: ours})
 
     def settings(self) -> Settings:
         # Outside a run (the CLI, the benchmark) nothing set it up: read the environment as
