@@ -33,10 +33,10 @@ def serve(host: str, port: int, workers: int) -> None:
     from fwa_pipeline.kit.logging import configure_logging
 
     settings = load_settings()  # refuse an unsafe production configuration before binding
+    configure_logging(settings.log_level, reroute=UVICORN_LOGGERS)
     # A database that does not answer yet (its container still starting) is the health
     # route's to report; one that answers unmigrated is refused here.
     store_engine(settings, unreachable_ok=True)
-    configure_logging(settings.log_level, reroute=UVICORN_LOGGERS)
     uvicorn.run(
         "fwa_api.app:create_app",
         factory=True,

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import Request
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from fwa_api.auth import TOKEN_TTL_S, Principal, TtlCache
 from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import RateLimiter
 from fwa_pipeline.settings import Settings
-from fwa_pipeline.store.db import get_engine, is_postgres
+from fwa_pipeline.store.db import get_engine
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -31,15 +31,8 @@ if TYPE_CHECKING:
 # limiting because of its own load.
 REDIS_TIMEOUT_S = 1.0
 REDIS_MAX_CONNECTIONS = 64
-# libpq waits for an unresponsive server without limit by default; a thread stuck in connect()
-# also holds up shutdown, which waits for worker threads.
-DB_CONNECT_TIMEOUT_S = 3
 # Workspace ids never change while a workspace exists; a deleted one may linger this long.
 WORKSPACE_ID_TTL_S = 30.0
-
-
-def _connect_timeout(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
-    params.setdefault("connect_timeout", DB_CONNECT_TIMEOUT_S)
 
 
 @dataclass
@@ -62,10 +55,8 @@ class Clients:
                 retry=Retry(NoBackoff(), 0),
             )
             redis = Redis.from_pool(pool)  # closing the client closes the pool
-        engine = get_engine(settings)
-        if is_postgres(engine) and not event.contains(engine, "do_connect", _connect_timeout):
-            event.listen(engine, "do_connect", _connect_timeout)
-        return cls(engine=engine, redis=redis, http=httpx.AsyncClient())
+        # The engine's connect and statement timeouts are the settings' (store.db).
+        return cls(engine=get_engine(settings), redis=redis, http=httpx.AsyncClient())
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from fwa_pipeline.defs.launch import LaunchResult
+
+logger = logging.getLogger(__name__)
 
 
 def load_settings() -> Settings:
@@ -41,9 +44,12 @@ def store_engine(settings: Settings | None = None, *, unreachable_ok: bool = Fal
     except SchemaNotCurrentError as exc:
         raise click.ClickException(str(exc)) from None
     except OperationalError as exc:  # the driver's reason names host and port, never a password
-        if unreachable_ok:
-            return engine
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        if unreachable_ok:
+            logger.warning(
+                "cannot reach the database (%s): starting anyway; health reports it", reason
+            )
+            return engine
         raise click.ClickException(f"cannot reach the database: {reason}") from None
     return engine
 

@@ -21,6 +21,9 @@ DEV_SECRET_KEY = "dev-secret-key-change-me"
 DEV_DB_PASSWORD = "fwa_dev_password"
 MIN_SECRET_BYTES = 32
 KEY_BYTES = 32  # AES-256
+# Shared with store.db.engine_for, so an engine made from a URL alone matches the settings' one.
+DB_CONNECT_TIMEOUT_S = 5
+DB_STATEMENT_TIMEOUT_S = 300
 
 
 class Environment(StrEnum):
@@ -73,6 +76,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     # Empty means "SQLite file under data_dir" (the embedded default).
     database_url: SecretStr = SecretStr("")
+    # PostgreSQL: how long to wait for a connection (a server that accepts and never answers must
+    # not hang start-up) and for any one statement, lock waits included (0: no limit).
+    db_connect_timeout_s: int = Field(DB_CONNECT_TIMEOUT_S, ge=1)
+    db_statement_timeout_s: int = Field(DB_STATEMENT_TIMEOUT_S, ge=0)
     redis_url: SecretStr | None = None
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     # ``kid:base64(32 bytes)`` entries, comma-separated; the first is the active key.
@@ -88,6 +95,8 @@ class Settings(BaseSettings):
     max_upload_columns: int = Field(64, ge=1)
     # Longest a request may wait on a pipeline job (POST /api/pipeline/run-full and run-stream).
     pipeline_wait_max_s: int = Field(600, ge=1)
+    # How long an enqueue's Idempotency-Key returns its first job (then a new job may reuse it).
+    pipeline_idempotency_hours: int = Field(24, ge=1)
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod

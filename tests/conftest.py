@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store import migrate
-from fwa_pipeline.store.db import engine_for
+from fwa_pipeline.store.db import clear_engines, engine_for
 from fwa_pipeline.store.models import Base
 
 PG_ADMIN_DSN = os.environ.get(
@@ -100,7 +100,7 @@ def pg_database_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        engine_for.cache_clear()
+        clear_engines()
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

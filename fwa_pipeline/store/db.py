@@ -3,15 +3,21 @@ sound embedded default (foreign keys, WAL, a busy timeout for the Dagster daemon
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from fwa_pipeline.settings import Settings, get_settings
+from fwa_pipeline.settings import (
+    DB_CONNECT_TIMEOUT_S,
+    DB_STATEMENT_TIMEOUT_S,
+    Settings,
+    get_settings,
+)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -23,8 +29,30 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def _postgres_timeouts(connect_timeout_s: int, statement_timeout_s: int) -> Callable[..., None]:
+    def apply(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        # libpq waits for an unresponsive server without limit by default; a thread stuck in
+        # connect() also holds up shutdown, which waits for worker threads.
+        params["connect_timeout"] = connect_timeout_s
+        if statement_timeout_s:
+            limit = f"-c statement_timeout={statement_timeout_s * 1000}"
+            # Keep the URL's own server options (a search_path, say).
+            params["options"] = f"{params['options']} {limit}" if params.get("options") else limit
+
+    return apply
+
+
+def engine_for(
+    url: str,
+    connect_timeout_s: int = DB_CONNECT_TIMEOUT_S,
+    statement_timeout_s: int = DB_STATEMENT_TIMEOUT_S,
+) -> Engine:
+    """The process's engine for this URL and these PostgreSQL timeouts (SQLite ignores them)."""
+    return _engine(url, connect_timeout_s, statement_timeout_s)
+
+
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
+def _engine(url: str, connect_timeout_s: int, statement_timeout_s: int) -> Engine:
     # hide_parameters: a logged SQL error never carries row values (PHI), on either engine.
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -33,13 +61,26 @@ def engine_for(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True
     )
+    if engine.dialect.name == "postgresql":
+        event.listen(
+            engine, "do_connect", _postgres_timeouts(connect_timeout_s, statement_timeout_s)
+        )
+    return engine
+
+
+def clear_engines() -> None:
+    """Forget the process's engines (tests that drop their database)."""
+    _engine.cache_clear()
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    return engine_for((settings or get_settings()).sqlalchemy_url)
+    settings = settings or get_settings()
+    return engine_for(
+        settings.sqlalchemy_url, settings.db_connect_timeout_s, settings.db_statement_timeout_s
+    )
 
 
 @lru_cache(maxsize=8)

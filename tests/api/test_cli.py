@@ -6,8 +6,10 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,3 +166,66 @@ def test_serve_answers_over_http_with_json_logs(
         e["request_id"] == listed.headers["X-Request-ID"] and e.get("actor") == "svc"
         for e in access
     )
+
+
+@pytest.fixture
+def silent_database() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers a byte (a hung database)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+def test_serve_starts_and_says_so_when_the_database_never_answers(
+    silent_database: int, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        "FWA_ENVIRONMENT": "test",
+        "FWA_DATABASE_URL": f"postgresql://fwa@127.0.0.1:{silent_database}/fwa",
+        "FWA_DB_CONNECT_TIMEOUT_S": "2",
+        "FWA_OLLAMA_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fwa_api.cli", "serve", "--port", str(port)],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("FWA_")}, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        health = None
+        for _ in range(600):  # bounded wait for start-up (without a timeout it hung ~95 s)
+            with contextlib.suppress(httpx.TransportError):
+                health = httpx.get(f"{server.url}/api/health", timeout=10)
+                break
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert health is not None, "fwa serve did not start"
+        assert health.status_code == 503
+        assert health.json()["components"]["database"]["status"] == "disconnected"
+    finally:
+        entries = [json.loads(line) for line in server.stop().splitlines() if line.strip()]
+    warnings = [e for e in entries if e["message"].startswith("cannot reach the database")]
+    assert len(warnings) == 1
+    assert warnings[0]["level"] == "WARNING"
+    assert "connection timeout expired" in warnings[0]["message"]

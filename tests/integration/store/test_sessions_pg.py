@@ -1,14 +1,17 @@
 """Engines and sessions: a read-only session holds no transaction open on the server (real
-PostgreSQL), and a failed statement's error never carries its values (both engines)."""
+PostgreSQL), a failed statement's error never carries its values (both engines), and the settings'
+statement timeout bounds every statement on PostgreSQL."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from psycopg import pq
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
-from fwa_pipeline.store.db import read_scope, session_scope
+from fwa_pipeline.settings import DB_CONNECT_TIMEOUT_S, Settings
+from fwa_pipeline.store.db import engine_for, get_engine, read_scope, session_scope
 from fwa_pipeline.store.models import Workspace
 
 
@@ -43,3 +46,24 @@ def test_a_failed_statement_does_not_carry_its_values(
         c.execute(text("SELECT :name FROM no_such_table"), {"name": "Jane Doe 1961-04-02"})
     assert "Jane Doe" not in str(failed.value)
     assert "parameters hidden" in str(failed.value)
+
+
+@pytest.mark.postgres
+def test_settings_bound_every_statement_and_keep_the_urls_options(pg_database_url: str) -> None:
+    settings = Settings(
+        environment="test",
+        database_url=f"{pg_database_url}?options=-c%20application_name%3Dfwa-timeouts",
+        db_statement_timeout_s=1,
+        _env_file=None,
+    )
+    engine = get_engine(settings)
+    with engine.connect() as connection:
+        assert connection.execute(text("SHOW statement_timeout")).scalar() == "1s"
+        assert connection.execute(text("SHOW application_name")).scalar() == "fwa-timeouts"
+        with pytest.raises(DBAPIError) as info:
+            connection.execute(text("SELECT pg_sleep(5)"))
+    assert isinstance(info.value.orig, psycopg.errors.QueryCanceled)
+    # Zero: no limit, the server's own default.
+    unbounded = engine_for(pg_database_url, DB_CONNECT_TIMEOUT_S, 0)
+    with unbounded.connect() as connection:
+        assert connection.execute(text("SHOW statement_timeout")).scalar() == "0"
