@@ -1,6 +1,6 @@
 """The data contract (``spec/data-contract.md``) as data: the files a batch may hold, their columns,
-types, required columns and upsert keys. The parser and the lander read these tables; nothing
-else in the ingest package knows a column name.
+types, length bounds, required columns and upsert keys. The parser and the lander read these
+tables; nothing else in the ingest package knows a column name.
 
 Two roles differ in what a bad value gets:
 
@@ -15,6 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+# The longest field (a cell or a column name) any file may hold. Far above every contract value
+# (text columns are bounded per column below), far below what the CSV readers hold: Python's
+# csv module, which reads the header, refuses fields over 128 Ki characters.
+MAX_FIELD_BYTES = 64 * 1024
 
 
 class Kind(StrEnum):
@@ -40,7 +45,7 @@ class Column:
     name: str
     kind: Kind
     required: bool = False
-    # TEXT: longest accepted value (the store's column width).
+    # TEXT: longest accepted value in characters (required: every text column is bounded).
     max_length: int | None = None
     # CODE: a full-match regex (after ``upper``).
     pattern: str | None = None
@@ -56,6 +61,10 @@ class Column:
     default: object = None
     # Values are never echoed in error messages (PHI and member identifiers).
     sensitive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind is Kind.TEXT and self.max_length is None:
+            raise ValueError(f"text column {self.name} has no max_length")
 
 
 @dataclass(frozen=True)
@@ -93,9 +102,7 @@ _CPT = r"[0-9]{5}|[A-Z][0-9]{4}"
 _CPT_EXPECTED = "5 digits (CPT) or a letter and 4 digits (HCPCS)"
 
 
-def _text(
-    name: str, max_length: int | None, *, required: bool = False, sensitive: bool = False
-) -> Column:
+def _text(name: str, max_length: int, *, required: bool = False, sensitive: bool = False) -> Column:
     return Column(name, Kind.TEXT, required=required, max_length=max_length, sensitive=sensitive)
 
 
@@ -203,8 +210,9 @@ MEMBERS = FileSpec(
     Role.REFERENCE,
     (
         _member_id(),
-        _text("first_name", None, required=True),
-        _text("last_name", None, required=True),
+        # Stored encrypted (no column width): bounded generously for real names.
+        _text("first_name", 100, required=True),
+        _text("last_name", 100, required=True),
         Column("date_of_birth", Kind.DATE, required=True),
         Column("gender", Kind.CHOICE, required=True, choices=("F", "M", "U"), upper=True),
         _state(),

@@ -1,10 +1,10 @@
 """Reading one contract file into a typed DataFrame, or every reason it cannot be.
 
 Checks run in the order a careful reader would: bytes (UTF-8, NUL and other binary bytes), the
-header (column limit, duplicates, required columns), the CSV shape (row width, row limit), then
-every cell of every contract column against its type. All checks are vectorised with pyarrow
-compute over columns read as strings; only the failure path looks at single values, to report
-the first offending rows.
+header (name length, column limit, duplicates, required columns), the CSV shape (row width, at
+least one row, row limit, field length), then every cell of every contract column against its
+type. All checks are vectorised with pyarrow compute over columns read as strings; only the
+failure path looks at single values, to report the first offending rows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from fwa_pipeline.ingest.contract import Column, FileSpec, Kind, Role
+from fwa_pipeline.ingest.contract import MAX_FIELD_BYTES, Column, FileSpec, Kind, Role
 from fwa_pipeline.ingest.problems import MAX_ROWS_SHOWN, BatchRejected, Problem
 from fwa_pipeline.npi import valid_npi_mask
 from fwa_pipeline.settings import Settings
@@ -34,6 +34,11 @@ _BINARY_RE = re.compile(b"[" + re.escape(_BINARY_BYTES) + b"]")
 # CSV/formula injection: spreadsheets evaluate cells starting with these (after spaces).
 _FORMULA_RE = r"^(?:[\t\r]|\s*[=+\-@])"
 _ARROW_BLOCK = 8 << 20
+# Arrow's block size is an int32.
+_MAX_ARROW_BLOCK = (1 << 31) - 1
+_OVERSIZE = f"longer than {MAX_FIELD_BYTES:,} bytes, the limit for any field"
+# Values and names quoted in messages are cut to this many characters.
+_QUOTED_CHARS = 40
 
 _ARROW_TYPES: dict[Kind, pa.DataType] = {
     Kind.DATE: pa.date32(),
@@ -85,11 +90,15 @@ def parse_file(spec: FileSpec, data: bytes, limits: Limits) -> ParsedFile:
     if problems:
         raise BatchRejected(problems)
     header = _read_header(data)
+    if header is None:
+        raise BatchRejected([Problem(spec.name, f"a column name is {_OVERSIZE}", line=1)])
     warnings: list[str] = []
     problems = _check_header(spec, header, limits, warnings)
     if problems:
         raise BatchRejected(problems)
     table = _read_table(spec, data, header)
+    if not table.num_rows:
+        raise BatchRejected([Problem(spec.name, "the file has a header but no data rows")])
     if table.num_rows > limits.max_rows:
         raise BatchRejected(
             [
@@ -100,6 +109,9 @@ def parse_file(spec: FileSpec, data: bytes, limits: Limits) -> ParsedFile:
                 )
             ]
         )
+    problems = _check_field_lengths(spec, table)
+    if problems:
+        raise BatchRejected(problems)
     checker = _Checker(spec, table)
     frame = checker.convert()
     if checker.problems:
@@ -132,22 +144,34 @@ def _check_bytes(spec: FileSpec, data: bytes) -> list[Problem]:
     return []
 
 
-def _locate(data: bytes, offset: int) -> tuple[int, str]:
-    """The physical line and the column (header name, or position) of byte ``offset``."""
+def _locate(data: bytes, offset: int) -> tuple[int, str | None]:
+    """The physical line and the column (header name, or position; None when a field before
+    it is too long to read) of byte ``offset``."""
     line = data.count(b"\n", 0, offset) + 1
     start = data.rfind(b"\n", 0, offset) + 1
     prefix = data[start:offset].decode("utf-8", errors="replace")
-    position = len(next(csv.reader([prefix]), [""]))
-    header = _read_header(data.split(b"\n", 1)[0])
+    try:
+        position = len(next(csv.reader([prefix]), [""]))
+    except csv.Error:
+        return line, None
+    header = _read_header(data.split(b"\n", 1)[0]) or []
     if line > 1 and position <= len(header) and header[position - 1]:
         return line, header[position - 1]
     return line, f"#{position}"
 
 
-def _read_header(data: bytes) -> list[str]:
-    """Header names, trimmed and lower-cased (the contract matches them case-insensitively)."""
+def _read_header(data: bytes) -> list[str] | None:
+    """Header names, trimmed and lower-cased (the contract matches them case-insensitively);
+    None when a name is over the csv module's field limit, and so over ``MAX_FIELD_BYTES``."""
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline="")
-    return [name.strip().lower() for name in next(csv.reader(text), [])]
+    try:
+        return [name.strip().lower() for name in next(csv.reader(text), [])]
+    except csv.Error:  # the only one it raises once NUL bytes are refused: a field too large
+        return None
+
+
+def _quoted(value: str) -> str:
+    return repr(value if len(value) <= _QUOTED_CHARS else value[:_QUOTED_CHARS] + "...")
 
 
 def _check_header(
@@ -156,6 +180,9 @@ def _check_header(
     def at_header(column: str, message: str) -> Problem:
         return Problem(spec.name, message, column=column, line=1)
 
+    oversize = [i for i, name in enumerate(header) if len(name.encode()) > MAX_FIELD_BYTES]
+    if oversize:
+        return [at_header(f"#{i + 1}", f"the column name is {_OVERSIZE}") for i in oversize]
     if len(header) > limits.max_columns:
         return [
             at_header(
@@ -183,7 +210,7 @@ def _check_header(
     if unknown:
         warnings.append(
             f"{spec.name}: column{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(repr(n) for n in unknown)} not in the data contract; not stored"
+            f"{', '.join(_quoted(n) for n in unknown)} not in the data contract; not stored"
         )
     return problems
 
@@ -197,15 +224,18 @@ def _read_table(spec: FileSpec, data: bytes, header: list[str]) -> pa.Table:
     names = [f"c{i}" for i in range(len(header))]
     bad_rows: list[int | None] = []
 
-    def read(use_threads: bool, on_bad_row: Callable[[pa_csv.InvalidRow], str]) -> pa.Table:
+    def record(row: pa_csv.InvalidRow) -> str:
+        bad_rows.append(row.number)
+        return "skip"
+
+    def read(block_size: int, use_threads: bool) -> pa.Table:
+        bad_rows.clear()
         return pa_csv.read_csv(
             io.BytesIO(data),
             read_options=pa_csv.ReadOptions(
-                column_names=names, skip_rows=1, use_threads=use_threads, block_size=_ARROW_BLOCK
+                column_names=names, skip_rows=1, use_threads=use_threads, block_size=block_size
             ),
-            parse_options=pa_csv.ParseOptions(
-                newlines_in_values=True, invalid_row_handler=on_bad_row
-            ),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=record),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
                 strings_can_be_null=True,
@@ -213,16 +243,18 @@ def _read_table(spec: FileSpec, data: bytes, header: list[str]) -> pa.Table:
             ),
         )
 
-    def record(row: pa_csv.InvalidRow) -> str:
-        bad_rows.append(row.number)
-        return "skip"
-
+    block_size = _ARROW_BLOCK
     try:
-        table = read(True, record)
+        try:
+            table = read(block_size, True)
+        except pa.ArrowInvalid:
+            # A row longer than a block (an oversize cell, or a quote left open): read again as
+            # one block, so that the checks after this name its row and column (failure only).
+            block_size = min(len(data) + 1, _MAX_ARROW_BLOCK)
+            table = read(block_size, True)
         if bad_rows:
             # Threaded parsing does not number rows; a second, serial pass does (failure only).
-            bad_rows.clear()
-            read(False, record)
+            read(block_size, False)
     except pa.ArrowInvalid:
         # Arrow's message quotes the row's content, which may be PHI: not passed on.
         raise BatchRejected(
@@ -242,6 +274,29 @@ def _read_table(spec: FileSpec, data: bytes, header: list[str]) -> pa.Table:
             ]
         )
     return table.rename_columns(header)
+
+
+def _check_field_lengths(spec: FileSpec, table: pa.Table) -> list[Problem]:
+    """Cells over ``MAX_FIELD_BYTES`` in any column, unknown ones included."""
+    problems: list[Problem] = []
+    for i, (name, values) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        lengths = pc.binary_length(values)
+        if (pc.max(lengths).as_py() or 0) > MAX_FIELD_BYTES:
+            rows, more = _rows_where(pc.greater(lengths, MAX_FIELD_BYTES))
+            problems.append(
+                Problem(spec.name, _OVERSIZE, column=name or f"#{i + 1}", rows=rows, more_rows=more)
+            )
+    return problems
+
+
+def _rows_where(bad: pa.ChunkedArray) -> tuple[tuple[int, ...], int]:
+    """The first data rows (1-based) where ``bad`` is true, and how many more there are."""
+    bad = pc.fill_null(bad, False)
+    count = pc.sum(bad).as_py() or 0
+    if not count:
+        return (), 0
+    positions = np.flatnonzero(bad.to_numpy())[:MAX_ROWS_SHOWN]
+    return tuple(int(p) + 1 for p in positions), count - len(positions)
 
 
 # --------------------------------------------------------------------------- cells
@@ -317,22 +372,13 @@ class _Checker:
         ``raw`` is the column as read, given when its first offending value may be quoted:
         values of member identifiers and of the members file (PHI) never are.
         """
-        bad = pc.fill_null(bad, False)
-        count = pc.sum(bad).as_py() or 0
-        if not count:
+        rows, more = _rows_where(bad)
+        if not rows:
             return False
-        positions = np.flatnonzero(bad.to_numpy())[:MAX_ROWS_SHOWN]
         if raw is not None and not (self.spec.phi or column.sensitive):
-            value = raw[int(positions[0])].as_py()
-            message = f"{message}: {value if len(value) <= 40 else value[:40] + '...'!r}"
+            message = f"{message}: {_quoted(raw[rows[0] - 1].as_py())}"
         self.problems.append(
-            Problem(
-                self.spec.name,
-                message,
-                column=column.name,
-                rows=tuple(int(p) + 1 for p in positions),
-                more_rows=count - len(positions),
-            )
+            Problem(self.spec.name, message, column=column.name, rows=rows, more_rows=more)
         )
         return True
 

@@ -120,6 +120,55 @@ def test_a_column_name_with_a_line_break_is_refused_not_misread(reject: Reject) 
     assert "expected an NPI" not in message  # the rows were not read a line out of step
 
 
+@pytest.mark.parametrize("quote", [b"", b'"'])
+@pytest.mark.parametrize("size", [100 * 1024, 200 * 1024])
+def test_a_column_name_over_the_field_limit(reject: Reject, quote: bytes, size: int) -> None:
+    # 200 KiB is past the csv module's own field limit (128 KiB): refused the same way.
+    claims = rows()["medical_claims.csv"]
+    data = render(claims, columns=[*claims[0], "notes"])
+    data = data.replace(b"notes", quote + b"x" * size + quote, 1)
+    message = reject({**files(), "medical_claims.csv": data})
+    assert "medical_claims.csv, line 1" in message
+    assert "longer than 65,536 bytes, the limit for any field" in message
+    assert "xxx" not in message
+
+
+def test_a_cell_over_the_field_limit(reject: Reject) -> None:
+    batch = rows()
+    for row in batch["providers.csv"]:
+        row["notes"] = "n" * 70_000 if row["name"] == "Lakeside Clinic, Inc." else ""
+    message = reject(files(batch))
+    assert (
+        "providers.csv, row 2, column notes: longer than 65,536 bytes, the limit for any field"
+        in message
+    )
+    assert "nnn" not in message
+
+
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_a_cell_longer_than_the_parser_block_is_named_not_misread(
+    reject: Reject, quote: str
+) -> None:
+    # Over 16 MiB: more than the CSV reader holds in one block.
+    batch = rows()
+    batch["providers.csv"][1]["specialty"] = quote + "s" * (17 << 20) + quote
+    data = render(batch["providers.csv"]).replace(b'"""', b'"').replace(b'""', b"")
+    message = reject({**files(), "providers.csv": data})
+    assert (
+        "providers.csv, row 2, column specialty: longer than 65,536 bytes, the limit for any field"
+        in message
+    )
+    assert "unterminated" not in message
+
+
+def test_binary_content_after_a_long_cell_is_located(reject: Reject) -> None:
+    batch = files()
+    long_cell = b"MC-2" + b"y" * (200 * 1024) + b"\x1b"
+    batch["medical_claims.csv"] = batch["medical_claims.csv"].replace(b"MC-2", long_cell)
+    message = reject(batch)
+    assert "medical_claims.csv, line 3: binary content (control byte 0x1b)" in message
+
+
 def test_row_with_the_wrong_number_of_fields(reject: Reject) -> None:
     batch = files()
     batch["providers.csv"] = batch["providers.csv"].replace(b"Main Street", b"Main, Street")
@@ -130,6 +179,22 @@ def test_row_with_the_wrong_number_of_fields(reject: Reject) -> None:
 def test_empty_file(reject: Reject) -> None:
     message = reject({**files(), "ncci_edits.csv": b""})
     assert "ncci_edits.csv, line 1: the file is empty: a header row is required" in message
+
+
+@pytest.mark.parametrize("file", ["medical_claims.csv", "ncci_edits.csv"])
+@pytest.mark.parametrize("after", [b"", b"\n", b"\r\n\r\n\n"])
+def test_header_only_file(reject: Reject, file: str, after: bytes) -> None:
+    batch = files()
+    batch[file] = batch[file].split(b"\n", 1)[0] + after
+    message = reject(batch)
+    assert f"{file}: the file has a header but no data rows" in message
+
+
+def test_header_only_batch_creates_no_workspace(reject: Reject) -> None:
+    # The reject fixture checks every table, workspaces and batches included.
+    header = files()["medical_claims.csv"].split(b"\n", 1)[0]
+    message = reject({"medical_claims.csv": header + b"\n"}, workspace="fresh")
+    assert "medical_claims.csv: the file has a header but no data rows" in message
 
 
 def test_unknown_file_name(reject: Reject) -> None:
@@ -186,6 +251,22 @@ def test_formula_injection_in_members_does_not_quote_phi(reject: Reject) -> None
 def test_text_longer_than_its_column(reject: Reject) -> None:
     message = reject(changed("medical_claims.csv", 0, "claim_id", "C" * 65))
     assert "medical_claims.csv, row 1, column claim_id: longer than 64 characters" in message
+
+
+@pytest.mark.parametrize("column", ["first_name", "last_name"])
+def test_member_names_are_bounded_and_not_quoted(reject: Reject, column: str) -> None:
+    message = reject(changed("members.csv", 1, column, "Zelda" * 20 + "Q"))
+    assert f"members.csv, row 2, column {column}: longer than 100 characters" in message
+    assert "Zelda" not in message
+
+
+def test_a_five_megabyte_name_is_refused_unquoted(reject: Reject) -> None:
+    message = reject(changed("members.csv", 0, "first_name", "Zelda" * (1 << 20)))
+    assert (
+        "members.csv, row 1, column first_name: longer than 65,536 bytes, the limit for any field"
+        in message
+    )
+    assert "Zelda" not in message
 
 
 # --------------------------------------------------------------------------- typed cells
