@@ -202,3 +202,58 @@ def _rewrites_evidence(url: str) -> None:
         assert explanation["rules"][0]["samples"] == [{"claim_id": "C1", "evidence": new}]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_workspace_config_versions_migrate_up_and_down(store: str, tmp_path: Path) -> None:
+    """0008 adds the versioned workspace configuration (one row per version, a version number
+    once per workspace) and a request's quality mode; going down drops both and keeps the
+    requests."""
+    if store == "sqlite":
+        _workspace_config_round_trip(f"sqlite:///{tmp_path / 'c.db'}")
+    else:
+        with scratch_database() as url:
+            _workspace_config_round_trip(url)
+
+
+def _workspace_config_round_trip(url: str) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    engine = create_engine(url)
+    version = (
+        "INSERT INTO workspace_configs (workspace_id, version, document, created_by, created_at,"
+        " note) VALUES (1, :v, '{}', 'admin', '2026-01-01', 'why')"
+    )
+    try:
+        migrate.upgrade(engine, "0007")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
+                    "VALUES (1, 'w', '2026-01-01', false)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO pipeline_requests (job_id, workspace_id, force_reprocess, "
+                    "requested_at, status) VALUES ('j1', 1, false, '2026-01-01', 'queued')"
+                )
+            )
+        migrate.upgrade(engine, "0008")
+        with engine.begin() as conn:
+            conn.execute(text(version), {"v": 1})
+            conn.execute(text("UPDATE pipeline_requests SET quality_mode = 'flag_only'"))
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(version), {"v": 1})  # one version 1 per workspace
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(version), {"v": 0})
+
+        migrate.downgrade(engine, "0007")
+        inspector = inspect(engine)
+        assert "workspace_configs" not in inspector.get_table_names()
+        columns = {c["name"] for c in inspector.get_columns("pipeline_requests")}
+        assert "quality_mode" not in columns
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT job_id FROM pipeline_requests")).all() == [("j1",)]
+    finally:
+        engine.dispose()

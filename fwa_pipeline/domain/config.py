@@ -4,13 +4,15 @@ run's config snapshot, and never a literal in the logic that reads it."""
 
 from __future__ import annotations
 
+import copy
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 CATALOGUE = Path(__file__).with_name("catalogue.toml")
 
@@ -100,3 +102,60 @@ def default_config(**overrides: Any) -> PipelineConfig:
     """The shipped defaults, optionally overridden (e.g. ``quality={"mode": "flag_only"}``)."""
     data = {"rules": _catalogue()["rules"], **overrides}
     return PipelineConfig.model_validate(data)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration, each problem as (field path, message): the CLI prints them, the
+    API answers 422 naming each field."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, dicts merged key by key (lists replaced)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@lru_cache(maxsize=1)
+def catalogue_document() -> dict[str, Any]:
+    """The catalogue defaults as a JSON document (what every layer is laid over)."""
+    return default_config().model_dump(mode="json")
+
+
+def resolve_config(*layers: Mapping[str, Any]) -> PipelineConfig:
+    """The catalogue defaults with each layer laid over the one before (a workspace's stored
+    version, then a run's override), validated as a whole. Rules are code: a layer naming a
+    rule the catalogue does not have is a typo, refused by name. Raises :class:`ConfigError`."""
+    defaults = catalogue_document()
+    merged: dict[str, Any] = defaults
+    for layer in layers:
+        if not isinstance(layer, Mapping):
+            raise ConfigError([("config", "expected a mapping of config sections")])
+        rules = layer.get("rules")
+        unknown = sorted(set(rules) - set(defaults["rules"])) if isinstance(rules, Mapping) else []
+        if unknown:
+            raise ConfigError(
+                [
+                    (
+                        f"rules.{rule}",
+                        f"no rule {rule} in the catalogue (its ids: "
+                        f"{', '.join(sorted(defaults['rules']))})",
+                    )
+                    for rule in unknown
+                ]
+            )
+        merged = deep_merge(merged, layer)
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(
+            [(".".join(str(p) for p in e["loc"]) or "config", e["msg"]) for e in exc.errors()]
+        ) from None

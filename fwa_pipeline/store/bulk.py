@@ -358,7 +358,7 @@ def read_frame(
 
     On PostgreSQL the rows stream through ``COPY (query) TO STDOUT`` and Arrow's CSV reader.
     """
-    with _connected(source) as connection:
+    with connected(source) as connection:
         sql = _literal_sql(connection, query, params or {})
         if connection.dialect.name == "postgresql":
             table = _read_postgres(connection, sql)
@@ -368,7 +368,7 @@ def read_frame(
 
 
 @contextmanager
-def _connected(source: Engine | Connection) -> Iterator[Connection]:
+def connected(source: Engine | Connection) -> Iterator[Connection]:
     if isinstance(source, Connection):
         yield source
     else:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -321,8 +322,31 @@ class PipelineRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|launched|failed
     dagster_run_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # The quality mode asked for this run only (None: the workspace's configuration decides).
+    quality_mode: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_pipeline_requests_status", "status"),)
+
+
+class WorkspaceConfig(Base):
+    """One version of a workspace's pipeline configuration (quality, scoring, rules): the full
+    validated document, never updated. Runs that do not override it apply the newest version
+    and record its number in their config snapshot."""
+
+    __tablename__ = "workspace_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+    note: Mapped[str] = mapped_column(String(500))
+
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "version"),
+        CheckConstraint("version >= 1", name="positive_version"),
+    )
 
 
 class RuleHit(Base):
@@ -552,4 +576,5 @@ __all__ = [
     "Provider",
     "RuleHit",
     "Workspace",
+    "WorkspaceConfig",
 ]
