@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import ValidationError
 
 from fwa_pipeline.domain.config import QualityMode
 from fwa_pipeline.settings import ConfigurationError, Settings
@@ -28,6 +29,12 @@ def load_settings() -> Settings:
         return Settings()
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+    except ValidationError as exc:
+        # Named by variable, without the value given (it may be a secret).
+        lines = [
+            f"  - FWA_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
+        ]
+        raise click.ClickException("invalid configuration:\n" + "\n".join(lines)) from None
 
 
 def store_engine(settings: Settings | None = None, *, unreachable_ok: bool = False) -> Engine:

@@ -1,8 +1,9 @@
 """The one settings object shared by the pipeline and the API (env prefix ``FWA_``).
 
 In ``production`` the process refuses to start, with one message listing every problem, when a
-secret is a development default, the database is SQLite or carries the development password, the
-encryption keys are missing or malformed, or CORS allows any origin.
+secret is a development default or guessable, the database is SQLite or carries the development
+password, the encryption keys are missing or malformed, or CORS allows any origin, ``null``, a plain
+``http://`` origin or is left at its development default.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +22,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEV_SECRET_KEY = "dev-secret-key-change-me"
 DEV_DB_PASSWORD = "fwa_dev_password"
 MIN_SECRET_BYTES = 32
+# A secret of one repeated character (or a few) is as guessable as a short one.
+MIN_SECRET_DISTINCT_CHARS = 10
 KEY_BYTES = 32  # AES-256
 # Shared with store.db.engine_for, so an engine made from a URL alone matches the settings' one.
 DB_CONNECT_TIMEOUT_S = 5
@@ -38,6 +42,21 @@ class ConfigurationError(RuntimeError):
 
 def default_data_dir() -> Path:
     return Path.cwd() / "data"
+
+
+def is_https_origin(origin: str) -> bool:
+    """``https://host[:port]`` and nothing else: what a browser sends as ``Origin``."""
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "https"
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and origin == f"{parts.scheme}://{parts.netloc}"
+    )
 
 
 def parse_encryption_keys(raw: str) -> dict[str, bytes]:
@@ -110,6 +129,12 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _lower_environment(cls, value: object) -> object:
+        # FWA_ENVIRONMENT=Production must not quietly skip the production checks.
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         problems = self.problems()
@@ -133,17 +158,43 @@ class Settings(BaseSettings):
         secret = self.secret_key.get_secret_value()
         if secret == DEV_SECRET_KEY:
             problems.append("FWA_SECRET_KEY is the development default")
-        elif len(secret.encode()) < MIN_SECRET_BYTES:
-            problems.append(f"FWA_SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes")
+        elif len(secret.strip().encode()) < MIN_SECRET_BYTES:
+            problems.append(
+                f"FWA_SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes (surrounding spaces "
+                "not counted)"
+            )
+        elif len(set(secret)) < MIN_SECRET_DISTINCT_CHARS:
+            problems.append(
+                f"FWA_SECRET_KEY has fewer than {MIN_SECRET_DISTINCT_CHARS} distinct characters"
+            )
         url = self.database_url.get_secret_value()
         if not url or url.startswith("sqlite"):
             problems.append("FWA_DATABASE_URL is SQLite; production needs PostgreSQL")
-        if DEV_DB_PASSWORD in url:
+        if DEV_DB_PASSWORD in unquote(url):  # percent-encoded or not
             problems.append("FWA_DATABASE_URL carries the development database password")
         if not keys:
             problems.append("FWA_ENCRYPTION_KEY is empty; member PHI must be encrypted")
-        if any(origin == "*" or "*" in origin for origin in self.allowed_origins):
-            problems.append("FWA_ALLOWED_ORIGINS contains '*'")
+        problems.extend(self._origin_problems())
+        return problems
+
+    def _origin_problems(self) -> list[str]:
+        if "allowed_origins" not in self.model_fields_set:
+            return [
+                "FWA_ALLOWED_ORIGINS is not set (the default is a development origin): name the "
+                "UI's https:// origins, or set it empty for none"
+            ]
+        problems = []
+        for origin in self.allowed_origins:
+            if "*" in origin:
+                problems.append(f"FWA_ALLOWED_ORIGINS contains '*' ({origin!r})")
+            elif origin.lower() == "null":
+                # Sandboxed frames and file:// pages send Origin: null: any site can.
+                problems.append("FWA_ALLOWED_ORIGINS contains 'null'")
+            elif not is_https_origin(origin):
+                problems.append(
+                    f"FWA_ALLOWED_ORIGINS entry {origin!r} is not an https:// origin "
+                    "(scheme, host and port only)"
+                )
         return problems
 
     @property

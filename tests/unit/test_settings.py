@@ -9,7 +9,7 @@ from tests.conftest import make_key
 
 GOOD = {
     "environment": "production",
-    "secret_key": "s" * 48,
+    "secret_key": "kT3v9-QpZx_Lw2Rb8NcYf4HjUm6AsEgD",
     "database_url": "postgresql://fwa:a-real-password@db:5432/fwa",
     "encryption_key": make_key("prod1"),
     "allowed_origins": "https://fwa.example.org",
@@ -28,16 +28,28 @@ def test_safe_production_settings_start() -> None:
     [
         ({"secret_key": DEV_SECRET_KEY}, "FWA_SECRET_KEY is the development default"),
         ({"secret_key": "short-but-not-default"}, "FWA_SECRET_KEY is shorter than 32 bytes"),
+        ({"secret_key": " " * 32}, "FWA_SECRET_KEY is shorter than 32 bytes"),
+        ({"secret_key": "  " + "x7Kq" * 7 + "  "}, "shorter than 32 bytes"),
+        ({"secret_key": "s" * 48}, "fewer than 10 distinct characters"),
         ({"database_url": ""}, "FWA_DATABASE_URL is SQLite"),
         ({"database_url": "sqlite:////tmp/x.db"}, "FWA_DATABASE_URL is SQLite"),
         (
             {"database_url": f"postgresql://fwa:{DEV_DB_PASSWORD}@db/fwa"},
             "carries the development database password",
         ),
+        (
+            {"database_url": "postgresql://fwa:fwa%5Fdev%5Fpassword@db/fwa"},
+            "carries the development database password",
+        ),
         ({"encryption_key": ""}, "FWA_ENCRYPTION_KEY is empty"),
         ({"encryption_key": "k1:not-base64!!"}, "FWA_ENCRYPTION_KEY is malformed"),
         ({"encryption_key": "k1:c2hvcnQ="}, "must decode to 32 bytes"),
         ({"allowed_origins": "https://a.example.org,*"}, "FWA_ALLOWED_ORIGINS contains '*'"),
+        ({"allowed_origins": "null"}, "FWA_ALLOWED_ORIGINS contains 'null'"),
+        ({"allowed_origins": "http://fwa.example.org"}, "'http://fwa.example.org' is not an https"),
+        ({"allowed_origins": "https://fwa.example.org/ui"}, "is not an https:// origin"),
+        ({"allowed_origins": "https://u@fwa.example.org"}, "is not an https:// origin"),
+        ({"allowed_origins": "fwa.example.org"}, "is not an https:// origin"),
     ],
 )
 def test_each_unsafe_setting_is_refused(override: dict[str, str], message: str) -> None:
@@ -83,3 +95,41 @@ def test_development_defaults_to_sqlite_under_data_dir(tmp_path) -> None:
     settings = Settings(data_dir=tmp_path, _env_file=None)
     assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'fwa.db'}"
     assert settings.encryption_keys == {}
+
+
+def test_production_needs_the_allowed_origins_set() -> None:
+    unset = {k: v for k, v in GOOD.items() if k != "allowed_origins"}
+    with pytest.raises(ConfigurationError) as info:
+        Settings(**unset)
+    assert "FWA_ALLOWED_ORIGINS is not set" in str(info.value)
+    # Set empty: no cross-origin caller at all, which is safe.
+    assert Settings(**{**GOOD, "allowed_origins": ""}).allowed_origins == []
+    assert Settings(**{**GOOD, "allowed_origins": "https://a.example.org:8443"}).allowed_origins
+
+
+@pytest.mark.parametrize("spelling", ["Production", "PRODUCTION", " production "])
+def test_the_environment_is_read_case_insensitively(
+    monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    monkeypatch.setenv("FWA_ENVIRONMENT", spelling)
+    with pytest.raises(ConfigurationError, match="production configuration"):
+        Settings(_env_file=None)  # the development defaults: refused as production
+    assert Settings(**{**GOOD, "environment": spelling}).environment == "production"
+
+
+def test_the_cli_refuses_an_unknown_environment_without_a_traceback() -> None:
+    from click.testing import CliRunner
+
+    from fwa_pipeline.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "upgrade"],
+        env={"FWA_ENVIRONMENT": "prod", "FWA_RATE_LIMIT_PER_MINUTE": "many"},
+    )
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "invalid configuration" in result.stderr
+    assert "FWA_ENVIRONMENT: Input should be 'development', 'test' or 'production'" in result.stderr
+    assert "FWA_RATE_LIMIT_PER_MINUTE" in result.stderr
+    assert "many" not in result.stderr  # the values are not echoed
