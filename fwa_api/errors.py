@@ -3,6 +3,9 @@
 * ``HTTPException``: passed through (status, detail, headers).
 * Validation errors: 422 naming each field; the offending input is not echoed (it may be PHI).
 * Database unreachable or pool exhausted: 503, so clients know to retry.
+* A value the domain refuses (``InvalidInput`` from the store or the domain, ``ConfigError``):
+  422 in the validation errors' shape, naming each field with the domain's own message (which
+  never repeats the value).
 * A value the database rejects (``DataError``: a NUL in text, a number out of range): 422.
   The routes bound their inputs so this should not happen; when it does, the client still
   gets a 4xx, and the log names the exception type, never the value.
@@ -28,7 +31,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fwa_pipeline.domain.config import ConfigError
 from fwa_pipeline.kit.logging import request_id_var
+from fwa_pipeline.kit.validation import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,15 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
             "type": error["type"],
         }
         for error in exc.errors()
+    ]
+    return JSONResponse(error_body("invalid request", errors=errors), status_code=422)
+
+
+async def _invalid_input(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidInput | ConfigError)
+    errors = [
+        {"field": field, "message": message, "type": "invalid_input"}
+        for field, message in exc.problems
     ]
     return JSONResponse(error_body("invalid request", errors=errors), status_code=422)
 
@@ -132,6 +146,8 @@ def install_error_handling(app: FastAPI) -> None:
     _document_validation_errors(app)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InvalidInput, _invalid_input)
+    app.add_exception_handler(ConfigError, _invalid_input)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(PoolTimeoutError, _database_unavailable)
     app.add_exception_handler(DataError, _value_rejected)

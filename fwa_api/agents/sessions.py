@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, func, select
 
 from fwa_api.agents.llm import Message
+from fwa_pipeline.kit.validation import clean_text
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import ChatMessage, ChatSession, InvestigationCase, utcnow
 
@@ -129,7 +130,7 @@ def create_session(
         row = ChatSession(
             session_id=str(uuid.uuid4()),
             workspace_id=workspace_id,
-            title=title_from(title) if title else None,
+            title=None if title is None else title_from(clean_text(title, "title")),
             case_id=case_pk,
             created_by=created_by,
         )

@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -54,9 +54,9 @@ from fwa_api.agents.loop import (
 )
 from fwa_api.agents.tools import Scope, WorkspaceTools
 from fwa_api.deps import CurrentPrincipal, WorkspaceId
-from fwa_api.params import NO_NUL
 from fwa_api.queries import case_number
 from fwa_api.services import services
+from fwa_pipeline.kit.validation import FREE_TEXT
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ AgentScope = Annotated[Scope, Depends(agent_scope)]
 
 
 class SessionCreate(BaseModel):
-    title: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    title: Annotated[str, StringConstraints(max_length=200), FREE_TEXT] | None = None
     case_id: str | None = Field(None, pattern=CASE_ID, description="Pin the session to a case.")
 
 
@@ -130,7 +130,7 @@ class SessionList(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)
+    message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS), FREE_TEXT]
     session_id: uuid.UUID | None = None
     case_id: str | None = Field(None, pattern=CASE_ID, description="Ask about this case.")
 

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from fwa_api import queries
 from fwa_api.auth import Principal
 from fwa_api.deps import WorkspaceId, require_role
-from fwa_api.params import NO_NUL, Offset
+from fwa_api.params import Offset
 from fwa_api.queries import (
     CaseDetail,
     CaseEventOut,
@@ -31,6 +31,7 @@ from fwa_api.queries import (
     RiskLevel,
 )
 from fwa_api.services import services
+from fwa_pipeline.kit.validation import FREE_TEXT
 from fwa_pipeline.store.cases import CaseConflictError, add_case_note, change_case_status
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import CaseEvent, InvestigationCase
@@ -45,12 +46,7 @@ CaseRef = Annotated[
     Path(max_length=32, description="The case number, e.g. CASE-000123 (case-123 or 123 too)."),
 ]
 Investigator = Annotated[Principal, Depends(require_role("investigator"))]
-NoteText = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=MAX_NOTE_CHARS, pattern=NO_NUL
-    ),
-]
+NoteText = Annotated[str, StringConstraints(max_length=MAX_NOTE_CHARS), FREE_TEXT]
 
 
 class StatusChange(BaseModel):

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Row, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.domain.cases import PROPOSAL_COLUMNS, SUBJECT
+from fwa_pipeline.kit.validation import InvalidInput, clean_text
 from fwa_pipeline.store.bulk import copy_frame, wire_table
 from fwa_pipeline.store.models import (
     CASE_STATUSES,
@@ -380,10 +381,13 @@ def change_case_status(
     note: str | None = None,
 ) -> CaseEvent | None:
     """Move ``case`` to ``status`` (``models.CASE_STATUSES``), with a ``status_changed`` history
-    entry; None when it already has that status. Reopening a closed case raises
-    :class:`CaseConflictError` when its subject has another open case."""
+    entry; None when it already has that status. ``InvalidInput`` for an unknown status or a
+    blank note; reopening a closed case raises :class:`CaseConflictError` when its subject has
+    another open case."""
     if status not in CASE_STATUSES:
-        raise ValueError(f"unknown case status {status!r}; expected one of {CASE_STATUSES}")
+        raise InvalidInput([("status", f"must be one of {', '.join(CASE_STATUSES)}")])
+    if note is not None:
+        note = clean_text(note, "note")
     if status == case.status:
         return None
     if case.status == CLOSED:
@@ -399,17 +403,15 @@ def change_case_status(
         if other is not None:
             raise CaseConflictError(f"{case.case_number} cannot reopen: {other} is open")
     detail: dict[str, Any] = {"from": case.status, "to": status}
-    if note:
+    if note is not None:
         detail["note"] = note
     case.status = status
     return _event(session, case, actor, "status_changed", detail)
 
 
 def add_case_note(session: Session, case: InvestigationCase, actor: str, note: str) -> CaseEvent:
-    """Append an investigator's note to the case history."""
-    if not note.strip():
-        raise ValueError("a note cannot be empty")
-    return _event(session, case, actor, "note", {"note": note})
+    """Append an investigator's note to the case history (``InvalidInput`` when it is blank)."""
+    return _event(session, case, actor, "note", {"note": clean_text(note, "note")})
 
 
 def assign_case(

@@ -4,15 +4,21 @@ the investigator's status changes and notes, and workspace isolation."""
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
+from fastapi import APIRouter, Request
 from sqlalchemy import Engine, func, select
 
-from fwa_pipeline.store.cases import upsert_cases
+from fwa_api.app import create_app
+from fwa_api.services import services
+from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.cases import add_case_note, upsert_cases
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import CaseEvent, InvestigationCase
 from tests.agents.harness import FOREIGN_CASE, FOREIGN_SUBJECT
+from tests.api.conftest import serve
 from tests.api.seeded import ACME_CASES, EVIDENCE, World, proposals, seed_world
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
@@ -251,6 +257,57 @@ async def test_invalid_changes_are_refused_with_a_reason(
     # Nothing refused left a trace.
     assert [action for _, action, _ in history(pg_engine, "CASE-000001")] == ["opened"]
     assert history(pg_engine, "CASE-000003") == []
+
+
+# Blank to ``str.strip()``: the ASCII separators U+001C..U+001F (which pydantic's own stripping
+# and JSON Schema's ``\s`` keep), tabs, line and ideographic spaces.
+BLANK_TEXT = ["\x1f", " \x1c\t\x1d ", "\u2028\u3000"]
+
+
+@pytest.mark.parametrize("blank", BLANK_TEXT)
+async def test_blank_text_is_refused_by_both_actions_naming_the_field(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine, blank: str
+) -> None:
+    investigator = world.headers["investigator"]
+    for action, body in (
+        ("notes", {"note": blank}),
+        ("status", {"status": "escalated", "note": blank}),
+    ):
+        response = await api.post(
+            f"/api/cases/CASE-000001/{action}", params=ACME, headers=investigator, json=body
+        )
+        assert error_fields(response) == {"body.note"}, action
+        [error] = response.json()["errors"]
+        assert "blank" in error["message"]
+    assert [action for _, action, _ in history(pg_engine, "CASE-000001")] == ["opened"]
+
+
+async def test_a_refusal_from_the_store_is_a_422_naming_the_field(
+    api_settings: Settings, redis_prefix: str, world: World, pg_engine: Engine
+) -> None:
+    """A route that skipped request validation still gets no 500: the store's own check answers
+    422 naming the field, and the value is not echoed."""
+    unchecked = APIRouter()
+
+    @unchecked.post("/unchecked-note")
+    def unchecked_note(request: Request, note: str) -> None:
+        with session_scope(services(request).engine) as session:
+            case = session.scalars(
+                select(InvestigationCase).where(InvestigationCase.case_number == "CASE-000001")
+            ).one()
+            add_case_note(session, case, "tester", note)
+
+    app = create_app(api_settings, redis_prefix=redis_prefix)
+    app.include_router(unchecked)
+    async with serve(app) as http:
+        for note in ("\x1f", "SECRET\x00"):
+            response = await http.post("/unchecked-note", params={"note": note})
+            assert response.status_code == 422, response.text
+            assert response.json()["errors"] == [
+                {"field": "note", "message": ANY, "type": "invalid_input"}
+            ]
+            assert "SECRET" not in response.text
+    assert [action for _, action, _ in history(pg_engine, "CASE-000001")] == ["opened"]
 
 
 async def test_another_workspaces_case_cannot_be_changed(

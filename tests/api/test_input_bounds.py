@@ -59,6 +59,23 @@ async def test_a_nul_in_text_is_a_422_naming_it(
     assert "attached" not in response.text  # the input is not echoed
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/agents/sessions", {"title": "\x1f"}, "body.title"),
+        ("/api/agents/chat", {"message": " \x1c\x1d\x1e "}, "body.message"),
+        ("/api/agents/chat", {"message": "\t\u3000\n"}, "body.message"),
+    ],
+)
+async def test_blank_text_is_a_422_naming_it(
+    api: httpx.AsyncClient, token: str, path: str, body: dict[str, str], field: str
+) -> None:
+    """Blank as ``str.strip()`` sees it, the one definition the store shares."""
+    response = await api.post(path, params={"workspace": WS}, json=body, headers=bearer(token))
+    assert fields(response) == [field]
+    assert "blank" in response.json()["errors"][0]["message"]
+
+
 async def test_text_over_several_lines_is_still_fine(api: httpx.AsyncClient, token: str) -> None:
     response = await api.post(
         "/api/agents/sessions",

@@ -19,6 +19,7 @@ from fwa_pipeline.domain.cases import case_proposals, case_subjects
 from fwa_pipeline.domain.config import PipelineConfig, default_config
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import score_claims
+from fwa_pipeline.kit.validation import InvalidInput
 from fwa_pipeline.store.bulk import copy_frame
 from fwa_pipeline.store.cases import (
     CaseConflictError,
@@ -531,10 +532,18 @@ def scenario_case_workflow(engine: Engine) -> None:
         assert change_case_status(session, case, "under_review", "token:alice") is not None
         assert change_case_status(session, case, "under_review", "token:alice") is None
         add_case_note(session, case, "token:alice", "called the practice")
-        with pytest.raises(ValueError, match="unknown case status"):
+        with pytest.raises(InvalidInput) as refused:
             change_case_status(session, case, "archived", "token:alice")
-        with pytest.raises(ValueError, match="cannot be empty"):
-            add_case_note(session, case, "token:alice", "   ")
+        assert refused.value.problems == [
+            ("status", "must be one of open, under_review, escalated, closed")
+        ]
+        # Blank as str.strip() sees it, the ASCII separators included; nothing is written.
+        for blank in ("   ", "\x1f", " \x1c\u3000"):
+            with pytest.raises(InvalidInput) as refused:
+                add_case_note(session, case, "token:alice", blank)
+            assert [field for field, _ in refused.value.problems] == ["note"]
+            with pytest.raises(InvalidInput):
+                change_case_status(session, case, "escalated", "token:alice", note=blank)
         change_case_status(session, case, "escalated", "token:alice", note="to SIU")
     with session_scope(engine) as session:
         stored = session.get(InvestigationCase, case.id)
