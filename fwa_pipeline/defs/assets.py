@@ -395,9 +395,10 @@ def gated(raw_claims: Frames, validated_claims: Frames) -> Frames:
     **ASSET,
     group_name="detection",
     kinds={"pandas"},
-    description="Claims joined to members (age at service: dates of birth are decrypted in "
-    "memory, only for members with a claim on a code that has an age bound, and never "
-    "stored), providers and the code references.",
+    description="Claims joined to members (the code's age bound the member's age crosses, and "
+    "the days from the member's death to a claim after it: the dates are decrypted in memory, "
+    "dates of birth only for members with a claim on a code that has an age bound, and "
+    "neither dates nor ages are written), providers and the code references.",
 )
 def enriched_claims(
     context: dg.AssetExecutionContext,

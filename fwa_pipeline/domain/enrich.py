@@ -1,5 +1,8 @@
 """Enrichment: join claims to members, providers and the code references, so rules read plain
-columns. Dates of birth are turned into an age at service and dropped here: no rule needs PHI.
+columns. Member dates are PHI and never leave here (enriched frames are written to disk between
+steps): a date of birth becomes the age bound of the claim's code that the member's age crosses
+(``member_age_bound``), a date of death the days from it to a claim dated after it
+(``member_days_after_death``), and both dates are dropped.
 
 ``members`` None enriches without member columns (the peer history: peer rules read no member
 attribute, and a million ages would be computed for nothing).
@@ -19,7 +22,9 @@ import pyarrow.compute as pc
 
 from fwa_pipeline.domain.arrow import strings
 
-MEMBER_COLUMNS = {"gender": "member_gender", "date_of_death": "member_date_of_death"}
+MEMBER_COLUMNS = {"gender": "member_gender"}
+BELOW, ABOVE = "below min_age", "above max_age"
+AGE = "_member_age"  # only ever inside this module's functions
 PROVIDER_COLUMNS = {
     "provider_type": "type",
     "specialty": "specialty",
@@ -33,8 +38,8 @@ NDC_COLUMNS = ["drug_name", "dea_schedule", "mme_factor", "strength_per_unit", "
 
 def members_needing_age(medical: pd.DataFrame, cpt_reference: pd.DataFrame) -> set[str]:
     """The members whose age some claim needs: those of medical claims on a code with an age
-    bound (RULE-MED-008, the only rule reading ``member_age``). Only their dates of birth are
-    decrypted (HIPAA's minimum necessary); every other claim's ``member_age`` is unknown."""
+    bound (RULE-MED-008, the only rule reading ``member_age_bound``). Only their dates of birth
+    are decrypted (HIPAA's minimum necessary); every other claim's age is unknown."""
     bounded = cpt_reference.loc[
         cpt_reference["min_age"].notna() | cpt_reference["max_age"].notna(), "cpt_code"
     ]
@@ -49,6 +54,21 @@ def age_on(date_of_birth: pd.Series, on: pd.Series) -> pd.Series:
         date_of_birth.dt.month * 100 + date_of_birth.dt.day
     )
     return (years - before_birthday.astype("Int64")).astype("Int64")
+
+
+def age_bound(age: pd.Series, min_age: pd.Series, max_age: pd.Series) -> pd.Series:
+    """Per claim, the bound ``age`` crosses: ``BELOW`` min_age, ``ABOVE`` max_age, or None (a
+    missing age or bound crosses nothing)."""
+    age, low, high = (pd.to_numeric(s).astype("float64") for s in (age, min_age, max_age))
+    # NaN comparisons are false, so a missing age or bound cannot cross.
+    crossed = np.select([age < low, age > high], [BELOW, ABOVE], default="")
+    return pd.Series(crossed, index=age.index, dtype=object).replace("", None)
+
+
+def days_after(death: pd.Series, on: pd.Series) -> pd.Series:
+    """Whole days from the date of death to ``on`` where ``on`` is after it, else missing."""
+    days = (on - death).dt.days
+    return days.where(days > 0).astype("Int64")
 
 
 def _lookup(claims: pd.DataFrame, reference: pd.DataFrame, on: str) -> pd.DataFrame:
@@ -93,11 +113,14 @@ def _providers(providers: pd.DataFrame, prefix: str) -> pd.DataFrame:
 def _with_members(
     claims: pd.DataFrame, members: pd.DataFrame | None, date_column: str
 ) -> pd.DataFrame:
+    """The claims with their members' columns, the member's age on the claim's date as
+    ``AGE`` (for the caller to turn into an age bound and drop)."""
     if members is None:  # no member columns at all: a rule reading one fails loudly
         return claims
     out = _lookup(claims, _members(members), "member_id")
     out["member_known"] = out["member_known"].fillna(False).astype(bool)
-    out["member_age"] = age_on(out.pop("date_of_birth"), out[date_column])
+    out["member_days_after_death"] = days_after(out.pop("date_of_death"), out[date_column])
+    out[AGE] = age_on(out.pop("date_of_birth"), out[date_column])
     return out
 
 
@@ -114,7 +137,10 @@ def enrich_medical(
     cpt = cpt_reference[["cpt_code", *CPT_COLUMNS]].rename(
         columns={c: f"cpt_{c}" for c in CPT_COLUMNS}
     )
-    return _lookup(out, cpt, "cpt_code")
+    out = _lookup(out, cpt, "cpt_code")
+    if AGE in out:
+        out["member_age_bound"] = age_bound(out.pop(AGE), out["cpt_min_age"], out["cpt_max_age"])
+    return out
 
 
 def benzodiazepine_mask(drug_names: pd.Series, stems: Sequence[str]) -> pd.Series:
@@ -129,7 +155,7 @@ def enrich_pharmacy(
     ndc_reference: pd.DataFrame,
     benzodiazepine_stems: Sequence[str],
 ) -> pd.DataFrame:
-    out = _with_members(claims, members, "fill_date")
+    out = _with_members(claims, members, "fill_date").drop(columns=AGE, errors="ignore")
     for role in ("prescriber", "pharmacy"):
         out = _lookup(out, _providers(providers, role), f"{role}_id")
         out[f"{role}_known"] = out[f"{role}_known"].fillna(False).astype(bool)

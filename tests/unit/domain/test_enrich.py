@@ -1,11 +1,12 @@
-"""Enrichment joins references by lookup: the same frame a left join gives, dtypes included."""
+"""Enrichment joins references by lookup (the same frame a left join gives, dtypes included) and
+turns member dates into what the rules need."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from fwa_pipeline.domain.enrich import _lookup
+from fwa_pipeline.domain.enrich import _lookup, enrich_medical
 
 
 @pytest.fixture
@@ -51,3 +52,52 @@ def test_duplicate_reference_keys_fall_back_to_the_join(claims: pd.DataFrame) ->
     doubled = pd.concat([reference(["99215"]), reference(["99215"])], ignore_index=True)
     out = _lookup(claims, doubled, "cpt_code")
     assert len(out) == len(claims) + 1  # what a join does with a repeated key
+
+
+def test_member_dates_leave_only_the_values_rules_need() -> None:
+    """Enriched frames are written to disk between steps: no date of birth or death, no age;
+    the age bound the claim's code crosses and the days after a death instead."""
+    members = pd.DataFrame(
+        {
+            "member_id": ["KID", "DEAD"],
+            "gender": ["F", "M"],
+            "date_of_birth": pd.to_datetime(["2015-01-01", "1940-01-01"]),
+            "date_of_death": pd.to_datetime([None, "2024-02-15"]),
+        }
+    )
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C2", "C3"],
+            "member_id": ["KID", "DEAD", "DEAD"],
+            "provider_id": ["P1"] * 3,
+            "cpt_code": ["G0438", "G0438", "99213"],
+            "service_date": pd.to_datetime(["2024-03-01", "2024-02-10", "2024-03-01"]),
+        }
+    )
+    providers = pd.DataFrame(
+        {
+            "provider_id": ["P1"],
+            "provider_type": ["individual"],
+            "specialty": ["Family Medicine"],
+            "state": ["TX"],
+            "excluded": [False],
+            "exclusion_date": [None],
+        }
+    )
+    cpt = pd.DataFrame(
+        {
+            "cpt_code": ["G0438", "99213"],
+            "minutes_per_unit": [None, None],
+            "mue_limit": [1, None],
+            "gender": [None, None],
+            "min_age": [65, None],
+            "max_age": [None, None],
+            "em_level": [None, 3],
+        }
+    )
+    out = enrich_medical(claims, members, providers, cpt).set_index("claim_id")
+    phi = {"date_of_birth", "date_of_death", "member_date_of_death", "member_age", "_member_age"}
+    assert not phi & set(out.columns)
+    assert out["member_age_bound"].tolist() == ["below min_age", None, None]
+    # Before the death nothing; after it, the days since (a claim on another code too).
+    assert out["member_days_after_death"].tolist() == [pd.NA, pd.NA, 15]

@@ -3,7 +3,6 @@ gender and age inconsistent with the code, excluded provider, amount far above t
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
@@ -21,16 +20,16 @@ GENDERS = ["F", "M"]
 
 @rule("RULE-MED-006")
 def service_after_death(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
-    """A line whose service date is after the member's date of death."""
+    """A line whose service date is after the member's date of death. The evidence says how
+    many days after, not the date of death (PHI, shown only on the member record)."""
     claims = ctx.medical
     if claims.empty:
         return empty_hits()
-    rows = claims[claims["service_date"] > claims["member_date_of_death"]]
+    rows = claims[claims["member_days_after_death"].notna()]
     evidence = pd.DataFrame(
         {
             "service_date": rows["service_date"],
-            "date_of_death": rows["member_date_of_death"],
-            "days_after_death": (rows["service_date"] - rows["member_date_of_death"]).dt.days,
+            "days_after_death": rows["member_days_after_death"],
         }
     )
     return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
@@ -58,22 +57,19 @@ def gender_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
 @rule("RULE-MED-008")
 def age_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A member's age on the service date below the code's ``min_age`` or above its
-    ``max_age`` (a blank bound is no bound; an unknown age never hits). The evidence names the
-    bound crossed, not the age: the age is derived from the date of birth (PHI), which only
-    the member record shows, to the roles allowed to see it and with an audit entry."""
+    ``max_age`` (a blank bound is no bound; an unknown age never hits), as enrichment found
+    it (``member_age_bound``). The evidence names the bound crossed, not the age: the age is
+    derived from the date of birth (PHI), which only the member record shows, to the roles
+    allowed to see it and with an audit entry."""
     claims = ctx.medical
     if claims.empty:
         return empty_hits()
-    age = numeric(claims["member_age"])
-    low, high = numeric(claims["cpt_min_age"]), numeric(claims["cpt_max_age"])
-    # NaN comparisons are false, so a missing age or bound cannot hit.
-    below = age < low
-    rows = claims[below | (age > high)]
+    rows = claims[claims["member_age_bound"].notna()]
     evidence = pd.DataFrame(
         {
-            "age": np.where(below[rows.index], "below min_age", "above max_age"),
-            "min_age": low[rows.index],
-            "max_age": high[rows.index],
+            "age": rows["member_age_bound"],
+            "min_age": numeric(rows["cpt_min_age"]),
+            "max_age": numeric(rows["cpt_max_age"]),
             "cpt_code": rows["cpt_code"],
         }
     )

@@ -118,17 +118,14 @@ def excluded_or_invalid_prescriber(ctx: RuleContext, params: RuleParams) -> pd.D
 
 @rule("RULE-RX-008")
 def fill_after_death(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
-    """A fill dated after the member's date of death."""
+    """A fill dated after the member's date of death. The evidence says how many days after,
+    not the date of death (PHI, shown only on the member record)."""
     frame = ctx.pharmacy
-    death = frame["member_date_of_death"]
+    days = frame["member_days_after_death"]
     return claim_hits(
         frame,
-        frame["fill_date"] > death,
-        {
-            "date_of_death": death,
-            "fill_date": frame["fill_date"],
-            "days_after_death": (frame["fill_date"] - death).dt.days,
-        },
+        days.notna(),
+        {"fill_date": frame["fill_date"], "days_after_death": days},
     )
 
 

@@ -18,11 +18,8 @@ class TestServiceAfterDeath:
         ]
         hits = run("RULE-MED-006", context(rows))
         assert hit_ids(hits) == ["C1"]
-        assert hits.loc["C1", "evidence"] == {
-            "service_date": "2024-02-16",
-            "date_of_death": "2024-02-15",
-            "days_after_death": 1,
-        }
+        # How many days after the death, never the date of death itself (PHI).
+        assert hits.loc["C1", "evidence"] == {"service_date": "2024-02-16", "days_after_death": 1}
         assert hits.loc["C1", "subject_type"] == "claim"
 
 

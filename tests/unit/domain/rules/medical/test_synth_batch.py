@@ -49,8 +49,25 @@ def test_precision_and_recall(scores: pd.DataFrame, rule_id: str) -> None:
     assert row["recall"] >= 0.95, row.to_dict()
 
 
-def test_no_evidence_carries_phi_or_a_value_derived_from_it(hits: pd.DataFrame) -> None:
-    # Evidence is shown to every role and to the assistant; the age comes from the birth date.
-    assert (hits["rule_id"] == "RULE-MED-008").any()
+def test_no_evidence_carries_phi_or_a_value_derived_from_it(
+    batch: Path, hits: pd.DataFrame
+) -> None:
+    # Evidence is shown to every role and to the assistant; the age comes from the birth date,
+    # and a date of death is PHI like any date of a person: evidence says how many days after.
+    assert {"RULE-MED-006", "RULE-MED-008"} <= set(hits["rule_id"])
     keys = {key for evidence in hits["evidence"] for key in evidence}
-    assert not keys & {"member_age", "date_of_birth", "first_name", "last_name"}
+    assert not keys & {
+        "member_age",
+        "date_of_birth",
+        "date_of_death",
+        "member_date_of_death",
+        "first_name",
+        "last_name",
+    }
+    # Nor does any hit's evidence hold its member's date of death under another name.
+    members = read_batch_file(batch, "members").set_index("member_id")["date_of_death"]
+    claims = read_batch_file(batch, "medical_claims").set_index("claim_id")["member_id"]
+    death = members.reindex(claims.loc[hits["claim_id"]]).dt.strftime("%Y-%m-%d").tolist()
+    assert not any(d in map(str, e.values()) for d, e in zip(death, hits["evidence"]) if d)
+    after_death = hits.loc[hits["rule_id"] == "RULE-MED-006", "evidence"]
+    assert all(e["days_after_death"] > 0 for e in after_death)

@@ -39,3 +39,13 @@ def test_every_rule_finds_its_planted_fills(synth_batch: dict[str, pd.DataFrame]
     assert short.empty, f"\n{table.to_string()}"
     assert hits["severity"].between(0, 1).all()
     json.dumps(hits["evidence"].tolist())  # evidence is stored as JSON
+    # A date of death is PHI: the evidence says how many days after it the fill came.
+    after_death = hits.loc[hits["rule_id"] == "RULE-RX-008", ["claim_id", "evidence"]]
+    assert not after_death.empty
+    assert all(
+        "date_of_death" not in e and e["days_after_death"] > 0 for e in after_death["evidence"]
+    )
+    members = synth_batch["members"].set_index("member_id")["date_of_death"]
+    fills = synth_batch["pharmacy_claims"].set_index("claim_id")["member_id"]
+    death = members.reindex(fills.loc[after_death["claim_id"]]).dt.strftime("%Y-%m-%d")
+    assert not any(d in map(str, e.values()) for d, e in zip(death, after_death["evidence"]))
