@@ -111,6 +111,19 @@ def many_claims(count: int) -> bytes:
     return render([{**claim, "claim_id": f"MC-{i}"} for i in range(count)])
 
 
+def with_column(file: str, column: bytes, value: str = "") -> Files:
+    """The valid batch with one more column in ``file``: header name ``column`` (raw bytes),
+    ``value`` in the first row, empty below."""
+    file_rows = rows()[file]
+    data = render(file_rows, columns=[*file_rows[0], "extra"]).replace(b"extra", column, 1)
+    data = data.replace(b",\n", f",{value}\n".encode(), 1)
+    return {**files(), file: data}
+
+
+def header_only(file: str) -> Files:
+    return {**files(), file: files()[file].split(b"\n", 1)[0] + b"\n"}
+
+
 def without_claims() -> Files:
     batch = files()
     del batch["medical_claims.csv"], batch["pharmacy_claims.csv"]
@@ -161,6 +174,25 @@ CONTRACT_ERRORS: dict[str, tuple[Callable[[], Files], str, str, str | None]] = {
         "ncci_edits.csv",
         None,
     ),
+    "header only": (
+        lambda: header_only("pharmacy_claims.csv"),
+        "pharmacy_claims.csv: the file has a header but no data rows",
+        "pharmacy_claims.csv",
+        None,
+    ),
+    "column name over the field limit": (
+        # Past the csv module's own field limit (128 KiB), where the header once gave a 500.
+        lambda: with_column("medical_claims.csv", b"x" * 200 * 1024),
+        "medical_claims.csv, line 1: a column name is longer than 65,536 bytes",
+        "medical_claims.csv",
+        None,
+    ),
+    "cell over the field limit": (
+        lambda: with_column("providers.csv", b"notes", "n" * 70_000),
+        "providers.csv, row 1, column notes: longer than 65,536 bytes, the limit for any field",
+        "providers.csv",
+        "notes",
+    ),
     "unknown file name": (
         lambda: {**files(), "claims_2024.csv": files()["medical_claims.csv"]},
         "claims_2024.csv: not a contract file",
@@ -190,6 +222,12 @@ CONTRACT_ERRORS: dict[str, tuple[Callable[[], Files], str, str, str | None]] = {
         "medical_claims.csv, row 1, column claim_id: longer than 64 characters",
         "medical_claims.csv",
         "claim_id",
+    ),
+    "member name too long": (
+        lambda: changed("members.csv", 0, "last_name", "Q" * 101),
+        "members.csv, row 1, column last_name: longer than 100 characters",
+        "members.csv",
+        "last_name",
     ),
     "not an iso date": (
         lambda: changed("medical_claims.csv", 1, "service_date", "02/01/2024"),
@@ -302,6 +340,13 @@ async def test_member_values_are_never_quoted(reject: Reject) -> None:
     body = await reject(changed("members.csv", 0, "first_name", "=Zelda"))
     assert "members.csv, row 1, column first_name: starts with =" in body["detail"]
     assert "Zelda" not in str(body)
+
+
+async def test_a_header_only_batch_creates_no_workspace(reject: Reject, store: Engine) -> None:
+    claims = header_only("medical_claims.csv")["medical_claims.csv"]
+    body = await reject({"medical_claims.csv": claims}, workspace="fresh")
+    assert "medical_claims.csv: the file has a header but no data rows" in body["detail"]
+    assert workspace_row(store, "fresh") is None
 
 
 async def test_the_row_and_column_limits(reject: Reject) -> None:

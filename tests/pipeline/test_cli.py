@@ -135,6 +135,29 @@ def test_commands_on_an_unmigrated_or_unreachable_store_say_so_without_a_traceba
     assert "cannot reach the database" in refused("run", "--workspace", "acme")
 
 
+def test_fwa_load_refuses_oversize_and_header_only_files_without_a_traceback(
+    env: Settings, tmp_path: Path
+) -> None:
+    directory = batch.write(batch.batch_two(), tmp_path / "b2")
+    claims = directory / "medical_claims.csv"
+    valid = claims.read_bytes()
+    # A column name past the csv module's own field limit (128 KiB).
+    claims.write_bytes(b'"' + b"x" * 200 * 1024 + b'",' + valid)
+
+    # catch_exceptions=False: an exception escaping the command fails the test.
+    code, _, errors = invoke("load", "--workspace", "acme", str(directory))
+    assert code == 2
+    assert "medical_claims.csv, line 1: a column name is longer than 65,536 bytes" in errors
+    assert "Traceback" not in errors
+
+    claims.write_bytes(valid.split(b"\n", 1)[0] + b"\n")
+    code, _, errors = invoke("load", "--workspace", "fresh", str(directory))
+    assert code == 2
+    assert "medical_claims.csv: the file has a header but no data rows" in errors
+    code, _, errors = invoke("run", "--workspace", "fresh")
+    assert code != 0 and "no workspace 'fresh'" in errors
+
+
 def test_fwa_export_writes_hits_scores_and_cases(env: Settings, tmp_path: Path) -> None:
     assert invoke("run", "--workspace", "acme")[0] == 0
     run_id = json.loads(invoke("run", "--workspace", "acme", "--force-reprocess")[1])["run_id"]
