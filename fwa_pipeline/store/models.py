@@ -114,9 +114,10 @@ class Provider(Base):
 
 
 class Member(Base):
-    """A plan member. ``first_name``, ``last_name`` and ``date_of_birth`` hold encryption tokens
-    (see ``store.crypto``) unless ``pii_key_id`` is NULL, which records plaintext stored in
-    development without a key so that ``fwa keys rotate`` can encrypt it later."""
+    """A plan member. ``first_name``, ``last_name``, ``date_of_birth`` and ``date_of_death`` (NULL
+    while none is known) hold encryption tokens (see ``store.crypto``) unless ``pii_key_id`` is
+    NULL, which records plaintext stored in development without a key so that ``fwa keys
+    rotate`` can encrypt it later."""
 
     __tablename__ = "members"
 
@@ -130,7 +131,7 @@ class Member(Base):
     pii_key_id: Mapped[str | None] = mapped_column(String(16))
     gender: Mapped[str] = mapped_column(String(1))
     state: Mapped[str | None] = mapped_column(String(2))
-    date_of_death: Mapped[dt.date | None] = mapped_column(Date)
+    date_of_death: Mapped[str | None] = mapped_column(Text)
     batch_id: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_members_pii_key_id", "pii_key_id"),)

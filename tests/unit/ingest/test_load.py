@@ -255,6 +255,21 @@ def test_extra_columns_are_dropped_with_a_warning(
     assert "notes" not in claims(sqlite_engine).columns
 
 
+def test_a_long_unknown_column_name_is_cut_in_the_warning(
+    sqlite_engine: Engine, settings: Settings
+) -> None:
+    # Warnings are stored with the batch and served: they quote no more of a name than errors
+    # quote of a value.
+    batch = rows()
+    for row in batch["medical_claims.csv"]:
+        row["n" * 5000] = ""
+    result = load_files(sqlite_engine, settings, "acme", files(batch))
+    cut = "n" * 40 + "..."
+    assert result.warnings == [
+        f"medical_claims.csv: column '{cut}' not in the data contract; not stored"
+    ]
+
+
 def test_reference_rows_upsert_by_key(sqlite_engine: Engine, settings: Settings) -> None:
     load_files(sqlite_engine, settings, "acme", files())
     load_files(sqlite_engine, settings, "other", files())  # another workspace is untouched
