@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from fwa_pipeline.defs.partitions import JOB_ID_TAG
 from fwa_pipeline.defs.run_mirror import STATUS, run_stats
 from fwa_pipeline.store.claims import workspace_id
-from fwa_pipeline.store.runs import as_utc, enqueue_request, get_request
+from fwa_pipeline.store.runs import as_utc, claims_processed, enqueue_request, get_request
 
 STEP_EVENTS = {
     DagsterEventType.STEP_START,
@@ -105,11 +105,9 @@ def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Job
     status.completed_at = as_utc(record.end_time)
     _read_events(instance, run, status)
     stats = run_stats(instance, run.run_id)
-    written = stats.get("written") or {}
-    status.claims_processed = int(
-        written.get("processed", 0) + written.get("held", 0)
-        if written
-        else stats.get("claims_in", 0)
+    # Until its results commit, a run has processed the claims it read.
+    status.claims_processed = (
+        claims_processed(stats) if stats.get("written") else int(stats.get("claims_in", 0))
     )
     return status
 

@@ -3,9 +3,17 @@ off the public side).
 
 ``StoreCollector`` adds what only the database knows, read at scrape time and cached for
 ``STORE_TTL_S``: ``active_cases_by_risk_level`` (cases not closed), and, from the pipeline runs
-Dagster mirrors into ``pipeline_runs``, ``pipeline_runs_total{workspace,status}``,
-``pipeline_duration_seconds`` (finished runs) and ``pipeline_claims_processed`` (the sum of each
-run's ``stats["claims_processed"]``; exposed with the ``_total`` suffix counters carry).
+Dagster mirrors into ``pipeline_runs``, per workspace:
+
+* counters, which only rise (a finished run's row keeps its final status and statistics):
+  ``pipeline_runs_total{status}`` (finished runs by final status), the histogram
+  ``pipeline_duration_seconds`` (finished runs) and ``pipeline_claims_processed_total`` (the
+  claims each finished run recorded an outcome for);
+* the gauge ``pipeline_runs_active{status}``: runs queued or running now.
+
+Every series carries its workspace, so deleting a workspace removes its series instead of
+lowering a sum. Each workspace has every status's series, 0 included, so ``rate()`` sees a run
+from its first one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from fwa_api.services import services
 from fwa_pipeline.kit.logging import LogThrottle
 from fwa_pipeline.store.db import read_scope
 from fwa_pipeline.store.models import RISK_LEVELS, InvestigationCase, PipelineRun, Workspace
+from fwa_pipeline.store.runs import ACTIVE_STATUSES, FINAL_STATUSES, claims_processed
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +52,10 @@ DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 360
 @dataclass
 class StoreSnapshot:
     active_cases: dict[str, int] = field(default_factory=dict)
-    runs: dict[tuple[str, str], int] = field(default_factory=dict)
-    durations: list[float] = field(default_factory=list)
-    claims_processed: float = 0.0
+    workspaces: list[str] = field(default_factory=list)
+    runs: dict[tuple[str, str], int] = field(default_factory=dict)  # (workspace, status)
+    durations: dict[str, list[float]] = field(default_factory=dict)  # finished runs
+    claims_processed: dict[str, int] = field(default_factory=dict)  # finished runs
 
 
 def read_snapshot(engine: Engine) -> StoreSnapshot:
@@ -57,6 +67,7 @@ def read_snapshot(engine: Engine) -> StoreSnapshot:
             .group_by(InvestigationCase.risk_level)
         )
         snapshot.active_cases = {level: count for level, count in cases}
+        snapshot.workspaces = list(session.scalars(select(Workspace.name).order_by(Workspace.name)))
         runs = session.execute(
             select(Workspace.name, PipelineRun.status, func.count())
             .join(Workspace, Workspace.id == PipelineRun.workspace_id)
@@ -64,15 +75,18 @@ def read_snapshot(engine: Engine) -> StoreSnapshot:
         )
         snapshot.runs = {(name, status): count for name, status, count in runs}
         finished = session.execute(
-            select(PipelineRun.started_at, PipelineRun.completed_at, PipelineRun.stats).where(
-                PipelineRun.started_at.is_not(None), PipelineRun.completed_at.is_not(None)
+            select(
+                Workspace.name, PipelineRun.started_at, PipelineRun.completed_at, PipelineRun.stats
             )
+            .join(Workspace, Workspace.id == PipelineRun.workspace_id)
+            .where(PipelineRun.status.in_(sorted(FINAL_STATUSES)))
         )
-        for started, completed, stats in finished:
-            snapshot.durations.append(max(0.0, (completed - started).total_seconds()))
-            processed = (stats or {}).get("claims_processed")
-            if isinstance(processed, int | float):
-                snapshot.claims_processed += processed
+        for name, started, completed, stats in finished:
+            if started is not None and completed is not None:
+                duration = max(0.0, (completed - started).total_seconds())
+                snapshot.durations.setdefault(name, []).append(duration)
+            processed = claims_processed(stats or {})
+            snapshot.claims_processed[name] = snapshot.claims_processed.get(name, 0) + processed
     return snapshot
 
 
@@ -99,33 +113,43 @@ class StoreCollector(Collector):
         snapshot = self._current()
         if snapshot is None:  # database down and nothing read yet: leave these out
             return
-        active = GaugeMetricFamily(
+        cases = GaugeMetricFamily(
             "active_cases_by_risk_level",
             "Investigation cases not closed, by risk level.",
             labels=["risk_level"],
         )
         for level in sorted(set(RISK_LEVELS) | set(snapshot.active_cases)):
-            active.add_metric([level], snapshot.active_cases.get(level, 0))
-        yield active
-        runs = CounterMetricFamily(
-            "pipeline_runs_total",
-            "Pipeline runs by workspace and status.",
+            cases.add_metric([level], snapshot.active_cases.get(level, 0))
+        yield cases
+        finished = CounterMetricFamily(
+            "pipeline_runs",
+            "Finished pipeline runs by workspace and final status.",
             labels=["workspace", "status"],
         )
-        for (workspace, status), count in sorted(snapshot.runs.items()):
-            runs.add_metric([workspace, status], count)
-        yield runs
-        yield HistogramMetricFamily(
+        active = GaugeMetricFamily(
+            "pipeline_runs_active",
+            "Pipeline runs queued or running now, by workspace.",
+            labels=["workspace", "status"],
+        )
+        durations = HistogramMetricFamily(
             "pipeline_duration_seconds",
             "Duration of finished pipeline runs.",
-            buckets=_buckets(snapshot.durations),
-            sum_value=sum(snapshot.durations),
+            labels=["workspace"],
         )
-        yield CounterMetricFamily(
+        processed = CounterMetricFamily(
             "pipeline_claims_processed",
-            "Claims processed by pipeline runs.",
-            value=snapshot.claims_processed,
+            "Claims finished pipeline runs recorded an outcome for.",
+            labels=["workspace"],
         )
+        for workspace in snapshot.workspaces:
+            for status in sorted(FINAL_STATUSES):
+                finished.add_metric([workspace, status], snapshot.runs.get((workspace, status), 0))
+            for status in ACTIVE_STATUSES:
+                active.add_metric([workspace, status], snapshot.runs.get((workspace, status), 0))
+            seconds = snapshot.durations.get(workspace, [])
+            durations.add_metric([workspace], _buckets(seconds), sum(seconds))
+            processed.add_metric([workspace], snapshot.claims_processed.get(workspace, 0))
+        yield from (finished, active, durations, processed)
 
     def _current(self) -> StoreSnapshot | None:
         if self._clock() - self._read_at < self.ttl:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, case, exists, insert, or_, select, update
@@ -16,6 +16,15 @@ from sqlalchemy.orm import Session
 from fwa_pipeline.store.models import Batch, PipelineRequest, PipelineRun, Workspace, utcnow
 
 FINAL_STATUSES = frozenset({"success", "failure", "canceled"})
+# A run's row before it ends: waiting for a slot, or executing.
+ACTIVE_STATUSES = ("queued", "running")
+
+
+def claims_processed(stats: Mapping[str, Any]) -> int:
+    """The claims a run recorded an outcome for (scored, or held by the quality gate), from its
+    ``written`` statistics: 0 for a run that committed nothing."""
+    written = stats.get("written") or {}
+    return int(written.get("processed", 0) + written.get("held", 0))
 
 
 def upsert_run(connection: Connection, run_id: str, workspace_id: int, **fields: Any) -> None:

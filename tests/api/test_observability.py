@@ -6,8 +6,10 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import httpx
 import pytest
 from fastapi import APIRouter, Request
@@ -18,10 +20,14 @@ from sqlalchemy import Engine, text
 from fwa_api.app import create_app
 from fwa_api.middleware.route_templates import UNMATCHED
 from fwa_api.services import services
+from fwa_pipeline.defs.jobs import PIPELINE_JOB
+from fwa_pipeline.defs.partitions import PARTITION_TAG
+from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope
-from fwa_pipeline.store.models import InvestigationCase, PipelineRun
+from fwa_pipeline.store.models import InvestigationCase
 from tests.api.conftest import (
+    SHARED_REDIS,
     app_log,
     bearer,
     free_port,
@@ -30,6 +36,8 @@ from tests.api.conftest import (
     make_workspace,
     serve,
 )
+from tests.pipeline import batch
+from tests.pipeline.conftest import WORKSPACE, Pipeline
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
 
@@ -233,12 +241,10 @@ async def test_metrics_parse_and_label_paths_with_full_route_templates(
         assert name in families
 
 
-async def test_store_metrics_come_from_the_database(
+async def test_active_cases_come_from_the_database(
     http: httpx.AsyncClient, pg_engine: Engine
 ) -> None:
     north = make_workspace(pg_engine, "north")
-    south = make_workspace(pg_engine, "south")
-    start = dt.datetime(2026, 11, 1, 2, 0, tzinfo=dt.UTC)
     with session_scope(pg_engine) as session:
         for number, (level, status) in enumerate(
             [("high", "open"), ("high", "under_review"), ("high", "closed"), ("critical", "open")]
@@ -256,39 +262,77 @@ async def test_store_metrics_come_from_the_database(
                     evidence_hash=f"h{number}",
                 )
             )
-        for run_id, workspace, status, minutes, claims in [
-            ("r1", north, "success", 1.5, 1000),
-            ("r2", north, "success", 20, 250),
-            ("r3", south, "failure", None, None),
-        ]:
-            session.add(
-                PipelineRun(
-                    run_id=run_id,
-                    workspace_id=workspace,
-                    status=status,
-                    started_at=start,
-                    completed_at=None if minutes is None else start + dt.timedelta(minutes=minutes),
-                    stats={} if claims is None else {"claims_processed": claims},
-                )
-            )
     families = scrape((await http.get("/metrics")).text)
     active = {s.labels["risk_level"]: s.value for s in families["active_cases_by_risk_level"]}
     assert active == {"low": 0, "medium": 0, "high": 2, "critical": 1}
-    runs = {
-        (s.labels["workspace"], s.labels["status"]): s.value
-        for s in families["pipeline_runs"]
-        if s.name == "pipeline_runs_total"
+
+
+def run_series(families: dict[str, list[Any]], family: str, sample: str) -> dict[Any, float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in families[family] if s.name == sample}
+
+
+async def test_run_metrics_come_from_real_runs_and_counters_only_rise(
+    settings: Settings, sqlite_engine: Engine, redis_prefix: str, tmp_path: Path
+) -> None:
+    """Real runs on SQLite, scraped through the app: finished runs are counters by final
+    status, queued and running ones a gauge, and claims processed what the runs wrote."""
+    app_settings = settings.model_copy(
+        update={"redis_url": SecretStr(SHARED_REDIS), "rate_limit_per_minute": 1000}
+    )
+
+    async def scrape_app() -> dict[str, list[Any]]:
+        # A new app each time: its store collector reads the database afresh.
+        async with serve(create_app(app_settings, redis_prefix=redis_prefix)) as client:
+            return scrape((await client.get("/metrics")).text)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        pipeline = Pipeline(sqlite_engine, app_settings, instance, tmp_path)
+        pipeline.land(batch.batch_one())
+        assert pipeline.run().status == "success"
+        assert pipeline.run(pipeline={"quality": {"mode": "sometimes"}}).status == "failure"
+        waiting = instance.add_run(
+            dg.DagsterRun(
+                job_name=PIPELINE_JOB,
+                run_id=str(uuid.uuid4()),
+                tags={PARTITION_TAG: WORKSPACE},
+                status=dg.DagsterRunStatus.NOT_STARTED,  # created, not yet taken up
+            )
+        )
+        reconcile(sqlite_engine, instance)
+        before = await scrape_app()
+
+        instance.report_run_canceled(waiting)
+        reconcile(sqlite_engine, instance)
+        after = await scrape_app()
+
+    ws = ("workspace", WORKSPACE)
+    finished = {
+        "success": 1.0,
+        "failure": 1.0,
+        "canceled": 0.0,
     }
-    assert runs == {("north", "success"): 2, ("south", "failure"): 1}
-    duration = {
-        (s.name, s.labels.get("le")): s.value for s in families["pipeline_duration_seconds"]
+    runs = run_series(before, "pipeline_runs", "pipeline_runs_total")
+    assert runs == {(("status", s), ws): n for s, n in finished.items()}
+    active = run_series(before, "pipeline_runs_active", "pipeline_runs_active")
+    assert active == {(("status", "queued"), ws): 1.0, (("status", "running"), ws): 0.0}
+    # The successful run scored the batch's nine claims; the failed one wrote nothing.
+    claims = run_series(before, "pipeline_claims_processed", "pipeline_claims_processed_total")
+    assert claims == {(ws,): 9.0}
+    durations = run_series(before, "pipeline_duration_seconds", "pipeline_duration_seconds_count")
+    assert durations == {(ws,): 2.0}
+
+    later = run_series(after, "pipeline_runs", "pipeline_runs_total")
+    assert later == {**runs, (("status", "canceled"), ws): 1.0}
+    assert all(later[key] >= count for key, count in runs.items())  # a counter never falls
+    assert (
+        run_series(after, "pipeline_runs_active", "pipeline_runs_active")[
+            (("status", "queued"), ws)
+        ]
+        == 0.0
+    )
+    assert run_series(after, "pipeline_claims_processed", "pipeline_claims_processed_total") == {
+        (ws,): 9.0
     }
-    assert duration[("pipeline_duration_seconds_count", None)] == 2
-    assert duration[("pipeline_duration_seconds_sum", None)] == 90 + 1200
-    assert duration[("pipeline_duration_seconds_bucket", "120.0")] == 1
-    assert duration[("pipeline_duration_seconds_bucket", "+Inf")] == 2
-    claims = [s.value for s in families["pipeline_claims_processed"] if s.name.endswith("_total")]
-    assert claims == [1250]
 
 
 async def test_metrics_still_answer_when_the_database_is_down(
