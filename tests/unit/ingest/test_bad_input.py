@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fwa_pipeline.ingest.contract import Column, Kind
 from tests.unit.ingest.batch import BAD_CHECK_DIGIT, changed, files, render, rows
 from tests.unit.ingest.conftest import Reject
 
@@ -246,6 +247,11 @@ def test_formula_injection_in_members_does_not_quote_phi(reject: Reject) -> None
     message = reject(changed("members.csv", 0, "first_name", "=Zelda"))
     assert "members.csv, row 1, column first_name: starts with =" in message
     assert "Zelda" not in message
+
+
+def test_a_text_column_cannot_be_declared_without_a_bound() -> None:
+    with pytest.raises(ValueError, match="text column notes has no max_length"):
+        Column("notes", Kind.TEXT)
 
 
 def test_text_longer_than_its_column(reject: Reject) -> None:
