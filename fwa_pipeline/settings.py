@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     max_upload_columns: int = Field(64, ge=1)
     # Longest a request may wait on a pipeline job (POST /api/pipeline/run-full and run-stream).
     pipeline_wait_max_s: int = Field(600, ge=1)
+    # Health calls the Dagster daemon stale (queued jobs would never start) when a daemon the
+    # instance needs has written no heartbeat for this long; each writes one every 30 s.
+    daemon_heartbeat_tolerance_s: int = Field(300, ge=60)
     # How long an enqueue's Idempotency-Key returns its first job (then a new job may reuse it).
     pipeline_idempotency_hours: int = Field(24, ge=1)
 

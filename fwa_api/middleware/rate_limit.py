@@ -15,6 +15,7 @@ every request.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -80,6 +81,7 @@ class RateLimiter:
         self.key_prefix = f"{key_prefix}rl:"
         self.cooldown_s = cooldown_s
         self.failing_open = False
+        self._redis = redis
         self._script = redis.register_script(SLIDING_WINDOW_LUA)
         self._errors = metrics.rate_limit_backend_errors
         self._clock = clock
@@ -109,6 +111,17 @@ class RateLimiter:
         if retry_ms == 0:
             return Decision(allowed=True)
         return Decision(allowed=False, retry_after_s=max(1, math.ceil(int(retry_ms) / 1000)))
+
+    async def probe(self) -> None:
+        """Ping Redis now (the health check) and take the answer as a limited request would:
+        failing open when Redis does not answer (the error is re-raised), enforcing when it does.
+        Without this, an idle API would report the state of its last limited request."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError, asyncio.CancelledError) as exc:  # cancelled: a timeout
+            self._failed(exc)
+            raise
+        self.failing_open = False
 
     def _failed(self, exc: BaseException) -> None:
         self.failing_open = True

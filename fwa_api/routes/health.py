@@ -1,11 +1,23 @@
-"""``GET /api/health`` (plan 4D): database, Redis and Ollama, checked concurrently with short
-timeouts and cached for ``CACHE_TTL_S``; no token needed.
+"""``GET /api/health``: the database, Redis and the rate limiter, the assistant's LLM server and the
+Dagster daemon, checked concurrently with short timeouts and cached for ``CACHE_TTL_S``; no token
+needed.
 
-* ``healthy``: everything answers; ``degraded``: Redis or Ollama is down, or the rate limiter is
-  failing open (the API still serves); ``unhealthy`` (503): the database is down.
-* Ollama: the configured model installed and loaded (``/api/ps``) is ``ready``; installed but not
-  loaded, or ``/api/ps`` too slow (it can block while a model loads), is ``loading``; anything
-  else is ``unavailable``.
+* ``healthy``: everything answers; ``degraded``: the API serves, but something it depends on is
+  down and ``reasons`` says what that means, one sentence each; ``unhealthy`` (503): the database
+  is down.
+* Redis is pinged through the rate limiter when there is one, so the limiter's state is what Redis
+  answers now (``enforcing`` or ``failing_open``), not what the last limited request saw.
+* ``llm``: the backend and model the assistant is configured with (``FWA_LLM_*``, else
+  ``FWA_OLLAMA_*``), asked the way the assistant asks. Ollama: the model installed
+  (``/api/tags``) and loaded (``/api/ps``) is ``ready``; installed but not loaded, or
+  ``/api/ps`` too slow (it can block while a model loads), is ``loading``. OpenAI-compatible: the
+  model among those ``/v1/models`` lists is ``ready``. Anything else is ``unavailable``, and
+  settings the assistant refuses are ``misconfigured``.
+* ``dagster_daemon``: the heartbeats of the daemons the Dagster instance needs (sensors, the run
+  queue, schedules...), read from the instance the API uses (``DAGSTER_HOME``). Each daemon
+  writes one every 30 s: all within ``FWA_DAEMON_HEARTBEAT_TOLERANCE_S`` is ``running``, some
+  late or missing is ``stale`` (``late`` names them), none at all is ``not_running``; an instance
+  that needs no daemon is ``not_required``.
 * The body names states only: error details go to the log, not to an unauthenticated caller.
 """
 
@@ -16,15 +28,18 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from fwa_api.routes.agents import AgentRuntime, runtime
 from fwa_api.services import Services, services
 from fwa_pipeline.kit.logging import LogThrottle
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +48,30 @@ router = APIRouter(tags=["health"])
 CACHE_TTL_S = 10.0
 DB_TIMEOUT_S = 2.0
 REDIS_TIMEOUT_S = 1.0
-OLLAMA_TIMEOUT_S = 1.5
-OLLAMA_PS_TIMEOUT_S = 1.0
+# The first check opens the Dagster instance, which imports Dagster: seconds, once.
+DAEMON_TIMEOUT_S = 5.0
+# An Ollama status asks up to three things in turn (tags, ps, show), each within the
+# assistant's own probe timeout.
+LLM_PROBES = 3
 
 Component = dict[str, Any]
+LlmRuntime = Callable[[], AgentRuntime | None]
+
+# What each state that is not fine means to an operator; any of them makes the API degraded.
+REASONS: dict[tuple[str, str], str] = {
+    ("redis", "disconnected"): "Redis does not answer: requests are not rate limited",
+    ("llm", "unavailable"): "the LLM server does not answer or does not have the configured "
+    "model: the assistant cannot answer",
+    ("llm", "misconfigured"): "the FWA_LLM_* settings are invalid: the assistant is off",
+    ("dagster_daemon", "stale"): "a Dagster daemon's heartbeat is late: queued pipeline jobs "
+    "may never start",
+    ("dagster_daemon", "not_running"): "no Dagster daemon runs on this instance: queued "
+    "pipeline jobs will not start",
+    ("dagster_daemon", "unavailable"): "the Dagster instance could not be read: the daemon's "
+    "state is unknown",
+}
+FAILING_OPEN = "the rate limiter cannot reach Redis: requests are not rate limited"
+DATABASE_DOWN = "the database does not answer"
 
 
 class HealthChecker:
@@ -48,10 +83,15 @@ class HealthChecker:
         self._cached: tuple[float, dict[str, Component]] | None = None
         self._lock: asyncio.Lock | None = None
         # A dependency that stays down would otherwise log a warning every CACHE_TTL_S.
-        self._warn = {name: LogThrottle(60.0, clock) for name in ("database", "redis", "ollama")}
+        self._warn = {
+            name: LogThrottle(60.0, clock)
+            for name in ("database", "redis", "llm", "dagster_daemon")
+        }
 
-    async def report(self, app: Services) -> tuple[int, dict[str, Any]]:
-        components = dict(await self._components(app))
+    async def report(self, app: Services, llm: LlmRuntime) -> tuple[int, dict[str, Any]]:
+        """``llm`` gives the assistant's runtime, or None when its settings are invalid; it is
+        called only when the components are checked again."""
+        components = dict(await self._components(app, llm))
         # Read live, not cached: a limiter that has just started failing open shows at once.
         limiter = app.rate_limiter
         if limiter is None:
@@ -59,19 +99,22 @@ class HealthChecker:
         else:
             limiter_state = "failing_open" if limiter.failing_open else "enforcing"
         components["redis"] = {**components["redis"], "rate_limiter": limiter_state}
+        reasons = [
+            REASONS[name, component["status"]]
+            for name, component in components.items()
+            if (name, component["status"]) in REASONS
+        ]
+        if limiter_state == "failing_open" and components["redis"]["status"] == "connected":
+            reasons.append(FAILING_OPEN)
         if components["database"]["status"] != "connected":
             status = "unhealthy"
-        elif (
-            components["redis"]["status"] == "disconnected"
-            or limiter_state == "failing_open"
-            or components["ollama"]["status"] == "unavailable"
-        ):
-            status = "degraded"
+            reasons.insert(0, DATABASE_DOWN)
         else:
-            status = "healthy"
-        return (503 if status == "unhealthy" else 200), {"status": status, "components": components}
+            status = "degraded" if reasons else "healthy"
+        body = {"status": status, "reasons": reasons, "components": components}
+        return (503 if status == "unhealthy" else 200), body
 
-    async def _components(self, app: Services) -> dict[str, Component]:
+    async def _components(self, app: Services, llm: LlmRuntime) -> dict[str, Component]:
         cached = self._fresh()
         if cached is not None:
             return cached
@@ -81,14 +124,23 @@ class HealthChecker:
             cached = self._fresh()
             if cached is not None:
                 return cached
-            database, redis, ollama = await asyncio.gather(
+            agents = llm()
+            llm_timeout = LLM_PROBES * agents.settings.llm_probe_timeout_s if agents else 1.0
+            database, redis, model, daemon = await asyncio.gather(
                 self._timed("database", check_database(app), DB_TIMEOUT_S, "disconnected"),
                 self._timed("redis", check_redis(app), REDIS_TIMEOUT_S, "disconnected"),
-                self._timed("ollama", check_ollama(app), OLLAMA_TIMEOUT_S * 2, "unavailable"),
+                self._timed("llm", check_llm(agents), llm_timeout, "unavailable"),
+                self._timed("dagster_daemon", check_daemon(app), DAEMON_TIMEOUT_S, "unavailable"),
             )
-            ollama["model"] = app.settings.ollama_model
+            if agents is not None:
+                model |= {"backend": agents.backend.kind, "model": agents.backend.model}
             checked_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            components = {"database": database, "redis": redis, "ollama": ollama}
+            components = {
+                "database": database,
+                "redis": redis,
+                "llm": model,
+                "dagster_daemon": daemon,
+            }
             for component in components.values():
                 component["checked_at"] = checked_at
             self._cached = (self._clock(), components)
@@ -127,41 +179,62 @@ async def check_database(app: Services) -> Component:
 async def check_redis(app: Services) -> Component:
     if app.redis is None:
         return {"status": "not_configured"}
-    await app.redis.ping()
+    if app.rate_limiter is not None:
+        await app.rate_limiter.probe()
+    else:
+        await app.redis.ping()
     return {"status": "connected"}
 
 
-def _model_key(name: str) -> str:
-    # Ollama reads a model name without a tag as ":latest".
-    return name if ":" in name else f"{name}:latest"
-
-
-def _lists_model(response: httpx.Response, wanted: str) -> bool:
-    response.raise_for_status()
-    return any(
-        _model_key(str(entry.get(key, ""))) == wanted
-        for entry in response.json().get("models", [])
-        for key in ("name", "model")
-    )
-
-
-async def check_ollama(app: Services) -> Component:
-    """Raises when Ollama is unreachable or answers nonsense (reported as unavailable)."""
-    base = app.settings.ollama_url.rstrip("/")
-    wanted = _model_key(app.settings.ollama_model)
-    tags = await app.http.get(f"{base}/api/tags", timeout=OLLAMA_TIMEOUT_S)
-    if not _lists_model(tags, wanted):
+async def check_llm(agents: AgentRuntime | None) -> Component:
+    if agents is None:
+        return {"status": "misconfigured"}
+    backend = agents.backend
+    found = await backend.status()
+    if not found.reachable:
+        return {"status": "unavailable"}
+    # An OpenAI-compatible server that does not list the model cannot say it has it (None).
+    if found.installed is not True:
         return {"status": "unavailable", "installed": False}
-    try:
-        loaded = await app.http.get(f"{base}/api/ps", timeout=OLLAMA_PS_TIMEOUT_S)
-        ready = _lists_model(loaded, wanted)
-    except (httpx.HTTPError, ValueError):
-        ready = False  # /api/ps can block while a model loads
+    # An OpenAI-compatible server serves only models it has loaded; Ollama says (or, while it
+    # loads one, does not answer /api/ps in time: None).
+    ready = found.loaded is True or backend.kind == "openai"
     return {"status": "ready" if ready else "loading", "installed": True}
+
+
+async def check_daemon(app: Services) -> Component:
+    tolerance_s = app.settings.daemon_heartbeat_tolerance_s
+    # Opening the instance and reading its run storage block: a thread, abandoned on timeout.
+    return await asyncio.to_thread(lambda: daemon_state(app.dagster_instance(), tolerance_s))
+
+
+def daemon_state(instance: DagsterInstance, tolerance_s: float) -> Component:
+    required = instance.get_required_daemon_types()
+    if not required:
+        return {"status": "not_required"}
+    heartbeats = instance.get_daemon_heartbeats()
+    # Heartbeats carry the daemon host's wall-clock time.
+    now = time.time()
+    beats = {kind: heartbeats[kind].timestamp for kind in required if kind in heartbeats}
+    if not beats:
+        return {"status": "not_running"}
+    late = sorted(kind for kind in required if now - beats.get(kind, float("-inf")) > tolerance_s)
+    last = dt.datetime.fromtimestamp(max(beats.values()), dt.UTC).isoformat(timespec="seconds")
+    component: Component = {"status": "stale" if late else "running", "last_heartbeat": last}
+    if late:
+        component["late"] = late
+    return component
+
+
+def _agents(request: Request) -> AgentRuntime | None:
+    try:
+        return runtime(request)
+    except HTTPException:  # invalid FWA_LLM_* settings; runtime() has logged which
+        return None
 
 
 @router.get("/api/health")
 async def health(request: Request) -> JSONResponse:
     app = services(request)
-    status_code, body = await app.health.report(app)
+    status_code, body = await app.health.report(app, lambda: _agents(request))
     return JSONResponse(body, status_code=status_code)

@@ -1,6 +1,6 @@
 """Fixtures for the API tests: the app on the real PostgreSQL (``pg_settings``) and the shared
 Redis under a key prefix of its own, served in-process through httpx's ASGI transport with the
-lifespan running; a throwaway ``redis-server`` for outage tests; a stand-in Ollama."""
+lifespan running; a throwaway ``redis-server`` for outage tests."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import logging
 import secrets
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +49,13 @@ def _patient_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(services_module, "REDIS_TIMEOUT_S", 10.0)
     monkeypatch.setattr(health_module, "DB_TIMEOUT_S", 10.0)
     monkeypatch.setattr(health_module, "REDIS_TIMEOUT_S", 10.0)
+
+
+@pytest.fixture(autouse=True)
+def _own_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Dagster instance an app opens (health reads the daemon's heartbeats from it) is the
+    test's own, never the repository's ``dagster_home``; tests that need one set it up."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "default_dagster_home"))
 
 
 def free_port() -> int:
@@ -190,55 +195,3 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
-
-
-# --------------------------------------------------------------------------- stand-in Ollama
-
-
-@dataclass
-class FakeOllama:
-    """Answers /api/tags and /api/ps like Ollama does; ``ps_delay`` makes /api/ps hang the way
-    it does while a model loads."""
-
-    installed: list[str] = field(default_factory=list)
-    loaded: list[str] = field(default_factory=list)
-    ps_delay: float = 0.0
-    hits: dict[str, int] = field(default_factory=dict)
-    url: str = ""
-
-
-@pytest.fixture
-def fake_ollama() -> Iterator[FakeOllama]:
-    state = FakeOllama()
-    release = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.hits[self.path] = state.hits.get(self.path, 0) + 1
-            if self.path == "/api/tags":
-                names = state.installed
-            elif self.path == "/api/ps":
-                release.wait(state.ps_delay)
-                names = state.loaded
-            else:
-                self.send_error(404)
-                return
-            body = json.dumps({"models": [{"name": n, "model": n} for n in names]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    release.set()
-    server.shutdown()
-    server.server_close()
