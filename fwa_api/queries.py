@@ -547,20 +547,25 @@ def member(
     *,
     with_phi: bool,
 ) -> MemberOut | None:
-    """A member and the cases about them; name and date of birth decrypted only ``with_phi``
-    (else null, and never decrypted). The caller audits the read."""
-    phi: dict[str, Any] = {"first_name": None, "last_name": None, "date_of_birth": None}
+    """A member and the cases about them; name and dates of birth and death decrypted only
+    ``with_phi`` (else null, and never decrypted). The caller audits the read."""
+    phi: dict[str, Any] = {
+        "first_name": None,
+        "last_name": None,
+        "date_of_birth": None,
+        "date_of_death": None,
+    }
     if with_phi:
         record = get_member(session, cipher, workspace_id, member_id)
         if record is None:
             return None
-        gender, state, died = record.gender, record.state, record.date_of_death
+        gender, state = record.gender, record.state
         phi = {k: getattr(record, k) for k in phi}
     else:
         row = session.get(Member, (workspace_id, member_id))
         if row is None:
             return None
-        gender, state, died = row.gender, row.state, row.date_of_death
+        gender, state = row.gender, row.state
     cases = session.scalars(
         select(InvestigationCase)
         .where(
@@ -574,7 +579,6 @@ def member(
         member_id=member_id,
         gender=gender,
         state=state,
-        date_of_death=died,
         phi_included=with_phi,
         cases=[CaseSummary.of(c) for c in cases],
         **phi,

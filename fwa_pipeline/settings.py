@@ -2,8 +2,9 @@
 
 In ``production`` the process refuses to start, with one message listing every problem, when a
 secret is a development default or guessable, the database is SQLite or carries the development
-password, the encryption keys are missing or malformed, or CORS allows any origin, ``null``, a plain
-``http://`` origin or is left at its development default.
+password, the encryption keys are missing or malformed, Redis is missing while rate limiting is
+on, or CORS allows any origin, ``null``, a plain ``http://`` origin or is left at its development
+default.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     trusted_proxies: Annotated[list[str], NoDecode] = []
     rate_limit_per_minute: int = Field(60, ge=1)
+    # Off only when asked: production without Redis is refused unless this is false.
+    rate_limit_enabled: bool = True
+    # API tokens expire this long after they are made unless `fwa token create --expires-in` says
+    # otherwise (longer only with --long-lived).
+    token_lifetime_days: int = Field(90, ge=1)
     log_level: str = "INFO"
     ollama_url: str = "http://127.0.0.1:11434"
     ollama_model: str = "llama3.1:8b"

@@ -3,6 +3,7 @@ up again cleanly."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,12 +11,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+from fwa_pipeline.settings import Settings
 from fwa_pipeline.store import migrate
-from fwa_pipeline.store.models import Base, InvestigationCase, RuleHit, Workspace
-from tests.conftest import PG_ADMIN_DSN
+from fwa_pipeline.store.models import Base, InvestigationCase, Member, RuleHit, Workspace
+from fwa_pipeline.store.pii import TABLE, cipher_from_settings, get_member, row_key
+from tests.conftest import PG_ADMIN_DSN, make_key
 
 EXPECTED = set(Base.metadata.tables)
 
@@ -255,5 +260,151 @@ def _workspace_config_round_trip(url: str) -> None:
         assert "quality_mode" not in columns
         with engine.connect() as conn:
             assert conn.execute(text("SELECT job_id FROM pipeline_requests")).all() == [("j1",)]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_dates_of_death_are_encrypted_and_leave_the_evidence(
+    store: str, tmp_path: Path, settings: Settings
+) -> None:
+    """0007 encrypts the dates of death already stored (under each row's key id; plaintext rows
+    of a keyless development store stay plaintext), drops them from stored evidence, refuses
+    without the rows' key, and its downgrade gives the dates back."""
+    if store == "sqlite":
+        _encrypts_deaths(f"sqlite:///{tmp_path / 'd.db'}", settings)
+    else:
+        with scratch_database() as url:
+            _encrypts_deaths(url, settings)
+
+
+def _encrypts_deaths(url: str, settings: Settings) -> None:
+    engine = create_engine(url)
+    cipher = cipher_from_settings(settings)
+    assert cipher is not None
+    old = {"service_date": "2024-02-20", "date_of_death": "2024-01-15", "days_after_death": 36}
+    new = {"service_date": "2024-02-20", "days_after_death": 36}
+    try:
+        migrate.upgrade(engine, "0006")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
+                    "VALUES (1, 'w', '2026-01-01', false)"
+                )
+            )
+            member = text(
+                "INSERT INTO members (workspace_id, member_id, first_name, last_name, "
+                "date_of_birth, pii_key_id, gender, date_of_death) "
+                "VALUES (1, :id, :first, :last, :born, :kid, 'F', :died)"
+            )
+            sealed = {
+                c: cipher.encrypt(v, table=TABLE, column=c, row_key=row_key(1, "SEALED"))
+                for c, v in (
+                    ("first_name", "Ana"),
+                    ("last_name", "Diaz"),
+                    ("date_of_birth", "1940-01-02"),
+                )
+            }
+            conn.execute(
+                member,
+                {
+                    "id": "SEALED",
+                    "first": sealed["first_name"],
+                    "last": sealed["last_name"],
+                    "born": sealed["date_of_birth"],
+                    "kid": cipher.active_key_id,
+                    "died": dt.date(2024, 1, 15),
+                },
+            )
+            conn.execute(
+                member,
+                {
+                    "id": "PLAIN",
+                    "first": "Ben",
+                    "last": "Ng",
+                    "born": "1950-03-04",
+                    "kid": None,
+                    "died": dt.date(2024, 3, 1),
+                },
+            )
+            conn.execute(
+                member,
+                {
+                    "id": "ALIVE",
+                    "first": sealed["first_name"],
+                    "last": sealed["last_name"],
+                    "born": sealed["date_of_birth"],
+                    "kid": cipher.active_key_id,
+                    "died": None,
+                },
+            )
+        with Session(engine) as session, session.begin():
+            hit = {
+                "workspace_id": 1,
+                "run_id": "r1",
+                "rule_version": "1",
+                "claim_type": "medical",
+                "claim_id": "C1",
+                "subject_type": "claim",
+                "subject_id": "C1",
+                "severity": 1.0,
+                "weight": 5.0,
+            }
+            session.add(RuleHit(**hit, rule_id="RULE-MED-006", claim_pk=1, evidence=old))
+            session.add(
+                InvestigationCase(
+                    id=1,
+                    case_number="CASE-000001",
+                    workspace_id=1,
+                    subject_type="provider",
+                    subject_id="P1",
+                    risk_score=80.0,
+                    risk_level="high",
+                    explanation={
+                        "rules": [
+                            {
+                                "rule_id": "RULE-MED-006",
+                                "samples": [{"claim_id": "C1", "evidence": old}],
+                            }
+                        ]
+                    },
+                    run_id="r1",
+                    evidence_hash="h",
+                )
+            )
+
+        # Without the key the rows are under, nothing changes.
+        other = settings.model_copy(update={"encryption_key": SecretStr(make_key("other"))})
+        with pytest.raises(RuntimeError, match="key id\\(s\\) test1"):
+            migrate.upgrade(engine, settings=other)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+
+        migrate.upgrade(engine, settings=settings)
+
+        with engine.connect() as conn:
+            stored = dict(conn.execute(select(Member.member_id, Member.date_of_death)).all())
+        assert stored["SEALED"].startswith("v1:test1:") and "2024" not in stored["SEALED"]
+        assert stored["PLAIN"] == "2024-03-01"  # plaintext like the row's other PHI
+        assert stored["ALIVE"] is None
+        with Session(engine) as session:
+            record = get_member(session, cipher, 1, "SEALED")
+            evidence = session.scalars(select(RuleHit.evidence)).one()
+            explanation = session.scalars(select(InvestigationCase.explanation)).one()
+        assert record is not None and record.date_of_death == dt.date(2024, 1, 15)
+        assert evidence == new
+        assert explanation["rules"][0]["samples"] == [{"claim_id": "C1", "evidence": new}]
+
+        migrate.downgrade(engine, "0006", settings=settings)
+        with engine.connect() as conn:
+            back = dict(
+                conn.execute(
+                    select(sa.column("member_id"), sa.column("date_of_death", sa.Date)).select_from(
+                        sa.table("members")
+                    )
+                ).all()
+            )
+        assert back == {"SEALED": dt.date(2024, 1, 15), "PLAIN": dt.date(2024, 3, 1), "ALIVE": None}
     finally:
         engine.dispose()

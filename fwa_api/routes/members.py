@@ -1,8 +1,9 @@
 """``GET /api/members/{member_id}?workspace=NAME``: a member and the cases about them.
 
-Name and date of birth (PHI) are decrypted only for the investigator and admin roles; a viewer
-gets the record with ``first_name``, ``last_name`` and ``date_of_birth`` null (never masked
-strings, so nothing derived from them leaks) and ``phi_included`` false. Every request for a
+Name and dates of birth and death (PHI) are decrypted only for the investigator and admin roles;
+a viewer gets the record with ``first_name``, ``last_name``, ``date_of_birth`` and
+``date_of_death`` null (never masked strings, so nothing derived from them leaks) and
+``phi_included`` false. Every request for a
 member that exists writes a PHI audit event in the same transaction as the read: actor, action
 ``read``, the member id, the request id and the outcome (``allowed``; ``denied`` for a viewer,
 who got no PHI; ``error`` when the PHI could not be decrypted, answered 503), never the PHI. A
@@ -83,10 +84,10 @@ async def get_member(
         str, Path(max_length=64, pattern=NO_NUL, description="The payer's member id.")
     ],
 ) -> MemberOut:
-    """The member and the cases about them. ``first_name``, ``last_name`` and ``date_of_birth``
-    are decrypted for investigators and admins; for viewers they are null (not masked) and
-    ``phi_included`` is false. Each read is PHI-audited (who, which member, the request id, the
-    outcome), whatever the role."""
+    """The member and the cases about them. ``first_name``, ``last_name``, ``date_of_birth`` and
+    ``date_of_death`` are decrypted for investigators and admins; for viewers they are null (not
+    masked) and ``phi_included`` is false. Each read is PHI-audited (who, which member, the
+    request id, the outcome), whatever the role."""
     app = services(request)
     found = await run_in_threadpool(
         _read, app.engine, app.settings, principal, workspace_id, member_id

@@ -283,9 +283,10 @@ def read_members(
     *,
     birth_dates_of: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    """Members (all, or those of ``member_ids``) with what enrichment needs: gender, date of
-    death and the date of birth, decrypted (the only PHI a run reads; names stay sealed) for
-    the members of ``birth_dates_of`` only when given (the others' is missing)."""
+    """Members (all, or those of ``member_ids``) with what enrichment needs: gender, and the
+    dates of death and birth decrypted (the only PHI a run reads; names stay sealed): dates of
+    birth only for the members of ``birth_dates_of`` when given (the others' are missing).
+    Both dates come as datetimes, missing where unknown."""
     m = Member.__table__.c  # type: ignore[attr-defined]
     statement = select(
         m.member_id, m.gender, m.state, m.date_of_death, m.date_of_birth, m.pii_key_id
@@ -299,17 +300,18 @@ def read_members(
     if birth_dates_of is not None:
         needed = members["member_id"].isin(list(birth_dates_of))
         members["date_of_birth"] = members["date_of_birth"].where(needed)
-    sealed = (members["pii_key_id"].notna() & members["date_of_birth"].notna()).to_numpy()
-    if sealed.any():
-        if cipher is None:
-            raise ValueError("member PHI is encrypted but no FWA_ENCRYPTION_KEY is configured")
-        members.loc[sealed, "date_of_birth"] = cipher.decrypt_many(
-            members.loc[sealed, "date_of_birth"].tolist(),
-            table=MEMBERS_TABLE,
-            column="date_of_birth",
-            row_keys=[row_key(workspace, m) for m in members.loc[sealed, "member_id"].tolist()],
-        )
-    members["date_of_birth"] = pd.to_datetime(members["date_of_birth"], format="%Y-%m-%d")
+    for column in ("date_of_death", "date_of_birth"):
+        sealed = (members["pii_key_id"].notna() & members[column].notna()).to_numpy()
+        if sealed.any():
+            if cipher is None:
+                raise ValueError("member PHI is encrypted but no FWA_ENCRYPTION_KEY is configured")
+            members.loc[sealed, column] = cipher.decrypt_many(
+                members.loc[sealed, column].tolist(),
+                table=MEMBERS_TABLE,
+                column=column,
+                row_keys=[row_key(workspace, m) for m in members.loc[sealed, "member_id"].tolist()],
+            )
+        members[column] = pd.to_datetime(members[column], format="%Y-%m-%d")
     return members.drop(columns=["pii_key_id"])
 
 

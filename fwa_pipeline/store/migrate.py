@@ -1,4 +1,8 @@
-"""Alembic driven from the settings: ``fwa db upgrade`` / ``downgrade`` / ``revision``."""
+"""Alembic driven from the settings: ``fwa db upgrade`` / ``downgrade`` / ``revision``.
+
+A migration that rewrites encrypted data reads the settings (the encryption keys) with
+:func:`migration_settings`: those handed to :func:`upgrade` / :func:`downgrade`, else the
+environment's, as every ``fwa`` command reads them."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from fwa_pipeline.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -40,18 +46,24 @@ def require_current(engine: Engine) -> None:
         )
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, settings: Settings | None = None) -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
-        config.attributes["connection"] = connection
+        config.attributes.update(connection=connection, settings=settings)
         command.upgrade(config, revision)
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str, *, settings: Settings | None = None) -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
-        config.attributes["connection"] = connection
+        config.attributes.update(connection=connection, settings=settings)
         command.downgrade(config, revision)
+
+
+def migration_settings(config: Config) -> Settings:
+    """The settings a running migration reads (see the module's docstring)."""
+    given = config.attributes.get("settings")
+    return given if isinstance(given, Settings) else Settings()
 
 
 def revision(engine: Engine, message: str) -> None:

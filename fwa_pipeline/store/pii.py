@@ -2,7 +2,8 @@
 
 Encrypted columns hold ``crypto`` tokens; ``members.pii_key_id`` names the key of a row's tokens,
 or is NULL for plaintext stored in development without a key (one warning is logged), which
-``fwa keys rotate`` later encrypts.
+``fwa keys rotate`` later encrypts. Dates are encrypted as their ISO text; a date of death that is
+not known stays NULL.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import pandas as pd
@@ -26,7 +28,8 @@ from fwa_pipeline.store.models import Member, PhiAuditEvent
 log = logging.getLogger(__name__)
 
 TABLE = "members"
-PHI_COLUMNS = ("first_name", "last_name", "date_of_birth")
+PHI_COLUMNS = ("first_name", "last_name", "date_of_birth", "date_of_death")
+DATE_COLUMNS = ("date_of_birth", "date_of_death")
 _warned_plaintext = False
 
 
@@ -56,25 +59,42 @@ def encrypt_member_frame(
 ) -> pd.DataFrame:
     """``members`` (not modified) with the PHI columns as tokens and ``pii_key_id`` set.
 
-    ``date_of_birth`` may be a date or an ISO string; it is stored as its ISO string.
+    The dates may be dates or ISO strings; they are stored as their ISO strings, and a missing
+    date of death as NULL.
     """
-    dob = members["date_of_birth"]
-    if isinstance(dob.dtype, pd.ArrowDtype) and pa.types.is_date(dob.dtype.pyarrow_dtype):
-        # The parser's dates: Arrow writes them as ISO text, at C speed.
-        dob = dob.astype(pd.ArrowDtype(pa.string()))
-    elif not pd.api.types.is_string_dtype(dob):
-        dob = pd.to_datetime(dob).dt.strftime("%Y-%m-%d")
+    dates = {column: _iso(members[column]) for column in DATE_COLUMNS}
     if cipher is None:
-        return members.assign(date_of_birth=dob, pii_key_id=None)
+        return members.assign(**dates, pii_key_id=None)
     keys = [row_key(workspace_id, m).encode() for m in members["member_id"].astype(str).tolist()]
-    plaintexts = {column: members[column] for column in PHI_COLUMNS} | {"date_of_birth": dob}
+    plaintexts = {column: members[column] for column in PHI_COLUMNS} | dates
     tokens = {
-        column: pd.arrays.ArrowExtensionArray(
-            cipher.encrypt_many(_utf8(values), table=TABLE, column=column, row_keys=keys)
-        )
+        column: pd.arrays.ArrowExtensionArray(_sealed(cipher, column, values, keys))
         for column, values in plaintexts.items()
     }
     return members.assign(**tokens, pii_key_id=cipher.active_key_id)
+
+
+def _iso(dates: pd.Series) -> pd.Series:
+    """``dates`` as ISO text (missing stays missing)."""
+    if isinstance(dates.dtype, pd.ArrowDtype) and pa.types.is_date(dates.dtype.pyarrow_dtype):
+        # The parser's dates: Arrow writes them as ISO text, at C speed.
+        return dates.astype(pd.ArrowDtype(pa.string()))
+    if pd.api.types.is_string_dtype(dates) or dates.isna().all():
+        return dates
+    return pd.to_datetime(dates).dt.strftime("%Y-%m-%d")
+
+
+def _sealed(
+    cipher: FieldCipher, column: str, values: pd.Series, keys: list[bytes]
+) -> pa.LargeStringArray | pa.Array:
+    """The tokens of ``values`` (``keys`` their row keys), nulls where a value is missing."""
+    present = values.notna().to_numpy()
+    if present.all():
+        return cipher.encrypt_many(_utf8(values), table=TABLE, column=column, row_keys=keys)
+    tokens = cipher.encrypt_many(
+        _utf8(values[present]), table=TABLE, column=column, row_keys=list(compress(keys, present))
+    )
+    return pc.replace_with_mask(pa.nulls(len(values), pa.large_string()), pa.array(present), tokens)
 
 
 def _utf8(values: pd.Series) -> list[bytes]:
@@ -87,16 +107,21 @@ def decrypt_member_frame(
 ) -> pd.DataFrame:
     """The inverse of :func:`encrypt_member_frame`; plaintext rows pass through."""
     out = members.copy()
-    encrypted = out["pii_key_id"].notna().to_numpy()
+    encrypted = out["pii_key_id"].notna()
     if encrypted.any():
         if cipher is None:
             raise ValueError("member PHI is encrypted but no FWA_ENCRYPTION_KEY is configured")
-        keys = [row_key(workspace_id, m) for m in out.loc[encrypted, "member_id"].astype(str)]
         for column in PHI_COLUMNS:
-            out.loc[encrypted, column] = cipher.decrypt_many(
-                out.loc[encrypted, column].tolist(), table=TABLE, column=column, row_keys=keys
+            sealed = (encrypted & out[column].notna()).to_numpy()
+            keys = [row_key(workspace_id, m) for m in out.loc[sealed, "member_id"].astype(str)]
+            out.loc[sealed, column] = cipher.decrypt_many(
+                out.loc[sealed, column].tolist(), table=TABLE, column=column, row_keys=keys
             )
-    out["date_of_birth"] = pd.to_datetime(out["date_of_birth"], format="%Y-%m-%d").dt.date
+    for column in DATE_COLUMNS:
+        parsed = pd.to_datetime(out[column], format="%Y-%m-%d")
+        out[column] = pd.Series(
+            [d.date() if pd.notna(d) else None for d in parsed], index=out.index, dtype=object
+        )
     return out.drop(columns=["pii_key_id"])
 
 
@@ -125,8 +150,10 @@ def get_member(
             raise ValueError("member PHI is encrypted but no FWA_ENCRYPTION_KEY is configured")
         key = row_key(workspace_id, member_id)
         values = {
-            c: cipher.decrypt(v, table=TABLE, column=c, row_key=key) for c, v in values.items()
+            c: None if v is None else cipher.decrypt(v, table=TABLE, column=c, row_key=key)
+            for c, v in values.items()
         }
+    died = values["date_of_death"]
     return MemberRecord(
         workspace_id=workspace_id,
         member_id=member_id,
@@ -135,15 +162,16 @@ def get_member(
         date_of_birth=dt.date.fromisoformat(values["date_of_birth"]),
         gender=row.gender,
         state=row.state,
-        date_of_death=row.date_of_death,
+        date_of_death=None if died is None else dt.date.fromisoformat(died),
     )
 
 
 def members_frame(
     engine: Engine, cipher: FieldCipher | None, workspace_id: int, *, with_phi: bool = True
 ) -> pd.DataFrame:
-    """A workspace's members as a DataFrame, PHI decrypted when ``with_phi``."""
-    columns: list[Any] = [Member.member_id, Member.gender, Member.state, Member.date_of_death]
+    """A workspace's members as a DataFrame, PHI decrypted when ``with_phi`` (else without the
+    PHI columns)."""
+    columns: list[Any] = [Member.member_id, Member.gender, Member.state]
     if with_phi:
         columns += [getattr(Member, c) for c in PHI_COLUMNS] + [Member.pii_key_id]
     with engine.connect() as conn:
@@ -187,9 +215,12 @@ def rotate_keys(engine: Engine, settings: Settings, *, batch_size: int = 1000) -
             for member in batch:
                 key = row_key(member.workspace_id, member.member_id)
                 old_kid = member.pii_key_id or "plaintext"
-                values = {}
+                values: dict[str, str | None] = {}
                 for column in PHI_COLUMNS:
                     value = getattr(member, column)
+                    if value is None:  # no date of death: nothing to seal
+                        values[column] = None
+                        continue
                     if member.pii_key_id is not None:
                         value = cipher.decrypt(value, table=TABLE, column=column, row_key=key)
                     values[column] = cipher.encrypt(value, table=TABLE, column=column, row_key=key)

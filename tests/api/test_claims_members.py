@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
 ACME = {"workspace": "acme"}
 # M0001 of the ingest tests' batch.
 PHI = {"first_name": "Zelda", "last_name": "Quibbleworth", "date_of_birth": "1950-03-14"}
+DIED = "2024-01-09"  # M0002's date of death
 
 
 # --------------------------------------------------------------------------- provenance
@@ -151,6 +152,40 @@ async def test_a_viewer_gets_the_record_without_phi(
         "member-read-viewer",
         "denied",
     )
+
+
+async def test_a_date_of_death_is_phi_too(
+    api: httpx.AsyncClient, api_settings: Settings, pg_engine: Engine
+) -> None:
+    """M0002 died on 2024-01-09: the date is stored encrypted, a viewer gets null (and a truthful
+    ``phi_included: false``), the roles allowed PHI get it, and every read is audited."""
+    headers = load_members(pg_engine, api_settings)
+    with session_scope(pg_engine) as session:
+        stored = session.scalars(
+            select(Member.date_of_death).where(Member.member_id == "M0002")
+        ).one()
+    assert stored is not None and stored.startswith("v1:") and DIED not in stored
+    read = {}
+    for role in ("viewer", "investigator", "admin"):
+        response = await api.get(
+            "/api/members/M0002",
+            params=ACME,
+            headers={**headers[role], "X-Request-ID": f"death-{role}"},
+        )
+        assert response.status_code == 200, response.text
+        read[role] = response.json()
+        if role == "viewer":
+            assert DIED not in response.text
+    assert (read["viewer"]["phi_included"], read["viewer"]["date_of_death"]) == (False, None)
+    for role in ("investigator", "admin"):
+        assert (read[role]["phi_included"], read[role]["date_of_death"]) == (True, DIED)
+    audits = audit_rows(pg_engine)
+    assert [(a["request_id"], a["outcome"], a["resource_id"]) for a in audits] == [
+        ("death-viewer", "denied", "M0002"),
+        ("death-investigator", "allowed", "M0002"),
+        ("death-admin", "allowed", "M0002"),
+    ]
+    assert not any(DIED in repr(audit) for audit in audits)
 
 
 async def test_another_workspaces_member_is_404_and_reads_nothing(

@@ -168,7 +168,8 @@ def test_fwa_export_writes_hits_scores_and_cases(env: Settings, tmp_path: Path) 
     assert {"claim_id", "rule_id", "severity", "weight", "evidence", "run_id"} <= set(rows[0])
     death = next(r for r in rows if r["rule_id"] == "RULE-MED-006")
     assert death["claim_id"] == "MC-3" and death["run_id"] == run_id
-    assert json.loads(death["evidence"])["date_of_death"] == "2024-01-15"
+    # M2 died on 2024-01-15: the evidence says how many days after, not the date (PHI).
+    assert json.loads(death["evidence"]) == {"service_date": "2024-02-20", "days_after_death": 36}
 
     code, output, _ = invoke("export", "--workspace", "acme", "rule-hits", "--format", "json")
     hits = json.loads(output)

@@ -4,6 +4,7 @@ is nowhere in the database in plaintext."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 
@@ -16,13 +17,23 @@ from fwa_pipeline.ingest import BatchRejected, land, load_files
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.bulk import ANALYZE_SHARE, read_frame, vacuum_after_load
 from fwa_pipeline.store.models import Base, Workspace
+from fwa_pipeline.store.pii import cipher_from_settings, members_frame
 from tests.unit.ingest.batch import changed, files, rows, table_counts, workspace_row
 
 pytestmark = pytest.mark.postgres
 
 # Columns that differ between two stores by construction: surrogate keys, landing times,
 # encryption tokens (random nonces), JSON text (JSONB orders keys; the summaries compare it).
-VOLATILE = {"id", "landed_at", "created_at", "first_name", "last_name", "date_of_birth", "files"}
+VOLATILE = {
+    "id",
+    "landed_at",
+    "created_at",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "date_of_death",
+    "files",
+}
 
 
 def contents(engine: Engine, table: str) -> pd.DataFrame:
@@ -172,8 +183,8 @@ def test_reference_files_upsert_on_conflict(pg_engine: Engine, pg_settings: Sett
     assert providers["excluded"].tolist()[1] is True  # the file's last row of the key won
     assert providers["exclusion_date"].tolist()[1] == pd.Timestamp("2024-01-01")
     assert providers["batch_id"].tolist()[:2] == [second.batch_id] * 2
-    members = read_frame(pg_engine, "SELECT * FROM members ORDER BY member_id")
-    assert members["date_of_death"].tolist()[0] == pd.Timestamp("2024-06-01")
+    members = members_frame(pg_engine, cipher_from_settings(pg_settings), second.workspace_id)
+    assert members.sort_values("member_id")["date_of_death"].tolist()[0] == dt.date(2024, 6, 1)
     assert len(members) == 2
     labels = read_frame(pg_engine, "SELECT * FROM claim_labels")
     assert len(labels) == 1 and labels["batch_id"].tolist() == [second.batch_id]
@@ -186,14 +197,21 @@ def test_no_plaintext_phi_anywhere_after_loading_members(
     phi = [
         value
         for member in rows()["members.csv"]
-        for value in (member["first_name"], member["last_name"], member["date_of_birth"])
+        for value in (
+            member["first_name"],
+            member["last_name"],
+            member["date_of_birth"],
+            member["date_of_death"],
+        )
+        if value
     ]
+    assert "2024-01-09" in phi  # a date of death is PHI like the date of birth
     with pg_engine.connect() as conn:
         text_columns = conn.execute(
             text(
                 "SELECT table_name, column_name FROM information_schema.columns "
                 "WHERE table_schema = 'public' AND data_type IN "
-                "('text', 'character varying', 'character', 'json', 'jsonb')"
+                "('text', 'character varying', 'character', 'json', 'jsonb', 'date')"
             )
         ).all()
         assert ("members", "first_name") in text_columns

@@ -40,6 +40,8 @@ PEOPLE = pd.DataFrame(
             "2016-07-08",
         ],
         "gender": list("FMFMFMU"),
+        # Unknown (alive) for most; Finn's is a date of death like any date of a person: PHI.
+        "date_of_death": [None, None, None, None, None, "2024-01-15", None],
     }
 )
 
@@ -67,34 +69,48 @@ def test_phi_is_encrypted_at_rest_and_decrypted_on_read(
     ws = _store(sqlite_engine, cipher, PEOPLE)
     with sqlite_engine.connect() as conn:
         raw = conn.execute(select(Member.first_name, Member.date_of_birth)).all()
+        deaths = dict(conn.execute(select(Member.member_id, Member.date_of_death)).all())
     assert all(v.startswith("v1:") for row in raw for v in row)
+    assert deaths.pop("M005").startswith("v1:test1:")
+    assert set(deaths.values()) == {None}  # no date of death known: nothing to seal
     with session_scope(sqlite_engine) as session:
         ana = get_member(session, cipher, ws, "M000")
-    assert ana is not None
-    assert (ana.first_name, ana.last_name, ana.date_of_birth) == (
+        finn = get_member(session, cipher, ws, "M005")
+    assert ana is not None and finn is not None
+    assert (ana.first_name, ana.last_name, ana.date_of_birth, ana.date_of_death) == (
         "Ana",
         "Alvarez",
         dt.date(1950, 1, 2),
+        None,
     )
+    assert finn.date_of_death == dt.date(2024, 1, 15)
     frame = members_frame(sqlite_engine, cipher, ws)
     assert sorted(frame["first_name"]) == sorted(PEOPLE["first_name"])
+    assert frame.set_index("member_id")["date_of_death"].to_dict()["M005"] == dt.date(2024, 1, 15)
+    assert "date_of_death" not in members_frame(sqlite_engine, cipher, ws, with_phi=False)
 
 
 def test_members_as_the_parser_types_them_round_trip(settings: Settings) -> None:
     cipher = cipher_from_settings(settings)
     dates = pd.to_datetime(PEOPLE["date_of_birth"]).dt.date
+    deaths = [dt.date.fromisoformat(d) if pd.notna(d) else None for d in PEOPLE["date_of_death"]]
     parsed = PEOPLE.astype(pd.ArrowDtype(pa.string())).assign(
-        date_of_birth=pd.Series(dates, dtype=pd.ArrowDtype(pa.date32()))
+        date_of_birth=pd.Series(dates, dtype=pd.ArrowDtype(pa.date32())),
+        date_of_death=pd.Series(deaths, dtype=pd.ArrowDtype(pa.date32())),
     )
     stored = encrypt_member_frame(parsed, cipher, 7)
     assert parsed["first_name"].tolist() == PEOPLE["first_name"].tolist()  # not modified
     assert stored["pii_key_id"].unique().tolist() == ["test1"]
     assert not set(stored["date_of_birth"]) & set(PEOPLE["date_of_birth"])
+    assert stored["date_of_death"].isna().tolist() == PEOPLE["date_of_death"].isna().tolist()
+    assert stored["date_of_death"].dropna().str.startswith("v1:").all()
     back = decrypt_member_frame(stored, cipher, 7)
     assert back["last_name"].tolist() == PEOPLE["last_name"].tolist()
     assert back["date_of_birth"].tolist() == dates.tolist()
+    assert back["date_of_death"].tolist() == deaths
     plaintext = encrypt_member_frame(parsed, None, 7)
     assert plaintext["date_of_birth"].tolist() == PEOPLE["date_of_birth"].tolist()
+    assert plaintext["date_of_death"].dropna().tolist() == ["2024-01-15"]
 
 
 def test_row_swap_is_detected(sqlite_engine: Engine, settings: Settings) -> None:
@@ -124,7 +140,11 @@ def test_plaintext_in_development_then_rotation_encrypts_it(
     )
     with sqlite_engine.connect() as conn:
         assert "Alvarez" not in str(conn.execute(select(Member.last_name)).scalars().all())
+        assert "2024-01-15" not in str(conn.execute(select(Member.date_of_death)).scalars().all())
         assert conn.execute(select(PhiAuditEvent.action)).scalars().first() == "rotate"
+    assert members_frame(sqlite_engine, cipher, ws)["date_of_death"].dropna().tolist() == [
+        dt.date(2024, 1, 15)
+    ]
     assert not any("Alvarez" in r.getMessage() for r in caplog.records)
 
 
@@ -201,3 +221,6 @@ def test_a_run_decrypts_only_the_birth_dates_its_rules_need(
     ]
     assert births.drop(["M001", "M002"]).isna().all()
     assert members["gender"].notna().all()  # what every rule may read is still there
+    # The dates of death the after-death rules compare with, decrypted.
+    deaths = members.set_index("member_id")["date_of_death"]
+    assert deaths.dropna().to_dict() == {"M005": pd.Timestamp("2024-01-15")}
