@@ -18,13 +18,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 from fwa_api import routes
-from fwa_api.auth import (
-    REDIS_PREFIX,
-    revocation_channel,
-    token_key,
-    verified_token_id,
-    watch_revocations,
-)
+from fwa_api.auth import REDIS_PREFIX, revocation_channel, watch_revocations
 from fwa_api.deps import current_principal
 from fwa_api.errors import install_error_handling
 from fwa_api.middleware.cors import CorsPolicy
@@ -68,18 +62,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger(name).setLevel(logging.WARNING)
     clients = services.clients = Clients.open(settings)
     watcher = None
-    if not settings.rate_limit_enabled:
-        logger.warning("FWA_RATE_LIMIT_ENABLED is false: rate limiting is off")
-    elif clients.redis is None:
+    if clients.redis is None:
         logger.warning("FWA_REDIS_URL is not set: rate limiting is off")
-    if clients.redis is not None:
-        if settings.rate_limit_enabled:
-            services.rate_limiter = RateLimiter(
-                clients.redis,
-                limit=settings.rate_limit_per_minute,
-                key_prefix=services.redis_prefix,
-                metrics=services.metrics,
-            )
+    else:
+        services.rate_limiter = RateLimiter(
+            clients.redis,
+            limit=settings.rate_limit_per_minute,
+            key_prefix=services.redis_prefix,
+            metrics=services.metrics,
+        )
         watcher = asyncio.create_task(
             watch_revocations(
                 clients.redis, revocation_channel(services.redis_prefix), services.tokens
@@ -128,13 +119,11 @@ def create_app(
     if middleware:
         # add_middleware wraps what is there already: add them innermost first.
         app.add_middleware(
-        key = token_key(settings)
             RateLimitMiddleware,
             limiter=lambda: services.rate_limiter,
             client_address=ClientAddress(settings.trusted_proxies),
         )
         app.add_middleware(
-            verified_token=lambda scope: verified_token_id(scope, services.tokens, key),
             RequestContextMiddleware,
             templates=templates,
             stats=services.metrics.http,
