@@ -269,6 +269,7 @@ def seed(url: str) -> str:
     """Five workspaces, ``BENCH_CASES`` cases in bench-0 (opened by the store's upsert, as a
     run does), a viewer token for three of them; returns the token."""
     from fwa_api.auth import create_token
+    from fwa_pipeline.settings import Settings
     from fwa_pipeline.store.cases import upsert_cases
     from fwa_pipeline.store.db import engine_for, session_scope
     from fwa_pipeline.store.models import Workspace
@@ -281,6 +282,7 @@ def seed(url: str) -> str:
         upsert_cases(session, workspaces[0].id, "bench-run", case_proposals(BENCH_CASES))
     token, _ = create_token(
         engine,
+        Settings(environment="test", database_url=url, _env_file=None),  # the server's secret key
         name=f"bench-{secrets.token_hex(3)}",
         role="viewer",
         workspaces=["bench-0", "bench-1", "bench-2"],

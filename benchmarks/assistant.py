@@ -175,7 +175,11 @@ def main() -> None:
         migrate.upgrade(engine)
         seed(engine)
         token, _ = create_token(
-            engine, name=f"bench-{secrets.token_hex(3)}", role="investigator", workspaces=["acme"]
+            engine,
+            settings,
+            name=f"bench-{secrets.token_hex(3)}",
+            role="investigator",
+            workspaces=["acme"],
         )
         env = {
             "FWA_DATABASE_URL": url,

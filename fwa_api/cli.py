@@ -6,6 +6,7 @@ the other way round. Heavy imports stay inside commands so ``fwa --help`` stays 
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -98,19 +99,39 @@ def token() -> None:
 @click.option("--name", required=True, help="Who or what holds it; names audit entries.")
 @click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--workspace", "workspaces", required=True, multiple=True, help="Repeat for several.")
-def token_create(name: str, role: str, workspaces: tuple[str, ...]) -> None:
-    """Create a token and print it once (stdout); it is stored only as a hash."""
-    from fwa_api.auth import create_token, missing_workspaces
+@click.option(
+    "--expires-in",
+    metavar="DURATION",
+    help="Lifetime, e.g. 30d, 12h, 2w (default: FWA_TOKEN_LIFETIME_DAYS days).",
+)
+@click.option(
+    "--long-lived", is_flag=True, help="Allow --expires-in beyond FWA_TOKEN_LIFETIME_DAYS."
+)
+def token_create(
+    name: str, role: str, workspaces: tuple[str, ...], expires_in: str | None, long_lived: bool
+) -> None:
+    """Create a token and print it once (stdout); it is stored only as a keyed hash."""
+    from fwa_api.auth import create_token, in_utc, missing_workspaces, parse_duration
 
-    engine = store_engine()
+    settings = load_settings()
+    engine = store_engine(settings)
     try:
-        secret, row = create_token(engine, name=name, role=role, workspaces=workspaces)
+        secret, row = create_token(
+            engine,
+            settings,
+            name=name,
+            role=role,
+            workspaces=workspaces,
+            expires_in=None if expires_in is None else parse_duration(expires_in),
+            long_lived=long_lived,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(secret)
     click.echo(
         f"token {row.id} ({row.prefix}…) for {name}: role {role}, workspaces "
-        f"{', '.join(row.workspaces)}. It is shown only this once.",
+        f"{', '.join(row.workspaces)}, expires {in_utc(row.expires_at):%Y-%m-%d %H:%M} UTC. "
+        "It is shown only this once.",
         err=True,
     )
     for missing in missing_workspaces(engine, row.workspaces):
@@ -149,18 +170,26 @@ def token_revoke(prefix_or_id: str) -> None:
 @token.command("list")
 def token_list() -> None:
     """List tokens (never the tokens themselves)."""
-    from fwa_api.auth import list_tokens
+    from fwa_api.auth import in_utc, list_tokens
 
     rows = list_tokens(store_engine())
     if not rows:
         click.echo("no tokens")
         return
-    click.echo(f"{'id':>4}  {'prefix':<12}  {'role':<12}  {'status':<8}  {'created':<10}  name")
+    now = dt.datetime.now(dt.UTC)
+    minute = "%Y-%m-%d %H:%M"
+    click.echo(
+        f"{'id':>4}  {'prefix':<12}  {'role':<12}  {'status':<8}  {'created':<10}  "
+        f"{'expires (UTC)':<16}  {'last used (UTC)':<16}  name"
+    )
     for row in rows:
-        status = "revoked" if row.revoked_at else "active"
+        expires = in_utc(row.expires_at)
+        status = "revoked" if row.revoked_at else "expired" if expires <= now else "active"
+        used = "never" if row.last_used_at is None else f"{in_utc(row.last_used_at):{minute}}"
         click.echo(
             f"{row.id:>4}  {row.prefix:<12}  {row.role:<12}  {status:<8}  "
-            f"{row.created_at:%Y-%m-%d}  {row.name} [{', '.join(row.workspaces)}]"
+            f"{in_utc(row.created_at):%Y-%m-%d}  {expires:{minute}}  {used:<16}  "
+            f"{row.name} [{', '.join(row.workspaces)}]"
         )
 
 

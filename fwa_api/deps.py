@@ -13,13 +13,14 @@ and the PHI audit trail.
 ``{workspace}``.) Handlers are best ``async`` with their store work in one
 ``run_in_threadpool`` call, as in ``routes/workspaces.py``.
 
-401 (with ``WWW-Authenticate: Bearer``) for a missing, unknown or revoked token; 403 when the
-role is too low; 404 for a workspace the caller may not see, worded exactly like one that does
-not exist, so a token never learns which other workspaces there are.
+401 (with ``WWW-Authenticate: Bearer``) for a missing, unknown, revoked or expired token; 403
+when the role is too low; 404 for a workspace the caller may not see, worded exactly like one
+that does not exist, so a token never learns which other workspaces there are.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -35,6 +36,7 @@ from fwa_api.auth import (
     find_workspace_id,
     hash_token,
     load_principal,
+    token_key,
 )
 from fwa_api.services import services
 from fwa_pipeline.kit.logging import request_id_var
@@ -61,14 +63,18 @@ async def current_principal(
     if not token.startswith(TOKEN_PREFIX):
         raise _unauthorized("invalid or revoked token", "invalid_token")
     app = services(request)
-    digest = hash_token(token)
+    key = token_key(app.settings)
+    digest = hash_token(token, key)
     principal = app.tokens.get(digest)
     if principal is None:
         # Only a cache miss (first use, or after TOKEN_TTL_S) reaches the database.
-        principal = await run_in_threadpool(load_principal, app.engine, digest)
+        principal = await run_in_threadpool(load_principal, app.engine, token, key)
         if principal is None:
             raise _unauthorized("invalid or revoked token", "invalid_token")
         app.tokens.put(digest, principal)
+    if principal.expired(dt.datetime.now(dt.UTC)):
+        expired = principal.expires_at.isoformat(timespec="seconds")
+        raise _unauthorized(f"token expired at {expired}; ask for a new one", "invalid_token")
     # Read by the access log: lines name the token, never carry it.
     request.state.actor = principal.name
     return principal

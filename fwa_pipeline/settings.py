@@ -183,6 +183,11 @@ class Settings(BaseSettings):
             problems.append("FWA_DATABASE_URL carries the development database password")
         if not keys:
             problems.append("FWA_ENCRYPTION_KEY is empty; member PHI must be encrypted")
+        if self.rate_limit_enabled and not (self.redis_url and self.redis_url.get_secret_value()):
+            problems.append(
+                "FWA_REDIS_URL is not set, so nothing would be rate limited: set it, or turn "
+                "rate limiting off explicitly with FWA_RATE_LIMIT_ENABLED=false"
+            )
         problems.extend(self._origin_problems())
         return problems
 

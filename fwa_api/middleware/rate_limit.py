@@ -1,4 +1,10 @@
-"""Per-client sliding-window rate limit in Redis (plan 2B).
+"""Per-caller sliding-window rate limit in Redis.
+
+A caller is its API token when the request carries a real one (so a team behind one NAT address
+is not one client), else its client address. The middleware runs before authentication and must
+stay fast, so it asks only the in-process cache of verified tokens: a made-up or revoked bearer
+token is never there and counts against its address, so inventing tokens buys no fresh window. A
+token's first request (and one per cache lifetime) counts against the address too.
 
 One Lua script per request does the whole check-and-record atomically, so concurrent requests
 from one client, on any number of workers, let through exactly ``limit`` per window: it drops the
@@ -183,20 +189,28 @@ class RateLimitMiddleware:
         *,
         limiter: Callable[[], RateLimiter | None],
         client_address: ClientAddress,
+        verified_token: Callable[[Scope], int | None],
         exempt: frozenset[str] = PROBE_PATHS,
     ) -> None:
         self.app = app
         # A callable: the limiter needs the Redis client, which exists only once the app started.
         self.limiter = limiter
         self.client_address = client_address
+        # The id of the request's token if it is one this process verified; never a lookup.
+        self.verified_token = verified_token
         self.exempt = exempt
+
+    def caller(self, scope: Scope) -> str:
+        token_id = self.verified_token(scope)
+        # "token:" cannot begin an address, so the two kinds of window never share a key.
+        return self.client_address(scope) if token_id is None else f"token:{token_id}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limiter = self.limiter()
         if scope["type"] != "http" or limiter is None or route_path(scope) in self.exempt:
             await self.app(scope, receive, send)
             return
-        decision = await limiter.check(self.client_address(scope))
+        decision = await limiter.check(self.caller(scope))
         if decision is None or decision.allowed:
             await self.app(scope, receive, send)
             return

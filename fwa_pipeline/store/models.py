@@ -522,13 +522,18 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    # SHA-256 of the token; the token itself is shown once and never stored.
+    # HMAC-SHA256 of the token under FWA_SECRET_KEY (``hmac-sha256``), or, for a token not used
+    # since hashes were keyed, its plain SHA-256 (``sha256``, re-hashed on first use). The token
+    # itself is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash_scheme: Mapped[str] = mapped_column(String(16), server_default="sha256")
     prefix: Mapped[str] = mapped_column(String(16))
     role: Mapped[str] = mapped_column(String(16))
     workspaces: Mapped[list[Any]] = mapped_column(default=list)  # workspace names
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime())  # to about a minute
 
 
 class PhiAuditEvent(Base):

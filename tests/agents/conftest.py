@@ -31,7 +31,7 @@ class World:
 
 
 @pytest.fixture
-def world(pg_engine: Engine) -> World:
+def world(pg_engine: Engine, pg_settings: Settings) -> World:
     acme, globex = seed(pg_engine)
     tokens = {}
     for name, role, workspaces in (
@@ -40,7 +40,9 @@ def world(pg_engine: Engine) -> World:
         ("root", "admin", ["acme"]),
         ("gina", "investigator", ["globex"]),
     ):
-        tokens[name], _ = create_token(pg_engine, name=name, role=role, workspaces=workspaces)
+        tokens[name], _ = create_token(
+            pg_engine, pg_settings, name=name, role=role, workspaces=workspaces
+        )
     return World(acme, globex, tokens)
 
 

@@ -115,9 +115,17 @@ def make_workspace(engine: Engine, name: str, **fields: Any) -> int:
         return workspace.id
 
 
+# The secret key and token lifetime of every test's settings (the defaults).
+TOKEN_SETTINGS = Settings(environment="test", _env_file=None)
+
+
 def make_token(engine: Engine, role: str, *workspaces: str, name: str | None = None) -> str:
     token, _ = create_token(
-        engine, name=name or f"{role}-{secrets.token_hex(3)}", role=role, workspaces=workspaces
+        engine,
+        TOKEN_SETTINGS,
+        name=name or f"{role}-{secrets.token_hex(3)}",
+        role=role,
+        workspaces=workspaces,
     )
     return token
 

@@ -1,5 +1,6 @@
-"""Bearer tokens, roles, workspace scoping, the token cache and revocation, the PHI audit helper,
-against the real PostgreSQL and Redis."""
+"""Bearer tokens, roles, workspace scoping, the token cache and revocation, keyed hashes (legacy
+unkeyed ones re-hashed on first use), expiry and last use, the PHI audit helper, against the real
+PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, Request
 from fastapi.routing import iter_route_contexts
+from pydantic import SecretStr
 from sqlalchemy import Engine, event, select
 
 from fwa_api.app import create_app
@@ -20,15 +22,26 @@ from fwa_api.auth import (
     announce_revocation,
     create_token,
     hash_token,
+    legacy_hash,
     list_tokens,
+    load_principal,
+    parse_duration,
     revoke_token,
+    token_key,
 )
 from fwa_api.deps import CurrentPrincipal, WorkspaceId, audit_phi, require_role
 from fwa_api.services import services
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import ApiToken, PhiAuditEvent
-from tests.api.conftest import SHARED_REDIS, bearer, make_token, make_workspace, serve
+from tests.api.conftest import (
+    SHARED_REDIS,
+    TOKEN_SETTINGS,
+    bearer,
+    make_token,
+    make_workspace,
+    serve,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
 
@@ -175,7 +188,8 @@ async def test_workspace_list_shows_only_the_callers_workspaces(
 
 def _token_row(engine: Engine, token: str) -> ApiToken:
     with session_scope(engine) as session:
-        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        digest = hash_token(token, token_key(TOKEN_SETTINGS))
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
         assert row is not None
         return row
 
@@ -197,7 +211,8 @@ async def test_a_verified_token_costs_no_further_database_round_trip(
             assert (await api.get("/api/workspaces", headers=bearer(token))).status_code == 200
     finally:
         event.remove(pg_engine, "before_cursor_execute", count)
-    assert len(token_queries) == 1
+    # The first request reads the token and records its first use; the next four, nothing.
+    assert [q.split()[0] for q in token_queries] == ["SELECT", "UPDATE"]
 
 
 async def test_revocation_reaches_a_running_server_through_redis(
@@ -262,10 +277,13 @@ def test_ttl_cache_expires_evicts_and_stays_bounded() -> None:
 
 
 def test_tokens_are_stored_as_hashes_with_a_display_prefix(pg_engine: Engine) -> None:
-    token, row = create_token(pg_engine, name="alice", role="viewer", workspaces=["b", "a", "a"])
+    token, row = create_token(
+        pg_engine, TOKEN_SETTINGS, name="alice", role="viewer", workspaces=["b", "a", "a"]
+    )
     assert token.startswith("fwa_") and len(token) > 40
     assert row.prefix == token[:12]
-    assert row.token_hash == hash_token(token) != token
+    assert row.token_hash == hash_token(token, token_key(TOKEN_SETTINGS)) != token
+    assert row.hash_scheme == "hmac-sha256"
     assert row.workspaces == ["a", "b"]
     stored = list_tokens(pg_engine)
     assert [(t.name, t.role) for t in stored] == [("alice", "viewer")]
@@ -286,20 +304,22 @@ def test_create_token_refuses_bad_input(
     pg_engine: Engine, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        create_token(pg_engine, **kwargs)
+        create_token(pg_engine, TOKEN_SETTINGS, **kwargs)
 
 
 def test_active_token_names_are_unique(pg_engine: Engine) -> None:
-    _, first = create_token(pg_engine, name="bot", role="viewer", workspaces=["a"])
+    _, first = create_token(pg_engine, TOKEN_SETTINGS, name="bot", role="viewer", workspaces=["a"])
     with pytest.raises(ValueError, match="active token named 'bot'"):
-        create_token(pg_engine, name="bot", role="viewer", workspaces=["a"])
+        create_token(pg_engine, TOKEN_SETTINGS, name="bot", role="viewer", workspaces=["a"])
     revoke_token(pg_engine, str(first.id))
-    create_token(pg_engine, name="bot", role="viewer", workspaces=["a"])  # name free again
+    create_token(
+        pg_engine, TOKEN_SETTINGS, name="bot", role="viewer", workspaces=["a"]
+    )  # name free again
 
 
 def test_revoke_needs_exactly_one_match(pg_engine: Engine) -> None:
-    create_token(pg_engine, name="one", role="viewer", workspaces=["a"])
-    create_token(pg_engine, name="two", role="viewer", workspaces=["a"])
+    create_token(pg_engine, TOKEN_SETTINGS, name="one", role="viewer", workspaces=["a"])
+    create_token(pg_engine, TOKEN_SETTINGS, name="two", role="viewer", workspaces=["a"])
     with pytest.raises(LookupError, match="2 tokens match"):
         revoke_token(pg_engine, "fwa_")
     with pytest.raises(LookupError, match="no token match"):
@@ -338,7 +358,7 @@ async def test_audit_phi_records_who_what_which_and_the_request_id(
 def test_audit_phi_refuses_free_text(
     pg_engine: Engine, kwargs: dict[str, str], message: str
 ) -> None:
-    principal = Principal(1, "carol", "investigator", frozenset({"north"}))
+    principal = Principal(1, "carol", "investigator", frozenset({"north"}), dt.datetime.max)
     arguments = {"action": "read", "outcome": "allowed", **kwargs}
     with session_scope(pg_engine) as session, pytest.raises(ValueError, match=message):
         audit_phi(
@@ -349,3 +369,138 @@ def test_audit_phi_refuses_free_text(
             workspace_id=None,
             **arguments,
         )
+
+
+# --------------------------------------------------------------------------- keyed hashes, expiry
+
+
+def _set_row(engine: Engine, token: str, **values: Any) -> None:
+    with session_scope(engine) as session:
+        row = session.get_one(ApiToken, _token_row(engine, token).id)
+        for name, value in values.items():
+            setattr(row, name, value)
+
+
+async def test_an_expired_token_is_401_saying_so(api: httpx.AsyncClient, pg_engine: Engine) -> None:
+    make_workspace(pg_engine, "north")
+    token = make_token(pg_engine, "viewer", "north")
+    _set_row(pg_engine, token, expires_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+    response = await api.get("/api/workspaces", headers=bearer(token))
+    assert_unauthorized(response, "invalid_token")
+    assert response.json()["detail"] == (
+        "token expired at 2026-01-02T03:04:05+00:00; ask for a new one"
+    )
+
+
+def test_a_cached_token_expires_on_time() -> None:
+    expires = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    principal = Principal(1, "carol", "viewer", frozenset({"north"}), expires)
+    assert not principal.expired(expires - dt.timedelta(microseconds=1))
+    assert principal.expired(expires)
+
+
+async def test_token_hashes_are_keyed_with_the_secret_key(
+    api_settings: Settings, pg_engine: Engine, redis_prefix: str
+) -> None:
+    make_workspace(pg_engine, "north")
+    token = make_token(pg_engine, "viewer", "north")
+    assert _token_row(pg_engine, token).token_hash != legacy_hash(token)
+    # Another FWA_SECRET_KEY: every token made under the old one stops working.
+    rotated = api_settings.model_copy(update={"secret_key": SecretStr("another-" * 6)})
+    async with serve(create_app(rotated, redis_prefix=redis_prefix)) as http:
+        response = await http.get("/api/workspaces", headers=bearer(token))
+    assert_unauthorized(response, "invalid_token")
+
+
+async def test_a_legacy_unkeyed_token_still_works_and_is_rehashed_on_first_use(
+    api: httpx.AsyncClient, pg_engine: Engine
+) -> None:
+    make_workspace(pg_engine, "north")
+    token = make_token(pg_engine, "viewer", "north")
+    keyed = _token_row(pg_engine, token).token_hash
+    _set_row(pg_engine, token, token_hash=legacy_hash(token), hash_scheme="sha256")
+    assert (await api.get("/api/workspaces", headers=bearer(token))).status_code == 200
+    row = _token_row(pg_engine, token)  # found by its keyed hash again
+    assert (row.token_hash, row.hash_scheme) == (keyed, "hmac-sha256")
+
+
+async def test_an_unkeyed_hash_is_not_accepted_for_a_keyed_row(
+    api: httpx.AsyncClient, pg_engine: Engine
+) -> None:
+    make_workspace(pg_engine, "north")
+    token = make_token(pg_engine, "viewer", "north")
+    # A row that says it is keyed is only ever matched by the keyed hash.
+    _set_row(pg_engine, token, token_hash=legacy_hash(token))
+    assert_unauthorized(await api.get("/api/workspaces", headers=bearer(token)), "invalid_token")
+
+
+def test_last_use_is_recorded_at_most_once_a_minute(pg_engine: Engine) -> None:
+    token, row = create_token(
+        pg_engine, TOKEN_SETTINGS, name="eve", role="viewer", workspaces=["a"]
+    )
+    key = token_key(TOKEN_SETTINGS)
+    assert row.last_used_at is None
+    assert load_principal(pg_engine, token, key) is not None
+    first = _token_row(pg_engine, token).last_used_at
+    assert first is not None
+    assert load_principal(pg_engine, token, key) is not None
+    assert _token_row(pg_engine, token).last_used_at == first  # within the minute: no write
+    _set_row(pg_engine, token, last_used_at=first - dt.timedelta(minutes=2))
+    assert load_principal(pg_engine, token, key) is not None
+    assert _token_row(pg_engine, token).last_used_at > first - dt.timedelta(minutes=2)
+
+
+def test_an_expired_tokens_use_is_not_recorded(pg_engine: Engine) -> None:
+    token = make_token(pg_engine, "viewer", "a")
+    _set_row(pg_engine, token, expires_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    principal = load_principal(pg_engine, token, token_key(TOKEN_SETTINGS))
+    assert principal is not None and principal.expired(dt.datetime.now(dt.UTC))
+    assert _token_row(pg_engine, token).last_used_at is None
+
+
+def test_tokens_get_the_default_lifetime_or_a_shorter_one(pg_engine: Engine) -> None:
+    _, default = create_token(pg_engine, TOKEN_SETTINGS, name="a", role="viewer", workspaces=["a"])
+    assert default.expires_at - default.created_at == dt.timedelta(days=90)
+    _, short = create_token(
+        pg_engine,
+        TOKEN_SETTINGS,
+        name="b",
+        role="viewer",
+        workspaces=["a"],
+        expires_in=dt.timedelta(days=30),
+    )
+    assert short.expires_at - short.created_at == dt.timedelta(days=30)
+    year = dt.timedelta(days=365)
+    with pytest.raises(ValueError, match="over the default 90 days needs --long-lived"):
+        create_token(
+            pg_engine, TOKEN_SETTINGS, name="c", role="viewer", workspaces=["a"], expires_in=year
+        )
+    _, long = create_token(
+        pg_engine,
+        TOKEN_SETTINGS,
+        name="c",
+        role="viewer",
+        workspaces=["a"],
+        expires_in=year,
+        long_lived=True,
+    )
+    assert long.expires_at - long.created_at == year
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", dt.timedelta(days=30)),
+        ("12h", dt.timedelta(hours=12)),
+        ("2W", dt.timedelta(weeks=2)),
+        ("90m", dt.timedelta(minutes=90)),
+    ],
+)
+def test_parse_duration(text: str, expected: dt.timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "30", "0d", "-1d", "1.5d", "30 days", "1y"])
+def test_parse_duration_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -19,11 +20,13 @@ import httpx
 import pytest
 import redis
 from click.testing import CliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 
-from fwa_api.auth import REDIS_PREFIX
+from fwa_api.auth import REDIS_PREFIX, load_principal, token_key
 from fwa_api.cli import cli
-from tests.api.conftest import bearer, free_port, make_workspace
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import ApiToken
+from tests.api.conftest import TOKEN_SETTINGS, bearer, free_port, make_workspace
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -68,6 +71,16 @@ def test_token_create_list_revoke(env: dict[str, str], pg_engine: Engine) -> Non
     assert code == 0
     assert token[:12] in out and "erin" in out and "active" in out
     assert token not in out
+    assert "expires (UTC)" in out and "last used (UTC)" in out
+    (line,) = [line for line in out.splitlines() if "erin" in line]
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=90)).strftime("%Y-%m-%d")
+    assert expires in line  # the default lifetime
+    assert "never" in line
+
+    assert load_principal(pg_engine, token, token_key(TOKEN_SETTINGS)) is not None  # a use
+    (line,) = [line for line in run(env, "token", "list")[1].splitlines() if "erin" in line]
+    assert "never" not in line
+    assert line.count(dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")) == 2  # created, last used
 
     code, out, err = run(env, "token", "revoke", token[:12])
     assert code == 0, err
@@ -83,6 +96,36 @@ def test_token_create_list_revoke(env: dict[str, str], pg_engine: Engine) -> Non
         (["token", "revoke", "fwa_nothing"], "no token match"),
         (["token", "create", "--name", "x", "--role", "root", "--workspace", "a"], "root"),
         (["token", "create", "--name", "x", "--role", "viewer"], "--workspace"),
+        (
+            [
+                "token",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "viewer",
+                "--workspace",
+                "a",
+                "--expires-in",
+                "soon",
+            ],
+            "'soon' is not a duration",
+        ),
+        (
+            [
+                "token",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "viewer",
+                "--workspace",
+                "a",
+                "--expires-in",
+                "180d",
+            ],
+            "a lifetime over the default 90 days needs --long-lived",
+        ),
     ],
 )
 def test_token_commands_refuse_bad_input(
@@ -91,6 +134,31 @@ def test_token_commands_refuse_bad_input(
     code, _, err = run(env, *args)
     assert code != 0
     assert message in err
+
+
+def test_token_create_with_a_lifetime(env: dict[str, str], pg_engine: Engine) -> None:
+    base = ["token", "create", "--role", "viewer", "--workspace", "a"]
+    code, _, err = run(env, *base, "--name", "short", "--expires-in", "12h")
+    assert code == 0, err
+    assert "UTC. It is shown only this once." in err
+    code, _, err = run(env, *base, "--name", "long", "--expires-in", "52w", "--long-lived")
+    assert code == 0, err
+    with session_scope(pg_engine) as session:
+        lifetimes = {
+            row.name: row.expires_at - row.created_at for row in session.scalars(select(ApiToken))
+        }
+    assert lifetimes == {"short": dt.timedelta(hours=12), "long": dt.timedelta(weeks=52)}
+
+
+def test_token_list_shows_expired_tokens(env: dict[str, str], pg_engine: Engine) -> None:
+    code, _, err = run(
+        env, "token", "create", "--name", "old", "--role", "viewer", "--workspace", "a"
+    )
+    assert code == 0, err
+    with session_scope(pg_engine) as session:
+        session.execute(update(ApiToken).values(expires_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+    (line,) = [line for line in run(env, "token", "list")[1].splitlines() if "old" in line]
+    assert "expired" in line and "2026-01-01 00:00" in line
 
 
 def test_token_list_when_empty(env: dict[str, str]) -> None:

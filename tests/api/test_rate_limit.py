@@ -1,11 +1,13 @@
 """The Redis sliding-window limiter: exact under concurrency across workers, Retry-After from the
-oldest entry, exemptions, client addresses behind trusted proxies, and failing open when Redis
-dies mid-test (a redis-server of the test's own; the shared one is never touched)."""
+oldest entry, exemptions, client addresses behind trusted proxies, a window per verified token,
+turning it off, and failing open when Redis dies mid-test (a redis-server of the test's own; the
+shared one is never touched)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections import Counter
 
 import httpx
@@ -22,7 +24,16 @@ from fwa_api.app import create_app
 from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter
 from fwa_pipeline.settings import Settings
-from tests.api.conftest import SHARED_REDIS, RedisServer, app_log, free_port, json_lines, serve
+from tests.api.conftest import (
+    SHARED_REDIS,
+    RedisServer,
+    app_log,
+    bearer,
+    free_port,
+    json_lines,
+    make_token,
+    serve,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
 
@@ -210,3 +221,44 @@ async def test_while_redis_is_down_one_request_per_cool_down_probes_it() -> None
         assert metrics.registry.get_sample_value("rate_limit_backend_errors_total") == 2
     finally:
         await dead.aclose()
+
+
+async def test_authenticated_requests_count_per_token_and_made_up_tokens_per_address(
+    api_settings: Settings, pg_engine: Engine, redis_prefix: str
+) -> None:
+    """One address (a team behind a NAT): each real token has a window of its own once this
+    process has verified it; an unknown or made-up token counts against the address."""
+    alice, bob = (make_token(pg_engine, "viewer", "north") for _ in range(2))
+    app = create_app(limited(api_settings, 3), redis_prefix=redis_prefix)
+    async with serve(app, client=("192.0.2.10", 1000)) as http:
+        # alice's first request is verified (and counted against the address); the next three
+        # fill her own window.
+        alice_statuses = [
+            (await http.get(LIMITED, headers=bearer(alice))).status_code for _ in range(5)
+        ]
+        assert alice_statuses == [200, 200, 200, 200, 429]
+        # bob, from the same address, is not held back by alice.
+        assert [(await http.get(LIMITED, headers=bearer(bob))).status_code for _ in range(2)] == [
+            200,
+            200,
+        ]
+        # The address has spent two of its three (alice's and bob's first requests): invented
+        # tokens share what is left instead of getting a fresh window each.
+        invented = [
+            (await http.get(LIMITED, headers=bearer(f"fwa_{secrets.token_urlsafe(32)}")))
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in invented] == [401, 429, 429]
+        assert (await http.get(LIMITED)).status_code == 429
+        # A verified token keeps its own window all the same.
+        assert (await http.get(LIMITED, headers=bearer(bob))).status_code == 200
+
+
+async def test_rate_limiting_turned_off_limits_nothing_even_with_redis(
+    api_settings: Settings, pg_engine: Engine, redis_prefix: str
+) -> None:
+    settings = limited(api_settings, 1, rate_limit_enabled=False)
+    async with serve(create_app(settings, redis_prefix=redis_prefix)) as http:
+        assert [(await http.get(LIMITED)).status_code for _ in range(3)] == [401] * 3
+        health = (await http.get("/api/health")).json()
+    assert health["components"]["redis"]["rate_limiter"] == "off"

@@ -13,6 +13,7 @@ GOOD = {
     "database_url": "postgresql://fwa:a-real-password@db:5432/fwa",
     "encryption_key": make_key("prod1"),
     "allowed_origins": "https://fwa.example.org",
+    "redis_url": "redis://redis:6379/0",
     "_env_file": None,
 }
 
@@ -45,6 +46,8 @@ def test_safe_production_settings_start() -> None:
         ({"encryption_key": "k1:not-base64!!"}, "FWA_ENCRYPTION_KEY is malformed"),
         ({"encryption_key": "k1:c2hvcnQ="}, "must decode to 32 bytes"),
         ({"allowed_origins": "https://a.example.org,*"}, "FWA_ALLOWED_ORIGINS contains '*'"),
+        ({"redis_url": ""}, "FWA_REDIS_URL is not set, so nothing would be rate limited"),
+        ({"redis_url": None}, "FWA_RATE_LIMIT_ENABLED=false"),
         ({"allowed_origins": "null"}, "FWA_ALLOWED_ORIGINS contains 'null'"),
         ({"allowed_origins": "http://fwa.example.org"}, "'http://fwa.example.org' is not an https"),
         ({"allowed_origins": "https://fwa.example.org/ui"}, "is not an https:// origin"),
@@ -133,3 +136,8 @@ def test_the_cli_refuses_an_unknown_environment_without_a_traceback() -> None:
     assert "FWA_ENVIRONMENT: Input should be 'development', 'test' or 'production'" in result.stderr
     assert "FWA_RATE_LIMIT_PER_MINUTE" in result.stderr
     assert "many" not in result.stderr  # the values are not echoed
+
+
+def test_production_without_redis_starts_only_with_rate_limiting_turned_off() -> None:
+    settings = Settings(**{**GOOD, "redis_url": None, "rate_limit_enabled": False})
+    assert settings.rate_limit_enabled is False
