@@ -18,7 +18,13 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 from fwa_api import routes
-from fwa_api.auth import REDIS_PREFIX, revocation_channel, watch_revocations
+from fwa_api.auth import (
+    REDIS_PREFIX,
+    revocation_channel,
+    token_key,
+    verified_token_id,
+    watch_revocations,
+)
 from fwa_api.deps import current_principal
 from fwa_api.errors import install_error_handling
 from fwa_api.middleware.cors import CorsPolicy
@@ -26,6 +32,7 @@ from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter, RateLimitMiddleware
 from fwa_api.middleware.request_context import RequestContextMiddleware
 from fwa_api.middleware.route_templates import RouteTemplates
+from fwa_api.openapi import install_openapi
 from fwa_api.routes.health import HealthChecker
 from fwa_api.routes.metrics import StoreCollector
 from fwa_api.services import Clients, Services
@@ -41,7 +48,7 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 QUIET_LOGGERS = ("uvicorn.access", "httpx", "httpcore")
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID"]
+CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID", "Idempotency-Key"]
 CORS_EXPOSE = ["X-Request-ID", "Retry-After"]
 
 
@@ -62,15 +69,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger(name).setLevel(logging.WARNING)
     clients = services.clients = Clients.open(settings)
     watcher = None
-    if clients.redis is None:
+    if not settings.rate_limit_enabled:
+        logger.warning("FWA_RATE_LIMIT_ENABLED is false: rate limiting is off")
+    elif clients.redis is None:
         logger.warning("FWA_REDIS_URL is not set: rate limiting is off")
-    else:
-        services.rate_limiter = RateLimiter(
-            clients.redis,
-            limit=settings.rate_limit_per_minute,
-            key_prefix=services.redis_prefix,
-            metrics=services.metrics,
-        )
+    if clients.redis is not None:
+        if settings.rate_limit_enabled:
+            services.rate_limiter = RateLimiter(
+                clients.redis,
+                limit=settings.rate_limit_per_minute,
+                key_prefix=services.redis_prefix,
+                metrics=services.metrics,
+            )
         watcher = asyncio.create_task(
             watch_revocations(
                 clients.redis, revocation_channel(services.redis_prefix), services.tokens
@@ -116,12 +126,15 @@ def create_app(
         app.include_router(router, dependencies=[Depends(current_principal)])
 
     install_error_handling(app)
+    install_openapi(app)
     if middleware:
+        key = token_key(settings)
         # add_middleware wraps what is there already: add them innermost first.
         app.add_middleware(
             RateLimitMiddleware,
             limiter=lambda: services.rate_limiter,
             client_address=ClientAddress(settings.trusted_proxies),
+            verified_token=lambda scope: verified_token_id(scope, services.tokens, key),
         )
         app.add_middleware(
             RequestContextMiddleware,
