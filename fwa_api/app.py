@@ -32,7 +32,6 @@ from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter, RateLimitMiddleware
 from fwa_api.middleware.request_context import RequestContextMiddleware
 from fwa_api.middleware.route_templates import RouteTemplates
-from fwa_api.openapi import install_openapi
 from fwa_api.routes.health import HealthChecker
 from fwa_api.routes.metrics import StoreCollector
 from fwa_api.services import Clients, Services
@@ -48,7 +47,7 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 QUIET_LOGGERS = ("uvicorn.access", "httpx", "httpcore")
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID", "Idempotency-Key"]
+CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID"]
 CORS_EXPOSE = ["X-Request-ID", "Retry-After"]
 
 
@@ -126,7 +125,6 @@ def create_app(
         app.include_router(router, dependencies=[Depends(current_principal)])
 
     install_error_handling(app)
-    install_openapi(app)
     if middleware:
         key = token_key(settings)
         # add_middleware wraps what is there already: add them innermost first.
