@@ -14,7 +14,15 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session, load_only
 
@@ -467,6 +475,10 @@ class ProvenanceRun(BaseModel):
     status: str
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
+    # The workspace configuration version that scored the claim (null: the catalogue's).
+    config_version: int | None = Field(
+        None, validation_alias=AliasPath("config_snapshot", "config_version")
+    )
     config_snapshot: dict[str, Any]
 
 

@@ -179,15 +179,21 @@ def load(workspace: str, directory: Path) -> None:
 QUALITY_MODES = [mode.value for mode in QualityMode]
 
 
-def _pipeline_overrides(config_file: Path | None, quality_mode: str | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    if config_file is not None:
-        import yaml
+def _config_file(config_file: Path) -> dict[str, Any]:
+    """A YAML/JSON file of config sections (quality, scoring, rules.<id>)."""
+    import yaml
 
+    try:
         loaded = yaml.safe_load(config_file.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise click.ClickException(f"{config_file}: expected a mapping of config sections")
-        overrides = loaded
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{config_file}: not YAML or JSON ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise click.ClickException(f"{config_file}: expected a mapping of config sections")
+    return loaded
+
+
+def _pipeline_overrides(config_file: Path | None, quality_mode: str | None) -> dict[str, Any]:
+    overrides = _config_file(config_file) if config_file is not None else {}
     if quality_mode:
         overrides = {**overrides, "quality": {**overrides.get("quality", {}), "mode": quality_mode}}
     return overrides
@@ -280,6 +286,113 @@ def run_command(
     click.echo(json.dumps(_run_summary(settings, result.run_id), indent=2, default=str))
     if not result.success:
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@cli.group("config")
+def config_group() -> None:
+    """A workspace's pipeline configuration: versioned, applied by every run that does not
+    override it (``fwa run --config``, the API's enqueue)."""
+
+
+def _workspace(engine: Engine, workspace: str) -> int:
+    from fwa_pipeline.store.claims import workspace_id
+
+    ws_id = workspace_id(engine, workspace)
+    if ws_id is None:
+        raise click.ClickException(f"no workspace {workspace!r}")
+    return ws_id
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@config_group.command("show")
+@click.option("--workspace", required=True, help="Workspace name.")
+@click.option("--version", "number", type=click.IntRange(1), help="Default: the newest.")
+def config_show(workspace: str, number: int | None) -> None:
+    """Print the configuration runs of WORKSPACE apply (the catalogue's until a version is set)."""
+    from fwa_pipeline.domain.config import catalogue_document
+    from fwa_pipeline.store.workspace_config import config_version, current_config
+
+    engine = store_engine()
+    ws_id = _workspace(engine, workspace)
+    found = config_version(engine, ws_id, number) if number else current_config(engine, ws_id)
+    if found is None and number:
+        raise click.ClickException(f"workspace {workspace!r} has no configuration version {number}")
+    if found is None:
+        _echo_json({"version": None, "config": catalogue_document()})
+        return
+    _echo_json(
+        {
+            "version": found.version,
+            "created_by": found.created_by,
+            "created_at": found.created_at,
+            "note": found.note,
+            "config": found.document,
+        }
+    )
+
+
+@config_group.command("set")
+@click.option("--workspace", required=True, help="Workspace name.")
+@click.option(
+    "--file",
+    "config_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML/JSON laid over the catalogue defaults: quality, scoring, rules.<id>.",
+)
+@click.option("--note", required=True, help="Why: kept with the version.")
+@click.option("--by", "author", default=None, help="Who sets it. Default: cli:<OS user>.")
+@click.option(
+    "--based-on",
+    type=click.IntRange(0),
+    default=None,
+    help="The version the change was made from (0: none): refused if another came since.",
+)
+def config_set(
+    workspace: str, config_file: Path, note: str, author: str | None, based_on: int | None
+) -> None:
+    """Validate FILE and save it as WORKSPACE's next configuration version. Runs adopt it when
+    they start: nothing is rescored until then."""
+    import getpass
+
+    from fwa_pipeline.kit.validation import InvalidInput
+    from fwa_pipeline.store.workspace_config import StaleConfigError, config_history, set_config
+
+    if author is None:
+        try:
+            author = f"cli:{getpass.getuser()}"
+        except (KeyError, OSError):  # no user name for this uid (a container)
+            author = "cli"
+    document = _config_file(config_file)
+    engine = store_engine()
+    ws_id = _workspace(engine, workspace)
+    try:
+        found, created = set_config(
+            engine, ws_id, document, created_by=author[:100], note=note, based_on=based_on
+        )
+    except InvalidInput as exc:  # the document (ConfigError) or the note
+        raise click.ClickException(f"invalid pipeline config: {exc}") from None
+    except StaleConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    changes = config_history(engine, ws_id)[0]["changes"] if created else []
+    _echo_json({"version": found.version, "created": created, "changes": changes})
+
+
+@config_group.command("history")
+@click.option("--workspace", required=True, help="Workspace name.")
+def config_history_command(workspace: str) -> None:
+    """Every configuration version of WORKSPACE, newest first: who, when, why and what changed."""
+    from fwa_pipeline.store.workspace_config import config_history
+
+    engine = store_engine()
+    history = config_history(engine, _workspace(engine, workspace))
+    _echo_json([{k: v for k, v in entry.items() if k != "document"} for entry in history])
 
 
 @cli.command("export")

@@ -18,7 +18,7 @@ from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy import Engine
 
 from fwa_pipeline.defs.partitions import JOB_ID_TAG
-from fwa_pipeline.defs.run_mirror import STATUS, run_stats
+from fwa_pipeline.defs.run_mirror import STATUS, requested_config, run_stats
 from fwa_pipeline.store.claims import workspace_id
 from fwa_pipeline.store.runs import as_utc, claims_processed, enqueue_request, get_request
 
@@ -68,6 +68,9 @@ class JobStatus:
     completed_at: dt.datetime | None = None
     dagster_run_id: str | None = None
     errors: list[str] = field(default_factory=list)
+    quality_mode: str | None = None  # the job's own, over the workspace's configuration
+    # The workspace configuration version its run applies (None: the catalogue defaults).
+    config_version: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,12 +97,14 @@ def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Job
         force_reprocess=request.force_reprocess,
         requested_at=request.requested_at,
         errors=[request.error] if request.error else [],
+        quality_mode=request.quality_mode,
     )
     record = find_run(instance, job_id, request.dagster_run_id)
     if record is None:
         return status
     run = record.dagster_run
     status.dagster_run_id = run.run_id
+    status.config_version = requested_config(run).get("config_version")
     status.status = STATUS.get(run.status, "running")
     status.started_at = as_utc(record.start_time)
     status.completed_at = as_utc(record.end_time)

@@ -178,6 +178,8 @@ def pipeline_stats(
             "status": last.status,
             "started_at": _iso(last.started_at),
             "completed_at": _iso(last.completed_at),
+            # The workspace configuration version it scored with (None: the catalogue's).
+            "config_version": (last.config_snapshot or {}).get("config_version"),
             "stats": last.stats,
         },
     }

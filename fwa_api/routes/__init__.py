@@ -16,12 +16,14 @@ from fwa_api.routes import (
     providers,
     rules,
     uploads,
+    workspace_config,
     workspaces,
 )
 
 PUBLIC: list[APIRouter] = [health.router, metrics.router, agents.page_router]
 PROTECTED: list[APIRouter] = [
     workspaces.router,
+    workspace_config.router,
     agents.router,
     cases.router,
     rules.router,

@@ -1,13 +1,17 @@
 """Pipeline jobs and runs (plan 5A, 5D). Every route takes ``?workspace=NAME``.
 
-* ``POST /api/pipeline/enqueue`` (investigator; ``{"force_reprocess": bool}``): 202 with the job
-  id at once. The job is a ``PipelineRequest`` row that the Dagster daemon's request sensor turns
-  into a run (``fwa_pipeline.pipeline_requests``).
+* ``POST /api/pipeline/enqueue`` (investigator; ``{"force_reprocess": bool, "quality_mode":
+  "skip_invalid" | "halt_on_errors" | "flag_only" | null}``): 202 with the job id at once. The run
+  applies the workspace's configuration version; ``quality_mode`` overrides its mode for this
+  run. The job is a ``PipelineRequest`` row that the Dagster daemon's request sensor turns into
+  a run (``fwa_pipeline.pipeline_requests``).
 * ``GET /api/pipeline/jobs/{job_id}``: status, phase, progress, claims processed, errors and
   times, read from the run's Dagster record and event log; a job of another workspace is 404.
 * ``GET /api/pipeline/runs?limit=&offset=``: the workspace's ``PipelineRun`` rows with their
-  stats, newest first; ``GET /api/pipeline/runs/{run_id}``: one with its config snapshot
-  (rules, thresholds, scoring in effect) and quality report.
+  stats and the workspace configuration version each applied (``config_version``), newest
+  first; ``GET /api/pipeline/runs/{run_id}``: one with its config snapshot (rules, thresholds,
+  scoring in effect, the run's override, reference data hashes, code version) and quality
+  report.
 * ``POST /api/pipeline/run-full?timeout_s=`` (investigator): enqueue and wait for the job to
   end: 200 with its final status, or 202 with the job as it stands when ``timeout_s`` (at most
   ``FWA_PIPELINE_WAIT_MAX_S``) runs out, so the client can poll the job.
@@ -33,7 +37,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +46,7 @@ from fwa_api.auth import Principal
 from fwa_api.deps import WorkspaceId, require_role
 from fwa_api.params import NO_NUL, Offset
 from fwa_api.services import Services, services
+from fwa_pipeline.domain.config import QualityMode
 from fwa_pipeline.pipeline_requests import job_status
 from fwa_pipeline.store.db import read_scope
 from fwa_pipeline.store.models import PipelineRun
@@ -64,12 +69,16 @@ class EnqueueIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     force_reprocess: bool = False
+    quality_mode: QualityMode | None = Field(
+        None, description="This run's quality mode, over the workspace configuration's."
+    )
 
 
 class EnqueuedOut(BaseModel):
     job_id: str
     status: str
     force_reprocess: bool
+    quality_mode: QualityMode | None
 
 
 class JobOut(BaseModel):
@@ -84,6 +93,11 @@ class JobOut(BaseModel):
     completed_at: dt.datetime | None
     dagster_run_id: str | None
     errors: list[str]
+    quality_mode: QualityMode | None
+    config_version: int | None = Field(
+        description="The workspace configuration version its run applies (null: the "
+        "catalogue defaults, or no run yet)."
+    )
 
 
 class RunOut(BaseModel):
@@ -98,6 +112,12 @@ class RunOut(BaseModel):
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
     stats: dict[str, Any]
+    config_version: int | None = Field(
+        None,
+        validation_alias=AliasPath("config_snapshot", "config_version"),
+        description="The workspace configuration version the run applied (null: the "
+        "catalogue defaults).",
+    )
 
 
 class RunDetail(RunOut):
@@ -130,13 +150,15 @@ async def _read_job(app: Services, workspace_id: int, job_id: str) -> JobOut:
     return found
 
 
-async def _enqueue(request: Request, workspace_id: int, principal: Principal, force: bool) -> str:
+async def _enqueue(
+    request: Request, workspace_id: int, principal: Principal, body: EnqueueIn | None
+) -> str:
     return await run_in_threadpool(
         enqueue_request,
         services(request).engine,
         workspace_id,
-        force_reprocess=force,
         requested_by=principal.name,
+        **(body or EnqueueIn()).model_dump(mode="json"),
     )
 
 
@@ -176,9 +198,14 @@ async def enqueue(
     workspace_id: WorkspaceId,
     body: EnqueueIn | None = None,
 ) -> EnqueuedOut:
-    force = body.force_reprocess if body else False
-    job_id = await _enqueue(request, workspace_id, principal, force)
-    return EnqueuedOut(job_id=job_id, status="queued", force_reprocess=force)
+    asked = body or EnqueueIn()
+    job_id = await _enqueue(request, workspace_id, principal, asked)
+    return EnqueuedOut(
+        job_id=job_id,
+        status="queued",
+        force_reprocess=asked.force_reprocess,
+        quality_mode=asked.quality_mode,
+    )
 
 
 @router.get("/jobs/{job_id}")
@@ -223,7 +250,7 @@ async def run_full(
     app = services(request)
     cap = app.settings.pipeline_wait_max_s
     wait = min(timeout_s, cap) if timeout_s is not None else cap
-    job_id = await _enqueue(request, workspace_id, principal, bool(body and body.force_reprocess))
+    job_id = await _enqueue(request, workspace_id, principal, body)
     deadline = time.monotonic() + wait
     while True:
         job = await _read_job(app, workspace_id, job_id)
@@ -248,7 +275,7 @@ async def run_stream(
     body: EnqueueIn | None = None,
 ) -> EventSourceResponse:
     app = services(request)
-    job_id = await _enqueue(request, workspace_id, principal, bool(body and body.force_reprocess))
+    job_id = await _enqueue(request, workspace_id, principal, body)
     deadline = time.monotonic() + app.settings.pipeline_wait_max_s
 
     async def events() -> AsyncIterator[dict[str, str]]:

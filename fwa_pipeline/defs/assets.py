@@ -81,6 +81,7 @@ from fwa_pipeline.store.claims import (
     workspace_id,
 )
 from fwa_pipeline.store.models import InvestigationCase, utcnow
+from fwa_pipeline.store.reference_hash import reference_hashes
 from fwa_pipeline.store.results import load_case_inputs, write_run_results
 from fwa_pipeline.store.runs import (
     RunSupersededError,
@@ -177,8 +178,8 @@ GATE_COLUMNS = ["in_scope"]
     kinds={"sql"},
     description="The batches whose claims the run processes: those landed in the workspace "
     "that no run has consumed yet (every batch with force_reprocess; a batch landing mid-run "
-    "waits for the next run), the as-of date and the run's config snapshot, recorded as the "
-    "run starts.",
+    "waits for the next run), the as-of date and the run's config snapshot (configuration "
+    "version, reference data hashes, code version), recorded as the run starts.",
 )
 def landed_batches(
     context: dg.AssetExecutionContext, store: StoreResource, pipeline_config: PipelineRunConfig
@@ -187,7 +188,8 @@ def landed_batches(
     ws_id = _workspace_id(store, context.partition_key)
     batches = run_batches(engine, ws_id, force=pipeline_config.force_reprocess)
     as_of = pipeline_config.as_of_date()
-    snapshot = pipeline_config.snapshot(as_of)
+    # With the reference data as the store holds it now: what the run reads.
+    snapshot = {**pipeline_config.snapshot(as_of), "reference": reference_hashes(engine, ws_id)}
     newest = int(batches["batch_id"].max()) if not batches.empty else None
     with engine.begin() as connection:
         upsert_run(
@@ -226,6 +228,9 @@ def landed_batches(
             "as_of": dg.MetadataValue.text(as_of.isoformat()),
             "force_reprocess": dg.MetadataValue.bool(pipeline_config.force_reprocess),
             "config_sha256": dg.MetadataValue.text(fingerprint),
+            "config_version": dg.MetadataValue.text(
+                str(pipeline_config.config_version or "none (the catalogue defaults)")
+            ),
         },
     )
 

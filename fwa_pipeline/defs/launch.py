@@ -13,7 +13,7 @@ import dagster as dg
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import ensure_partition, process_tags, run_tags
-from fwa_pipeline.defs.resources import StoreResource, run_config
+from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
 from fwa_pipeline.defs.run_mirror import mirror_run
 from fwa_pipeline.store.claims import store_id
 
@@ -53,7 +53,13 @@ def run_pipeline(
         instance=instance,
         partition_key=workspace,
         run_config={
-            **run_config(force_reprocess, pipeline, as_of),
+            **workspace_run_config(
+                store.engine(),
+                workspace,
+                force_reprocess=force_reprocess,
+                pipeline=pipeline,
+                as_of=as_of,
+            ),
             # The events are stored in the instance either way; keep the terminal quiet.
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },

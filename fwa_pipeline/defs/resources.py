@@ -5,10 +5,11 @@
   production database URL or key never shows in Dagster's UI; tests set them explicitly.
 * :class:`PipelineRunConfig`: the run's tunable configuration (force_reprocess, quality mode,
   every rule's weight and thresholds, scoring bands). It is a resource so one launchpad entry
-  configures every asset of a run, and Dagster records it with the run.
+  configures every asset of a run, and Dagster records it with the run. Precedence: the run's
+  own override, over the workspace's stored configuration version (which the launcher pins in
+  the run config: :func:`workspace_run_config`), over the catalogue defaults.
 """
 
-import copy
 import datetime as dt
 import json
 from collections.abc import Mapping
@@ -21,12 +22,14 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
 from fwa_pipeline.defs.partitions import STORE_TAG
-from fwa_pipeline.domain.config import PipelineConfig, default_config
+from fwa_pipeline.domain.config import PipelineConfig, resolve_config
+from fwa_pipeline.kit.version import code_version
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.crypto import FieldCipher
 from fwa_pipeline.store.db import get_engine
 from fwa_pipeline.store.pii import cipher_from_settings
+from fwa_pipeline.store.workspace_config import ConfigVersion, current_config_of
 
 PIPELINE_CONFIG_KEY = "pipeline_config"
 
@@ -88,46 +91,19 @@ class StoreResource(dg.ConfigurableResource):
         return self.settings().data_dir / "dagster_io"
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` laid over it, dicts merged key by key (lists replaced)."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-@lru_cache(maxsize=1)
-def _catalogue_defaults() -> dict[str, Any]:
-    return default_config().model_dump(mode="json")
-
-
-def _default_pipeline() -> dict[str, Any]:
-    return copy.deepcopy(_catalogue_defaults())
-
-
 @lru_cache(maxsize=8)
-def _validated(pipeline_json: str) -> PipelineConfig:
-    """The catalogue defaults with an override laid over them, validated once per override:
-    every asset of a run asks for it (about 25 ms each). Rules are code: an override naming a
-    rule the catalogue does not have is a typo, refused by name."""
-    defaults, override = _catalogue_defaults(), json.loads(pipeline_json)
-    rules = override.get("rules")
-    unknown = sorted(set(rules) - set(defaults["rules"])) if isinstance(rules, dict) else []
-    if unknown:
-        raise ValueError(
-            f"rules: no rule {', '.join(unknown)} in the catalogue (its ids: "
-            f"{', '.join(sorted(defaults['rules']))})"
-        )
-    return PipelineConfig.model_validate(deep_merge(defaults, override))
+def _validated(layers_json: str) -> PipelineConfig:
+    """The run's configuration, validated once per run config: every asset of a run asks for it
+    (about 25 ms each)."""
+    return resolve_config(*json.loads(layers_json))
 
 
 class PipelineRunConfig(dg.ConfigurableResource):
     """What a run does: reprocess everything or only new claims, and the pipeline configuration
-    (quality gate, rules, scoring, cases). ``pipeline`` may be partial: it is laid over the
-    catalogue defaults and validated as a whole, and the result is the run's config snapshot."""
+    (quality gate, rules, scoring, cases). ``pipeline``, the run's override, may be partial: it
+    is laid over the workspace's configuration version (``workspace_config``, the document of
+    version ``config_version``), itself over the catalogue defaults, and the whole is validated;
+    the result is the run's config snapshot."""
 
     force_reprocess: bool = Field(
         default=False, description="Reprocess every claim of the workspace, not only new ones."
@@ -138,17 +114,28 @@ class PipelineRunConfig(dg.ConfigurableResource):
         "future. Default: the run's date (UTC).",
     )
     pipeline: dict[str, Any] = Field(
-        default_factory=_default_pipeline,
+        default_factory=dict,
         description=(
-            "quality (mode: skip_invalid | halt_on_errors | flag_only, outlier_sd, ...), "
-            "scoring (bands, multiplier, case policy) and rules (per rule: enabled, weight, "
-            "cap, lookback_days, thresholds). Omitted keys keep the catalogue defaults."
+            "This run's override: quality (mode: skip_invalid | halt_on_errors | flag_only, "
+            "outlier_sd, ...), scoring (bands, multiplier, case policy) and rules (per rule: "
+            "enabled, weight, cap, lookback_days, thresholds). Omitted keys keep the workspace's "
+            "configuration (else the catalogue defaults)."
         ),
+    )
+    config_version: int | None = Field(
+        default=None,
+        description="The workspace configuration version the run applies (set by its "
+        "launcher: the workspace's newest). None: the catalogue defaults.",
+    )
+    workspace_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="That version's document, as stored (set by the launcher with it).",
     )
 
     def effective(self) -> PipelineConfig:
-        """The validated configuration the run applies (raises on an invalid override)."""
-        return _validated(json.dumps(self.pipeline, sort_keys=True))
+        """The validated configuration the run applies (raises ``ConfigError``, a
+        ``ValueError``, on an invalid one)."""
+        return _validated(json.dumps([self.workspace_config, self.pipeline], sort_keys=True))
 
     def as_of_date(self) -> dt.date:
         return dt.date.fromisoformat(self.as_of) if self.as_of else dt.datetime.now(dt.UTC).date()
@@ -159,6 +146,9 @@ class PipelineRunConfig(dg.ConfigurableResource):
         return {
             "force_reprocess": self.force_reprocess,
             "as_of": (as_of or self.as_of_date()).isoformat(),
+            "config_version": self.config_version,
+            "override": self.pipeline,  # what the run changed over that version ({}: nothing)
+            "code": code_version(),
             **self.effective().model_dump(mode="json"),
         }
 
@@ -172,11 +162,30 @@ def run_config(
     force_reprocess: bool = False,
     pipeline: Mapping[str, Any] | None = None,
     as_of: dt.date | None = None,
+    stored: ConfigVersion | None = None,
 ) -> dict[str, Any]:
-    """Dagster run config setting :class:`PipelineRunConfig` (for sensors, schedules, the CLI)."""
+    """Dagster run config setting :class:`PipelineRunConfig`: ``pipeline`` the run's override,
+    ``stored`` the workspace configuration version it applies (None: the catalogue's)."""
     config: dict[str, Any] = {"force_reprocess": force_reprocess}
     if pipeline:
         config["pipeline"] = dict(pipeline)
     if as_of is not None:
         config["as_of"] = as_of.isoformat()
+    if stored is not None:
+        config["config_version"] = stored.version
+        config["workspace_config"] = stored.document
     return {"resources": {PIPELINE_CONFIG_KEY: {"config": config}}}
+
+
+def workspace_run_config(
+    engine: Engine,
+    workspace: str,
+    *,
+    force_reprocess: bool = False,
+    pipeline: Mapping[str, Any] | None = None,
+    as_of: dt.date | None = None,
+) -> dict[str, Any]:
+    """:func:`run_config` pinning ``workspace``'s newest configuration version: what every
+    launcher (sensors, the schedule, the CLI) asks for. Pinned in the run config, the version
+    holds for the whole run and for its re-executions, whatever is saved meanwhile."""
+    return run_config(force_reprocess, pipeline, as_of, current_config_of(engine, workspace))

@@ -84,11 +84,17 @@ def run_workspace(run: dg.DagsterRun) -> str | None:
     return run.tags.get(PARTITION_TAG) or run.tags.get(WORKSPACE_TAG)
 
 
+def requested_config(run: dg.DagsterRun) -> dict[str, Any]:
+    """The ``PipelineRunConfig`` fields a run was launched with, as its launcher set them."""
+    requested = (run.run_config or {}).get("resources", {}).get(PIPELINE_CONFIG_KEY, {})
+    fields = requested.get("config", {}) if isinstance(requested, dict) else {}
+    return fields if isinstance(fields, dict) else {}
+
+
 def config_snapshot(run: dg.DagsterRun) -> dict[str, Any]:
     """The effective config a run was launched with (used when the run did not record its own,
     e.g. it failed before its first asset); an invalid one is kept as requested."""
-    requested = (run.run_config or {}).get("resources", {}).get(PIPELINE_CONFIG_KEY, {})
-    fields = requested.get("config", {}) if isinstance(requested, dict) else {}
+    fields = requested_config(run)
     try:
         return PipelineRunConfig(**fields).snapshot()
     except Exception as exc:  # a config the run refused: record what was asked and why

@@ -1,11 +1,11 @@
-"""The nightly rescore: every workspace reprocessed with the day's peer statistics and the
-current configuration (a weight or threshold changed during the day reaches every claim)."""
+"""The nightly rescore: every workspace reprocessed with the day's peer statistics and its newest
+configuration version (a weight or threshold changed during the day reaches every claim)."""
 
 import dagster as dg
 
 from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
-from fwa_pipeline.defs.resources import StoreResource, run_config
+from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
 from fwa_pipeline.store.claims import store_id, workspace_names
 
 NIGHTLY_CRON = "0 2 * * *"
@@ -30,7 +30,7 @@ def nightly_rescore(
         dg.RunRequest(
             partition_key=workspace,
             run_key=f"nightly-{day}-{workspace}",
-            run_config=run_config(force_reprocess=True),
+            run_config=workspace_run_config(engine, workspace, force_reprocess=True),
             tags=run_tags(workspace, "nightly", this_store),
         )
         for workspace in context.instance.get_dynamic_partitions(WORKSPACES.name)

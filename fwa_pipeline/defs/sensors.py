@@ -19,7 +19,7 @@ from dagster import DagsterRunStatus
 
 from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
-from fwa_pipeline.defs.resources import StoreResource, run_config
+from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
 from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
 from fwa_pipeline.store.claims import store_id, unconsumed_batches
 from fwa_pipeline.store.runs import queued_requests
@@ -53,14 +53,15 @@ def landed_batch_sensor(
     landed = unconsumed_batches(store.engine())
     if not landed:
         return dg.SkipReason("no unconsumed batch")
-    this_store = store_id(store.engine())
+    engine = store.engine()
+    this_store = store_id(engine)
     newest = {workspace: batch_id for batch_id, workspace in landed}  # the last one wins
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 partition_key=workspace,
                 run_key=f"batch-{batch_id}",
-                run_config=run_config(),
+                run_config=workspace_run_config(engine, workspace),
                 tags=run_tags(workspace, "batch_sensor", this_store),
             )
             for workspace, batch_id in sorted(newest.items())
@@ -85,19 +86,27 @@ def pipeline_request_sensor(
     queued = queued_requests(store.engine())
     if not queued:
         return dg.SkipReason("no queued pipeline request")
-    this_store = store_id(store.engine())
+    engine = store.engine()
+    this_store = store_id(engine)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                partition_key=workspace,
-                run_key=f"request-{job_id}",
-                run_config=run_config(force_reprocess=force),
-                tags=run_tags(workspace, "request_sensor", this_store, job_id=job_id),
+                partition_key=request.workspace,
+                run_key=f"request-{request.job_id}",
+                run_config=workspace_run_config(
+                    engine,
+                    request.workspace,
+                    force_reprocess=request.force_reprocess,
+                    pipeline=request.override(),
+                ),
+                tags=run_tags(
+                    request.workspace, "request_sensor", this_store, job_id=request.job_id
+                ),
             )
-            for job_id, workspace, force in queued
+            for request in queued
         ],
         dynamic_partitions_requests=_new_partitions(
-            context.instance, {workspace for _, workspace, _ in queued}
+            context.instance, {request.workspace for request in queued}
         ),
     )
 

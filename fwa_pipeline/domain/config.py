@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fwa_pipeline.kit.validation import InvalidInput
+
 CATALOGUE = Path(__file__).with_name("catalogue.toml")
 
 
@@ -104,13 +106,9 @@ def default_config(**overrides: Any) -> PipelineConfig:
     return PipelineConfig.model_validate(data)
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """An invalid configuration, each problem as (field path, message): the CLI prints them, the
     API answers 422 naming each field."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, case, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -110,9 +110,15 @@ def finish_workspace_run(
 
 
 def enqueue_request(
-    engine: Engine, workspace_id: int, *, force_reprocess: bool, requested_by: str | None
+    engine: Engine,
+    workspace_id: int,
+    *,
+    force_reprocess: bool,
+    requested_by: str | None,
+    quality_mode: str | None = None,
 ) -> str:
-    """Queue a run request for the request sensor; returns its job id."""
+    """Queue a run request for the request sensor; returns its job id. ``quality_mode``
+    overrides the workspace's for that run only."""
     job_id = str(uuid.uuid4())
     with engine.begin() as connection:
         connection.execute(
@@ -121,23 +127,40 @@ def enqueue_request(
                 workspace_id=workspace_id,
                 force_reprocess=force_reprocess,
                 requested_by=requested_by,
+                quality_mode=quality_mode,
                 status="queued",
             )
         )
     return job_id
 
 
-def queued_requests(engine: Engine, limit: int = 50) -> list[tuple[str, str, bool]]:
-    """(job id, workspace name, force_reprocess) of queued requests, oldest first."""
+class QueuedRequest(NamedTuple):
+    job_id: str
+    workspace: str
+    force_reprocess: bool
+    quality_mode: str | None
+
+    def override(self) -> dict[str, Any]:
+        """The run's pipeline override the request asks for ({}: none)."""
+        return {"quality": {"mode": self.quality_mode}} if self.quality_mode else {}
+
+
+def queued_requests(engine: Engine, limit: int = 50) -> list[QueuedRequest]:
+    """The queued requests, oldest first."""
     with engine.connect() as connection:
         rows = connection.execute(
-            select(PipelineRequest.job_id, Workspace.name, PipelineRequest.force_reprocess)
+            select(
+                PipelineRequest.job_id,
+                Workspace.name,
+                PipelineRequest.force_reprocess,
+                PipelineRequest.quality_mode,
+            )
             .join(Workspace, Workspace.id == PipelineRequest.workspace_id)
             .where(PipelineRequest.status == "queued")
             .order_by(PipelineRequest.requested_at, PipelineRequest.job_id)
             .limit(limit)
         ).all()
-    return [(r[0], r[1], bool(r[2])) for r in rows]
+    return [QueuedRequest(r[0], r[1], bool(r[2]), r[3]) for r in rows]
 
 
 def mark_request(

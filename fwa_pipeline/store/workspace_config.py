@@ -18,10 +18,12 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from fwa_pipeline.domain.config import catalogue_document, resolve_config
+from fwa_pipeline.kit.validation import InvalidInput, clean_text
 from fwa_pipeline.store.bulk import connected
 from fwa_pipeline.store.models import Workspace, WorkspaceConfig
 
 Source = Engine | Connection
+MAX_NOTE_CHARS = 500  # the note column's length
 
 
 class StaleConfigError(RuntimeError):
@@ -95,11 +97,15 @@ def set_config(
     note: str,
     based_on: int | None = None,
 ) -> tuple[ConfigVersion, bool]:
-    """Validate ``document`` (laid over the catalogue defaults; raises ``ConfigError``) and
+    """Validate ``document`` (laid over the catalogue defaults; raises ``ConfigError``, and
+    ``InvalidInput`` for a blank or overlong ``note``) and
     store it as the workspace's next version. Returns the version and whether it is new: a
     document equal to the newest version's makes none. ``based_on``: the version the change
     was made from; another one saved since raises :class:`StaleConfigError` (as does a
     concurrent change to the same workspace)."""
+    note = clean_text(note, "note")
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidInput([("note", f"at most {MAX_NOTE_CHARS} characters")])
     full = resolve_config(document).model_dump(mode="json")
     try:
         with engine.begin() as connection:
