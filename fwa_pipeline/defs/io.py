@@ -16,7 +16,10 @@ and the failure fails the next step that loads the frame and is reported at the 
 
 An output is a DataFrame or a dict of named DataFrames. Object columns holding dicts or lists
 (rule-hit evidence) are stored as JSON text and decoded on load. Member PHI never passes through
-here: enrichment turns dates of birth into ages before any frame is written.
+here: enrichment turns dates of birth and death into what the rules need (the age bound a claim
+crosses, the days after a death) and drops them before any frame is written. The frames are
+still claims data, so directories are created owner-only (0700) and files 0600, whatever the
+process's umask.
 """
 
 import json
@@ -44,6 +47,26 @@ JSON_COLUMNS_KEY = b"fwa_json_columns"
 # mapping of frame name to its columns (frames it does not name are read whole).
 COLUMNS = "columns"
 Columns = Sequence[str] | Mapping[str, Sequence[str]]
+DIR_MODE, FILE_MODE = 0o700, 0o600
+
+
+def private_dir(directory: Path) -> Path:
+    """``directory``, created with its missing parents owner-only; an existing one readable by
+    others is made owner-only (mkdir's mode is subject to the umask, hence the chmod)."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        created.chmod(DIR_MODE)
+    if directory.stat().st_mode & 0o077:
+        directory.chmod(DIR_MODE)
+    return directory
+
+
+def _private_file(path: Path) -> Path:
+    """``path`` created empty and owner-only (0600), for a writer that truncates it: the file
+    keeps that mode, and Arrow still writes it natively, without the GIL."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))
+    return path
 
 
 def _json_columns(frame: pd.DataFrame) -> list[str]:
@@ -127,16 +150,17 @@ def stage(directory: Path, version: str, obj: pd.DataFrame | Frames | Encoded) -
     version_dir = directory / version
     if version_dir.exists():  # a retried step of the same run
         shutil.rmtree(version_dir)
-    version_dir.mkdir(parents=True)
+    private_dir(version_dir)
     for name, table in encoded.tables.items():
-        feather.write_feather(table, version_dir / f"{name}.arrow", compression="uncompressed")
+        path = _private_file(version_dir / f"{name}.arrow")
+        feather.write_feather(table, path, compression="uncompressed")
     manifest = {"single": encoded.single, "frames": list(encoded.tables)}
-    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    _private_file(version_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
 def make_current(directory: Path, version: str) -> None:
     """Point ``directory`` at its staged ``version`` and remove every other version."""
-    pointer = directory / f".{POINTER}.{version}"
+    pointer = _private_file(directory / f".{POINTER}.{version}")
     pointer.write_text(version)
     os.replace(pointer, directory / POINTER)
     for stale in directory.iterdir():
@@ -221,7 +245,8 @@ class ArrowFramesIOManager(dg.ConfigurableIOManager):
             raise RuntimeError(f"frames not written (their pointers are removed): {failed}")
 
     def _asset_dir(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        base = Path(self.base_dir) if self.base_dir else self.store.io_dir()
+        # Owner-only, also when an older release created it readable by others.
+        base = private_dir(Path(self.base_dir) if self.base_dir else self.store.io_dir())
         partition = context.asset_partition_key if context.has_asset_partitions else "_all"
         return base.joinpath(partition, *context.asset_key.path)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,8 @@ from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.defs.selection import PEER_COLUMNS, RULE_SCOPES, plan_history, split_rules
 from fwa_pipeline.domain.config import RuleParams, default_config
+from tests.pipeline import batch
+from tests.pipeline.conftest import Pipeline, materializations
 
 
 def io_manager(tmp_path: Path) -> ArrowFramesIOManager:
@@ -258,3 +262,38 @@ def test_a_failed_write_leaves_no_older_copy_and_fails_its_next_reader(
         manager.teardown_after_execution(dg.build_init_resource_context())
     with pytest.raises(dg.Failure, match="has not been materialised"):
         io_manager(tmp_path).load_input(input_)
+
+
+def test_staged_frames_hold_no_member_dates_or_ages_and_only_their_owner_reads_them(
+    pipeline: Pipeline,
+) -> None:
+    """A run's frames on disk: no column of a member's dates or age and no date of birth or
+    death among the values (the after-death hit says how many days after), in directories
+    only their owner can enter and files only their owner can read, whatever the umask."""
+    pipeline.land(batch.batch_one())
+    previous = os.umask(0o022)
+    try:
+        result = pipeline.run()
+    finally:
+        os.umask(previous)
+    assert result.success
+    found = materializations(pipeline.instance, result.run_id)
+    assert found["rule_hits"]["hits_by_rule"]["RULE-MED-006"] == 1
+
+    base = pipeline.settings.data_dir / "dagster_io"
+    assert stat.S_IMODE(base.stat().st_mode) == 0o700
+    paths = list(base.rglob("*"))
+    assert any(p.name == "enriched_claims" for p in paths)
+    for path in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+    phi_columns = {"member_age", "date_of_birth", "date_of_death", "member_date_of_death"}
+    dates = {m[c] for m in batch.MEMBERS for c in ("date_of_birth", "date_of_death") if m[c]}
+    frames = [p for p in paths if p.suffix == ".arrow"]
+    assert frames
+    for path in frames:
+        frame = io.read_frame(path)
+        assert not phi_columns & set(frame.columns), path
+        text = frame.to_csv()
+        assert not {d for d in dates if d in text}, path
