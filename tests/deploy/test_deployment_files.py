@@ -1,6 +1,6 @@
 """The deployment files are checked the ways possible without a Docker engine: the compose file
-against the compose specification and for dangling references, the nginx config with `nginx -t`,
-and the Dockerfile's COPY sources."""
+against the compose specification and for dangling references, the nginx config with `nginx -t`
+(``test_nginx.py`` runs it in front of the API), and the Dockerfile's COPY sources."""
 
 from __future__ import annotations
 
@@ -138,13 +138,3 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-
-
-def test_nginx_sets_the_security_headers_and_hides_metrics() -> None:
-    text = (ROOT / "nginx" / "nginx.conf").read_text()
-    assert "Strict-Transport-Security" in text
-    assert "Content-Security-Policy" in text
-    assert "unsafe-inline" not in text
-    assert re.search(r"location = /metrics \{\s*return 404;", text)
-    assert "proxy_buffering off" in text
-    assert "client_max_body_size" in text

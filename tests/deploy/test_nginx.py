@@ -215,6 +215,7 @@ def assert_security_headers(response: httpx.Response) -> None:
         values = response.headers.get_list(name)
         assert len(values) == 1, f"{response.url.path}: {name} sent {len(values)} times"
     assert "max-age=" in response.headers["strict-transport-security"]
+    assert "unsafe-inline" not in response.headers["content-security-policy"]
 
 
 def test_security_headers_on_plain_and_streaming_routes(proxy: tuple[Proxy, FakeLLM]) -> None:
