@@ -145,8 +145,8 @@ def _check_bytes(spec: FileSpec, data: bytes) -> list[Problem]:
 
 
 def _locate(data: bytes, offset: int) -> tuple[int, str | None]:
-    """The physical line and the column (header name, or position; None when a field before
-    it is too long to read) of byte ``offset``."""
+    """The physical line and the column (header name, or position; None when the line up to
+    it does not read as CSV: a field too long, a bare carriage return) of byte ``offset``."""
     line = data.count(b"\n", 0, offset) + 1
     start = data.rfind(b"\n", 0, offset) + 1
     prefix = data[start:offset].decode("utf-8", errors="replace")

@@ -162,6 +162,13 @@ def test_a_cell_longer_than_the_parser_block_is_named_not_misread(
     assert "unterminated" not in message
 
 
+def test_bad_utf8_after_a_bare_carriage_return_is_located(reject: Reject) -> None:
+    batch = files()
+    batch["medical_claims.csv"] = batch["medical_claims.csv"].replace(b"MC-2", b"MC\r-2\xff")
+    message = reject(batch)
+    assert "medical_claims.csv, line 3: not valid UTF-8 text" in message
+
+
 def test_binary_content_after_a_long_cell_is_located(reject: Reject) -> None:
     batch = files()
     long_cell = b"MC-2" + b"y" * (200 * 1024) + b"\x1b"
