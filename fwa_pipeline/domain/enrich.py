@@ -59,7 +59,9 @@ def age_on(date_of_birth: pd.Series, on: pd.Series) -> pd.Series:
 def age_bound(age: pd.Series, min_age: pd.Series, max_age: pd.Series) -> pd.Series:
     """Per claim, the bound ``age`` crosses: ``BELOW`` min_age, ``ABOVE`` max_age, or None (a
     missing age or bound crosses nothing)."""
-    age, low, high = (pd.to_numeric(s).astype("float64") for s in (age, min_age, max_age))
+    age, low, high = (
+        pd.to_numeric(s, errors="coerce").astype("float64") for s in (age, min_age, max_age)
+    )
     # NaN comparisons are false, so a missing age or bound cannot cross.
     crossed = np.select([age < low, age > high], [BELOW, ABOVE], default="")
     return pd.Series(crossed, index=age.index, dtype=object).replace("", None)
@@ -111,16 +113,18 @@ def _providers(providers: pd.DataFrame, prefix: str) -> pd.DataFrame:
 
 
 def _with_members(
-    claims: pd.DataFrame, members: pd.DataFrame | None, date_column: str
+    claims: pd.DataFrame, members: pd.DataFrame | None, date_column: str, *, age: bool
 ) -> pd.DataFrame:
-    """The claims with their members' columns, the member's age on the claim's date as
-    ``AGE`` (for the caller to turn into an age bound and drop)."""
+    """The claims with their members' columns and, with ``age``, the member's age on the
+    claim's date as ``AGE`` (for the caller to turn into an age bound and drop)."""
     if members is None:  # no member columns at all: a rule reading one fails loudly
         return claims
     out = _lookup(claims, _members(members), "member_id")
     out["member_known"] = out["member_known"].fillna(False).astype(bool)
     out["member_days_after_death"] = days_after(out.pop("date_of_death"), out[date_column])
-    out[AGE] = age_on(out.pop("date_of_birth"), out[date_column])
+    born = out.pop("date_of_birth")
+    if age:
+        out[AGE] = age_on(born, out[date_column])
     return out
 
 
@@ -130,7 +134,7 @@ def enrich_medical(
     providers: pd.DataFrame,
     cpt_reference: pd.DataFrame,
 ) -> pd.DataFrame:
-    out = _with_members(claims, members, "service_date")
+    out = _with_members(claims, members, "service_date", age=True)
     out = _lookup(out, _providers(providers, "provider"), "provider_id")
     out["provider_known"] = out["provider_known"].fillna(False).astype(bool)
     out["provider_excluded"] = out["provider_excluded"].fillna(False).astype(bool)
@@ -155,7 +159,7 @@ def enrich_pharmacy(
     ndc_reference: pd.DataFrame,
     benzodiazepine_stems: Sequence[str],
 ) -> pd.DataFrame:
-    out = _with_members(claims, members, "fill_date").drop(columns=AGE, errors="ignore")
+    out = _with_members(claims, members, "fill_date", age=False)  # no pharmacy rule reads one
     for role in ("prescriber", "pharmacy"):
         out = _lookup(out, _providers(providers, role), f"{role}_id")
         out[f"{role}_known"] = out[f"{role}_known"].fillna(False).astype(bool)
