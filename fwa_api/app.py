@@ -47,7 +47,7 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 QUIET_LOGGERS = ("uvicorn.access", "httpx", "httpcore")
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID"]
+CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID", "Idempotency-Key"]
 CORS_EXPOSE = ["X-Request-ID", "Retry-After"]
 
 

@@ -13,14 +13,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster import DagsterEventType
+from dagster import DagsterEventType, DagsterRunStatus
 from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy import Engine
 
 from fwa_pipeline.defs.partitions import JOB_ID_TAG
-from fwa_pipeline.defs.run_mirror import STATUS, requested_config, run_stats
+from fwa_pipeline.defs.run_mirror import STATUS, mirror_run, requested_config, run_stats
 from fwa_pipeline.store.claims import workspace_id
-from fwa_pipeline.store.runs import as_utc, claims_processed, enqueue_request, get_request
+from fwa_pipeline.store.runs import (
+    FINAL_STATUSES,
+    as_utc,
+    cancel_queued_request,
+    claims_processed,
+    enqueue_request,
+    get_request,
+)
 
 STEP_EVENTS = {
     DagsterEventType.STEP_START,
@@ -35,8 +42,22 @@ DONE_EVENTS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_SKIPPED}
 STATED_FAILURES = {"Failure", "DagsterAssetCheckFailedError"}
 
 
+# A run created or queued, that no run worker has picked up.
+WAITING = {DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED}
+# A job has ended: its run finished, it was canceled before it launched, or it failed to launch.
+JOB_ENDED = FINAL_STATUSES | {"failed"}
+
+
 class UnknownWorkspaceError(LookupError):
     pass
+
+
+class JobEndedError(RuntimeError):
+    """The job has ended already: there is nothing to cancel."""
+
+
+class RunNotTerminatedError(RuntimeError):
+    """The Dagster run could not be terminated (its run worker did not answer)."""
 
 
 def enqueue(
@@ -56,9 +77,23 @@ def enqueue(
 
 
 @dataclass
+class JobResult:
+    """What an ended job did: what its run recorded (claims with an outcome, rule hits, cases)
+    and, unless it succeeded, why not."""
+
+    status: str  # success | failure | canceled | failed
+    claims_processed: int
+    hits: int
+    cases_opened: int
+    cases_updated: int
+    failure_reason: str | None
+
+
+@dataclass
 class JobStatus:
     job_id: str
-    status: str  # queued | launched | running | success | failure | canceled | failed
+    # queued | launched | running | canceling | success | failure | canceled | failed
+    status: str
     phase: str | None  # the asset being computed, "done", or None before the run starts
     progress: dict[str, int]  # {"done": steps done, "total": steps planned}
     claims_processed: int
@@ -68,6 +103,7 @@ class JobStatus:
     completed_at: dt.datetime | None = None
     dagster_run_id: str | None = None
     errors: list[str] = field(default_factory=list)
+    result: JobResult | None = None  # once the job has ended
     quality_mode: str | None = None  # the job's own, over the workspace's configuration
     # The workspace configuration version its run applies (None: the catalogue defaults).
     config_version: int | None = None
@@ -101,11 +137,14 @@ def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Job
     )
     record = find_run(instance, job_id, request.dagster_run_id)
     if record is None:
+        status.result = _result(status, {})
         return status
     run = record.dagster_run
     status.dagster_run_id = run.run_id
     status.config_version = requested_config(run).get("config_version")
-    status.status = STATUS.get(run.status, "running")
+    # Termination asked for, the run worker not yet stopped.
+    canceling = run.status == DagsterRunStatus.CANCELING
+    status.status = "canceling" if canceling else STATUS.get(run.status, "running")
     status.started_at = as_utc(record.start_time)
     status.completed_at = as_utc(record.end_time)
     _read_events(instance, run, status)
@@ -114,7 +153,63 @@ def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Job
     status.claims_processed = (
         claims_processed(stats) if stats.get("written") else int(stats.get("claims_in", 0))
     )
+    status.result = _result(status, stats)
     return status
+
+
+def _result(status: JobStatus, stats: dict[str, Any]) -> JobResult | None:
+    if status.status not in JOB_ENDED:
+        return None
+    reasons = {
+        "success": None,
+        "canceled": "the job was canceled",
+        # The first error is the cause; a run failure's summary follows it.
+        "failure": status.errors[0] if status.errors else "the run failed",
+        "failed": status.errors[0] if status.errors else "the run could not be launched",
+    }
+    written = stats.get("written") or {}
+    return JobResult(
+        status=status.status,
+        claims_processed=claims_processed(stats),
+        hits=int(written.get("hits", 0)),
+        cases_opened=int(stats.get("cases_opened", 0)),
+        cases_updated=int(stats.get("cases_updated", 0)),
+        failure_reason=reasons[status.status],
+    )
+
+
+def cancel_job(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> None:
+    """Cancel a job that has not ended: a queued request is canceled before the sensor launches
+    it; its Dagster run, once there is one, is canceled at once while it waits in the run
+    queue, or terminated through the instance's run launcher once a run worker has it (it ends
+    as canceled when the worker stops). The run's ``PipelineRun`` row is mirrored.
+
+    Raises :class:`JobEndedError` for a job that has ended, and
+    :class:`RunNotTerminatedError` when the run launcher could not reach the run."""
+    request = get_request(engine, job_id)
+    if request is None:
+        raise LookupError(job_id)
+    record = find_run(instance, job_id, request.dagster_run_id)
+    if record is None:
+        if cancel_queued_request(engine, job_id):
+            # The sensor may have created the run just before: cancel that too.
+            record = find_run(instance, job_id, None)
+            if record is None:
+                return
+        else:
+            raise JobEndedError(job_id)
+    run = record.dagster_run
+    if run.is_finished:
+        raise JobEndedError(job_id)
+    cancel_queued_request(engine, job_id)  # linked to its run only once the run starts
+    if run.status in WAITING:  # no run worker yet: the run ends where it waits
+        instance.report_run_canceled(run, message="The pipeline job was canceled.")
+        terminated = True
+    else:
+        terminated = instance.run_launcher.terminate(run.run_id)
+    mirror_run(engine, instance, run.run_id)
+    if not terminated:
+        raise RunNotTerminatedError(run.run_id)
 
 
 def _read_events(instance: dg.DagsterInstance, run: dg.DagsterRun, status: JobStatus) -> None:

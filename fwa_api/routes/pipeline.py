@@ -5,8 +5,17 @@
   applies the workspace's configuration version; ``quality_mode`` overrides its mode for this
   run. The job is a ``PipelineRequest`` row that the Dagster daemon's request sensor turns into
   a run (``fwa_pipeline.pipeline_requests``).
+  With an ``Idempotency-Key`` header, a retry (same key, same workspace, same body) within
+  ``FWA_PIPELINE_IDEMPOTENCY_HOURS`` answers 200 with the first job instead of queueing another;
+  the same key with another body is a 422.
 * ``GET /api/pipeline/jobs/{job_id}``: status, phase, progress, claims processed, errors and
-  times, read from the run's Dagster record and event log; a job of another workspace is 404.
+  times, read from the run's Dagster record and event log, and once the job has ended its
+  ``result`` (what the run recorded, and why it did not succeed); a job of another workspace
+  is 404.
+* ``POST /api/pipeline/jobs/{job_id}/cancel`` (investigator): a queued job is canceled before it
+  launches (200); a running one has its Dagster run terminated (202, ``canceling`` until the run
+  worker stops, then ``canceled``). 409 for a job that has ended, 503 when the run could not be
+  reached.
 * ``GET /api/pipeline/runs?limit=&offset=``: the workspace's ``PipelineRun`` rows with their
   stats and the workspace configuration version each applied (``config_version``), newest
   first; ``GET /api/pipeline/runs/{run_id}``: one with its config snapshot (rules, thresholds,
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -35,7 +45,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AliasPath, BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
@@ -47,10 +57,21 @@ from fwa_api.deps import WorkspaceId, require_role
 from fwa_api.params import NO_NUL, Offset
 from fwa_api.services import Services, services
 from fwa_pipeline.domain.config import QualityMode
-from fwa_pipeline.pipeline_requests import job_status
+from fwa_pipeline.pipeline_requests import (
+    JOB_ENDED,
+    JobEndedError,
+    RunNotTerminatedError,
+    cancel_job,
+    job_status,
+)
 from fwa_pipeline.store.db import read_scope
 from fwa_pipeline.store.models import PipelineRun
-from fwa_pipeline.store.runs import FINAL_STATUSES, enqueue_request, get_request
+from fwa_pipeline.store.runs import (
+    IdempotencyKeyReusedError,
+    enqueue_once,
+    enqueue_request,
+    get_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +82,12 @@ Investigator = Annotated[Principal, Depends(require_role("investigator"))]
 # How often run-full and run-stream re-read a job while they wait.
 POLL_S = 1.0
 SSE_PING_S = 15
-# A request the sensor could not launch ends as "failed".
-JOB_ENDED = FINAL_STATUSES | {"failed"}
+
+# Printable ASCII without spaces, as clients generate them (UUIDs, hashes).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$"),
+]
 
 
 class EnqueueIn(BaseModel):
@@ -81,6 +106,15 @@ class EnqueuedOut(BaseModel):
     quality_mode: QualityMode | None
 
 
+class JobResultOut(BaseModel):
+    status: str
+    claims_processed: int
+    hits: int
+    cases_opened: int
+    cases_updated: int
+    failure_reason: str | None
+
+
 class JobOut(BaseModel):
     job_id: str
     status: str
@@ -93,6 +127,7 @@ class JobOut(BaseModel):
     completed_at: dt.datetime | None
     dagster_run_id: str | None
     errors: list[str]
+    result: JobResultOut | None
     quality_mode: QualityMode | None
     config_version: int | None = Field(
         description="The workspace configuration version its run applies (null: the "
@@ -151,15 +186,38 @@ async def _read_job(app: Services, workspace_id: int, job_id: str) -> JobOut:
 
 
 async def _enqueue(
-    request: Request, workspace_id: int, principal: Principal, body: EnqueueIn | None
-) -> str:
-    return await run_in_threadpool(
-        enqueue_request,
-        services(request).engine,
-        workspace_id,
-        requested_by=principal.name,
-        **(body or EnqueueIn()).model_dump(mode="json"),
-    )
+    request: Request,
+    workspace_id: int,
+    principal: Principal,
+    body: EnqueueIn | None,
+    key: str | None = None,
+) -> tuple[str, bool]:
+    """(job id, whether it is new): with an idempotency ``key``, a retry of the same request
+    gets the first job."""
+    app = services(request)
+    asked: dict[str, Any] = (body or EnqueueIn()).model_dump(mode="json")
+    if key is None:
+        job_id = await run_in_threadpool(
+            enqueue_request, app.engine, workspace_id, requested_by=principal.name, **asked
+        )
+        return job_id, True
+    digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+    window = dt.timedelta(hours=app.settings.pipeline_idempotency_hours)
+    try:
+        return await run_in_threadpool(
+            enqueue_once,
+            app.engine,
+            workspace_id,
+            key,
+            digest,
+            window,
+            requested_by=principal.name,
+            **asked,
+        )
+    except IdempotencyKeyReusedError:
+        raise HTTPException(
+            422, "Idempotency-Key: this key was used with a different request body"
+        ) from None
 
 
 def _runs(app: Services, workspace_id: int, limit: int, offset: int) -> RunList:
@@ -191,26 +249,69 @@ def _run(app: Services, workspace_id: int, run_id: str) -> RunDetail | None:
 # --------------------------------------------------------------------------- routes
 
 
-@router.post("/enqueue", status_code=202)
+@router.post(
+    "/enqueue",
+    status_code=202,
+    responses={200: {"model": EnqueuedOut, "description": "a retry: the key's first job"}},
+)
 async def enqueue(
     request: Request,
+    response: Response,
     principal: Investigator,
     workspace_id: WorkspaceId,
     body: EnqueueIn | None = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> EnqueuedOut:
     asked = body or EnqueueIn()
-    job_id = await _enqueue(request, workspace_id, principal, asked)
+    job_id, created = await _enqueue(request, workspace_id, principal, asked, idempotency_key)
+    if created:
+        return EnqueuedOut(
+            job_id=job_id,
+            status="queued",
+            force_reprocess=asked.force_reprocess,
+            quality_mode=asked.quality_mode,
+        )
+    response.status_code = 200
+    first = await _read_job(services(request), workspace_id, job_id)
     return EnqueuedOut(
         job_id=job_id,
-        status="queued",
-        force_reprocess=asked.force_reprocess,
-        quality_mode=asked.quality_mode,
+        status=first.status,
+        force_reprocess=first.force_reprocess,
+        quality_mode=first.quality_mode,
     )
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(request: Request, workspace_id: WorkspaceId, job_id: uuid.UUID) -> JobOut:
     return await _read_job(services(request), workspace_id, str(job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses={
+        202: {"model": JobOut, "description": "termination asked for: the run is canceling"},
+        409: {"description": "the job has ended"},
+        503: {"description": "the run could not be reached to terminate it"},
+    },
+)
+async def cancel(
+    request: Request, principal: Investigator, workspace_id: WorkspaceId, job_id: uuid.UUID
+) -> JSONResponse:
+    app = services(request)
+    await _read_job(app, workspace_id, str(job_id))  # 404 for another workspace's job
+    try:
+        await run_in_threadpool(cancel_job, app.engine, app.dagster_instance(), str(job_id))
+    except JobEndedError:
+        raise HTTPException(409, "the job has ended: there is nothing to cancel") from None
+    except RunNotTerminatedError:
+        raise HTTPException(
+            503, "the job's run could not be reached to terminate it; try again"
+        ) from None
+    logger.info("pipeline: job %s canceled by %s", job_id, principal.name)
+    job = await _read_job(app, workspace_id, str(job_id))
+    code = 200 if job.status in JOB_ENDED else 202
+    return JSONResponse(job.model_dump(mode="json"), status_code=code)
 
 
 @router.get("/runs")
@@ -250,7 +351,7 @@ async def run_full(
     app = services(request)
     cap = app.settings.pipeline_wait_max_s
     wait = min(timeout_s, cap) if timeout_s is not None else cap
-    job_id = await _enqueue(request, workspace_id, principal, body)
+    job_id, _ = await _enqueue(request, workspace_id, principal, body)
     deadline = time.monotonic() + wait
     while True:
         job = await _read_job(app, workspace_id, job_id)
@@ -275,7 +376,7 @@ async def run_stream(
     body: EnqueueIn | None = None,
 ) -> EventSourceResponse:
     app = services(request)
-    job_id = await _enqueue(request, workspace_id, principal, body)
+    job_id, _ = await _enqueue(request, workspace_id, principal, body)
     deadline = time.monotonic() + app.settings.pipeline_wait_max_s
 
     async def events() -> AsyncIterator[dict[str, str]]:

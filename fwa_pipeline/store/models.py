@@ -320,13 +320,20 @@ class PipelineRequest(Base):
     force_reprocess: Mapped[bool] = mapped_column(Boolean, default=False)
     requested_by: Mapped[str | None] = mapped_column(String(100))
     requested_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|launched|failed
+    # queued | launched | failed | canceled
+    status: Mapped[str] = mapped_column(String(16), default="queued")
     dagster_run_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     # The quality mode asked for this run only (None: the workspace's configuration decides).
     quality_mode: Mapped[str | None] = mapped_column(String(16))
+    # The enqueue's Idempotency-Key (released after the retention window) and a hash of its body.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_pipeline_requests_status", "status"),)
+    __table_args__ = (
+        Index("ix_pipeline_requests_status", "status"),
+        Index("ux_pipeline_requests_idempotency", "workspace_id", "idempotency_key", unique=True),
+    )
 
 
 class WorkspaceConfig(Base):

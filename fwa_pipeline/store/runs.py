@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, case, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.store.models import Batch, PipelineRequest, PipelineRun, Workspace, utcnow
@@ -116,9 +117,11 @@ def enqueue_request(
     force_reprocess: bool,
     requested_by: str | None,
     quality_mode: str | None = None,
+    idempotency: tuple[str, str] | None = None,
 ) -> str:
     """Queue a run request for the request sensor; returns its job id. ``quality_mode``
-    overrides the workspace's for that run only."""
+    overrides the workspace's for that run only. ``idempotency`` (the key, the request's hash):
+    see :func:`enqueue_once`."""
     job_id = str(uuid.uuid4())
     with engine.begin() as connection:
         connection.execute(
@@ -128,6 +131,8 @@ def enqueue_request(
                 force_reprocess=force_reprocess,
                 requested_by=requested_by,
                 quality_mode=quality_mode,
+                idempotency_key=idempotency[0] if idempotency else None,
+                request_hash=idempotency[1] if idempotency else None,
                 status="queued",
             )
         )
@@ -143,6 +148,70 @@ class QueuedRequest(NamedTuple):
     def override(self) -> dict[str, Any]:
         """The run's pipeline override the request asks for ({}: none)."""
         return {"quality": {"mode": self.quality_mode}} if self.quality_mode else {}
+
+
+class IdempotencyKeyReusedError(ValueError):
+    """An idempotency key held by a request with a different body."""
+
+
+def enqueue_once(
+    engine: Engine,
+    workspace_id: int,
+    key: str,
+    request_hash: str,
+    window: dt.timedelta,
+    **request: Any,
+) -> tuple[str, bool]:
+    """Queue a run request under an idempotency key: (job id, True) for a new request, or (the
+    first request's job id, False) when the workspace's key was used within ``window`` with the
+    same ``request_hash``. Raises :class:`IdempotencyKeyReusedError` for a different hash. A key
+    older than ``window`` is released and starts a new request. ``request``: as
+    :func:`enqueue_request` takes it."""
+    found = _keyed_request(engine, workspace_id, key)
+    if found is not None and found.requested_at < utcnow() - window:
+        with engine.begin() as connection:
+            connection.execute(
+                update(PipelineRequest)
+                .where(PipelineRequest.job_id == found.job_id)
+                .values(idempotency_key=None)
+            )
+        found = None
+    if found is None:
+        try:
+            job_id = enqueue_request(
+                engine, workspace_id, idempotency=(key, request_hash), **request
+            )
+        except IntegrityError:  # a concurrent enqueue with this key committed first
+            found = _keyed_request(engine, workspace_id, key)
+            if found is None:
+                raise
+        else:
+            return job_id, True
+    if found.request_hash != request_hash:
+        raise IdempotencyKeyReusedError(key)
+    return found.job_id, False
+
+
+def _keyed_request(engine: Engine, workspace_id: int, key: str) -> PipelineRequest | None:
+    with Session(engine) as session:
+        return session.scalars(
+            select(PipelineRequest).where(
+                PipelineRequest.workspace_id == workspace_id,
+                PipelineRequest.idempotency_key == key,
+            )
+        ).one_or_none()
+
+
+def cancel_queued_request(engine: Engine, job_id: str) -> bool:
+    """Cancel the request if it is still queued (the sensor launches only queued requests);
+    False if it is not."""
+    with engine.begin() as connection:
+        canceled = connection.execute(
+            update(PipelineRequest)
+            .where(PipelineRequest.job_id == job_id, PipelineRequest.status == "queued")
+            .values(status="canceled")
+        )
+    return canceled.rowcount == 1
 
 
 def queued_requests(engine: Engine, limit: int = 50) -> list[QueuedRequest]:
@@ -173,7 +242,9 @@ def mark_request(
 ) -> None:
     values: dict[str, Any] = {}
     if status is not None:
-        values["status"] = status
+        # A request canceled while its run was being created stays canceled.
+        canceled = PipelineRequest.status == "canceled"
+        values["status"] = case((canceled, PipelineRequest.status), else_=status)
     if dagster_run_id is not None:
         values["dagster_run_id"] = dagster_run_id
     if error is not None:

@@ -5,13 +5,15 @@ process, mirror it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
 import json
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,20 @@ from typing import Any
 import dagster as dg
 import httpx
 import pytest
-from sqlalchemy import Engine
+from dagster import DagsterRunStatus
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import ModuleTarget
+from sqlalchemy import Engine, text, update
 
 from fwa_api.app import create_app
 from fwa_api.routes import pipeline as pipeline_routes
+from fwa_pipeline.defs.jobs import PIPELINE_JOB
+from fwa_pipeline.defs.partitions import PARTITION_TAG
 from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.sensors import pipeline_request_sensor
 from fwa_pipeline.settings import Settings
-from fwa_pipeline.store.runs import get_request, queued_requests
+from fwa_pipeline.store.models import PipelineRequest, utcnow
+from fwa_pipeline.store.runs import get_request, get_run, queued_requests
 from tests.agents.fake_llm import ServerThread
 from tests.api.conftest import bearer, make_token, make_workspace, serve
 from tests.pipeline import batch
@@ -52,7 +60,7 @@ class World:
             method,
             f"/api/pipeline{path}",
             params={"workspace": workspace, **kw.pop("params", {})},
-            headers=bearer(self.tokens[who]),
+            headers={**bearer(self.tokens[who]), **kw.pop("headers", {})},
             **kw,
         )
 
@@ -106,9 +114,10 @@ async def world(
 
 
 @contextlib.contextmanager
-def daemon(pipeline: Pipeline) -> Iterator[None]:
+def daemon(pipeline: Pipeline, run_config: dict[str, Any] | None = None) -> Iterator[None]:
     """In a thread: wait for a queued request, turn it into a run as the sensor and the run
-    launcher would, execute it in process and mirror it."""
+    launcher would (with ``run_config`` instead of the request's, if given), execute it in
+    process and mirror it."""
     failures: list[BaseException] = []
 
     def work() -> None:
@@ -119,7 +128,10 @@ def daemon(pipeline: Pipeline) -> Iterator[None]:
                 time.sleep(0.1)
             result = tick(pipeline_request_sensor, pipeline)
             assert isinstance(result, dg.SensorResult), result
-            launch(pipeline, result)
+            request = result.run_requests[0]
+            if run_config is not None:
+                request = request.with_replaced_attrs(run_config=run_config)
+            launch(pipeline, result, request)
             reconcile(pipeline.engine, pipeline.instance)
         except BaseException as exc:
             failures.append(exc)
@@ -156,6 +168,7 @@ async def test_enqueue_answers_with_a_queued_job_at_once(world: World) -> None:
     assert (status["job_id"], status["status"], status["phase"]) == (body["job_id"], "queued", None)
     assert status["progress"] == {"done": 0, "total": 0} and status["claims_processed"] == 0
     assert status["dagster_run_id"] is None and status["errors"] == []
+    assert status["result"] is None  # not until the job ends
     assert (await world.call("POST", "/enqueue")).status_code == 202  # the body is optional
 
 
@@ -222,6 +235,17 @@ async def test_run_full_runs_the_job_and_its_run_is_listed(world: World) -> None
     run_id = job["dagster_run_id"]
     polled = await world.call("GET", f"/jobs/{job['job_id']}")
     assert polled.json() == job
+    row = get_run(world.pipeline.engine, run_id)
+    assert row is not None
+    assert job["result"] == {
+        "status": "success",
+        "claims_processed": 9,
+        "hits": row.stats["written"]["hits"],
+        "cases_opened": row.stats["cases_opened"],
+        "cases_updated": 0,
+        "failure_reason": None,
+    }
+    assert job["result"]["hits"] > 0 and job["result"]["cases_opened"] > 0
 
     listed = await world.call("GET", "/runs", "vic")
     assert listed.status_code == 200
@@ -335,3 +359,272 @@ def test_a_client_that_disconnects_stops_the_polling(
         assert len(polls) == seen
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- results
+
+
+async def test_a_failed_job_has_a_result_with_its_reason(world: World) -> None:
+    halting = {
+        "resources": {
+            "pipeline_config": {"config": {"pipeline": {"quality": {"mode": "halt_on_errors"}}}}
+        }
+    }
+    with daemon(world.pipeline, halting):
+        response = await world.call("POST", "/run-full")
+
+    job = response.json()
+    assert job["status"] == "failure"
+    # Nothing was recorded: the quality gate stopped the run before the results.
+    assert job["result"] == {
+        "status": "failure",
+        "claims_processed": 0,
+        "hits": 0,
+        "cases_opened": 0,
+        "cases_updated": 0,
+        "failure_reason": job["errors"][0],
+    }
+    assert job["result"]["failure_reason"].startswith("raw_claims: 2 blocking asset checks")
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+async def test_a_queued_job_is_canceled_before_it_launches(world: World) -> None:
+    job_id = await world.enqueue()
+
+    response = await world.call("POST", f"/jobs/{job_id}/cancel")
+
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert (job["status"], job["dagster_run_id"]) == ("canceled", None)
+    assert job["result"]["status"] == "canceled"
+    assert job["result"]["failure_reason"] == "the job was canceled"
+    assert queued_requests(world.pipeline.engine) == []
+    # The sensor has nothing to launch.
+    assert isinstance(tick(pipeline_request_sensor, world.pipeline), dg.SkipReason)
+    again = await world.call("POST", f"/jobs/{job_id}/cancel")
+    assert (again.status_code, again.json()["detail"]) == (
+        409,
+        "the job has ended: there is nothing to cancel",
+    )
+
+
+async def test_a_job_whose_run_waits_in_the_run_queue_is_canceled_with_its_run(
+    world: World,
+) -> None:
+    job_id = await world.enqueue()
+    # The run the daemon makes of the sensor's run request, before a run worker takes it.
+    result = tick(pipeline_request_sensor, world.pipeline)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    run = world.pipeline.instance.add_run(
+        dg.DagsterRun(
+            job_name=PIPELINE_JOB,
+            run_id=str(uuid.uuid4()),
+            run_config=request.run_config,
+            tags={**request.tags, PARTITION_TAG: WORKSPACE},
+            status=DagsterRunStatus.NOT_STARTED,
+        )
+    )
+
+    response = await world.call("POST", f"/jobs/{job_id}/cancel")
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["dagster_run_id"]) == (
+        "canceled",
+        run.run_id,
+    )
+    assert world.pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+    row = get_run(world.pipeline.engine, run.run_id)
+    assert row is not None and row.status == "canceled"
+    assert get_request(world.pipeline.engine, job_id).status == "canceled"
+
+
+@contextlib.contextmanager
+def code_server(instance: dg.DagsterInstance) -> Iterator[tuple[Any, Any, Any]]:
+    """The project's code location served by a code server process, as the daemon loads it:
+    (the workspace, its code location, the pipeline job as the server knows it)."""
+    target = ModuleTarget(
+        module_name="fwa_pipeline.definitions",
+        attribute=None,
+        working_directory=str(ROOT),
+        location_name="fwa",
+    )
+    with WorkspaceProcessContext(instance, target) as workspace:
+        location = workspace.create_request_context().get_code_location("fwa")
+        (repository,) = location.get_repositories().values()
+        yield workspace, location, repository.get_full_job(PIPELINE_JOB)
+
+
+async def test_a_running_job_is_terminated_and_ends_canceled(
+    world: World, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run executes in a run worker process the code server starts, as the daemon has it
+    run; the API terminates it through the instance's run launcher."""
+    settings = world.settings
+    for name, value in {
+        "FWA_ENVIRONMENT": settings.environment.value,
+        "FWA_DATABASE_URL": settings.database_url.get_secret_value(),
+        "FWA_DATA_DIR": str(settings.data_dir),
+        "FWA_ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
+    }.items():
+        monkeypatch.setenv(name, value)  # the run worker reads its store from the environment
+    job_id = await world.enqueue()
+    result = tick(pipeline_request_sensor, world.pipeline)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    for add in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+
+    with code_server(instance) as (workspace, location, job), world.pipeline.engine.begin() as lock:
+        # Holds the run at its first read of the claims, however fast the machine.
+        lock.execute(text("LOCK TABLE medical_claims IN ACCESS EXCLUSIVE MODE"))
+        plan = location.get_execution_plan(
+            job, request.run_config, step_keys_to_execute=None, known_state=None, instance=instance
+        )
+        run = instance.create_run(
+            job_name=PIPELINE_JOB,
+            run_id=None,
+            run_config=request.run_config,
+            resolved_op_selection=None,
+            step_keys_to_execute=None,
+            status=DagsterRunStatus.NOT_STARTED,
+            op_selection=None,
+            root_run_id=None,
+            parent_run_id=None,
+            tags={**request.tags, PARTITION_TAG: WORKSPACE},
+            job_snapshot=job.job_snapshot,
+            execution_plan_snapshot=plan.execution_plan_snapshot,
+            parent_job_snapshot=job.parent_job_snapshot,
+            remote_job_origin=job.get_remote_origin(),
+            job_code_origin=job.get_python_origin(),
+            asset_selection=None,
+            asset_check_selection=None,
+            asset_graph=location.get_repository(job.repository_handle.repository_name).asset_graph,
+        )
+        instance.launch_run(run.run_id, workspace.create_request_context())
+        await until(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED)
+
+        response = await world.call("POST", f"/jobs/{job_id}/cancel")
+
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "canceling"
+        await until(lambda: instance.get_run_by_id(run.run_id).is_finished)
+
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+    reconcile(world.pipeline.engine, instance)
+    row = get_run(world.pipeline.engine, run.run_id)
+    assert row is not None and row.status == "canceled"
+    job_now = (await world.call("GET", f"/jobs/{job_id}")).json()
+    assert (job_now["status"], job_now["result"]["status"]) == ("canceled", "canceled")
+    assert world.pipeline.query("SELECT count(*) FROM rule_hits") == [(0,)]
+
+
+async def until(condition: Callable[[], bool], limit_s: float = 180) -> None:
+    """Wait for ``condition``, a bounded number of times."""
+    for _ in range(int(limit_s / 0.2)):
+        if condition():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_finished_job_cannot_be_canceled(world: World) -> None:
+    with daemon(world.pipeline):
+        job = (await world.call("POST", "/run-full")).json()
+    assert job["status"] == "success"
+
+    response = await world.call("POST", f"/jobs/{job['job_id']}/cancel")
+
+    assert response.status_code == 409
+    polled = await world.call("GET", f"/jobs/{job['job_id']}")
+    assert polled.json()["status"] == "success"
+
+
+async def test_canceling_needs_the_investigator_role_and_the_jobs_workspace(world: World) -> None:
+    ours = await world.enqueue()
+    theirs = await world.enqueue("gus", workspace="globex")
+
+    viewer = await world.call("POST", f"/jobs/{ours}/cancel", "vic")
+    assert (viewer.status_code, viewer.json()["detail"]) == (
+        403,
+        "requires the investigator role",
+    )
+    for job_id in (theirs, str(uuid.uuid4())):
+        response = await world.call("POST", f"/jobs/{job_id}/cancel")
+        assert (response.status_code, response.json()["detail"]) == (404, "job not found")
+    assert {queued[0] for queued in queued_requests(world.pipeline.engine)} == {ours, theirs}
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+async def test_a_retry_with_the_same_idempotency_key_returns_the_first_job(world: World) -> None:
+    key = {"Idempotency-Key": "retry-7f3a"}
+    first = await world.call("POST", "/enqueue", json={"force_reprocess": True}, headers=key)
+    again = await world.call("POST", "/enqueue", json={"force_reprocess": True}, headers=key)
+
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json() == first.json()
+    assert len(queued_requests(world.pipeline.engine)) == 1
+    # Another body under the key is refused; nothing is queued.
+    other = await world.call("POST", "/enqueue", json={"force_reprocess": False}, headers=key)
+    assert (other.status_code, other.json()["detail"]) == (
+        422,
+        "Idempotency-Key: this key was used with a different request body",
+    )
+    # Without a key, or in another workspace, the same request is a new job.
+    assert (await world.call("POST", "/enqueue", json={"force_reprocess": True})).status_code == 202
+    theirs = await world.call("POST", "/enqueue", "gus", "globex", headers=key)
+    assert theirs.status_code == 202 and theirs.json()["job_id"] != first.json()["job_id"]
+    assert len(queued_requests(world.pipeline.engine)) == 3
+
+
+async def test_a_retry_of_a_job_that_moved_on_shows_its_status(world: World) -> None:
+    key = {"Idempotency-Key": "retry-cancel"}
+    first = (await world.call("POST", "/enqueue", headers=key)).json()
+    await world.call("POST", f"/jobs/{first['job_id']}/cancel")
+
+    again = await world.call("POST", "/enqueue", headers=key)
+
+    assert again.status_code == 200
+    assert again.json() == {**first, "status": "canceled"}
+
+
+async def test_concurrent_retries_make_one_job(world: World) -> None:
+    key = {"Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(world.call("POST", "/enqueue", headers=key) for _ in range(6))
+    )
+
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [202]
+    assert len({r.json()["job_id"] for r in responses}) == 1
+    assert len(queued_requests(world.pipeline.engine)) == 1
+
+
+async def test_an_idempotency_key_is_released_after_the_retention_window(world: World) -> None:
+    key = {"Idempotency-Key": "daily"}
+    first = (await world.call("POST", "/enqueue", headers=key)).json()
+    hours = world.settings.pipeline_idempotency_hours
+    with world.pipeline.engine.begin() as connection:
+        connection.execute(
+            update(PipelineRequest)
+            .where(PipelineRequest.job_id == first["job_id"])
+            .values(requested_at=utcnow() - dt.timedelta(hours=hours, minutes=1))
+        )
+
+    later = await world.call("POST", "/enqueue", json={"force_reprocess": True}, headers=key)
+
+    assert later.status_code == 202 and later.json()["job_id"] != first["job_id"]
+    again = await world.call("POST", "/enqueue", json={"force_reprocess": True}, headers=key)
+    assert (again.status_code, again.json()["job_id"]) == (200, later.json()["job_id"])
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 201, "caf\u00e9".encode()])
+async def test_a_malformed_idempotency_key_is_refused(world: World, key: str | bytes) -> None:
+    response = await world.call("POST", "/enqueue", headers={"Idempotency-Key": key})
+
+    assert response.status_code == 422
+    assert "Idempotency-Key" in response.text
+    assert queued_requests(world.pipeline.engine) == []
