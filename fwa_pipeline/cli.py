@@ -81,7 +81,11 @@ def db_upgrade(revision: str) -> None:
     from fwa_pipeline.store import migrate
     from fwa_pipeline.store.db import get_engine
 
-    migrate.upgrade(get_engine(load_settings()), revision)
+    settings = load_settings()
+    try:
+        migrate.upgrade(get_engine(settings), revision, settings=settings)
+    except migrate.MigrationRefusedError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"database at {revision}")
 
 
@@ -92,7 +96,11 @@ def db_downgrade(revision: str) -> None:
     from fwa_pipeline.store import migrate
     from fwa_pipeline.store.db import get_engine
 
-    migrate.downgrade(get_engine(load_settings()), revision)
+    settings = load_settings()
+    try:
+        migrate.downgrade(get_engine(settings), revision, settings=settings)
+    except migrate.MigrationRefusedError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"database at {revision}")
 
 

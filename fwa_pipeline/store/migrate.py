@@ -27,6 +27,10 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+class MigrationRefusedError(RuntimeError):
+    """A migration refused to run and changed nothing; the message says why and what to do."""
+
+
 class SchemaNotCurrentError(RuntimeError):
     """The database is not at the revision this code was written for."""
 

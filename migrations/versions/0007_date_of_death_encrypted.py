@@ -28,7 +28,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 from fwa_pipeline.store.crypto import FieldCipher
-from fwa_pipeline.store.migrate import migration_settings
+from fwa_pipeline.store.migrate import MigrationRefusedError, migration_settings
 from fwa_pipeline.store.pii import TABLE, row_key
 
 revision: str = "0007"
@@ -56,7 +56,7 @@ def _ciphers(key_ids: set[str]) -> dict[str, FieldCipher]:
     keys = migration_settings(op.get_context().config).encryption_keys
     missing = sorted(key_ids - keys.keys())
     if missing:
-        raise RuntimeError(
+        raise MigrationRefusedError(
             f"members are encrypted under key id(s) {', '.join(missing)}, which "
             "FWA_ENCRYPTION_KEY does not hold: configure them to migrate their dates of death"
         )

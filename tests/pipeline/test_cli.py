@@ -20,6 +20,7 @@ from fwa_pipeline.ingest import load_directory
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import get_engine
 from fwa_pipeline.store.runs import get_run
+from tests.conftest import make_key
 from tests.pipeline import batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,3 +215,29 @@ def test_fwa_demo_runs_end_to_end(env: Settings) -> None:
     assert (
         claims == sum(1 for _ in (env.data_dir / "demo" / "demo" / "medical_claims.csv").open()) - 1
     )
+
+
+def test_fwa_db_upgrade_encrypts_dates_of_death_with_the_configured_keys(
+    env: Settings, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0007 through the CLI: without the key the members are under, a clear refusal
+    naming the key id and no traceback; with it, M2's date of death is encrypted again."""
+
+    def stored() -> str | None:
+        with sqlite_engine.connect() as conn:
+            return conn.execute(
+                text("SELECT date_of_death FROM members WHERE member_id = 'M2'")
+            ).scalar_one()
+
+    assert invoke("db", "downgrade", "0006")[0] == 0
+    assert stored() == "2024-01-15"
+    monkeypatch.setenv("FWA_ENCRYPTION_KEY", make_key("other"))
+    code, _, errors = invoke("db", "upgrade")
+    assert code == 1
+    assert "key id(s) test1" in errors and "Traceback" not in errors
+    assert stored() == "2024-01-15"  # nothing changed
+
+    monkeypatch.setenv("FWA_ENCRYPTION_KEY", env.encryption_key.get_secret_value())
+    assert invoke("db", "upgrade")[0] == 0
+    sealed = stored()
+    assert sealed is not None and sealed.startswith("v1:test1:")
