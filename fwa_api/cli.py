@@ -78,7 +78,7 @@ def dev(host: str, api_port: int, dagster_port: int, workspace_file: Path) -> No
     from fwa_pipeline.store.db import get_engine
 
     settings = load_settings()
-    migrate.upgrade(get_engine(settings))
+    migrate.upgrade(get_engine(settings), settings=settings)
     # Children inherit the environment: all of them find the same instance and store.
     home = default_dagster_home()
     # Opening the instance creates a fresh home's SQLite storage; the children opening it all

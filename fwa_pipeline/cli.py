@@ -446,7 +446,7 @@ def demo(n_claims: int, seed: int, workspace: str) -> None:
 
     settings = load_settings()
     engine = get_engine(settings)
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, settings=settings)
     batch_dir = settings.data_dir / "demo" / workspace
     click.echo(f"synthesising {n_claims:,} claims (seed {seed}) into {batch_dir} ...")
     generate(batch_dir, n_claims=n_claims, seed=seed, quality_defects=True)
