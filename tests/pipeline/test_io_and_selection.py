@@ -297,3 +297,12 @@ def test_staged_frames_hold_no_member_dates_or_ages_and_only_their_owner_reads_t
         assert not phi_columns & set(frame.columns), path
         text = frame.to_csv()
         assert not {d for d in dates if d in text}, path
+
+
+def test_an_io_directory_others_could_read_is_made_owner_only(tmp_path: Path) -> None:
+    """A directory left readable by an earlier release is tightened at the next write."""
+    base = tmp_path / "dagster_io"
+    base.mkdir(mode=0o755)
+    base.chmod(0o755)
+    io_manager(tmp_path).handle_output(contexts("run-1")[0], pd.DataFrame({"x": [1]}))
+    assert stat.S_IMODE(base.stat().st_mode) == 0o700
