@@ -251,6 +251,8 @@ def _run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "completed_at": row.completed_at.isoformat() if row.completed_at else None,
         "force_reprocess": row.force_reprocess,
+        # The workspace configuration version it applied (None: the catalogue defaults).
+        "config_version": (row.config_snapshot or {}).get("config_version"),
         "quality": {
             k: quality.get(k) for k in ("total_claims", "passed", "failed", "counts_by_type")
         },

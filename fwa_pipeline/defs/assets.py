@@ -89,6 +89,7 @@ from fwa_pipeline.store.runs import (
     mark_request,
     upsert_run,
 )
+from fwa_pipeline.store.workspace_config import current_config
 
 CLAIM_TYPES = tuple(CLAIM_TABLES)
 DATE_COLUMN = {t.claim_type: t.date for t in CLAIM_TABLES.values()}
@@ -188,6 +189,14 @@ def landed_batches(
     ws_id = _workspace_id(store, context.partition_key)
     batches = run_batches(engine, ws_id, force=pipeline_config.force_reprocess)
     as_of = pipeline_config.as_of_date()
+    stored = current_config(engine, ws_id)
+    if pipeline_config.config_version is None and stored is not None:
+        # Launchers pin the workspace's version; a run launched by hand (Dagster's launchpad)
+        # without one applies the catalogue: say so where the operator looks.
+        context.log.warning(
+            f"this run applies the catalogue defaults, not the workspace's configuration "
+            f"version {stored.version}: it was launched without a config_version"
+        )
     # With the reference data as the store holds it now: what the run reads.
     snapshot = {**pipeline_config.snapshot(as_of), "reference": reference_hashes(engine, ws_id)}
     newest = int(batches["batch_id"].max()) if not batches.empty else None

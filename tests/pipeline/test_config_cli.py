@@ -54,8 +54,10 @@ def test_config_set_show_and_history(env: Settings, tmp_path: Path) -> None:
 
     # fwa run applies version 2; --quality-mode overrides it for that run only.
     code, output, _ = invoke("run", "--workspace", "acme", "--quality-mode", "halt_on_errors")
-    snapshot = get_run(get_engine(env), json.loads(output)["run_id"]).config_snapshot
+    summary = json.loads(output)
+    snapshot = get_run(get_engine(env), summary["run_id"]).config_snapshot
     assert code == 1  # batch one's invalid claims halt the run
+    assert summary["config_version"] == 2
     assert snapshot["config_version"] == 2
     assert snapshot["override"] == {"quality": {"mode": "halt_on_errors"}}
 

@@ -5,6 +5,7 @@ snapshot names that version, the reference data it read and the code that ran.""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from importlib.metadata import version
 
@@ -12,6 +13,7 @@ import dagster as dg
 from sqlalchemy import insert
 
 from fwa_pipeline.defs.partitions import WORKSPACES
+from fwa_pipeline.defs.resources import run_config
 from fwa_pipeline.defs.schedules import nightly_rescore
 from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_request_sensor
 from fwa_pipeline.kit.version import code_version
@@ -178,3 +180,30 @@ def test_the_snapshot_records_reference_hashes_and_code_version(pipeline: Pipeli
     # This checkout is a git repository: a commit is recorded (the one checked out when the
     # process first read it).
     assert re.fullmatch(r"[0-9a-f]{40}", one["code"]["commit"] or "")
+
+
+def test_a_run_launched_without_a_version_says_it_applies_the_catalogue(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.land(batch.batch_one())
+    _configure(pipeline, LIGHTER_DEATH)
+    # What Dagster's launchpad sends: the run config without the workspace's version.
+    bare = dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=WORKSPACE, run_config=run_config())],
+        dynamic_partitions_requests=[WORKSPACES.build_add_request([WORKSPACE])],
+    )
+
+    run = launch(pipeline, bare)
+
+    assert run.success
+    snapshot = get_run(pipeline.engine, run.run_id).config_snapshot
+    assert snapshot["config_version"] is None
+    assert snapshot["rules"]["RULE-MED-006"]["weight"] == 9.0
+    warnings = [
+        entry.user_message
+        for entry in pipeline.instance.all_logs(run.run_id)
+        if entry.level == logging.WARNING
+    ]
+    assert any("not the workspace's configuration version 1" in message for message in warnings), (
+        warnings
+    )
