@@ -193,6 +193,7 @@ def test_read_frame_types_and_values_match_sqlite(
                 "first_name",
                 "last_name",
                 "date_of_birth",
+                "date_of_death",  # an encryption token (random nonce), like the two above
                 "files",
                 "warnings",
                 "store_id",  # random per store
