@@ -47,7 +47,12 @@ from fwa_pipeline.defs.selection import (
 )
 from fwa_pipeline.domain.cases import CLAIM_COLUMNS, case_proposals, case_subjects
 from fwa_pipeline.domain.config import PipelineConfig
-from fwa_pipeline.domain.enrich import enrich_medical, enrich_pharmacy, members_needing_age
+from fwa_pipeline.domain.enrich import (
+    enrich_medical,
+    enrich_pharmacy,
+    members_needing_age,
+    members_needing_death_date,
+)
 from fwa_pipeline.domain.evaluation import precision_recall
 from fwa_pipeline.domain.quality import (
     KEY_COLUMNS,
@@ -411,8 +416,9 @@ def gated(raw_claims: Frames, validated_claims: Frames) -> Frames:
     kinds={"pandas"},
     description="Claims joined to members (the code's age bound the member's age crosses, and "
     "the days from the member's death to a claim after it: the dates are decrypted in memory, "
-    "dates of birth only for members with a claim on a code that has an age bound, and "
-    "neither dates nor ages are written), providers and the code references.",
+    "dates of birth only for members with a claim on a code that has an age bound, dates of "
+    "death only for members with a claim an enabled after-death rule judges, and neither "
+    "dates nor ages are written), providers and the code references.",
 )
 def enriched_claims(
     context: dg.AssetExecutionContext,
@@ -433,8 +439,17 @@ def enriched_claims(
         in_scope(claims["medical"], ["member_id", "cpt_code"]),
         reference_data["cpt_reference"],
     )
+    deaths = members_needing_death_date(
+        {t: in_scope(claims[t], ["member_id"]) for t in CLAIM_TYPES},
+        pipeline_config.effective().enabled_rules(),
+    )
     members = read_members(
-        store.engine(), store.cipher(), scope.workspace_id, wanted, birth_dates_of=ages
+        store.engine(),
+        store.cipher(),
+        scope.workspace_id,
+        wanted,
+        birth_dates_of=ages,
+        death_dates_of=deaths,
     )
     frames = {t: enrich(t, claims[t], members, reference_data) for t in CLAIM_TYPES}
     return dg.Output(
@@ -444,6 +459,9 @@ def enriched_claims(
             "members": dg.MetadataValue.int(len(members)),
             "birth_dates_decrypted": dg.MetadataValue.int(
                 int(members["date_of_birth"].notna().sum())
+            ),
+            "death_dates_decrypted": dg.MetadataValue.int(
+                int(members["date_of_death"].notna().sum())
             ),
         },
     )

@@ -14,7 +14,7 @@ Input claim frames carry the store's columns (``claim_pk`` is the surrogate ``id
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,8 @@ from fwa_pipeline.domain.arrow import strings
 MEMBER_COLUMNS = {"gender": "member_gender"}
 BELOW, ABOVE = "below min_age", "above max_age"
 AGE = "_member_age"  # only ever inside this module's functions
+# The rules reading the days after a member's death, by the claim type they judge.
+AFTER_DEATH_RULES = {"medical": "RULE-MED-006", "pharmacy": "RULE-RX-008"}
 PROVIDER_COLUMNS = {
     "provider_type": "type",
     "specialty": "specialty",
@@ -45,6 +47,19 @@ def members_needing_age(medical: pd.DataFrame, cpt_reference: pd.DataFrame) -> s
     ]
     needing = medical.loc[medical["cpt_code"].isin(bounded), "member_id"].dropna()
     return set(needing.astype(str).unique())
+
+
+def members_needing_death_date(
+    claims: Mapping[str, pd.DataFrame], enabled: Collection[str]
+) -> set[str]:
+    """The members whose date of death some rule needs: those of ``claims`` (the new claims, by
+    type) of a type whose after-death rule is ``enabled``. Only their dates of death are
+    decrypted; every other claim's ``member_days_after_death`` is unknown."""
+    needing: set[str] = set()
+    for claim_type, rule_id in AFTER_DEATH_RULES.items():
+        if rule_id in enabled:
+            needing.update(claims[claim_type]["member_id"].dropna().astype(str).unique())
+    return needing
 
 
 def age_on(date_of_birth: pd.Series, on: pd.Series) -> pd.Series:

@@ -282,11 +282,12 @@ def read_members(
     member_ids: Collection[str] | None = None,
     *,
     birth_dates_of: Collection[str] | None = None,
+    death_dates_of: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Members (all, or those of ``member_ids``) with what enrichment needs: gender, and the
-    dates of death and birth decrypted (the only PHI a run reads; names stay sealed): dates of
-    birth only for the members of ``birth_dates_of`` when given (the others' are missing).
-    Both dates come as datetimes, missing where unknown."""
+    dates of birth and death decrypted (the only PHI a run reads; names stay sealed), each only
+    for the members of ``birth_dates_of`` / ``death_dates_of`` when given (the others' are
+    missing). Both dates come as datetimes, missing where unknown."""
     m = Member.__table__.c  # type: ignore[attr-defined]
     statement = select(
         m.member_id, m.gender, m.state, m.date_of_death, m.date_of_birth, m.pii_key_id
@@ -297,9 +298,9 @@ def read_members(
         else:
             statement = statement.where(_one_of(source, m.member_id, sorted(member_ids)))
     members = read_frame(source, statement)
-    if birth_dates_of is not None:
-        needed = members["member_id"].isin(list(birth_dates_of))
-        members["date_of_birth"] = members["date_of_birth"].where(needed)
+    for column, needing in (("date_of_birth", birth_dates_of), ("date_of_death", death_dates_of)):
+        if needing is not None:
+            members[column] = members[column].where(members["member_id"].isin(list(needing)))
     for column in ("date_of_death", "date_of_birth"):
         sealed = (members["pii_key_id"].notna() & members[column].notna()).to_numpy()
         if sealed.any():

@@ -279,6 +279,8 @@ def test_staged_frames_hold_no_member_dates_or_ages_and_only_their_owner_reads_t
     assert result.success
     found = materializations(pipeline.instance, result.run_id)
     assert found["rule_hits"]["hits_by_rule"]["RULE-MED-006"] == 1
+    # Decrypted in memory for the one member who died (M2), and for nobody else.
+    assert found["enriched_claims"]["death_dates_decrypted"] == 1
 
     base = pipeline.settings.data_dir / "dagster_io"
     assert stat.S_IMODE(base.stat().st_mode) == 0o700

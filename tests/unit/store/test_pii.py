@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
-from fwa_pipeline.domain.enrich import members_needing_age
+from fwa_pipeline.domain.enrich import members_needing_age, members_needing_death_date
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.claims import read_members
 from fwa_pipeline.store.crypto import DecryptionError, FieldCipher, generate_key
@@ -224,3 +224,25 @@ def test_a_run_decrypts_only_the_birth_dates_its_rules_need(
     # The dates of death the after-death rules compare with, decrypted.
     deaths = members.set_index("member_id")["date_of_death"]
     assert deaths.dropna().to_dict() == {"M005": pd.Timestamp("2024-01-15")}
+
+
+def test_a_run_decrypts_only_the_dates_of_death_an_enabled_rule_needs(
+    sqlite_engine: Engine, settings: Settings
+) -> None:
+    cipher = cipher_from_settings(settings)
+    ws = _store(sqlite_engine, cipher, PEOPLE)
+    claims = {
+        "medical": pd.DataFrame({"member_id": ["M001", None]}),
+        "pharmacy": pd.DataFrame({"member_id": ["M005"]}),
+    }
+    both = {"RULE-MED-006", "RULE-RX-008"}
+    assert members_needing_death_date(claims, both) == {"M001", "M005"}
+    # Fill after death disabled: the pharmacy claims' members need no date of death.
+    assert members_needing_death_date(claims, {"RULE-MED-006"}) == {"M001"}
+
+    def deaths(needing: set[str]) -> dict[str, pd.Timestamp]:
+        members = read_members(sqlite_engine, cipher, ws, death_dates_of=needing)
+        return members.set_index("member_id")["date_of_death"].dropna().to_dict()
+
+    assert deaths(members_needing_death_date(claims, both)) == {"M005": pd.Timestamp("2024-01-15")}
+    assert deaths(members_needing_death_date(claims, {"RULE-MED-006"})) == {}
