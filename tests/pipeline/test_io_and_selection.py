@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import stat
@@ -264,12 +265,15 @@ def test_a_failed_write_leaves_no_older_copy_and_fails_its_next_reader(
         io_manager(tmp_path).load_input(input_)
 
 
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_staged_frames_hold_no_member_dates_or_ages_and_only_their_owner_reads_them(
-    pipeline: Pipeline,
+    store: str, request: pytest.FixtureRequest
 ) -> None:
     """A run's frames on disk: no column of a member's dates or age and no date of birth or
-    death among the values (the after-death hit says how many days after), in directories
-    only their owner can enter and files only their owner can read, whatever the umask."""
+    death among the values (the after-death hits, found from the encrypted dates, say how many
+    days after), in directories only their owner can enter and files only their owner can
+    read, whatever the umask."""
+    pipeline: Pipeline = request.getfixturevalue("pipeline" if store == "sqlite" else "pg_pipeline")
     pipeline.land(batch.batch_one())
     previous = os.umask(0o022)
     try:
@@ -281,6 +285,14 @@ def test_staged_frames_hold_no_member_dates_or_ages_and_only_their_owner_reads_t
     assert found["rule_hits"]["hits_by_rule"]["RULE-MED-006"] == 1
     # Decrypted in memory for the one member who died (M2), and for nobody else.
     assert found["enriched_claims"]["death_dates_decrypted"] == 1
+    stored = pipeline.query(
+        "SELECT claim_id, evidence FROM rule_hits WHERE rule_id IN ('RULE-MED-006', 'RULE-RX-008')"
+    )
+    evidence = {c: e if isinstance(e, dict) else json.loads(e) for c, e in stored}
+    assert evidence == {
+        "MC-3": {"service_date": "2024-02-20", "days_after_death": 36},
+        "RX-2": {"fill_date": "2024-02-10", "days_after_death": 26},
+    }
 
     base = pipeline.settings.data_dir / "dagster_io"
     assert stat.S_IMODE(base.stat().st_mode) == 0o700
