@@ -68,6 +68,8 @@ def test_no_evidence_carries_phi_or_a_value_derived_from_it(
     members = read_batch_file(batch, "members").set_index("member_id")["date_of_death"]
     claims = read_batch_file(batch, "medical_claims").set_index("claim_id")["member_id"]
     death = members.reindex(claims.loc[hits["claim_id"]]).dt.strftime("%Y-%m-%d").tolist()
-    assert not any(d in map(str, e.values()) for d, e in zip(death, hits["evidence"]) if d)
+    assert not any(
+        d in map(str, e.values()) for d, e in zip(death, hits["evidence"], strict=True) if d
+    )
     after_death = hits.loc[hits["rule_id"] == "RULE-MED-006", "evidence"]
     assert all(e["days_after_death"] > 0 for e in after_death)

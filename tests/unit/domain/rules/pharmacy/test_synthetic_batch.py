@@ -48,4 +48,6 @@ def test_every_rule_finds_its_planted_fills(synth_batch: dict[str, pd.DataFrame]
     members = synth_batch["members"].set_index("member_id")["date_of_death"]
     fills = synth_batch["pharmacy_claims"].set_index("claim_id")["member_id"]
     death = members.reindex(fills.loc[after_death["claim_id"]]).dt.strftime("%Y-%m-%d")
-    assert not any(d in map(str, e.values()) for d, e in zip(death, after_death["evidence"]))
+    assert not any(
+        d in map(str, e.values()) for d, e in zip(death, after_death["evidence"], strict=True)
+    )
