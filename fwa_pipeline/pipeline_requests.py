@@ -40,6 +40,8 @@ DONE_EVENTS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_SKIPPED}
 # Failures the pipeline raises on purpose, whose messages are written for the job's requester
 # (a missing workspace, a run another run superseded, a quality gate that halts the run).
 STATED_FAILURES = {"Failure", "DagsterAssetCheckFailedError"}
+# How a step is stopped when its run is terminated (or canceled as it starts).
+INTERRUPTS = {"KeyboardInterrupt", "DagsterExecutionInterruptedError"}
 
 
 # A run created or queued, that no run worker has picked up.
@@ -245,8 +247,11 @@ def _read_events(instance: dg.DagsterInstance, run: dg.DagsterRun, status: JobSt
 
 def step_error(error: SerializableErrorInfo | None) -> str:
     """What a job's requester reads of a failed step: the message of a failure the pipeline
-    states on purpose, without Dagster's class path; for anything else only that it failed.
-    Exception details (class paths, reprs, stack) stay in the run's event log, for operators."""
+    states on purpose, without Dagster's class path; that it was interrupted; for anything else
+    only that it failed. Exception details (class paths, reprs, stack) stay in the run's event
+    log, for operators."""
+    if error is not None and error.cls_name in INTERRUPTS:
+        return "interrupted"
     if error is None or error.cls_name not in STATED_FAILURES:
         return "failed (the run's event log in Dagster has the details)"
     return error.message.split(": ", 1)[-1].strip()

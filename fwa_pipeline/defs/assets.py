@@ -91,6 +91,7 @@ from fwa_pipeline.store.results import load_case_inputs, write_run_results
 from fwa_pipeline.store.runs import (
     RunSupersededError,
     finish_workspace_run,
+    get_request,
     mark_request,
     upsert_run,
 )
@@ -220,6 +221,12 @@ def landed_batches(
         job_id = context.run.tags.get(JOB_ID_TAG)
         if job_id:
             mark_request(connection, job_id, status="launched", dagster_run_id=context.run.run_id)
+    request = get_request(engine, job_id) if job_id else None
+    if request is not None and request.status == "canceled":
+        # Canceled while the daemon was creating this run: it ends canceled before reading a
+        # claim (an interrupt while the run is canceling is how Dagster ends a run canceled).
+        context.instance.report_run_canceling(context.run)
+        raise dg.DagsterExecutionInterruptedError("the job was canceled before its run started")
     scope = pd.DataFrame(
         [
             {
