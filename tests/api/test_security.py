@@ -101,7 +101,9 @@ async def test_cors_preflight_from_an_allowed_origin(http: httpx.AsyncClient) ->
         headers={
             "Origin": ORIGIN,
             "Access-Control-Request-Method": "PATCH",
-            "Access-Control-Request-Headers": "authorization, content-type, x-request-id",
+            "Access-Control-Request-Headers": (
+                "authorization, content-type, x-request-id, idempotency-key"
+            ),
         },
     )
     assert response.status_code == 200
@@ -111,7 +113,7 @@ async def test_cors_preflight_from_an_allowed_origin(http: httpx.AsyncClient) ->
     allowed = {
         h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
     }
-    assert {"authorization", "content-type", "x-request-id"} <= allowed
+    assert {"authorization", "content-type", "x-request-id", "idempotency-key"} <= allowed
     assert "access-control-allow-credentials" not in response.headers  # bearer tokens, no cookies
     assert_common(response)
 
