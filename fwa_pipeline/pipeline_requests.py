@@ -1,9 +1,11 @@
-"""Pipeline jobs as the API sees them (plan 5A): enqueue a run request, read a job's status.
+"""Pipeline jobs as the API sees them: enqueue a run request, read a job's status and result,
+cancel it.
 
 A job is a ``PipelineRequest`` row; the request sensor turns it into a Dagster run tagged with
 the job id. Its status, phase (the asset running), progress (steps done of planned), claims
-processed, errors and times are read from that run's record and event log through the Dagster
-instance API. Nothing here loads the Dagster definitions.
+processed, errors, times and, once it has ended, its result are read from that run's record and
+event log through the Dagster instance API, which also cancels or terminates the run. Nothing
+here loads the Dagster definitions.
 """
 
 from __future__ import annotations
