@@ -24,8 +24,11 @@ needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import functools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -82,6 +85,7 @@ class HealthChecker:
         self._clock = clock
         self._cached: tuple[float, dict[str, Component]] | None = None
         self._lock: asyncio.Lock | None = None
+        self._daemon_read: asyncio.Future[Component] | None = None
         # A dependency that stays down would otherwise log a warning every CACHE_TTL_S.
         self._warn = {
             name: LogThrottle(60.0, clock)
@@ -130,7 +134,7 @@ class HealthChecker:
                 self._timed("database", check_database(app), DB_TIMEOUT_S, "disconnected"),
                 self._timed("redis", check_redis(app), REDIS_TIMEOUT_S, "disconnected"),
                 self._timed("llm", check_llm(agents), llm_timeout, "unavailable"),
-                self._timed("dagster_daemon", check_daemon(app), DAEMON_TIMEOUT_S, "unavailable"),
+                self._timed("dagster_daemon", self._daemon(app), DAEMON_TIMEOUT_S, "unavailable"),
             )
             if agents is not None:
                 model |= {"backend": agents.backend.kind, "model": agents.backend.model}
@@ -145,6 +149,16 @@ class HealthChecker:
                 component["checked_at"] = checked_at
             self._cached = (self._clock(), components)
             return components
+
+    def _daemon(self, app: Services) -> Awaitable[Component]:
+        # One read at a time: a check that finds the last read still going (a Dagster storage
+        # that hangs) waits on it rather than starting another thread.
+        if self._daemon_read is None or self._daemon_read.done():
+            tolerance_s = app.settings.daemon_heartbeat_tolerance_s
+            self._daemon_read = in_daemon_thread(
+                lambda: daemon_state(app.dagster_instance(), tolerance_s)
+            )
+        return asyncio.shield(self._daemon_read)
 
     def _fresh(self) -> dict[str, Component] | None:
         if self._cached is not None and self._clock() - self._cached[0] < self.ttl:
@@ -202,10 +216,29 @@ async def check_llm(agents: AgentRuntime | None) -> Component:
     return {"status": "ready" if ready else "loading", "installed": True}
 
 
-async def check_daemon(app: Services) -> Component:
-    tolerance_s = app.settings.daemon_heartbeat_tolerance_s
-    # Opening the instance and reading its run storage block: a thread, abandoned on timeout.
-    return await asyncio.to_thread(lambda: daemon_state(app.dagster_instance(), tolerance_s))
+def in_daemon_thread(work: Callable[[], Component]) -> asyncio.Future[Component]:
+    """``work()`` in a daemon thread of its own. Opening the Dagster instance and reading its
+    storage block, and Dagster's PostgreSQL storage connects without a timeout: a thread stuck
+    there must not hold up shutdown, which waits for the event loop's executor threads."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Component] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except Exception as exc:
+            answer = functools.partial(settle, functools.partial(future.set_exception, exc))
+        else:
+            answer = functools.partial(settle, functools.partial(future.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(answer)
+
+    threading.Thread(target=run, name="health-dagster", daemon=True).start()
+    return future
 
 
 def daemon_state(instance: DagsterInstance, tolerance_s: float) -> Component:

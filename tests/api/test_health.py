@@ -272,6 +272,37 @@ async def test_an_instance_that_needs_no_daemon_is_not_degraded_by_it(
     assert body["components"]["dagster_daemon"]["status"] == "not_required"
 
 
+async def test_a_dagster_storage_that_hangs_is_unavailable_not_a_hang(
+    api_settings: Settings,
+    pg_engine: Engine,
+    redis_prefix: str,
+    llm: FakeLLM,
+    silent_database: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(health_module, "DAEMON_TIMEOUT_S", 1.0)
+    home = tmp_path / "hung_dagster_home"  # the app opens it itself, as in production
+    home.mkdir()
+    url = f"postgresql://postgres@127.0.0.1:{silent_database}/dagster"
+    (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {url}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    now = [100.0]
+    app = create_app(with_ollama(api_settings, llm), redis_prefix=redis_prefix)
+    app.state.services.health = HealthChecker(ttl=10.0, clock=lambda: now[0])
+    with anyio.fail_after(HANG_GUARD_S):
+        async with serve(app) as http:
+            for _ in range(2):  # the second check waits on the first read, still hung
+                body = (await http.get("/api/health")).json()
+                assert body["components"]["dagster_daemon"]["status"] == "unavailable"
+                assert body["components"]["database"]["status"] == "connected"
+                assert (body["status"], body["reasons"]) == (
+                    "degraded",
+                    [REASONS["dagster_daemon", "unavailable"]],
+                )
+                now[0] += 10.0
+
+
 async def test_redis_not_configured_is_reported_and_not_degraded(
     api_settings: Settings, pg_engine: Engine, llm: FakeLLM, daemon: dg.DagsterInstance
 ) -> None:
