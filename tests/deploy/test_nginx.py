@@ -130,11 +130,14 @@ class Proxy:
     https_port: int
     tls: ssl.SSLContext
     token: str
+    log: Path
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=self.tls, timeout=120)
 
-    def declared_post(self, path: str, length: int) -> tuple[int, dict[str, str], bytes]:
+    def declared_post(
+        self, path: str, length: int, request_id: str
+    ) -> tuple[int, dict[str, str], bytes]:
         """POST headers declaring a ``length``-byte multipart body, then wait for the answer
         without sending the body: limits on the declared length answer at once."""
         connection = http.client.HTTPSConnection(
@@ -145,6 +148,7 @@ class Proxy:
             connection.putheader("Authorization", f"Bearer {self.token}")
             connection.putheader("Content-Type", "multipart/form-data; boundary=fwa")
             connection.putheader("Content-Length", str(length))
+            connection.putheader("X-Request-ID", request_id)
             connection.endheaders()
             response = connection.getresponse()
             headers = {name.lower(): value for name, value in response.getheaders()}
@@ -202,12 +206,26 @@ def proxy(
             wait_until_listening(https_port, nginx, nginx_log)
             tls = ssl.create_default_context(cafile=str(chain))
             yield (
-                Proxy(f"https://127.0.0.1:{https_port}", http_port, https_port, tls, token),
+                Proxy(
+                    f"https://127.0.0.1:{https_port}", http_port, https_port, tls, token, nginx_log
+                ),
                 llm,
             )
         finally:
             for process in reversed(started):
                 stop_process(process)
+
+
+def logged_statuses(log: Path, request_id: str) -> list[int]:
+    """The statuses nginx's JSON access log gives for ``request_id``."""
+    for _ in range(100):  # nginx writes the line once the connection is done: a bounded wait
+        lines = log.read_text().splitlines()
+        entries = [json.loads(line) for line in lines if line.startswith('{"time"')]
+        statuses = [entry["status"] for entry in entries if entry["request_id"] == request_id]
+        if statuses:
+            return statuses
+        time.sleep(0.05)
+    return []
 
 
 def assert_security_headers(response: httpx.Response) -> None:
@@ -300,13 +318,14 @@ def test_an_oversize_upload_gets_a_json_413(proxy: tuple[Proxy, FakeLLM]) -> Non
     path = f"/api/uploads?workspace={WORKSPACE}"
 
     # Over the API's limit: the API's own answer reaches the client.
-    status, headers, body = nginx.declared_post(path, limit + 1)
+    status, headers, body = nginx.declared_post(path, limit + 1, "over-the-api-limit")
     assert status == 413
     assert headers["content-type"] == "application/json"
     assert json.loads(body)["detail"] == f"the upload is over {limit:,} bytes"
+    assert json.loads(body)["request_id"] == "over-the-api-limit"
 
     # Far over it: nginx stops it at the door, in the API's shape.
-    status, headers, body = nginx.declared_post(path, 4 * limit)
+    status, headers, body = nginx.declared_post(path, 4 * limit, "over-nginx-limit")
     assert status == 413
     assert headers["content-type"] == "application/json"
     refused = json.loads(body)
@@ -314,6 +333,9 @@ def test_an_oversize_upload_gets_a_json_413(proxy: tuple[Proxy, FakeLLM]) -> Non
     assert "too large" in refused["detail"]
     for name in SECURITY_HEADERS:
         assert name in headers
+    # The id in the answer is the one nginx logs (and would have passed on).
+    assert refused["request_id"] == "over-nginx-limit"
+    assert logged_statuses(nginx.log, "over-nginx-limit") == [413]
 
 
 def test_redirects_stay_on_https(proxy: tuple[Proxy, FakeLLM]) -> None:
