@@ -32,6 +32,7 @@ from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter, RateLimitMiddleware
 from fwa_api.middleware.request_context import RequestContextMiddleware
 from fwa_api.middleware.route_templates import RouteTemplates
+from fwa_api.openapi import install_openapi
 from fwa_api.routes.health import HealthChecker
 from fwa_api.routes.metrics import StoreCollector
 from fwa_api.services import Clients, Services
@@ -125,6 +126,7 @@ def create_app(
         app.include_router(router, dependencies=[Depends(current_principal)])
 
     install_error_handling(app)
+    install_openapi(app)
     if middleware:
         key = token_key(settings)
         # add_middleware wraps what is there already: add them innermost first.

@@ -1,6 +1,7 @@
 """Error responses: one JSON shape (``detail`` plus ``request_id``), no internals to the client.
 
-* ``HTTPException``: passed through (status, detail, headers).
+* ``HTTPException``: passed through (status, detail, headers); a 405's ``Allow`` lists the
+  methods of every route at the path.
 * Validation errors: 422 naming each field; the offending input is not echoed (it may be PHI).
 * Database unreachable or pool exhausted: 503, so clients know to retry.
 * A value the domain refuses (``InvalidInput`` from the store or the domain, ``ConfigError``):
@@ -24,6 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -31,6 +33,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fwa_api.middleware.route_templates import route_path
 from fwa_pipeline.domain.config import ConfigError
 from fwa_pipeline.kit.logging import request_id_var
 from fwa_pipeline.kit.validation import InvalidInput
@@ -44,6 +47,13 @@ class FieldError(BaseModel):
     type: str
 
 
+class ErrorBody(BaseModel):
+    """Every error response but a 422's: what went wrong, and the request's id for the logs."""
+
+    detail: str
+    request_id: str | None
+
+
 class ValidationErrorBody(BaseModel):
     detail: str
     errors: list[FieldError]
@@ -54,11 +64,26 @@ def error_body(detail: Any, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, **extra, "request_id": request_id_var.get()}
 
 
-async def _http_exception(_request: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request) -> str:
+    """Every method a route serves at the request's path. The router answers 405 from the first
+    route that matches the path alone, and its ``Allow`` leaves out the other routes' methods
+    (``GET`` and ``POST /api/agents/sessions`` are two routes)."""
+    path = route_path(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.path_regex is not None and route.path_regex.match(path) and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     if exc.status_code in (204, 304):  # no body allowed
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    return JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
+        return Response(status_code=exc.status_code, headers=headers)
+    return JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

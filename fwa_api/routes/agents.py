@@ -169,12 +169,20 @@ class StatusOut(BaseModel):
 
 # --------------------------------------------------------------------------- sessions
 
+CASE_NOT_FOUND = {"description": "No such case in this workspace."}
+SESSION_NOT_FOUND = {"description": "No such session in this workspace."}
+# What the answering routes refuse before any answer starts.
+ANSWER_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The session is another caller's: only its creator continues it."},
+    404: {"description": "No such session or case in this workspace."},
+}
+
 
 def _not_found(detail: str) -> HTTPException:
     return HTTPException(404, detail)
 
 
-@router.post("/sessions", status_code=201)
+@router.post("/sessions", status_code=201, responses={404: CASE_NOT_FOUND})
 async def create_session(
     request: Request, scope: AgentScope, body: SessionCreate | None = None
 ) -> sessions.SessionOut:
@@ -200,7 +208,7 @@ async def list_sessions(request: Request, scope: AgentScope) -> SessionList:
     return SessionList(sessions=rows)
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id}", responses={404: SESSION_NOT_FOUND})
 async def get_session(
     request: Request, scope: AgentScope, session_id: uuid.UUID
 ) -> sessions.SessionDetail:
@@ -212,7 +220,14 @@ async def get_session(
         raise _not_found("session not found") from exc
 
 
-@router.delete("/sessions/{session_id}", status_code=204)
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    responses={
+        403: {"description": "Only the session's creator or an admin may delete it."},
+        404: SESSION_NOT_FOUND,
+    },
+)
 async def delete_session(request: Request, scope: AgentScope, session_id: uuid.UUID) -> Response:
     try:
         await run_in_threadpool(
@@ -336,7 +351,7 @@ def _response(reply: Reply, session_id: uuid.UUID | None, calls: list[ToolCallOu
     )
 
 
-@router.post("/chat")
+@router.post("/chat", responses=ANSWER_ERRORS)
 async def chat(request: Request, rt: Runtime, scope: AgentScope, body: ChatRequest) -> ChatResponse:
     agent_request = await _agent_request(
         request, rt, scope, body.message, body.session_id, body.case_id
@@ -348,7 +363,7 @@ def _event(payload: dict[str, Any]) -> dict[str, str]:
     return {"data": json.dumps(payload, default=str, separators=(",", ":"))}
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse)
+@router.post("/chat/stream", response_class=EventSourceResponse, responses=ANSWER_ERRORS)
 async def chat_stream(
     request: Request, rt: Runtime, scope: AgentScope, body: ChatRequest
 ) -> EventSourceResponse:
@@ -398,7 +413,7 @@ async def chat_stream(
     return EventSourceResponse(events(), ping=SSE_PING_S)
 
 
-@router.post("/investigate")
+@router.post("/investigate", responses=ANSWER_ERRORS)
 async def investigate(
     request: Request, rt: Runtime, scope: AgentScope, body: InvestigateRequest
 ) -> ChatResponse:

@@ -81,14 +81,19 @@ REQUEST_BODY = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
+                "required": ["files"],
                 "properties": {
                     "files": {
                         "type": "array",
                         "items": {"type": "string", "format": "binary"},
-                        "description": "Contract CSV files, each named by its file name.",
+                        "minItems": 1,
+                        "maxItems": MAX_PARTS,
+                        "description": "Contract CSV files, each a part with a filename (the "
+                        "contract file name, e.g. medical_claims.csv).",
                     }
                 },
-            }
+            },
+            "encoding": {"files": {"contentType": "text/csv"}},
         }
     },
 }
@@ -238,6 +243,7 @@ def _too_large(exc: _TooLarge) -> JSONResponse:
     openapi_extra={"requestBody": REQUEST_BODY},
     responses={
         413: {"model": RejectedOut, "description": "A file or the request is too large."},
+        404: {"description": "The workspace is not one of the token's."},
         415: {"description": "Not multipart/form-data."},
         400: {"description": "A malformed multipart body."},
         422: {
