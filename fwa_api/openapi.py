@@ -33,6 +33,7 @@ from fwa_api.errors import ErrorBody
 from fwa_api.middleware.route_templates import PROBE_PATHS
 
 ERROR_REF = "#/components/schemas/ErrorBody"
+# require_role builds a check per role; they all have this qualified name.
 _ROLE_CHECK = f"{require_role.__qualname__}.<locals>.check_role"
 
 _HEADER_STRING = {"schema": {"type": "string"}}
@@ -90,14 +91,13 @@ def _implied(route: RouteContext, operation: dict[str, Any]) -> dict[str, dict[s
         found["400"] = UNREADABLE_BODY
     if current_principal in calls:
         found["401"] = UNAUTHORIZED
+        found["503"] = UNAVAILABLE
     if _ROLE_CHECK in names:
         found["403"] = FORBIDDEN
     if workspace_scope in calls:
         found["404"] = WORKSPACE_NOT_FOUND
     if route.path_format not in PROBE_PATHS:
         found["429"] = RATE_LIMITED
-    if current_principal in calls:
-        found["503"] = UNAVAILABLE
     return found
 
 
@@ -117,7 +117,7 @@ def _error_bodies(responses: dict[str, Any]) -> None:
 
 def _document(app: FastAPI, schema: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["ErrorBody"] = ErrorBody.model_json_schema(ref_template=ERROR_REF)
+    components["ErrorBody"] = ErrorBody.model_json_schema()
     # Route contexts, not app.routes: they carry the dependencies the including router added.
     for route in iter_route_contexts(app.routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
