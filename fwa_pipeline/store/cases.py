@@ -418,7 +418,9 @@ def assign_case(
     session: Session, case: InvestigationCase, assignee: str | None, actor: str
 ) -> CaseEvent | None:
     """Assign ``case`` to ``assignee`` (None unassigns), with an ``assigned`` history entry;
-    None when nothing changes."""
+    None when nothing changes. ``InvalidInput`` for a blank name."""
+    if assignee is not None:
+        assignee = clean_text(assignee, "assignee")
     if assignee == case.assignee:
         return None
     detail = {"from": case.assignee, "to": assignee}

@@ -528,7 +528,9 @@ def scenario_case_workflow(engine: Engine) -> None:
         case = session.get(InvestigationCase, case.id)
         assert case is not None
         assert assign_case(session, case, "alice", "token:lead") is not None
-        assert assign_case(session, case, "alice", "token:lead") is None  # no change, no entry
+        assert assign_case(session, case, " alice ", "token:lead") is None  # no change, no entry
+        with pytest.raises(InvalidInput):
+            assign_case(session, case, "\x1c\x1d", "token:lead")
         assert change_case_status(session, case, "under_review", "token:alice") is not None
         assert change_case_status(session, case, "under_review", "token:alice") is None
         add_case_note(session, case, "token:alice", "called the practice")
