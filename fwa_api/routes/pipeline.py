@@ -47,7 +47,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AliasPath, BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import func, select
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -93,7 +93,8 @@ IdempotencyKey = Annotated[
 class EnqueueIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    force_reprocess: bool = False
+    # Strict: a 0 or "yes" is a client's mistake to name, not a choice to guess.
+    force_reprocess: StrictBool = False
     quality_mode: QualityMode | None = Field(
         None, description="This run's quality mode, over the workspace configuration's."
     )

@@ -197,6 +197,16 @@ async def test_enqueue_refuses_unknown_fields(world: World) -> None:
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize("value", [0, 1, "true", "yes"])
+async def test_enqueue_takes_only_a_json_boolean_for_force_reprocess(
+    world: World, value: object
+) -> None:
+    response = await world.call("POST", "/enqueue", json={"force_reprocess": value})
+    assert response.status_code == 422
+    assert "force_reprocess" in response.text
+    assert queued_requests(world.pipeline.engine) == []
+
+
 # --------------------------------------------------------------------------- run-full, runs
 
 
