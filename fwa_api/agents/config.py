@@ -45,9 +45,18 @@ class AgentSettings(BaseSettings):
     llm_capabilities_ttl_s: float = Field(300.0, ge=0)
     llm_unreachable_ttl_s: float = Field(5.0, ge=0)
     llm_temperature: float = Field(0.2, ge=0)
+    # Most tokens one call may generate: a model that never stops is cut off here, not at
+    # the call's timeout.
+    llm_max_tokens: int = Field(1024, ge=16, le=32768)
 
     agent_max_iterations: int = Field(5, ge=1, le=10)
     agent_history_messages: int = Field(20, ge=0, le=200)
+    # Longest one turn may take, all its calls and tools together: then it answers with what
+    # it has gathered and says it was cut short.
+    agent_turn_timeout_s: float = Field(90.0, gt=0)
+    # Estimated tokens a prompt may hold (history, tool results and all); with the answer's
+    # ``llm_max_tokens`` it must fit the model's context window.
+    agent_prompt_tokens: int = Field(6000, ge=1000)
 
     @model_validator(mode="after")
     def _openai_needs_a_server(self) -> Self:

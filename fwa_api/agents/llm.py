@@ -412,7 +412,10 @@ class OllamaClient(_HttpBackend):
             "model": self.model,
             "messages": [self._message(m) for m in messages],
             "stream": True,
-            "options": {"temperature": self.settings.llm_temperature},
+            "options": {
+                "temperature": self.settings.llm_temperature,
+                "num_predict": self.settings.llm_max_tokens,
+            },
         }
         if tools:
             body["tools"] = [tool.as_function() for tool in tools]
@@ -512,6 +515,7 @@ class OpenAICompatClient(_HttpBackend):
             "messages": [self._message(m) for m in messages],
             "stream": True,
             "temperature": self.settings.llm_temperature,
+            "max_tokens": self.settings.llm_max_tokens,
         }
         if tools:
             body["tools"] = [tool.as_function() for tool in tools]
