@@ -494,6 +494,10 @@ class ChatSession(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow, onupdate=utcnow)
+    # A pipeline run the assistant proposed and the user has yet to confirm in the next message:
+    # how it would run, and until when a confirmation is taken (both None: nothing pending).
+    pending_run_force_reprocess: Mapped[bool | None] = mapped_column(Boolean)
+    pending_run_expires_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime())
 
     messages: Mapped[list[ChatMessage]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="ChatMessage.id"
