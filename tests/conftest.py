@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,17 @@ def _restore_root_logger() -> Iterator[None]:
         root.removeHandler(handler)
         handler.close()
     root.setLevel(level)
+
+
+@pytest.fixture
+def silent_database() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers a byte: a hung database server.
+    The kernel completes the handshakes from the listen backlog; nothing ever reads."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+    # Closing the listener resets the pending connections, so an abandoned client thread ends.
 
 
 @pytest.fixture(scope="session")

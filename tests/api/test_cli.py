@@ -7,10 +7,8 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -234,31 +232,6 @@ def test_serve_answers_over_http_with_json_logs(
         e["request_id"] == listed.headers["X-Request-ID"] and e.get("actor") == "svc"
         for e in access
     )
-
-
-@pytest.fixture
-def silent_database() -> Iterator[int]:
-    """A port that accepts TCP connections and never answers a byte (a hung database)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        for connection in accepted:
-            connection.close()
-        listener.close()
 
 
 def test_serve_starts_and_says_so_when_the_database_never_answers(

@@ -8,7 +8,6 @@ real instance configured as the repository's embedded default."""
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -362,16 +361,6 @@ async def test_database_on_a_closed_port_is_503_unhealthy(
     assert body["components"]["database"]["status"] == "disconnected"
     assert body["components"]["redis"]["status"] == "connected"
     assert "nowhere" not in str(body)  # no connection details to an unauthenticated caller
-
-
-@pytest.fixture
-def silent_database() -> Iterator[int]:
-    """A port that accepts TCP connections and never answers: a hung database server."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield int(listener.getsockname()[1])
-    # Closing the listener resets the pending connections, so the abandoned ping thread ends.
 
 
 @pytest.mark.parametrize("check_timeout", [1.0, 10.0], ids=["check-timeout", "connect-timeout"])
