@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,8 @@ from tests.pipeline.test_synthetic import split_latest
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
+# Longest a test waits for a call that should fail fast before calling it hung.
+HANG_GUARD_S = 120
 
 
 def test_incremental_and_forced_runs_on_postgres(pg_pipeline: Pipeline) -> None:
@@ -312,3 +315,37 @@ def test_a_run_started_elsewhere_is_mirrored_by_the_store_it_ran_on(
     assert sorted(pg_pipeline.query("SELECT run_id, status FROM pipeline_runs")) == sorted(
         (run_id, "success") for run_id in runs
     )
+
+
+@pytest.mark.slow
+def test_the_production_instance_gives_up_on_a_database_that_never_answers(
+    silent_database: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon, the webserver and the API's job routes open this instance: a hung server
+    must be an error they can report, not a wait without end."""
+    for var, value in {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(silent_database),
+        "DAGSTER_PG_USERNAME": "postgres",
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": "hung",
+    }.items():
+        monkeypatch.setenv(var, value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "production" / "dagster.yaml", home / "dagster.yaml")
+    outcome: list[BaseException | None] = []
+
+    def open_instance() -> None:
+        try:
+            with dg.DagsterInstance.from_config(str(home)):
+                outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    opener = threading.Thread(target=open_instance, daemon=True)
+    opener.start()
+    opener.join(HANG_GUARD_S)
+    assert outcome, "opening the production instance hung on a silent database"
+    # Each connection attempt gives up after connect_timeout; dagster-postgres retries a few.
+    assert isinstance(outcome[0], Exception) and "DB connection" in str(outcome[0])
