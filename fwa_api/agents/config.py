@@ -33,6 +33,10 @@ class AgentSettings(BaseSettings):
     # How an OpenAI-compatible server takes a JSON schema: ``json_schema`` (OpenAI, vLLM,
     # llama.cpp's server) or ``json_object`` with ``schema`` (llama-cpp-python).
     llm_json_mode: Literal["json_schema", "json_object"] = "json_schema"
+    # Chat templates without a system role (Gemma's; llama-cpp-python's ``gemma`` format drops
+    # the system message silently): send the system prompt at the start of the first user
+    # message instead.
+    llm_system_as_user: bool = False
 
     llm_connect_timeout_s: float = Field(3.0, gt=0)
     # Longest silence between two streamed chunks (a cold model load is the slow case).

@@ -74,6 +74,19 @@ class Finished:
 LLMEvent = TextDelta | ToolCalls | Finished
 
 
+def system_as_user(messages: list[Message]) -> list[Message]:
+    """The system prompt moved into the first user message, for chat templates without a system
+    role: joined to the conversation's opening user message (roles keep alternating), or a user
+    message of its own when the conversation does not open with one."""
+    prompt = "\n\n".join(m.content for m in messages if m.role == "system")
+    rest = [m for m in messages if m.role != "system"]
+    if not prompt:
+        return rest
+    if rest and rest[0].role == "user":
+        return [Message("user", f"{prompt}\n\n{rest[0].content}"), *rest[1:]]
+    return [Message("user", prompt), *rest]
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     name: str
@@ -218,6 +231,9 @@ class _HttpBackend:
     def _timeout(self, read: float) -> httpx.Timeout:
         s = self.settings
         return httpx.Timeout(connect=s.llm_connect_timeout_s, read=read, write=read, pool=read)
+
+    def _wire_messages(self, messages: list[Message]) -> list[Message]:
+        return system_as_user(messages) if self.settings.llm_system_as_user else messages
 
     def _headers(self) -> dict[str, str]:
         key = self.settings.llm_api_key.get_secret_value()
@@ -410,7 +426,7 @@ class OllamaClient(_HttpBackend):
     ) -> AsyncIterator[LLMEvent]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [self._message(m) for m in messages],
+            "messages": [self._message(m) for m in self._wire_messages(messages)],
             "stream": True,
             "options": {
                 "temperature": self.settings.llm_temperature,
@@ -512,7 +528,7 @@ class OpenAICompatClient(_HttpBackend):
     ) -> AsyncIterator[LLMEvent]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [self._message(m) for m in messages],
+            "messages": [self._message(m) for m in self._wire_messages(messages)],
             "stream": True,
             "temperature": self.settings.llm_temperature,
             "max_tokens": self.settings.llm_max_tokens,

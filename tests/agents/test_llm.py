@@ -297,3 +297,27 @@ async def test_openai_an_empty_event_stream_is_a_server_error(http: httpx.AsyncC
             await collect(OpenAICompatClient(settings, http))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("backend", ["ollama", "openai"])
+async def test_system_prompt_as_the_first_user_message(
+    llm: FakeLLM, http: httpx.AsyncClient, backend: str
+) -> None:
+    """For chat templates without a system role (llama-cpp-python's ``gemma`` drops it)."""
+    llm.script(Say(["ok"]), Say(["ok"]), Say(["ok"]))
+    conversation = [
+        Message("system", "You are the FWA assistant."),
+        Message("user", "Which providers?"),
+        Message("assistant", "PRV-1."),
+        Message("user", "Why?"),
+    ]
+    make = ollama if backend == "ollama" else openai
+    await collect(make(llm, http), messages=conversation)
+    await collect(make(llm, http, llm_system_as_user=True), messages=conversation)
+    await collect(make(llm, http, llm_system_as_user=True), messages=conversation[:1])
+    default, folded, alone = (body["messages"] for body in llm.chat_requests)
+    assert default[0] == {"role": "system", "content": "You are the FWA assistant."}
+    assert [m["role"] for m in folded] == ["user", "assistant", "user"]
+    assert folded[0]["content"] == "You are the FWA assistant.\n\nWhich providers?"
+    assert folded[1:] == default[2:]
+    assert alone == [{"role": "user", "content": "You are the FWA assistant."}]
