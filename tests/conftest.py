@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -58,6 +59,30 @@ def silent_database() -> Iterator[int]:
         listener.listen(16)
         yield int(listener.getsockname()[1])
     # Closing the listener resets the pending connections, so an abandoned client thread ends.
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """The URL of an empty PostgreSQL database of the caller's own, dropped after."""
+    name = f"fwa_mig_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each engine, for tests that migrate a store themselves."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        with scratch_database() as url:
+            yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,8 @@ up again cleanly."""
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
@@ -20,7 +16,7 @@ from fwa_pipeline.settings import Settings
 from fwa_pipeline.store import migrate
 from fwa_pipeline.store.models import Base, InvestigationCase, Member, RuleHit, Workspace
 from fwa_pipeline.store.pii import TABLE, cipher_from_settings, get_member, row_key
-from tests.conftest import PG_ADMIN_DSN, make_key
+from tests.conftest import make_key, scratch_database
 
 EXPECTED = set(Base.metadata.tables)
 
@@ -42,20 +38,6 @@ def _round_trip(url: str) -> None:
 
 def test_migrations_round_trip_on_sqlite(tmp_path: Path) -> None:
     _round_trip(f"sqlite:///{tmp_path / 'm.db'}")
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """The URL of an empty PostgreSQL database of the test's own, dropped after."""
-    name = f"fwa_mig_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.postgres
@@ -148,15 +130,10 @@ def test_claim_status_moves_to_batches_and_back(tmp_path: Path) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_stored_evidence_loses_member_ages(store: str, tmp_path: Path) -> None:
+def test_stored_evidence_loses_member_ages(empty_store_url: str) -> None:
     """0004 rewrites RULE-MED-008 evidence stored with the member's age (derived from the date
     of birth) as the bound it crossed, in rule hits and in case explanations alike."""
-    if store == "sqlite":
-        _rewrites_evidence(f"sqlite:///{tmp_path / 'e.db'}")
-    else:
-        with scratch_database() as url:
-            _rewrites_evidence(url)
+    _rewrites_evidence(empty_store_url)
 
 
 def _rewrites_evidence(url: str) -> None:
@@ -209,16 +186,11 @@ def _rewrites_evidence(url: str) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_workspace_config_versions_migrate_up_and_down(store: str, tmp_path: Path) -> None:
+def test_workspace_config_versions_migrate_up_and_down(empty_store_url: str) -> None:
     """0008 adds the versioned workspace configuration (one row per version, a version number
     once per workspace) and a request's quality mode; going down drops both and keeps the
     requests."""
-    if store == "sqlite":
-        _workspace_config_round_trip(f"sqlite:///{tmp_path / 'c.db'}")
-    else:
-        with scratch_database() as url:
-            _workspace_config_round_trip(url)
+    _workspace_config_round_trip(empty_store_url)
 
 
 def _workspace_config_round_trip(url: str) -> None:
@@ -264,18 +236,13 @@ def _workspace_config_round_trip(url: str) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_dates_of_death_are_encrypted_and_leave_the_evidence(
-    store: str, tmp_path: Path, settings: Settings
+    empty_store_url: str, settings: Settings
 ) -> None:
     """0007 encrypts the dates of death already stored (under each row's key id; plaintext rows
     of a keyless development store stay plaintext), drops them from stored evidence, refuses
     without the rows' key, and its downgrade gives the dates back."""
-    if store == "sqlite":
-        _encrypts_deaths(f"sqlite:///{tmp_path / 'd.db'}", settings)
-    else:
-        with scratch_database() as url:
-            _encrypts_deaths(url, settings)
+    _encrypts_deaths(empty_store_url, settings)
 
 
 def _encrypts_deaths(url: str, settings: Settings) -> None:

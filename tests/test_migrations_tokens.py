@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from fwa_api.auth import hash_token, in_utc, legacy_hash, load_principal
 from fwa_pipeline.store import migrate
 from fwa_pipeline.store.models import ApiToken
-from tests.test_migrations import scratch_database
 
 
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_a_token_from_before_keyed_hashes_keeps_working(store: str, tmp_path: Path) -> None:
+def test_a_token_from_before_keyed_hashes_keeps_working(empty_store_url: str) -> None:
     """0006 keeps a token stored with the unkeyed hash: marked ``sha256``, given an expiry 90
     days after the upgrade, verified and re-hashed with the key on first use; the downgrade
     drops the new columns and keeps the row."""
-    if store == "sqlite":
-        _keeps_legacy_token(f"sqlite:///{tmp_path / 't.db'}")
-    else:
-        with scratch_database() as url:
-            _keeps_legacy_token(url)
+    _keeps_legacy_token(empty_store_url)
 
 
 def _keeps_legacy_token(url: str) -> None:
