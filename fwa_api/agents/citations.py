@@ -1,4 +1,4 @@
-"""Citation links (plan 7E): case and rule ids become markdown links to their pages,
+"""Citation links: case and rule ids become markdown links to their pages,
 ``[CASE-000123](/cases/CASE-000123)`` and ``[RULE-MED-001](/rules/RULE-MED-001)``.
 
 Run it on text the guardrails have cleaned: by then every id left exists in the workspace and

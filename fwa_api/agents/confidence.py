@@ -1,4 +1,4 @@
-"""How far to trust an answer (plan 7F), shown as a dot next to it: green, yellow, orange.
+"""How far to trust an answer, shown as a dot next to it: green, yellow, orange.
 
 * ``high``: rendered from the workspace's data without the LLM (the fast path).
 * ``medium``: written by the LLM with data from this workspace in front of it.

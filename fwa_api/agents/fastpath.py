@@ -1,4 +1,4 @@
-"""The fast path (plan 7B): questions of a known shape are answered straight from the data,
+"""The fast path: questions of a known shape are answered straight from the data,
 without waiting for the LLM (or when it is down): workspace stats, the top risk cases, a case or
 rule by its id, the riskiest providers. Only whole-message matches count, so "why was
 CASE-000123 flagged and what should I do next?" still goes to the LLM (with the case's data).

@@ -1,4 +1,4 @@
-"""Output guardrails (plan 7D, defence in depth): every case or rule id in an answer must exist
+"""Output guardrails (defence in depth): every case or rule id in an answer must exist
 for this workspace. Ids that do not (another workspace's case, an invented rule) are replaced by
 ``[removed]`` and reported; the rest are put in their canonical form for citation linking.
 

@@ -1,4 +1,4 @@
-"""Conversation memory (plan 7A): chat sessions and their messages, always read and written
+"""Conversation memory: chat sessions and their messages, always read and written
 within one workspace. A session of another workspace is treated as one that does not exist.
 Within the workspace a session is shared for reading (the team sees what was asked), but only
 its creator continues it, and only its creator or an admin deletes it.

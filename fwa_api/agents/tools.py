@@ -1,4 +1,4 @@
-"""The assistant's tools (plan 7B): read-only queries over one workspace, plus ``run_pipeline``.
+"""The assistant's tools: read-only queries over one workspace, plus ``run_pipeline``.
 
 The workspace is bound when ``WorkspaceTools`` is built from the caller's token and never read
 from a tool's arguments: argument models ignore unknown fields, so a model (or a prompt that

@@ -9,7 +9,7 @@
   identifiers. Successful probes (``PROBE_PATHS``: health and metrics, polled every few seconds)
   get no line: they would drown the rest, cost a fifth of such a request's time, and are counted
   in ``http_requests_total`` anyway.
-* Response headers: ``X-Request-ID``, the security headers (``security_headers``, plan 2C) and,
+* Response headers: ``X-Request-ID``, the security headers (``security_headers``) and,
   outside ``/api``, ``Vary: Origin``. A request with an ``Origin`` header goes on through
   Starlette's CORS handling (``cors``), found in the same scan of the request headers as the id.
 

@@ -1,4 +1,4 @@
-"""Security headers for every response (plan 2C). HSTS is nginx's: only it knows the scheme.
+"""Security headers for every response. HSTS is nginx's: only it knows the scheme.
 
 This module is the policy; ``fwa_api.middleware.request_context`` appends its headers in the one
 send wrapper the stack has. Each header is added only when the route did not set it, so a page

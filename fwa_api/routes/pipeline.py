@@ -1,4 +1,4 @@
-"""Pipeline jobs and runs (plan 5A, 5D). Every route takes ``?workspace=NAME``.
+"""Pipeline jobs and runs. Every route takes ``?workspace=NAME``.
 
 * ``POST /api/pipeline/enqueue`` (investigator; ``{"force_reprocess": bool, "quality_mode":
   "skip_invalid" | "halt_on_errors" | "flag_only" | null}``): 202 with the job id at once. The run

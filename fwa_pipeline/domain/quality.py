@@ -1,4 +1,4 @@
-"""The data quality gate (plan 5C): Pandera schemas over the store-shaped claim frames, the
+"""The data quality gate: Pandera schemas over the store-shaped claim frames, the
 quality report, and the gate that holds invalid claims back.
 
 Every check is defined once, as a Pandera schema; :func:`assess_quality` runs the same schemas
@@ -74,7 +74,7 @@ PHARMACY_COLUMNS = [
 ]
 _COLUMNS: dict[ClaimType, list[str]] = {"medical": MEDICAL_COLUMNS, "pharmacy": PHARMACY_COLUMNS}
 
-# Duplicate keys (plan 5C) and the code amounts are compared within.
+# Duplicate keys and the code amounts are compared within.
 _SERVICE_KEY: dict[ClaimType, list[str]] = {
     "medical": ["provider_id", "member_id", "service_date", "cpt_code"],
     "pharmacy": ["member_id", "fill_date", "ndc_code"],
@@ -494,7 +494,7 @@ def assess_quality(
 
 
 def quality_report(issues: pd.DataFrame, totals: dict[ClaimType, int]) -> dict[str, Any]:
-    """The JSON-serialisable report stored with the run (plan 5C's shape, plus counts)."""
+    """The JSON-serialisable report stored with the run (with counts)."""
     errors = issues[issues["severity"] == "error"]
     failed_by_type = errors.drop_duplicates(KEY_COLUMNS)["claim_type"].value_counts()
     failed = int(failed_by_type.sum())

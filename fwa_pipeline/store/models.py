@@ -289,7 +289,7 @@ class StoreIdentity(Base):
 
 
 class PipelineRun(Base):
-    """One pipeline execution, mirrored from Dagster (plan 5D)."""
+    """One pipeline execution, mirrored from Dagster."""
 
     __tablename__ = "pipeline_runs"
 

@@ -1,4 +1,4 @@
-"""Read-side questions about pipeline output (plan 5D)."""
+"""Read-side questions about pipeline output."""
 
 from __future__ import annotations
 

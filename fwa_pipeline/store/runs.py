@@ -1,4 +1,4 @@
-"""Pipeline runs and requests in the store: the ``PipelineRun`` row a run leaves (plan 5D), what a
+"""Pipeline runs and requests in the store: the ``PipelineRun`` row a run leaves, what a
 finished run marks on its workspace and batches, and the ``PipelineRequest`` queue another process
 (the API) asks for runs through."""
 

@@ -1,4 +1,4 @@
-"""Chat sessions over HTTP (plan 7A): create, list, get, delete, within one workspace; history
+"""Chat sessions over HTTP: create, list, get, delete, within one workspace; history
 sent to the model, capped at 20 messages; both turns stored with sources, model, confidence."""
 
 from __future__ import annotations
