@@ -61,6 +61,8 @@ class AgentSettings(BaseSettings):
     # Estimated tokens a prompt may hold (history, tool results and all); with the answer's
     # ``llm_max_tokens`` it must fit the model's context window.
     agent_prompt_tokens: int = Field(6000, ge=1000)
+    # How long a pipeline run the assistant proposed waits for the user's confirmation.
+    agent_confirm_ttl_s: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _openai_needs_a_server(self) -> Self:

@@ -25,8 +25,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fwa_api.agents import fastpath
+from fwa_api.agents.actions import asks_to_run
 from fwa_api.agents.citations import linkify
-from fwa_api.agents.confidence import AnsweredBy, Confidence, assess
+from fwa_api.agents.confidence import AnsweredBy, Confidence, assess, unsupported
 from fwa_api.agents.config import AgentSettings
 from fwa_api.agents.guardrails import IdChecker, StreamGuard, find_ids
 from fwa_api.agents.llm import (
@@ -105,6 +106,7 @@ class AgentRequest:
     history: list[Message] = field(default_factory=list)
     case_id: str | None = None  # the pinned case: its data goes in front of the model
     investigate: bool = False  # a case investigation: never the fast path
+    session_id: str | None = None  # the conversation, where a proposed pipeline run waits
 
 
 @dataclass
@@ -119,7 +121,7 @@ class _State:
 
     def absorb(self, result: ToolResult) -> None:
         if result.ok:
-            self.had_data = True
+            self.had_data = self.had_data or result.evidence
             self.sources += [s for s in result.sources if s not in self.sources]
 
 
@@ -161,14 +163,23 @@ class Assistant:
     _warn: LogThrottle = field(default_factory=lambda: LogThrottle(60.0))
 
     async def run(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
-        tools = WorkspaceTools(self.engine, request.scope)
+        tools = WorkspaceTools(
+            self.engine,
+            request.scope,
+            run_requested=asks_to_run(request.message),
+            session_id=request.session_id,
+            confirm_ttl_s=self.settings.agent_confirm_ttl_s,
+        )
         checker = IdChecker(tools.known_ids)
         state = _State()
         async for event in self._answer(request, tools, checker, state):
             yield event
-        yield await self._reply(state, checker)
+        if ask := tools.confirmation_request():  # this turn proposed a pipeline run
+            state.text = f"{state.text}\n\n{ask}"
+            yield Token(f"\n\n{ask}")
+        yield await self._reply(state, checker, tools)
 
-    async def _reply(self, state: _State, checker: IdChecker) -> Reply:
+    async def _reply(self, state: _State, checker: IdChecker, tools: WorkspaceTools) -> Reply:
         cleaned = await checker.clean(state.text)
         cited = find_ids(cleaned)
         sources = list(state.sources)
@@ -184,7 +195,10 @@ class Assistant:
             response=linkify(cleaned),
             sources_cited=sources,
             confidence=assess(
-                state.answered_by, had_data=state.had_data, removed_ids=bool(checker.removed)
+                state.answered_by,
+                had_data=state.had_data,
+                removed_ids=bool(checker.removed),
+                unsupported=unsupported(cleaned, tools.evidence),
             ),
             model_used=state.model_used,
             removed_ids=list(checker.removed),
@@ -194,6 +208,17 @@ class Assistant:
     async def _answer(
         self, request: AgentRequest, tools: WorkspaceTools, checker: IdChecker, state: _State
     ) -> AsyncIterator[AgentEvent]:
+        if settled := await tools.settle(request.message):  # a reply to a proposed run
+            if (queued := settled.result) is not None:
+                yield ToolCallEvent(
+                    queued.name, {"force_reprocess": queued.data["force_reprocess"]}
+                )
+                yield ToolResultEvent(queued.name, queued.ok, queued.data)
+                state.sources += queued.sources
+            state.text, state.answered_by, state.model_used = settled.text, "data", FAST_PATH
+            state.had_data = True  # what the store did, not the model's words
+            yield Token(state.text)
+            return
         if not request.investigate and (intent := fastpath.classify(request.message)):
             result = await self._call(tools, intent.tool, intent.arguments)
             state.text, found = fastpath.render(intent, result, request.scope.workspace)

@@ -5,6 +5,10 @@ from a tool's arguments: argument models ignore unknown fields, so a model (or a
 steers it) passing ``workspace_id`` changes nothing. A case id from another workspace is answered
 exactly like one that does not exist. Results carry ids, scores, amounts and rule evidence, never
 member names or dates of birth, and are never logged.
+
+``run_pipeline`` is offered only when the user's message asked to run or rescore, and even then
+queues nothing: it proposes the run, kept with the chat session, and the session's next message
+queues it only if it confirms (``fwa_api.agents.actions``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fwa_api import queries
+from fwa_api.agents import actions
 from fwa_api.agents.llm import ToolSpec
 from fwa_api.queries import (
     ENTITY_SUBJECTS,
@@ -74,6 +79,17 @@ class ToolResult:
 
     def for_model(self) -> str:
         return json.dumps(self.data, default=str, separators=(",", ":"))
+
+    @property
+    def evidence(self) -> bool:
+        """Data about the workspace an answer can rest on: not an error, not an empty list,
+        not an action's acknowledgement."""
+        tool = TOOLS.get(self.name)
+        return self.ok and tool is not None and tool.evidence and not _no_rows(self.data)
+
+
+def _no_rows(data: dict[str, Any]) -> bool:
+    return data.get("count") == 0 or data.get("riskiest_providers") == []
 
 
 class ToolError(Exception):
@@ -278,22 +294,18 @@ def provider(
 
 
 def run_pipeline(
-    session: Session, scope: Scope, args: PipelineArgs
+    _session: Session, scope: Scope, args: PipelineArgs
 ) -> tuple[dict[str, Any], list[Source]]:
+    # Only a proposal: ``WorkspaceTools`` keeps it with the session, and the user confirms it.
     if not scope.has_role("investigator"):
         raise ToolError("run_pipeline needs the investigator role; this caller does not have it")
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    job_id = enqueue_request(
-        engine, scope.workspace_id, force_reprocess=args.force_reprocess, requested_by=scope.actor
-    )
     data = {
-        "job_id": job_id,
-        "status": "queued",
+        "status": "awaiting_confirmation",
         "force_reprocess": args.force_reprocess,
-        "note": "the pipeline's sensor picks queued requests up; progress shows in run history",
+        "note": "nothing is queued: tell the user what would run; they confirm in their next "
+        "message",
     }
-    return data, [{"type": "pipeline_request", "id": job_id}]
+    return data, []
 
 
 def claim_provenance(
@@ -325,6 +337,10 @@ class Tool:
     # A tool with side effects runs at most once per turn: a small model may call it again and
     # again (seen with SmolLM2 queueing four pipeline runs in one answer).
     once_per_turn: bool = False
+    # Offered, and run, only when the user's own message asks for it.
+    needs_request: bool = False
+    # Whether what it returns is data about the workspace (an action's reply is not).
+    evidence: bool = True
 
     def spec(self) -> ToolSpec:
         return _spec(self)
@@ -372,11 +388,13 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool(
             "run_pipeline",
-            "Queue a pipeline run for this workspace (needs the investigator role).",
+            "Propose a pipeline run for this workspace; the user confirms it before it is queued.",
             PipelineArgs,
             run_pipeline,
             min_role="investigator",
             once_per_turn=True,
+            needs_request=True,
+            evidence=False,
         ),
     )
 }
@@ -408,16 +426,38 @@ def json_parameters(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A turn that answered the session's proposed run: what was queued (None: nothing)."""
+
+    result: ToolResult | None
+    text: str
+
+
 @dataclass
 class WorkspaceTools:
-    """The tools bound to one caller and workspace, for one turn."""
+    """The tools bound to one caller and workspace, for one turn.
+
+    ``run_requested``: the user's message asked to run the pipeline (``actions.asks_to_run``);
+    ``session_id``: the conversation a proposed run is kept with until it is confirmed.
+    """
 
     engine: Engine
     scope: Scope
+    run_requested: bool = False
+    session_id: str | None = None
+    confirm_ttl_s: float = 600.0
+    proposed: actions.PendingRun | None = None
+    # The data of this turn's evidence results, which an answer's figures are checked against.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
     _done: dict[str, ToolResult] = field(default_factory=dict)
 
     def available(self) -> list[Tool]:
-        return [tool for tool in TOOLS.values() if self.scope.has_role(tool.min_role)]
+        return [
+            tool
+            for tool in TOOLS.values()
+            if self.scope.has_role(tool.min_role) and (self.run_requested or not tool.needs_request)
+        ]
 
     def specs(self) -> list[ToolSpec]:
         return [tool.spec() for tool in self.available()]
@@ -434,15 +474,24 @@ class WorkspaceTools:
                 f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
             )
             return ToolResult(name, False, {"error": f"invalid arguments: {problems}"})
+        if tool.needs_request and not self.run_requested:
+            # A model acting unasked, or text injected into the question or a record.
+            return ToolResult(
+                name, False, {"error": f"{name} is refused: the user did not ask for it"}
+            )
         earlier = self._done.get(name)
         if earlier is not None:
             note = f"{name} already ran in this turn; its result stands"
             return ToolResult(name, earlier.ok, {**earlier.data, "note": note}, earlier.sources)
         try:
             data, sources = await run_in_threadpool(self._run, tool, args)
+            if tool.needs_request:
+                await self._propose(args)
         except ToolError as exc:
             return ToolResult(name, False, {"error": str(exc)})
         result = ToolResult(name, True, data, _unique(sources))
+        if result.evidence:
+            self.evidence.append(data)
         if tool.once_per_turn:
             self._done[name] = result
         return result
@@ -450,6 +499,61 @@ class WorkspaceTools:
     def _run(self, tool: Tool, args: _Args) -> tuple[dict[str, Any], list[Source]]:
         with session_scope(self.engine) as session:
             return tool.run(session, self.scope, args)
+
+    async def _propose(self, args: _Args) -> None:
+        assert isinstance(args, PipelineArgs)
+        if self.session_id is None:
+            raise ToolError(
+                "a run is confirmed in the conversation's next message: without a chat session "
+                "it cannot be; nothing is queued"
+            )
+        try:
+            self.proposed = await run_in_threadpool(
+                actions.hold,
+                self.engine,
+                self.scope.workspace_id,
+                self.session_id,
+                force_reprocess=args.force_reprocess,
+                ttl_s=self.confirm_ttl_s,
+            )
+        except LookupError as exc:
+            raise ToolError("the chat session is gone; nothing is queued") from exc
+
+    def confirmation_request(self) -> str | None:
+        """What the reply must ask when this turn proposed a run."""
+        if self.proposed is None:
+            return None
+        return actions.ask_to_confirm(self.scope.workspace, self.proposed, self.confirm_ttl_s)
+
+    async def settle(self, message: str) -> Settled | None:
+        """End the session's proposed run, if any: ``message`` is the session's next one, so
+        the proposal goes either way; when it confirms in time, queue the run in this scope's
+        workspace. None when there was nothing to confirm: the turn is an ordinary one."""
+        if self.session_id is None:
+            return None
+        pending = await run_in_threadpool(
+            actions.take, self.engine, self.scope.workspace_id, self.session_id
+        )
+        if pending is None or not actions.confirms(message):
+            return None
+        if pending.expired():
+            return Settled(None, actions.EXPIRED)
+        if not self.scope.has_role("investigator"):
+            return Settled(None, actions.NOT_ALLOWED)
+        job_id = await run_in_threadpool(
+            enqueue_request,
+            self.engine,
+            self.scope.workspace_id,
+            force_reprocess=pending.force_reprocess,
+            requested_by=self.scope.actor,
+        )
+        data = {"job_id": job_id, "status": "queued", "force_reprocess": pending.force_reprocess}
+        result = ToolResult(
+            "run_pipeline", True, data, [{"type": "pipeline_request", "id": job_id}]
+        )
+        return Settled(
+            result, actions.queued(self.scope.workspace, job_id, pending.force_reprocess)
+        )
 
     async def known_ids(self, cases: set[str], rules: set[str]) -> set[str]:
         """Those of ``cases`` and ``rules`` that exist for this workspace."""

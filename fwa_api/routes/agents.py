@@ -284,7 +284,14 @@ async def _agent_request(
             # Also for another workspace's case: the same answer as for no case at all.
             raise _not_found("case not found")
         case_id = number
-    return AgentRequest(scope, message, history, case_id, investigate=investigate)
+    return AgentRequest(
+        scope,
+        message,
+        history,
+        case_id,
+        investigate=investigate,
+        session_id=None if session_id is None else str(session_id),
+    )
 
 
 async def _record(

@@ -41,7 +41,8 @@ def test_a_tool_call_is_executed_and_its_result_fed_back(api: Api, llm: FakeLLM)
     ]
     assert {"type": "case", "id": "CASE-000001"} in reply["sources_cited"]
     first, second = llm.chat_requests
-    assert set(_tool_names(first)) >= {"query_cases", "query_case_detail", "run_pipeline"}
+    assert set(_tool_names(first)) >= {"query_cases", "query_case_detail"}
+    assert "run_pipeline" not in _tool_names(first)  # the question did not ask to run it
     assistant, tool = second["messages"][-2:]
     assert assistant["tool_calls"] == [
         {"function": {"name": "query_cases", "arguments": {"risk_level": "critical"}}}
@@ -62,17 +63,6 @@ def test_a_viewer_is_not_offered_run_pipeline_and_cannot_call_it(
     ]
     with session_scope(pg_engine) as session:
         assert session.scalars(select(PipelineRequest)).first() is None
-
-
-def test_an_investigator_can_queue_a_run(
-    api: Api, llm: FakeLLM, pg_engine: Engine, world: World
-) -> None:
-    llm.script(Call([("run_pipeline", {})]), Say(["Queued."]))
-    reply = api.chat("rerun the pipeline please").json()
-    assert reply["tool_calls"][0]["ok"] is True
-    with session_scope(pg_engine) as session:
-        request = session.scalars(select(PipelineRequest)).one()
-        assert (request.workspace_id, request.requested_by) == (world.acme, "alice")
 
 
 def test_the_loop_stops_after_five_calls(api: Api, llm: FakeLLM) -> None:

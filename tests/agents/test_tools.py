@@ -3,12 +3,15 @@ whatever the arguments say."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import Engine, select
 
+from fwa_api.agents import sessions
 from fwa_api.agents.tools import TOOLS, Scope, WorkspaceTools, json_parameters
 from fwa_pipeline.store.db import session_scope
-from fwa_pipeline.store.models import PipelineRequest
+from fwa_pipeline.store.models import ChatSession, PipelineRequest, utcnow
 from tests.agents.conftest import World
 from tests.agents.harness import ACME_NPI, FOREIGN_CASE, GLOBEX_NPI
 
@@ -111,41 +114,121 @@ async def test_claim_provenance(pg_engine: Engine, world: World) -> None:
     assert foreign.data == {"error": "no claim 'GLOBEX-CLM-0' in this workspace"}
 
 
-async def test_run_pipeline_queues_a_request_for_an_investigator(
+def _queued(engine: Engine) -> list[PipelineRequest]:
+    with session_scope(engine) as session:
+        rows = session.scalars(select(PipelineRequest)).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def asked(engine: Engine, world: World, role: str = "investigator") -> WorkspaceTools:
+    """A turn whose message asked to run the pipeline, in a new session of alice's."""
+    chat = sessions.create_session(engine, world.acme, created_by="alice")
+    scope = Scope(world.acme, "acme", "alice", role)
+    return WorkspaceTools(engine, scope, run_requested=True, session_id=chat.session_id)
+
+
+def next_turn(engine: Engine, turn: WorkspaceTools) -> WorkspaceTools:
+    return WorkspaceTools(engine, turn.scope, session_id=turn.session_id)
+
+
+async def test_run_pipeline_unasked_is_not_offered_and_queues_nothing(
     pg_engine: Engine, world: World
 ) -> None:
-    result = await tools(pg_engine, world).call(
+    turn = tools(pg_engine, world)
+    assert "run_pipeline" not in {spec.name for spec in turn.specs()}
+    result = await turn.call("run_pipeline", {"force_reprocess": True})
+    assert not result.ok and "did not ask" in result.data["error"]
+    assert turn.confirmation_request() is None
+    assert _queued(pg_engine) == []
+
+
+async def test_run_pipeline_proposes_and_the_next_yes_queues_in_the_callers_workspace(
+    pg_engine: Engine, world: World
+) -> None:
+    turn = asked(pg_engine, world)
+    assert "run_pipeline" in {spec.name for spec in turn.specs()}
+    result = await turn.call(
         "run_pipeline", {"force_reprocess": True, "workspace_id": world.globex}
     )
-    assert result.ok and result.data["status"] == "queued"
+    assert result.ok and result.data["status"] == "awaiting_confirmation"
+    assert not result.evidence and turn.evidence == []
+    assert "reply **yes**" in (turn.confirmation_request() or "")
+    assert _queued(pg_engine) == []
+    settled = await next_turn(pg_engine, turn).settle("Yes, go ahead.")
+    assert settled is not None and settled.result is not None
+    [request] = _queued(pg_engine)
+    assert (request.job_id, request.workspace_id, request.force_reprocess) == (
+        settled.result.data["job_id"],
+        world.acme,
+        True,
+    )
+    assert request.requested_by == "alice"
+    # Taken: a second yes finds nothing to confirm.
+    assert await next_turn(pg_engine, turn).settle("yes") is None
+    assert len(_queued(pg_engine)) == 1
+
+
+async def test_any_other_next_message_drops_the_proposal(pg_engine: Engine, world: World) -> None:
+    turn = asked(pg_engine, world)
+    await turn.call("run_pipeline", {})
+    assert await next_turn(pg_engine, turn).settle("yes, but only the new claims") is None
+    assert await next_turn(pg_engine, turn).settle("yes") is None
+    assert _queued(pg_engine) == []
+
+
+async def test_an_expired_proposal_queues_nothing(pg_engine: Engine, world: World) -> None:
+    turn = asked(pg_engine, world)
+    await turn.call("run_pipeline", {})
     with session_scope(pg_engine) as session:
-        request = session.scalars(select(PipelineRequest)).one()
-        assert (request.workspace_id, request.force_reprocess, request.requested_by) == (
-            world.acme,
-            True,
-            "alice",
-        )
+        row = session.get(ChatSession, turn.session_id)
+        assert row is not None and row.pending_run_expires_at is not None
+        row.pending_run_expires_at = utcnow() - dt.timedelta(seconds=1)
+    settled = await next_turn(pg_engine, turn).settle("yes")
+    assert (
+        settled is not None and settled.result is None and "not confirmed in time" in settled.text
+    )
+    assert _queued(pg_engine) == []
 
 
-async def test_run_pipeline_queues_one_run_per_turn(pg_engine: Engine, world: World) -> None:
-    turn = tools(pg_engine, world)
+async def test_run_pipeline_proposes_once_per_turn(pg_engine: Engine, world: World) -> None:
+    turn = asked(pg_engine, world)
     first = await turn.call("run_pipeline", {})
     again = await turn.call("run_pipeline", {"force_reprocess": True})
-    assert again.ok and again.data["job_id"] == first.data["job_id"]
+    assert again.data["force_reprocess"] is first.data["force_reprocess"] is False
     assert "already ran" in again.data["note"]
-    next_turn = await tools(pg_engine, world).call("run_pipeline", {})
-    assert next_turn.data["job_id"] != first.data["job_id"]
-    with session_scope(pg_engine) as session:
-        assert len(session.scalars(select(PipelineRequest)).all()) == 2
+    assert await next_turn(pg_engine, turn).settle("confirm") is not None
+    [request] = _queued(pg_engine)
+    assert request.force_reprocess is False
+
+
+async def test_run_pipeline_without_a_session_queues_nothing(
+    pg_engine: Engine, world: World
+) -> None:
+    turn = WorkspaceTools(
+        pg_engine, Scope(world.acme, "acme", "alice", "investigator"), run_requested=True
+    )
+    result = await turn.call("run_pipeline", {})
+    assert not result.ok and "session" in result.data["error"]
+    assert turn.confirmation_request() is None
+    assert _queued(pg_engine) == []
 
 
 async def test_run_pipeline_is_refused_to_a_viewer(pg_engine: Engine, world: World) -> None:
-    viewer = tools(pg_engine, world, role="viewer")
+    viewer = asked(pg_engine, world, role="viewer")
     assert "run_pipeline" not in {spec.name for spec in viewer.specs()}
     result = await viewer.call("run_pipeline", {})
     assert not result.ok and "investigator" in result.data["error"]
-    with session_scope(pg_engine) as session:
-        assert session.scalars(select(PipelineRequest)).first() is None
+    assert await next_turn(pg_engine, viewer).settle("yes") is None
+    assert _queued(pg_engine) == []
+
+
+async def test_only_data_counts_as_evidence(pg_engine: Engine, world: World) -> None:
+    turn = tools(pg_engine, world)
+    assert (await turn.call("query_cases", {"risk_level": "critical"})).evidence
+    assert not (await turn.call("query_cases", {"risk_level": "low"})).evidence  # no rows
+    assert not (await turn.call("query_case_detail", {"case_id": "CASE-999999"})).evidence
+    assert [len(data["cases"]) for data in turn.evidence] == [1]
 
 
 async def test_unknown_tool(pg_engine: Engine, world: World) -> None:
