@@ -248,12 +248,18 @@ def test_a_failed_write_leaves_no_older_copy_and_fails_its_next_reader(
         manager.handle_output(output, pd.DataFrame({"x": [2]}))
         assert manager.load_input(input_)["x"].tolist() == [2]  # from memory, while pending
         release.set()
-        for _ in range(300):  # the write fails in the background
-            if not (tmp_path / "dagster_io" / "acme" / "rule_hits" / "current").exists():
+        failure: dg.Failure | None = None
+        for _ in range(500):  # the write fails in the background
+            try:
+                # Until the failure is recorded, run-2's frame from memory; never run-1's.
+                assert manager.load_input(input_)["x"].tolist() == [2]
+            except dg.Failure as exc:
+                failure = exc
                 break
             time.sleep(0.01)
 
-    # run-1's frame is not served as if it were run-2's.
+    assert failure is not None and "could not be written" in failure.description
+    assert not (tmp_path / "dagster_io" / "acme" / "rule_hits" / "current").exists()
     with pytest.raises(dg.Failure, match=r"could not be written") as failed:
         manager.load_input(input_)
     # The cause is for operators (the Dagster UI), not in the description a job status shows.
