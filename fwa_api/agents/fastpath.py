@@ -199,6 +199,62 @@ def render_providers(data: dict[str, Any], workspace: str) -> str:
     return "\n".join(lines)
 
 
+def render_rules(data: dict[str, Any]) -> str:
+    if not data["rules"]:
+        return "No rules to list."
+    lines = ["| Rule | Name | Hits | Claims hit |", "| --- | --- | --- | --- |"]
+    for r in data["rules"]:
+        lines.append(f"| {r['rule_id']} | {r['name']} | {r['hits']:,} | {r['claims_hit']:,} |")
+    return "\n".join(lines)
+
+
+def render_provider(data: dict[str, Any]) -> str:
+    medical = data["medical_claims"]
+    hits = ", ".join(f"{h['rule_id']} ({h['hits']})" for h in data["rule_hits"]) or "none"
+    cases = ", ".join(c["case_id"] for c in data["cases"]) or "none"
+    return (
+        f"**{data['name']}** (NPI {data['npi']}, {data['provider_type']}): "
+        f"{medical['count']:,} medical claims, {_money(medical['amount_paid'])} paid. "
+        f"Rule hits: {hits}. Cases: {cases}."
+    )
+
+
+def render_provenance(data: dict[str, Any]) -> str:
+    claim, score = data["claim"], data["score"]
+    scored = (
+        f"score {score['score']} ({score['risk_level']}), {score['hit_count']} rule hits"
+        if score
+        else "not scored yet"
+    )
+    rules = ", ".join(sorted({h["rule_id"] for h in data["hits"]})) or "none"
+    cases = ", ".join(data["cases"]) or "none"
+    return f"Claim {claim['claim_id']}: {scored}. Rules: {rules}. Cases: {cases}."
+
+
+def render_result(result: ToolResult, workspace: str) -> str | None:
+    """A tool's data as an answer, for a turn whose model did not give one; None for a tool
+    whose result is not evidence to show (a queued run, a failed lookup)."""
+    if not result.ok:
+        return None
+    data = result.data
+    match result.name:
+        case "query_pipeline_stats":
+            return render_stats(data)
+        case "query_cases":
+            return render_cases(data, workspace)
+        case "query_case_detail":
+            return render_case(data)
+        case "query_rules":
+            return render_rules(data)
+        case "query_provider":
+            if "riskiest_providers" in data:
+                return render_providers(data, workspace)
+            return render_provider(data)
+        case "query_claim_provenance":
+            return render_provenance(data)
+    return None
+
+
 def render(intent: Intent, result: ToolResult, workspace: str) -> tuple[str, bool]:
     """The answer and whether data stands behind it (False: the thing asked about is missing)."""
     if not result.ok:

@@ -2,6 +2,10 @@
 for this workspace. Ids that do not (another workspace's case, an invented rule) are replaced by
 ``[removed]`` and reported; the rest are put in their canonical form for citation linking.
 
+Short case ids (``CASE-23``, which the API accepts too) are read as their canonical form
+(``CASE-000023``) before the check. ``CASE-000000``, the id the prompt's examples use, is refused
+even if a workspace had it: a model copying an example must not produce a valid-looking link.
+
 The tools already refuse other workspaces' data, so a foreign id can only reach an answer from
 the user's own message, the history, or the model's imagination; none of those is evidence.
 
@@ -15,7 +19,10 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from fwa_pipeline.store.cases import case_number
+
 REMOVED = "[removed]"
+EXAMPLE_CASE = case_number(0)  # the examples' case id: never a case
 
 # Matched anywhere, in any case, even inside a word or a URL: "x-case-000123" must not slip by.
 ENTITY_ID = re.compile(r"(?P<case>CASE-\d{1,12})|(?P<rule>RULE-[A-Z]{2,8}-\d{1,4})", re.IGNORECASE)
@@ -36,12 +43,21 @@ Verify = Callable[[set[str], set[str]], Awaitable[set[str]]]
 """(case ids, rule ids) -> those that exist for this workspace (canonical, upper case)."""
 
 
+def canonical(ident: str) -> str:
+    """An id as the workspace stores it: ``CASE-000023`` for ``case-23``, rules in upper case."""
+    ident = ident.upper()
+    if ident.startswith("CASE-"):
+        return case_number(int(ident[5:]))
+    return ident
+
+
 def find_ids(text: str) -> tuple[set[str], set[str]]:
+    """The case and rule ids ``text`` names, canonical."""
     cases: set[str] = set()
     rules: set[str] = set()
     for match in ENTITY_ID.finditer(text):
         if match.group("case"):
-            cases.add(match.group("case").upper())
+            cases.add(canonical(match.group("case")))
         else:
             rules.add(match.group("rule").upper())
     return cases, rules
@@ -67,6 +83,7 @@ class IdChecker:
         """``text`` with unknown ids replaced by ``[removed]`` and known ids in canonical form."""
         text = _unlink(text)
         cases, rules = find_ids(text)
+        self._known[EXAMPLE_CASE] = False
         unchecked_cases = {c for c in cases if c not in self._known}
         unchecked_rules = {r for r in rules if r not in self._known}
         if unchecked_cases or unchecked_rules:
@@ -75,7 +92,7 @@ class IdChecker:
                 self._known[ident] = ident in found
 
         def replace(match: re.Match[str]) -> str:
-            ident = match.group(0).upper()
+            ident = canonical(match.group(0))
             if self._known.get(ident):
                 return ident
             if ident not in self.removed:

@@ -9,6 +9,9 @@ Small models still wrap JSON in prose or code fences, use Python literals or lea
 commas, so parsing is lenient, and whatever cannot be read as a decision is taken as the answer.
 ``AnswerStreamer`` pulls the ``answer`` string out of the JSON while it streams, so the user sees
 the answer arrive token by token in this mode too.
+
+Small models also echo the prompt back: ``unusable`` tells an answer from an empty one, template
+text, a raw JSON step shown as text, or a copy of the prompt's example.
 """
 
 from __future__ import annotations
@@ -20,12 +23,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+# The examples' case id never exists, and the id check refuses it even if it did.
+from fwa_api.agents.guardrails import EXAMPLE_CASE
+
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
-_ANSWER_KEY = re.compile(r'[{,]\s*"answer"\s*:\s*"')
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 ANSWER_KEYS = ("answer", "response", "final_answer", "content", "text")
 ARGUMENT_KEYS = ("arguments", "parameters", "args", "input")
+# One real call per tool for the prompt format (a tool without one gets ``{}``).
+EXAMPLE_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "query_pipeline_stats": {},
+    "query_cases": {"risk_level": "critical", "status": "open", "limit": 5},
+    "query_case_detail": {"case_id": EXAMPLE_CASE},
+    "query_rules": {"triggered_only": True, "limit": 10},
+    "query_provider": {},
+    "query_claim_provenance": {"claim_id": "CLM-000000"},
+    "run_pipeline": {"force_reprocess": False},
+}
+# What an answer looks like; a model that copies it has not answered.
+EXAMPLE_ANSWER = (
+    f"{EXAMPLE_CASE} is the riskiest open case (score 91.5): RULE-MED-001 fired on 12 of its "
+    "claims, $4,200.00 paid."
+)
 
 
 def _balanced_objects(text: str) -> Iterable[str]:
@@ -121,93 +141,178 @@ def parse_decision(text: str) -> Decision:
     return AnswerDecision(text.strip())
 
 
-def decision_schema(tool_names: list[str]) -> dict[str, Any]:
-    """The JSON schema the reply must follow; with no tools left, only an answer fits."""
-    if not tool_names:
-        return {
-            "type": "object",
-            "properties": {
-                "action": {"type": "string", "enum": ["answer"]},
-                "answer": {"type": "string"},
-            },
-            "required": ["action", "answer"],
-        }
-    return {
+ToolParameters = list[tuple[str, dict[str, Any]]]  # (tool name, JSON schema of its arguments)
+
+
+def decision_schema(tools: ToolParameters) -> dict[str, Any]:
+    """The JSON schema a step must follow: a tool call with all its fields, or an answer with
+    its text; with no tools left, only the answer. ``action`` comes first, so the streamed
+    answer is known to be one before its text starts."""
+    answer = {
         "type": "object",
         "properties": {
-            "action": {"type": "string", "enum": ["tool", "answer"]},
-            "tool": {"type": "string", "enum": tool_names},
-            "arguments": {"type": "object"},
-            "answer": {"type": "string"},
+            "action": {"type": "string", "enum": ["answer"]},
+            "answer": {"type": "string", "minLength": 1},
         },
-        "required": ["action"],
+        "required": ["action", "answer"],
+        "additionalProperties": False,
     }
+    calls = [
+        {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["tool"]},
+                "tool": {"type": "string", "enum": [name]},
+                "arguments": parameters,
+            },
+            "required": ["action", "tool", "arguments"],
+            "additionalProperties": False,
+        }
+        for name, parameters in tools
+    ]
+    return {"anyOf": [*calls, answer]} if calls else answer
+
+
+def example_step(name: str) -> str:
+    arguments = EXAMPLE_ARGUMENTS.get(name, {})
+    return json.dumps({"action": "tool", "tool": name, "arguments": arguments})
 
 
 def tool_instructions(tools: list[tuple[str, str, dict[str, Any]]]) -> str:
-    """The system-prompt section that stands in for native tool definitions."""
+    """The system-prompt section that stands in for native tool definitions: each tool with its
+    arguments and a real call of it, then the answer's form (no placeholder to echo back)."""
     lines = [
-        "You can call these tools to read data. Each is listed with its JSON-schema arguments:"
+        "You can call these tools to read data. Reply with exactly one JSON object and nothing "
+        "else: either one tool call or your answer.",
+        "",
     ]
     for name, description, parameters in tools:
-        lines.append(f"- {name}: {description} Arguments: {json.dumps(parameters)}")
+        lines += [
+            f"- {name}: {description} Arguments (JSON schema): {json.dumps(parameters)}",
+            f"  Example call: {example_step(name)}",
+        ]
     lines += [
         "",
-        "Reply with exactly one JSON object and nothing else. To call a tool:",
-        '{"action": "tool", "tool": "<tool name>", "arguments": {...}}',
-        "To answer the user (markdown allowed inside the string):",
-        '{"action": "answer", "answer": "<your answer>"}',
-        "Tool results come back in a message that starts with 'Tool result'.",
+        "Tool results come back in a message that starts with 'Tool result'. When you have what "
+        'you need, answer with "action": "answer" and the full text of your answer for the user '
+        'in "answer" (markdown allowed), written from the data, for example:',
+        json.dumps({"action": "answer", "answer": EXAMPLE_ANSWER}),
     ]
     return "\n".join(lines)
 
 
 def final_instructions() -> str:
     return (
-        "No more tool calls are possible. Reply with exactly one JSON object: "
-        '{"action": "answer", "answer": "<your answer>"}, using the data you already have.'
+        'No more tool calls are possible. Reply with one JSON object whose "action" is '
+        '"answer" and whose "answer" is your full answer to my question, using the data you '
+        "already have."
     )
+
+
+# --------------------------------------------------------------------------- unusable answers
+
+# An answer in markdown starts with neither an object nor an array of objects or strings.
+_JSON_SHAPED = re.compile(r'^(?:```[A-Za-z]*\s*)?(?:\{|\[\s*[{"\]])')
+_RAW_DECISION = re.compile(r'"(?:action|tool|arguments)"\s*:')
+# Template text: "<your answer>", "[answer]", "{answer}", "...".
+_PLACEHOLDER = re.compile(r"<\s*(?:your|the|tool|answer|insert)\b[^<>]{0,40}>", re.IGNORECASE)
+_BRACKETED = re.compile(r"[<\[{(]\s*[\w .'-]{0,40}[>\]})]|\.{3}|…|answer", re.IGNORECASE)
+
+
+def unusable(text: str, *, complete: bool = True) -> str | None:
+    """Why a step's answer text is not an answer (``empty``, ``placeholder``, ``json``,
+    ``example``), or None. With ``complete=False``, judges the start of a streaming answer."""
+    stripped = text.strip()
+    if not stripped:
+        return "empty" if complete else None
+    if _PLACEHOLDER.search(stripped) or (complete and _BRACKETED.fullmatch(stripped)):
+        return "placeholder"
+    if _JSON_SHAPED.match(stripped) or _RAW_DECISION.search(stripped):
+        return "json"
+    folded = " ".join(stripped.split())
+    if EXAMPLE_ANSWER in folded or (not complete and EXAMPLE_ANSWER.startswith(folded)):
+        return "example"
+    return None
 
 
 # --------------------------------------------------------------------------- streaming
 
 
 class AnswerStreamer:
-    """Feed the raw JSON as it streams; get back the decoded text of its ``answer`` string."""
+    """Feed a step's raw JSON as it streams; get back the decoded text of its top-level
+    ``answer`` string, and only once the step has said it is an answer (``"action": "answer"``
+    before the text): a tool step's text is never taken for the answer."""
 
     def __init__(self) -> None:
         self._raw = ""
-        self._pos = -1  # where the answer's next undecoded character sits; -1: not found yet
+        self._pos = 0  # the next character to read
+        self._depth = 0
+        self._expect_key = False  # at the top level, the next string is a key
+        self._key: str | None = None  # the top-level key whose value comes next
+        self._string: str | None = None  # inside a string: its role (key, action, answer, other)
+        self._buffer: list[str] = []
+        self.action: str | None = None
         self._closed = False
 
     def feed(self, chunk: str) -> str:
         self._raw += chunk
-        if self._closed:
-            return ""
-        if self._pos < 0:
-            match = _ANSWER_KEY.search(self._raw)
-            if match is None:
-                return ""
-            self._pos = match.end()
         out: list[str] = []
         raw, pos = self._raw, self._pos
-        while pos < len(raw):
+        while pos < len(raw) and not self._closed:
             char = raw[pos]
-            if char == '"':
-                self._closed = True
+            if self._string is not None:
+                if char == "\\":
+                    decoded, used = self._escape(raw, pos)
+                    if used == 0:  # the escape is not complete yet: wait for the next chunk
+                        break
+                    pos += used
+                    self._text(decoded, out)
+                    continue
                 pos += 1
-                break
-            if char != "\\":
-                out.append(char)
-                pos += 1
+                if char == '"':
+                    self._end_string()
+                else:
+                    self._text(char, out)
                 continue
-            decoded, used = self._escape(raw, pos)
-            if used == 0:  # the escape is not complete yet: wait for the next chunk
-                break
-            out.append(decoded)
-            pos += used
+            pos += 1
+            if char in "{[":
+                self._depth += 1
+                self._expect_key = self._depth == 1 and char == "{"
+            elif char in "}]" and self._depth:
+                self._depth -= 1
+            elif self._depth == 1 and char == ",":
+                self._expect_key = True
+            elif self._depth == 1 and char == ":":
+                self._expect_key = False
+            elif char == '"' and self._depth:  # outside an object, quotes are prose
+                self._string = self._role()
+                self._buffer = []
         self._pos = pos
         return "".join(out)
+
+    def _role(self) -> str:
+        if self._depth != 1:
+            return "other"
+        if self._expect_key:
+            return "key"
+        if self._key == "action":
+            return "action"
+        return "answer" if self._key == "answer" and self.action == "answer" else "other"
+
+    def _text(self, text: str, out: list[str]) -> None:
+        if self._string == "answer":
+            out.append(text)
+        elif self._string in ("key", "action"):
+            self._buffer.append(text)
+
+    def _end_string(self) -> None:
+        role, self._string = self._string, None
+        if role == "key":
+            self._key = "".join(self._buffer)
+        elif role == "action":
+            self.action = "".join(self._buffer).strip().lower()
+        elif role == "answer":
+            self._closed = True
 
     @staticmethod
     def _escape(raw: str, pos: int) -> tuple[str, int]:

@@ -5,7 +5,9 @@ its creator continues it, and only its creator or an admin deletes it.
 
 The LLM sees the last ``history`` messages (20 by default) as alternating user and assistant
 turns; both turns of an exchange are stored together once the answer is complete, with the
-assistant's sources, model and confidence.
+assistant's sources, model and confidence. An exchange whose answer was degraded (the data
+gathered under a note, not the model's answer) is marked so and never replayed: a model shown a
+junk answer in its history copies it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, func, select
 
 from fwa_api.agents.llm import Message
+from fwa_api.agents.prompt_tools import unusable
 from fwa_pipeline.kit.validation import clean_text
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import ChatMessage, ChatSession, InvestigationCase, utcnow
@@ -36,6 +39,7 @@ class MessageOut(BaseModel):
     sources_cited: list[Any]
     model_used: str | None
     confidence: str | None
+    degraded: bool
     created_at: dt.datetime
 
 
@@ -71,6 +75,7 @@ class Turn:
     sources_cited: list[dict[str, str]]
     model_used: str
     confidence: str
+    degraded: bool = False
 
 
 class NotFound(LookupError):
@@ -195,15 +200,28 @@ def conversation(
             raise PermissionError("only the session's creator may continue it")
         recent = session.scalars(
             select(ChatMessage)
-            .where(ChatMessage.session_id == session_id)
+            .where(ChatMessage.session_id == session_id, ChatMessage.degraded.is_(False))
             .order_by(ChatMessage.id.desc())
             .limit(history)
         ).all()
         return Conversation(
             session_id=session_id,
             case_id=_case_number(session, row.case_id),
-            history=[Message(m.role, m.content) for m in reversed(recent)],
+            history=_replayable(list(reversed(recent))),
         )
+
+
+def _replayable(messages: list[ChatMessage]) -> list[Message]:
+    """The messages as history, less any exchange whose answer is junk all the same (one stored
+    before degraded answers were marked)."""
+    out: list[Message] = []
+    for message in messages:
+        if message.role == "assistant" and unusable(message.content):
+            if out and out[-1].role == "user":
+                out.pop()
+            continue
+        out.append(Message(message.role, message.content))
+    return out
 
 
 def record_turn(engine: Engine, workspace_id: int, session_id: str, turn: Turn) -> None:
@@ -213,7 +231,14 @@ def record_turn(engine: Engine, workspace_id: int, session_id: str, turn: Turn) 
         if not row.title:
             row.title = title_from(turn.question)
         row.updated_at = utcnow()
-        session.add(ChatMessage(session_id=session_id, role="user", content=turn.question))
+        session.add(
+            ChatMessage(
+                session_id=session_id,
+                role="user",
+                content=turn.question,
+                degraded=turn.degraded,
+            )
+        )
         session.add(
             ChatMessage(
                 session_id=session_id,
@@ -222,5 +247,6 @@ def record_turn(engine: Engine, workspace_id: int, session_id: str, turn: Turn) 
                 sources_cited=turn.sources_cited,
                 model_used=turn.model_used,
                 confidence=turn.confidence,
+                degraded=turn.degraded,
             )
         )

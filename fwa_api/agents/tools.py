@@ -121,7 +121,7 @@ class CasesArgs(_Args):
 
 
 class CaseArgs(_Args):
-    case_id: str = Field(description="The case number, e.g. CASE-000123.")
+    case_id: str = Field(description="The case number, like CASE-000000.")
 
 
 class RulesArgs(_Args):

@@ -12,8 +12,9 @@ except ``status``; tools, sessions and guardrails all work within that workspace
 * ``POST /api/agents/chat/stream``: the same as Server-Sent Events, ``data:`` JSON each:
   ``{"type": "token", "token": "...", "done": false}``, ``{"type": "tool_call", ...}``,
   ``{"type": "tool_result", ...}``, then ``{"type": "final", "done": true, "response": ...,
-  "sources_cited": [...], "confidence": ..., "model_used": ...}``. Tokens are provisional
-  plain text; the final ``response`` (ids checked, citations linked) replaces them. A client
+  "sources_cited": [...], "confidence": ..., "model_used": ..., "degraded": ...}``. Tokens are
+  provisional plain text, and only ever an answer's (never a tool step's); the final
+  ``response`` (ids checked, citations linked) replaces them. A client
   that disconnects stops the LLM call, and nothing is stored.
 * ``POST /api/agents/investigate`` (``{"case_id", "session_id"?}``): a case summary with its
   evidence through the same path (404 for a case outside the workspace).
@@ -154,6 +155,8 @@ class ChatResponse(BaseModel):
     session_id: str | None
     removed_ids: list[str]
     llm_error: str | None
+    # Not the model's answer: the data gathered under a note saying why (kept out of history).
+    degraded: bool
     tool_calls: list[ToolCallOut]
 
 
@@ -313,6 +316,7 @@ async def _record(
         sources_cited=reply.sources_cited,
         model_used=reply.model_used,
         confidence=reply.confidence.value,
+        degraded=reply.degraded,
     )
     try:
         await run_in_threadpool(
@@ -354,6 +358,7 @@ def _response(reply: Reply, session_id: uuid.UUID | None, calls: list[ToolCallOu
         session_id=str(session_id) if session_id else None,
         removed_ids=reply.removed_ids,
         llm_error=reply.llm_error,
+        degraded=reply.degraded,
         tool_calls=calls,
     )
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -518,6 +519,9 @@ class ChatMessage(Base):
     sources_cited: Mapped[list[Any]] = mapped_column(default=list)
     model_used: Mapped[str | None] = mapped_column(String(100))
     confidence: Mapped[str | None] = mapped_column(String(8))
+    # Both messages of an exchange whose answer was degraded (a fallback, not the model's
+    # answer): kept for reading, never replayed to the model as history.
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")

@@ -12,18 +12,22 @@ Ollama's behaviour it reproduces: ``/api/chat`` streams NDJSON (``message.conten
 ``capabilities``; ``{"error": ...}`` bodies: 404 for a model that is not installed, 400 "does
 not support tools" when ``tools`` are sent to a model without that capability. Each chat request
 takes the next scripted step; with none left it answers 500, so an unexpected call fails loudly.
+``Runaway`` is a model that never emits its stop token: it generates up to the request's token
+limit (Ollama's ``options.num_predict``, OpenAI's ``max_tokens``) and stops with ``length``, or,
+sent no limit, until the client gives up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,10 +45,19 @@ Lifespan = Literal["auto", "on", "off"]
 class Say:
     """Stream these content pieces, then finish."""
 
-    tokens: list[str]
+    tokens: Iterable[str]
     delay_s: float = 0.0  # between chunks
     first_token_s: float = 0.0  # before the first chunk: the model's time to first token
     error_after: str | None = None  # an {"error": ...} line instead of the final chunk
+    done_reason: str = "stop"
+
+
+@dataclass
+class Runaway:
+    """Repeat ``word`` without end, one token a chunk, until the request's token limit."""
+
+    word: str = "claim "
+    delay_s: float = 0.002
 
 
 @dataclass
@@ -69,7 +82,7 @@ class Hang:
     """Accept the request and say nothing until the client gives up."""
 
 
-Step = Say | Call | Fail | Hang
+Step = Say | Call | Fail | Hang | Runaway
 Chunks = Callable[[str, Say | Call], Iterator[bytes]]
 
 
@@ -185,6 +198,12 @@ class FakeLLM:
         if isinstance(step, Fail):
             await _json(send, step.status, {"error": step.error})
             return
+        if isinstance(step, Runaway):
+            limit = (body.get("options") or {}).get("num_predict") or body.get("max_tokens")
+            words: Iterable[str] = (
+                itertools.repeat(step.word, limit) if limit else (itertools.repeat(step.word))
+            )
+            step = Say(words, delay_s=step.delay_s, done_reason="length")
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -287,7 +306,9 @@ def _ollama_chunks(model: str, step: Say | Call) -> Iterator[bytes]:
             }
         )
 
+    count = 0
     for token in step.tokens:
+        count += 1
         yield chunk({"content": token})
     if isinstance(step, Call):
         yield chunk(
@@ -315,12 +336,12 @@ def _ollama_chunks(model: str, step: Say | Call) -> Iterator[bytes]:
             "created_at": _now(),
             "message": {"role": "assistant", "content": ""},
             "done": True,
-            "done_reason": "stop",
+            "done_reason": step.done_reason if isinstance(step, Say) else "stop",
             "total_duration": 1_000_000,
             "load_duration": 10_000,
             "prompt_eval_count": 42,
             "prompt_eval_duration": 100_000,
-            "eval_count": len(step.tokens) + 1,
+            "eval_count": count + 1,
             "eval_duration": 500_000,
         }
     )
@@ -361,7 +382,7 @@ def _openai_chunks(model: str, step: Say | Call) -> Iterator[bytes]:
         yield b"data: " + json.dumps({"error": {"message": step.error_after}}).encode() + b"\n\n"
         return
     else:
-        yield event({}, "stop")
+        yield event({}, step.done_reason if isinstance(step, Say) else "stop")
     yield b"data: [DONE]\n\n"
 
 

@@ -65,14 +65,20 @@ def test_a_viewer_is_not_offered_run_pipeline_and_cannot_call_it(
         assert session.scalars(select(PipelineRequest)).first() is None
 
 
-def test_the_loop_stops_after_five_calls(api: Api, llm: FakeLLM) -> None:
-    llm.script(*[Call([("query_pipeline_stats", {})]) for _ in range(6)])
+def test_the_loop_stops_after_five_calls_and_shows_what_it_found(api: Api, llm: FakeLLM) -> None:
+    llm.script(*[Call([("query_cases", {"limit": n})]) for n in range(1, 7)])
     reply = api.chat("keep digging until you find something").json()
     assert len(llm.chat_requests) == 5
     assert [bool(_tool_names(body)) for body in llm.chat_requests] == [True] * 4 + [False]
     assert len(reply["tool_calls"]) == 4
-    assert "could not finish within 5 steps" in reply["response"]
-    assert reply["confidence"] == "low"
+    assert reply["response"].startswith(
+        "_I could not finish within 5 steps. Here is the data gathered so far._"
+    )
+    assert (
+        "| [CASE-000001](/cases/CASE-000001) | provider 1234567893 | critical |"
+        in (reply["response"])
+    )
+    assert (reply["confidence"], reply["degraded"]) == ("low", True)
 
 
 def test_a_model_without_tools_uses_the_prompt_format(api_for: Any) -> None:
@@ -94,7 +100,7 @@ def test_a_model_without_tools_uses_the_prompt_format(api_for: Any) -> None:
     assert reply["response"] == "[CASE-000001](/cases/CASE-000001) is the critical one."
     assert reply["confidence"] == "medium"
     assert "tools" not in first and "tools" not in second
-    assert first["format"]["properties"]["tool"]["enum"][0] == "query_pipeline_stats"
+    assert first["format"]["anyOf"][0]["properties"]["tool"]["enum"] == ["query_pipeline_stats"]
     assert "Reply with exactly one JSON object" in first["messages"][0]["content"]
     assert second["messages"][-1]["role"] == "user"
     assert second["messages"][-1]["content"].startswith("Tool result for query_cases: ")

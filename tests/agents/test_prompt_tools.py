@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from fwa_api.agents.prompt_tools import (
+    EXAMPLE_ANSWER,
     AnswerDecision,
     AnswerStreamer,
     ToolDecision,
     decision_schema,
     parse_decision,
     parse_json_object,
+    tool_instructions,
+    unusable,
 )
+from fwa_api.agents.tools import TOOLS
 
 
 @pytest.mark.parametrize(
@@ -63,11 +68,63 @@ def test_parse_decision(text: str, expected: object) -> None:
     assert parse_decision(text) == expected
 
 
-def test_the_last_step_schema_allows_only_an_answer() -> None:
-    schema = decision_schema([])
-    assert schema["properties"]["action"]["enum"] == ["answer"]
-    assert schema["required"] == ["action", "answer"]
-    assert decision_schema(["query_cases"])["properties"]["tool"]["enum"] == ["query_cases"]
+def test_a_step_is_a_whole_tool_call_or_a_whole_answer() -> None:
+    last = decision_schema([])
+    assert last["properties"]["action"]["enum"] == ["answer"]
+    assert last["required"] == ["action", "answer"]
+    assert last["properties"]["answer"]["minLength"] == 1
+    parameters = {"type": "object", "properties": {"limit": {"type": "integer"}}}
+    call, answer = decision_schema([("query_cases", parameters)])["anyOf"]
+    assert answer == last
+    assert call["required"] == ["action", "tool", "arguments"]
+    assert call["properties"]["tool"]["enum"] == ["query_cases"]
+    assert call["properties"]["arguments"] == parameters
+    # ``action`` first: a streamed answer is known to be one before its text arrives.
+    assert [next(iter(alternative["properties"])) for alternative in (call, answer)] == [
+        "action",
+        "action",
+    ]
+
+
+def test_the_prompt_has_no_placeholder_and_a_real_example_call_per_tool() -> None:
+    text = tool_instructions([(t.name, t.description, t.spec().parameters) for t in TOOLS.values()])
+    assert not re.search(r"<[^<>]*>", text), "a placeholder a model can echo back"
+    assert "..." not in text
+    examples = re.findall(r"Example call: (\{.*\})", text)
+    assert [json.loads(e)["tool"] for e in examples] == list(TOOLS)
+    for example in map(json.loads, examples):
+        TOOLS[example["tool"]].args.model_validate(example["arguments"], strict=True)
+    assert "CASE-000000" in text and "CASE-000123" not in text
+    assert unusable(json.loads(text.splitlines()[-1])["answer"]) == "example"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "empty"),
+        ("  \n ", "empty"),
+        ("<your answer>", "placeholder"),
+        ("Sure! <your answer here>", "placeholder"),
+        ("[answer]", "placeholder"),
+        ("...", "placeholder"),
+        ('{"action": "answer", "arguments": {"text": "Three cases."}}', "json"),
+        ('```json\n{"answer": "x"}\n```', "json"),
+        ('["CASE-000001"]', "json"),
+        ('I will call {"tool": "query_cases"} now', "json"),
+        (f"{EXAMPLE_ANSWER}", "example"),
+        ("Two open cases: [CASE-000001](/cases/CASE-000001) and CASE-000002.", None),
+        ("**3** critical cases; the largest paid $12,345.00.", None),
+    ],
+)
+def test_unusable_answers(text: str, why: str | None) -> None:
+    assert unusable(text) == why
+
+
+def test_the_start_of_a_streaming_answer_is_judged_without_its_end() -> None:
+    assert unusable("", complete=False) is None  # nothing to judge yet
+    assert unusable(EXAMPLE_ANSWER[:30], complete=False) == "example"
+    assert unusable('{"action": "ans', complete=False) == "json"
+    assert unusable("The riskiest case is", complete=False) is None
 
 
 def _stream(pieces: list[str]) -> str:
@@ -87,7 +144,18 @@ def test_answer_streamer_decodes_the_answer_as_it_arrives() -> None:
 def test_answer_streamer_says_nothing_for_a_tool_call() -> None:
     raw = '{"action": "tool", "tool": "query_cases", "arguments": {"note": "answer"}}'
     assert _stream(list(raw)) == ""
+    # A tool step that also carries an answer, top level or in its arguments, is still a tool
+    # step: its text is not the answer.
+    raw = (
+        '{"action": "tool", "tool": "query_cases", "answer": "Let me look that up", '
+        '"arguments": {"answer": "nested"}}'
+    )
+    assert _stream(list(raw)) == ""
+
+
+def test_answer_streamer_waits_for_the_action() -> None:
+    assert _stream(['{"answer": "said before its action", "action": "answer"}']) == ""
 
 
 def test_answer_streamer_stops_at_the_closing_quote() -> None:
-    assert _stream(['{"answer": "done", "extra": "not this"}']) == "done"
+    assert _stream(['{"action": "answer", "answer": "done", "extra": "not this"}']) == "done"

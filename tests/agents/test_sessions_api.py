@@ -148,7 +148,7 @@ def test_a_pinned_case_goes_in_front_of_the_model(api: Api, llm: FakeLLM) -> Non
     reply = api.chat("what should I look at first?", session_id=session).json()
     system = llm.chat_requests[0]["messages"][0]["content"]
     assert "This conversation is about case CASE-000001." in system
-    assert '"subject_id": "1234567893"' in system
+    assert '"subject_id":"1234567893"' in system
     assert reply["confidence"] == "medium"
     assert reply["response"] == "It is about [CASE-000001](/cases/CASE-000001)."
 

@@ -18,16 +18,24 @@ def tokens(events: list[dict[str, Any]]) -> list[str]:
     return [e["token"] for e in events if e["type"] == "token"]
 
 
-def test_tokens_arrive_in_order_then_the_final_event(api: Api, llm: FakeLLM) -> None:
-    pieces = ["The ", "riskiest ", "case ", "is ", "CASE-000001", ", by ", "far."]
-    llm.script(Say(pieces))
-    events = api.stream("Which case is the riskiest, and by how much?")
+def test_tokens_arrive_in_order_then_the_final_event(api_for: Any) -> None:
+    pieces = ["The ", "riskiest ", "case ", "in this workspace ", "is ", "CASE-000001", ", by "]
+    pieces += ["far.", " It ", "leads ", "on ", "score."]
+    with FakeLLM(models={MODEL: ["completion"]}) as llm:
+        api = api_for(agent_settings(llm.url))
+        llm.script(Say(['{"action": "answer", "answer": "', *pieces, '"}']))
+        events = api.stream("Which case is the riskiest, and by how much?")
     assert "".join(tokens(events)) == "".join(pieces)
-    assert tokens(events)[:4] == ["The ", "riskiest ", "case ", "is "]
+    # The answer's first characters are held until they can be told from junk; then each
+    # piece streams as it comes.
+    assert tokens(events)[-4:] == [" It ", "leads ", "on ", "score."]
     assert all(e["done"] is False for e in events[:-1])
     final = events[-1]
     assert final["type"] == "final" and final["done"] is True
-    assert final["response"] == "The riskiest case is [CASE-000001](/cases/CASE-000001), by far."
+    assert final["response"] == (
+        "The riskiest case in this workspace is [CASE-000001](/cases/CASE-000001), by far. "
+        "It leads on score."
+    )
     assert (final["confidence"], final["model_used"]) == ("low", MODEL)
     assert final["sources_cited"] == [{"type": "case", "id": "CASE-000001"}]
 
@@ -57,10 +65,20 @@ def test_a_foreign_id_never_reaches_the_client_even_mid_stream(api: Api, llm: Fa
 def test_the_prompt_format_streams_only_the_answer_text(api_for: Any) -> None:
     with FakeLLM(models={MODEL: ["completion"]}) as llm:
         api = api_for(agent_settings(llm.url))
-        llm.script(Say(['{"action": "answer", ', '"answer": "Two ', "open cases\\n", 'remain."}']))
+        llm.script(
+            Say(
+                [
+                    '{"action": "answer", ',
+                    '"answer": "Two ',
+                    "open cases\\n",
+                    'remain, both high risk and both unassigned",',
+                    ' "note": "not this"}',
+                ]
+            )
+        )
         events = api.stream("How many cases remain open, roughly speaking?")
-    assert tokens(events) == ["Two ", "open cases\n", "remain."]
-    assert events[-1]["response"] == "Two open cases\nremain."
+    assert "".join(tokens(events)) == "Two open cases\nremain, both high risk and both unassigned"
+    assert events[-1]["response"] == "Two open cases\nremain, both high risk and both unassigned"
 
 
 def test_the_fast_path_streams_one_answer(api: Api, llm: FakeLLM) -> None:
@@ -77,28 +95,28 @@ def test_llm_down_streams_a_low_confidence_answer(api_for: Any, llm: FakeLLM) ->
     assert (events[-1]["confidence"], events[-1]["llm_error"]) == ("low", "model_not_found")
 
 
-def test_a_client_that_disconnects_stops_the_llm_and_nothing_is_stored(
-    api: Api, llm: FakeLLM
-) -> None:
-    session = api.new_session()
-    llm.script(Say(["word "] * 500, delay_s=0.02))
-    seen = 0
-    with api.http.stream(
-        "POST",
-        "/api/agents/chat/stream",
-        headers=api.headers("alice"),
-        params={"workspace": "acme"},
-        json={"message": "Write me a very long essay about claims.", "session_id": session},
-    ) as response:
-        for line in response.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:])["type"] == "token":
-                seen += 1
-                if seen == 3:
-                    break
-    assert llm.disconnected.wait(10), "the LLM call went on after the client left"
-    assert not llm.records[0].finished
-    stored = api.request("GET", f"/api/agents/sessions/{session}").json()
-    assert stored["messages"] == []
+def test_a_client_that_disconnects_stops_the_llm_and_nothing_is_stored(api_for: Any) -> None:
+    with FakeLLM(models={MODEL: ["completion"]}) as llm:
+        api = api_for(agent_settings(llm.url))
+        session = api.new_session()
+        llm.script(Say(['{"action": "answer", "answer": "', *["word "] * 500], delay_s=0.02))
+        seen = 0
+        with api.http.stream(
+            "POST",
+            "/api/agents/chat/stream",
+            headers=api.headers("alice"),
+            params={"workspace": "acme"},
+            json={"message": "Write me a very long essay about claims.", "session_id": session},
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:") and json.loads(line[5:])["type"] == "token":
+                    seen += 1
+                    if seen == 3:
+                        break
+        assert llm.disconnected.wait(10), "the LLM call went on after the client left"
+        assert not llm.records[0].finished
+        stored = api.request("GET", f"/api/agents/sessions/{session}").json()
+        assert stored["messages"] == []
 
 
 def test_a_streamed_session_turn_is_stored(api: Api, llm: FakeLLM) -> None:
