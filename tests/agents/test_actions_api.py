@@ -165,3 +165,20 @@ def test_an_id_the_tools_did_not_return_gives_low_confidence(api: Api, llm: Fake
     reply = api.chat("Which cases are critical, and why?").json()
     assert reply["removed_ids"] == []
     assert reply["confidence"] == "low"
+
+
+def test_the_stream_asks_and_confirms_the_same_way(
+    api: Api, llm: FakeLLM, pg_engine: Engine, world: World
+) -> None:
+    session = api.new_session()
+    llm.script(Call([("run_pipeline", {})]), Say(["Shall I queue it?"]))
+    asked = api.stream("rerun the pipeline please", session_id=session)
+    assert "reply **yes**" in asked[-1]["response"]
+    assert _queued(pg_engine) == []
+    confirmed = api.stream("yes", session_id=session)
+    assert [e["type"] for e in confirmed] == ["tool_call", "tool_result", "token", "final"]
+    assert confirmed[1]["result"]["status"] == "queued"
+    assert confirmed[-1]["tool_calls"] == [
+        {"name": "run_pipeline", "arguments": {"force_reprocess": False}, "ok": True}
+    ]
+    assert _queued(pg_engine) == [(world.acme, False, "alice")]
