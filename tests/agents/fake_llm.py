@@ -95,6 +95,7 @@ class ChatRecord:
     body: dict[str, Any]
     received: float  # perf_counter
     first_chunk: float | None = None
+    last_chunk: float | None = None
     disconnected: bool = False
     finished: bool = False
 
@@ -257,8 +258,9 @@ class FakeLLM:
             except OSError:
                 gone.set()
                 return
+            record.last_chunk = time.perf_counter()
             if record.first_chunk is None:
-                record.first_chunk = time.perf_counter()
+                record.first_chunk = record.last_chunk
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         record.finished = True
 
