@@ -11,8 +11,9 @@
 
 ``unsupported`` is the figure check: pure, data in, the answer's unsupported figures out.
 Figures match the data after formatting and rounding: ``$18,812.40``, ``18812.4``, ``$18.8k``
-and ``about $19,000`` all stand for 18,812.40; a count may also be the length of a list, and
-an amount the sum of a field over a list's rows.
+and ``about $19,000`` all stand for 18,812.40; a count may also be the length of a list, an
+amount the sum of a field over a list's rows, and a percentage a share of one count in another
+(3 of 4 hits: 75%).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -145,15 +147,25 @@ def _numbers(node: Any) -> Iterator[float]:
         yield from totals.values()
 
 
+def _near(numbers: Sequence[float], value: float, tolerance: float) -> bool:
+    """Whether sorted ``numbers`` hold ``value``, give or take ``tolerance``."""
+    slack = tolerance + 1e-9 * max(1.0, abs(value))  # binary floats: 0.1 + 0.2 is written 0.3
+    at = bisect_left(numbers, value - slack)
+    return at < len(numbers) and numbers[at] <= value + slack
+
+
 def _supported(figure: Figure, numbers: Sequence[float]) -> bool:
-    candidates = (figure.value, figure.value / 100) if figure.percent else (figure.value,)
-    for value in candidates:
-        tolerance = figure.tolerance / 100 if value != figure.value else figure.tolerance
-        # A little slack for binary floats: 0.1 + 0.2 is written 0.3.
-        slack = tolerance + 1e-9 * max(1.0, abs(value))
-        if any(abs(number - value) <= slack for number in numbers):
-            return True
-    return False
+    if _near(numbers, figure.value, figure.tolerance):
+        return True
+    if not figure.percent:
+        return False
+    share, tolerance = figure.value / 100, figure.tolerance / 100
+    if share == 1 or _near(numbers, share, tolerance):  # "100%" is "all"; 0.45 is 45%
+        return True
+    # A share of one count in another (3 of 4 hits); counts only, or a share of any two of
+    # many amounts would match nearly every percentage.
+    counts = [number for number in numbers if number.is_integer()]
+    return any(_near(counts, share * whole, tolerance * whole) for whole in counts if whole > 0)
 
 
 def unsupported(answer: str, evidence: Iterable[Any]) -> list[str]:

@@ -36,6 +36,7 @@ CASE: dict[str, Any] = {
         "45% of the amount was flagged; 12 units were billed.",
         "1. Review the 2026-03-01 visits first (top 5 priorities).",
         "No other claims were found: 0 hits elsewhere.",
+        "All of them (100%) were paid; RULE-MED-004 made 25% of the 12 units' flags: 3 of 12.",
     ],
 )
 def test_figures_held_by_the_data_are_supported(answer: str) -> None:
