@@ -8,7 +8,8 @@ except ``status``; tools, sessions and guardrails all work within that workspace
   session's creator or an admin.
 * ``POST /api/agents/chat`` (``{"message", "session_id"?, "case_id"?}``): one answer with its
   sources, model and confidence; with a session the last 20 messages go along as history and
-  both turns are stored.
+  both turns are stored. A pipeline run the assistant proposes waits with the session: only a
+  yes as its next message queues it.
 * ``POST /api/agents/chat/stream``: the same as Server-Sent Events, ``data:`` JSON each:
   ``{"type": "token", "token": "...", "done": false}``, ``{"type": "tool_call", ...}``,
   ``{"type": "tool_result", ...}``, then ``{"type": "final", "done": true, "response": ...,
