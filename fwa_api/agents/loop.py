@@ -73,10 +73,11 @@ MAX_SHOWN_RESULTS = 3  # gathered results a degraded answer shows
 # A streamed answer's first characters are held until they can be told from junk (template
 # text, a raw JSON step, the prompt's example).
 HOLD_CHARS = 48
-# Shares of the prompt's token budget: the history, each prefetched case, and what a tool
-# result must at least have left (else the model is asked to answer with what it has).
+# Fractions (1/n) of the prompt's token budget: at most for the history, at most for each
+# prefetched case, and kept free of tool results for the steps still to come.
 HISTORY_SHARE = 4
 CONTEXT_SHARE = 5
+RESERVE_SHARE = 5
 
 _REASONS = {
     "unavailable": "it is not reachable",
@@ -471,15 +472,17 @@ class Assistant:
                     state.absorb(result)
                     yield ToolResultEvent(result.name, result.ok, result.data)
                     # What is left of the budget, shared by this step's remaining results.
-                    room = tokens - budget.estimate_messages(messages) - tokens // CONTEXT_SHARE
+                    room = tokens - budget.estimate_messages(messages) - tokens // RESERVE_SHARE
                     share = budget.chars_for(room // (len(calls) - index))
+                    # Too little left: the next step is the last, answering with what it has.
                     out_of_room = share < budget.MIN_RESULT_CHARS
                     data = budget.shrink(result.data, max(share, budget.MIN_RESULT_CHARS))
                     messages.append(self._tool_message(call, index, data, native=native))
                 continue
             text = text.strip()
             if calls:  # still asking for tools at the last step
-                self._degrade(state, workspace, f"I could not finish within {limit} steps.")
+                bound = "the prompt's size limit" if out_of_room else f"{limit} steps"
+                self._degrade(state, workspace, f"I could not finish within {bound}.")
             elif finish == "length":
                 self._degrade(
                     state,
