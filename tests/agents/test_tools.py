@@ -191,6 +191,19 @@ async def test_an_expired_proposal_queues_nothing(pg_engine: Engine, world: Worl
     assert _queued(pg_engine) == []
 
 
+async def test_a_yes_from_a_caller_without_the_role_queues_nothing(
+    pg_engine: Engine, world: World
+) -> None:
+    turn = asked(pg_engine, world)
+    await turn.call("run_pipeline", {})
+    demoted = WorkspaceTools(
+        pg_engine, Scope(world.acme, "acme", "alice", "viewer"), session_id=turn.session_id
+    )
+    settled = await demoted.settle("yes")
+    assert settled is not None and settled.result is None and "investigator" in settled.text
+    assert _queued(pg_engine) == []
+
+
 async def test_run_pipeline_proposes_once_per_turn(pg_engine: Engine, world: World) -> None:
     turn = asked(pg_engine, world)
     first = await turn.call("run_pipeline", {})
