@@ -31,8 +31,11 @@ _REQUEST = re.compile(
     rf"^(?:{_RERUN}\b"
     # A plain verb needs the pipeline (or a run of it) as its object: "run the numbers" is not
     # a request to run the pipeline.
-    r"|(?:run|start|trigger|launch|queue|kick off|execute|schedule)\b(?:\s+[\w-]+){0,3}?\s+"
+    r"|(?:run|start|trigger|launch|queue|kick off|execute|schedule|redo)\b(?:\s+[\w-]+){0,3}?\s+"
     rf"(?:pipeline|scoring|rescoring|{_RERUN}|run|job)\b"
+    # Scoring verbs need claims or scores: "score the new claims", "refresh the risk scores".
+    r"|(?:score|process|recompute|recalculate|refresh)\b(?:\s+[\w-]+){0,3}?\s+"
+    r"(?:claims|batch|batches|scores|scoring)\b"
     # Or a noun: "I want a rescore", "we need another pipeline run".
     rf"|(?:(?:i|we) (?:want|need|would like|'?d like)|do) (?:a |an |another |the )?(?:new )?"
     rf"(?:{_RERUN}|pipeline run)\b)"
