@@ -47,6 +47,21 @@ async def test_unknown_ids_are_removed_and_reported_once_each() -> None:
     assert len(lookups.asked) == 1  # each id is looked up once per answer
 
 
+async def test_short_ids_are_checked_in_their_canonical_form() -> None:
+    lookups = Lookups()
+    checker = IdChecker(lookups)
+    assert await checker.clean("see case-1 and CASE-0001") == "see CASE-000001 and CASE-000001"
+    assert lookups.asked == [({"CASE-000001"}, set())]
+    assert checker.removed == []
+
+
+async def test_the_examples_case_id_is_refused_without_asking() -> None:
+    lookups = Lookups()
+    checker = IdChecker(lookups)
+    assert await checker.clean("CASE-000000 or case-0") == f"{REMOVED} or {REMOVED}"
+    assert lookups.asked == [] and checker.removed == ["CASE-000000"]
+
+
 async def test_an_id_hidden_in_a_link_target_is_checked() -> None:
     checker = IdChecker(Lookups())
     text = await checker.clean(
