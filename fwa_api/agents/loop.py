@@ -224,13 +224,15 @@ class Assistant:
                     break
                 yield event
         except TimeoutError:
-            await events.aclose()  # closes the LLM's stream: the server stops generating
+            # The step it stopped closed the LLM's stream on its way out: generation stops.
             self._degrade(
                 state,
                 request.scope.workspace,
                 f"This answer was cut short: the turn reached its time limit ({limit:g} s).",
             )
             yield Token(await checker.clean(state.text))
+        finally:
+            await events.aclose()  # a client gone mid-answer closes the LLM's stream at once
         if ask := tools.confirmation_request():  # this turn proposed a pipeline run
             state.text = f"{state.text}\n\n{ask}"
             yield Token(f"\n\n{ask}")
