@@ -17,7 +17,7 @@ from fwa_api.agents.llm import Message
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import ChatMessage, InvestigationCase
 from tests.agents.conftest import Api, World, agent_settings
-from tests.agents.fake_llm import MODEL, Call, FakeLLM, Runaway, Say
+from tests.agents.fake_llm import MODEL, Call, Fail, FakeLLM, Runaway, Say
 
 pytestmark = pytest.mark.postgres
 
@@ -131,6 +131,24 @@ def test_a_turn_over_its_time_limit_ends_with_what_was_gathered(api_for: Any, ll
     )
     assert CASES_TABLE in reply["response"]
     assert "slowly" not in reply["response"]
+
+
+def test_a_model_failing_after_the_tools_ran_still_shows_their_data(api: Api, llm: FakeLLM) -> None:
+    llm.script(
+        Call([("query_cases", {"risk_level": "critical"})]),
+        Fail(500, "llama runner process has terminated: signal: killed"),
+    )
+    reply = api.chat("Which cases are critical, and what do they share?").json()
+    assert reply["response"].startswith(
+        "_The language model cannot answer now (it reported an error). Here is the data "
+        "gathered so far._"
+    )
+    assert CASES_TABLE in reply["response"]
+    assert (reply["confidence"], reply["degraded"], reply["llm_error"]) == (
+        "low",
+        True,
+        "server_error",
+    )
 
 
 def test_a_degraded_answer_is_never_replayed(api: Api, llm: FakeLLM, pg_engine: Engine) -> None:
