@@ -152,6 +152,23 @@ def wording(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def test_the_build_answers_a_first_prompt(llama_server: str) -> None:
+    # Where a native build crashed: the first prompt runs the matrix kernels.
+    response = httpx.post(
+        f"{llama_server}/chat/completions",
+        json={
+            "model": ALIAS,
+            "messages": [{"role": "user", "content": "Name one kind of health-insurance fraud."}],
+            "max_tokens": 16,
+            "temperature": 0.0,
+        },
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["message"]["content"].strip(), choice
+
+
 def junk(text: str) -> str | None:
     """Why ``text`` is not an answer a user should see, or None."""
     stripped = text.strip()
