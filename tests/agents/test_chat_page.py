@@ -18,8 +18,8 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.agents.conftest import Api
-from tests.agents.fake_llm import Call, FakeLLM, Say
+from tests.agents.conftest import Api, agent_settings
+from tests.agents.fake_llm import MODEL, FakeLLM, Say
 from tests.processes import stop_process
 
 pytestmark = pytest.mark.postgres
@@ -165,8 +165,18 @@ new MutationObserver(() => {
 IDLE = "!document.getElementById('new-session').disabled"
 
 
+@pytest.fixture
+def json_llm() -> Iterator[FakeLLM]:
+    """A model without native tool calling: its steps come in the JSON step format, whose
+    answers stream as they come (a native step streams once it is known not to call a tool)."""
+    with FakeLLM(models={MODEL: ["completion"]}) as server:
+        yield server
+
+
 @pytest.mark.slow
-def test_chat_in_headless_chromium(api: Api, llm: FakeLLM, browser: Browser) -> None:
+def test_chat_in_headless_chromium(api_for: Any, json_llm: FakeLLM, browser: Browser) -> None:
+    llm = json_llm
+    api: Api = api_for(agent_settings(llm.url))
     browser.call("Page.navigate", url=f"{api.url}/chat")
     browser.wait_for("document.readyState === 'complete' && !!document.getElementById('token')")
 
@@ -181,8 +191,13 @@ def test_chat_in_headless_chromium(api: Api, llm: FakeLLM, browser: Browser) -> 
     browser.wait_for("document.querySelectorAll('#sessions li').length === 1")
 
     # Send a message; the answer streams in token by token.
-    pieces = ["The ", "riskiest ", "case ", "is ", "CASE-000001", " right ", "now."]
-    llm.script(Call([("query_cases", {"limit": 1})]), Say(pieces, delay_s=0.15))
+    # Longer than the opening the assistant holds back until it can tell an answer from junk.
+    pieces = ["The ", "riskiest ", "case ", "in this workspace ", "is ", "CASE-000001", " right "]
+    pieces += ["now", ", on ", "its ", "score ", "and ", "on ", "the ", "amount ", "paid."]
+    llm.script(
+        Say(['{"action": "tool", "tool": "query_cases", "arguments": {"limit": 1}}']),
+        Say(['{"action": "answer", "answer": "', *pieces, '"}'], delay_s=0.15),
+    )
     browser.eval(TRACK_STREAMING)
     browser.type("#message", "Which case is the riskiest right now, and why?")
     browser.click("#send")
