@@ -236,7 +236,10 @@ def _read_events(instance: dg.DagsterInstance, run: dg.DagsterRun, status: JobSt
             done += 1
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error if event.step_failure_data else None
-            status.errors.append(f"{event.step_key}: {step_error(error)}")
+            # A canceled run's step may fail with whatever the interrupt broke (a query cut
+            # off mid-wait) instead of Dagster's interrupt: the cancel is still its cause.
+            said = "interrupted" if status.status == "canceled" else step_error(error)
+            status.errors.append(f"{event.step_key}: {said}")
         elif event.event_type == DagsterEventType.RUN_FAILURE and entry.message:
             status.errors.append(entry.message)
     total = len(plan.step_keys_to_execute) if plan else 0
