@@ -56,6 +56,7 @@ from fwa_api.agents.prompt_tools import (
     AnswerStreamer,
     decision_schema,
     final_instructions,
+    follows_example,
     parse_decision,
     tool_instructions,
     unusable,
@@ -492,7 +493,11 @@ class Assistant:
                     "The model's answer ran past its length limit "
                     f"({self.settings.llm_max_tokens} tokens) and was cut off.",
                 )
-            elif why := unusable(text):
+            elif why := unusable(text) or (
+                # The example's sentence with figures the data does not hold: a copy, not a
+                # reading of the data (the same shape with the data's own figures is an answer).
+                "example" if follows_example(text) and unsupported(text, tools.evidence) else None
+            ):
                 self._degrade(
                     state, workspace, f"The model did not give a usable answer ({_UNUSABLE[why]})."
                 )

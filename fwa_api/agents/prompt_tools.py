@@ -217,6 +217,34 @@ _RAW_DECISION = re.compile(r'"(?:action|tool|arguments)"\s*:')
 # Template text: "<your answer>", "[answer]", "{answer}", "...".
 _PLACEHOLDER = re.compile(r"<\s*(?:your|the|tool|answer|insert)\b[^<>]{0,40}>", re.IGNORECASE)
 _BRACKETED = re.compile(r"[<\[{(]\s*[\w .'-]{0,40}[>\]})]|\.{3}|…|answer", re.IGNORECASE)
+# The example's wording with its ids, links and figures masked: a weak model fills the example's
+# sentence with this workspace's ids and figures of its own.
+# A markdown link's brackets and target, also one still arriving ("[CASE-1](/cas").
+_LINK_PARTS = re.compile(r"\]\([^)]*\)?|\[")
+_ID = re.compile(r"\[removed\]|\b(?:CASE|RULE|CLM)-[\w-]+")
+_FIGURE = re.compile(r"\$?\d[\d,.]*")
+_PARTIAL_WORD = re.compile(r"[\w$,.-]+$")
+
+
+def _wording(text: str) -> str:
+    masked = _FIGURE.sub("N", _LINK_PARTS.sub("", _ID.sub("ID", text)))
+    return " ".join(masked.split()).lower()
+
+
+_EXAMPLE_WORDING = _wording(EXAMPLE_ANSWER)
+
+
+def follows_example(text: str, *, complete: bool = True) -> bool:
+    """Whether ``text`` holds the prompt's example answer with other ids and figures put in
+    (with ``complete=False``, the start of a streaming answer: also whether it could still turn
+    out to). Only a sign: an answer may follow the example's shape with the data's own figures,
+    so the caller checks them."""
+    wording = _wording(text)
+    if _EXAMPLE_WORDING in wording:
+        return True
+    # The last word may be cut mid-id ("RUL"): compare what comes before it.
+    head = _PARTIAL_WORD.sub("", wording) or wording
+    return not complete and bool(head) and _EXAMPLE_WORDING.startswith(head)
 
 
 def unusable(text: str, *, complete: bool = True) -> str | None:
@@ -230,7 +258,9 @@ def unusable(text: str, *, complete: bool = True) -> str | None:
     if _JSON_SHAPED.match(stripped) or _RAW_DECISION.search(stripped):
         return "json"
     folded = " ".join(stripped.split())
-    if EXAMPLE_ANSWER in folded or (not complete and EXAMPLE_ANSWER.startswith(folded)):
+    # While streaming, an answer holding the example's wording is held to its end, where the
+    # caller checks its figures against the data.
+    if EXAMPLE_ANSWER in folded or (not complete and follows_example(folded, complete=False)):
         return "example"
     return None
 

@@ -257,3 +257,32 @@ def test_the_example_id_is_never_linked_and_short_ids_are(
     assert reply["removed_ids"] == ["CASE-000000"]
     system = llm.chat_requests[0]["messages"][0]["content"]
     assert "CASE-000000" in system and "CASE-000123" not in system
+
+
+@pytest.mark.parametrize(
+    ("figures", "copied"),
+    [(("91.5", "7", "$8,675.00"), True), (("95.5", "3", "$12,345.00"), False)],
+    ids=["invented-figures", "the-data's-figures"],
+)
+def test_the_example_filled_with_figures_of_its_own_is_not_an_answer(
+    api: Api, llm: FakeLLM, figures: tuple[str, str, str], copied: bool
+) -> None:
+    """A weak model copies the prompt's example sentence with this workspace's ids and figures it
+    made up; the same sentence with the data's own figures is an answer."""
+    score, claims, paid = figures
+    answer = (
+        f"[CASE-000001](/cases/CASE-000001) is the riskiest open case (score {score}): "
+        f"RULE-MED-004 fired on {claims} of its claims, {paid} paid."
+    )
+    llm.script(Call([("query_case_detail", {"case_id": "CASE-000001"})]), Say([answer]))
+    reply = api.chat("Why was CASE-000001 flagged, and what should I check first?").json()
+    if copied:
+        _degraded(
+            reply,
+            "The model did not give a usable answer (it copied the prompt's example). Here is "
+            "the data gathered so far._",
+        )
+        assert "8,675" not in reply["response"]
+    else:
+        assert (reply["confidence"], reply["degraded"]) == ("medium", False)
+        assert "$12,345.00 paid" in reply["response"]

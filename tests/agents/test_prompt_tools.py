@@ -13,6 +13,7 @@ from fwa_api.agents.prompt_tools import (
     AnswerStreamer,
     ToolDecision,
     decision_schema,
+    follows_example,
     parse_decision,
     parse_json_object,
     tool_instructions,
@@ -159,3 +160,17 @@ def test_answer_streamer_waits_for_the_action() -> None:
 
 def test_answer_streamer_stops_at_the_closing_quote() -> None:
     assert _stream(['{"action": "answer", "answer": "done", "extra": "not this"}']) == "done"
+
+
+def test_the_example_filled_with_other_ids_and_figures_is_held_while_it_streams() -> None:
+    filled = (
+        "[CASE-000001](/cases/CASE-000001) is the riskiest open case (score 95.2): RULE-MED-004 "
+        "fired on 3 of its claims, $8,675.00 paid. Check the claims first."
+    )
+    # Every start of it past its first words (held back anyway), a link or a word cut in the
+    # middle included ("RUL"), is held back ...
+    assert all(unusable(filled[:n], complete=False) for n in range(20, len(filled) + 1))
+    assert follows_example(filled)
+    # ... while an answer of its own is let through once it parts from the example.
+    own = "CASE-000001 is flagged because RULE-MED-004 fired on three of its claims."
+    assert unusable(own, complete=False) is None and not follows_example(own)

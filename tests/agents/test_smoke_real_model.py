@@ -212,9 +212,11 @@ def real_api(api_for: Any, llama_server: str) -> Any:
     "question",
     [
         # Not of a known shape (fastpath), so the model must answer them: one from general
-        # knowledge, one that needs the workspace's data (tools).
+        # knowledge, two that need the workspace's data (tools); on the last, this model fills
+        # the prompt's example sentence with figures of its own.
         "In one sentence, what is upcoding in health-insurance claims?",
         "Which providers in this workspace look most suspicious, and why?",
+        "Why was CASE-000001 flagged, and what should I check first?",
     ],
 )
 def test_a_turn_with_a_real_model_ends_in_time_without_junk(real_api: Any, question: str) -> None:
