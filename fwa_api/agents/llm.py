@@ -431,6 +431,9 @@ class OllamaClient(_HttpBackend):
             "options": {
                 "temperature": self.settings.llm_temperature,
                 "num_predict": self.settings.llm_max_tokens,
+                # Ollama's default context (2,048-4,096 tokens) would cut the prompt the
+                # assistant budgets for, silently: ask for room for it and the answer.
+                "num_ctx": self.settings.agent_prompt_tokens + self.settings.llm_max_tokens,
             },
         }
         if tools:

@@ -94,17 +94,19 @@ def test_output_without_end_stops_at_the_token_limit(
     api_for: Any, llm: FakeLLM, backend: str
 ) -> None:
     if backend == "ollama":
-        api = api_for(agent_settings(llm.url, llm_max_tokens=64))
+        settings = agent_settings(llm.url, llm_max_tokens=64)
     else:
         settings = agent_settings(
             f"{llm.url}/v1", llm_backend="openai", llm_native_tools=True, llm_max_tokens=64
         )
-        api = api_for(settings)
+    api = api_for(settings)
     llm.script(Call([("query_cases", {"risk_level": "critical"})]), Runaway())
     reply = api.chat("Describe every critical case in as much detail as you can.").json()
     for body in llm.chat_requests:  # each backend's own wire format
         limit = body["options"]["num_predict"] if backend == "ollama" else body["max_tokens"]
         assert limit == 64
+        if backend == "ollama":  # a context with room for the prompt's budget and the answer
+            assert body["options"]["num_ctx"] == settings.agent_prompt_tokens + 64
     assert reply["llm_error"] is None
     _degraded(
         reply,
