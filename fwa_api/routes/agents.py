@@ -1,4 +1,4 @@
-"""The assistant's API (workstream 7) and the chat page.
+"""The assistant's API and the chat page.
 
 Every ``/api/agents`` route takes ``?workspace=NAME`` (one of the token's workspaces, else 404)
 except ``status``; tools, sessions and guardrails all work within that workspace.
