@@ -89,8 +89,8 @@ def test_fwa_run_refuses_unknown_workspaces_and_invalid_config(
     assert code != 0 and "no rule RULE-NOPE in the catalogue" in errors
 
 
-def test_the_readme_config_example_runs(env: Settings, tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_documented_config_example_runs(env: Settings, tmp_path: Path) -> None:
+    readme = (ROOT / "docs" / "pipeline.md").read_text()
     example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
     config = tmp_path / "overrides.yaml"
     config.write_text(example)
