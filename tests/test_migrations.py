@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import Connection, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.settings import Settings
@@ -19,6 +19,16 @@ from fwa_pipeline.store.pii import TABLE, cipher_from_settings, get_member, row_
 from tests.conftest import make_key, scratch_database
 
 EXPECTED = set(Base.metadata.tables)
+
+
+def _add_workspace(conn: Connection) -> None:
+    """Workspace 1, written as an older schema still takes it."""
+    conn.execute(
+        text(
+            "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
+            "VALUES (1, 'w', '2026-01-01', false)"
+        )
+    )
 
 
 def _round_trip(url: str) -> None:
@@ -77,12 +87,7 @@ def test_claim_status_moves_to_batches_and_back(tmp_path: Path) -> None:
     try:
         migrate.upgrade(engine, "0001")
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
-                    "VALUES (1, 'w', '2026-01-01', 0)"
-                )
-            )
+            _add_workspace(conn)
             for batch, run in ((1, "r1"), (2, None)):
                 conn.execute(
                     text(
@@ -133,11 +138,7 @@ def test_claim_status_moves_to_batches_and_back(tmp_path: Path) -> None:
 def test_stored_evidence_loses_member_ages(empty_store_url: str) -> None:
     """0004 rewrites RULE-MED-008 evidence stored with the member's age (derived from the date
     of birth) as the bound it crossed, in rule hits and in case explanations alike."""
-    _rewrites_evidence(empty_store_url)
-
-
-def _rewrites_evidence(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(empty_store_url)
     old = {"member_age": 7.0, "min_age": 18.0, "max_age": None, "cpt_code": "G0438"}
     new = {"age": "below min_age", "min_age": 18.0, "max_age": None, "cpt_code": "G0438"}
     other = {"member_gender": "M", "code_gender": "F", "cpt_code": "59400"}
@@ -190,13 +191,9 @@ def test_workspace_config_versions_migrate_up_and_down(empty_store_url: str) -> 
     """0008 adds the versioned workspace configuration (one row per version, a version number
     once per workspace) and a request's quality mode; going down drops both and keeps the
     requests."""
-    _workspace_config_round_trip(empty_store_url)
-
-
-def _workspace_config_round_trip(url: str) -> None:
     from sqlalchemy.exc import IntegrityError
 
-    engine = create_engine(url)
+    engine = create_engine(empty_store_url)
     version = (
         "INSERT INTO workspace_configs (workspace_id, version, document, created_by, created_at,"
         " note) VALUES (1, :v, '{}', 'admin', '2026-01-01', 'why')"
@@ -204,12 +201,7 @@ def _workspace_config_round_trip(url: str) -> None:
     try:
         migrate.upgrade(engine, "0007")
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
-                    "VALUES (1, 'w', '2026-01-01', false)"
-                )
-            )
+            _add_workspace(conn)
             conn.execute(
                 text(
                     "INSERT INTO pipeline_requests (job_id, workspace_id, force_reprocess, "
@@ -242,11 +234,7 @@ def test_dates_of_death_are_encrypted_and_leave_the_evidence(
     """0007 encrypts the dates of death already stored (under each row's key id; plaintext rows
     of a keyless development store stay plaintext), drops them from stored evidence, refuses
     without the rows' key, and its downgrade gives the dates back."""
-    _encrypts_deaths(empty_store_url, settings)
-
-
-def _encrypts_deaths(url: str, settings: Settings) -> None:
-    engine = create_engine(url)
+    engine = create_engine(empty_store_url)
     cipher = cipher_from_settings(settings)
     assert cipher is not None
     old = {"service_date": "2024-02-20", "date_of_death": "2024-01-15", "days_after_death": 36}
@@ -254,12 +242,7 @@ def _encrypts_deaths(url: str, settings: Settings) -> None:
     try:
         migrate.upgrade(engine, "0006")
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
-                    "VALUES (1, 'w', '2026-01-01', false)"
-                )
-            )
+            _add_workspace(conn)
             member = text(
                 "INSERT INTO members (workspace_id, member_id, first_name, last_name, "
                 "date_of_birth, pii_key_id, gender, date_of_death) "

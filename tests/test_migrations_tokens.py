@@ -18,11 +18,7 @@ def test_a_token_from_before_keyed_hashes_keeps_working(empty_store_url: str) ->
     """0006 keeps a token stored with the unkeyed hash: marked ``sha256``, given an expiry 90
     days after the upgrade, verified and re-hashed with the key on first use; the downgrade
     drops the new columns and keeps the row."""
-    _keeps_legacy_token(empty_store_url)
-
-
-def _keeps_legacy_token(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(empty_store_url)
     token, key = "fwa_" + secrets.token_urlsafe(32), b"k" * 32
     try:
         migrate.upgrade(engine, "0005")
