@@ -119,9 +119,7 @@ def decrypt_member_frame(
             )
     for column in DATE_COLUMNS:
         parsed = pd.to_datetime(out[column], format="%Y-%m-%d")
-        out[column] = pd.Series(
-            [d.date() if pd.notna(d) else None for d in parsed], index=out.index, dtype=object
-        )
+        out[column] = parsed.dt.date.astype(object).where(parsed.notna(), None)
     return out.drop(columns=["pii_key_id"])
 
 
