@@ -64,6 +64,7 @@ from fwa_pipeline.domain.quality import (
 )
 from fwa_pipeline.domain.rules import RuleContext, evaluate
 from fwa_pipeline.domain.scoring import HIT_COLUMNS, ordered_levels, score_claims
+from fwa_pipeline.domain.tally import counts
 from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
 from fwa_pipeline.store.cases import (
     open_case_subjects,
@@ -128,10 +129,6 @@ def frame_metadata(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[st
         "dagster/row_count": dg.MetadataValue.int(rows),
         "dagster/column_schema": column_schema(frames),
     }
-
-
-def counts(values: pd.Series) -> dict[str, int]:
-    return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
 
 
 def in_scope(frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:

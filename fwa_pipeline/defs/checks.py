@@ -21,6 +21,7 @@ import pandas as pd
 
 from fwa_pipeline.domain.config import QualityConfig, QualityMode
 from fwa_pipeline.domain.quality import QualityCheck, QualityResult, quality_checks
+from fwa_pipeline.domain.tally import counts
 
 DESCRIPTIONS = {
     "conformance": "Required values, NPI check digits, dates not in the future, amounts, units "
@@ -106,13 +107,9 @@ def check_results(
                 "claims": dg.MetadataValue.int(
                     len(found[["claim_type", "claim_pk"]].drop_duplicates())
                 ),
-                "by_issue_type": dg.MetadataValue.json(_counts(found["issue_type"])),
-                "by_claim_type": dg.MetadataValue.json(_counts(found["claim_type"])),
+                "by_issue_type": dg.MetadataValue.json(counts(found["issue_type"])),
+                "by_claim_type": dg.MetadataValue.json(counts(found["claim_type"])),
                 "quality_mode": dg.MetadataValue.text(config.mode.value),
                 "sample": dg.MetadataValue.json(sample.astype(object).to_dict(orient="records")),
             },
         )
-
-
-def _counts(values: pd.Series) -> dict[str, int]:
-    return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
