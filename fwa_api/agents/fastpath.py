@@ -85,7 +85,7 @@ def _money(value: Any) -> str:
     return f"${float(value or 0):,.2f}"
 
 
-def _counts(counts: dict[str, int]) -> str:
+def _counts_as_text(counts: dict[str, int]) -> str:
     return (
         ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in counts.items()) or "none"
     )
@@ -98,15 +98,17 @@ def render_stats(data: dict[str, Any]) -> str:
         counts = dict(claims[label])
         total = counts.pop("total")
         lines.append(
-            f"- {label.title()} claims: {total:,}" + (f" ({_counts(counts)})" if counts else "")
+            f"- {label.title()} claims: {total:,}"
+            + (f" ({_counts_as_text(counts)})" if counts else "")
         )
     levels = data["open_cases_by_risk_level"]
     ordered = {k: levels[k] for k in ("critical", "high", "medium", "low") if k in levels}
     lines.append(
-        f"- Open cases: {sum(levels.values()):,}" + (f" ({_counts(ordered)})" if ordered else "")
+        f"- Open cases: {sum(levels.values()):,}"
+        + (f" ({_counts_as_text(ordered)})" if ordered else "")
     )
     if data["cases_by_status"]:
-        lines.append(f"- Cases by status: {_counts(data['cases_by_status'])}")
+        lines.append(f"- Cases by status: {_counts_as_text(data['cases_by_status'])}")
     hits = data["rule_hits"]
     rules = hits["rules_triggered"]
     lines.append(f"- Rule hits: {hits['total']:,} from {rules} rule{'' if rules == 1 else 's'}")
