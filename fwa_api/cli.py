@@ -73,7 +73,7 @@ def dev(host: str, api_port: int, dagster_port: int, workspace_file: Path) -> No
     from dagster import DagsterInstance
 
     from fwa_api import dev as stack
-    from fwa_pipeline.defs.home import default_dagster_home
+    from fwa_pipeline.runs.home import default_dagster_home
     from fwa_pipeline.store import migrate
     from fwa_pipeline.store.db import get_engine
 

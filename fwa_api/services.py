@@ -90,7 +90,7 @@ class Services:
             if self.dagster is None:
                 from dagster import DagsterInstance
 
-                from fwa_pipeline.defs.home import default_dagster_home
+                from fwa_pipeline.runs.home import default_dagster_home
 
                 default_dagster_home()
                 self.dagster = DagsterInstance.get()

@@ -19,7 +19,7 @@ from fwa_pipeline.settings import ConfigurationError, Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from fwa_pipeline.defs.launch import LaunchResult
+    from fwa_pipeline.runs.launch import LaunchResult
 
 logger = logging.getLogger(__name__)
 
@@ -218,10 +218,10 @@ def _execute(
     (PipelineRun rows are complete without the daemon's sensors)."""
     from dagster import DagsterInstance
 
-    from fwa_pipeline.defs.home import default_dagster_home
-    from fwa_pipeline.defs.launch import run_pipeline
     from fwa_pipeline.defs.resources import PipelineRunConfig
     from fwa_pipeline.defs.run_mirror import reconcile
+    from fwa_pipeline.runs.home import default_dagster_home
+    from fwa_pipeline.runs.launch import run_pipeline
 
     try:
         PipelineRunConfig(force_reprocess=force, pipeline=pipeline).effective()
@@ -439,8 +439,8 @@ def export_command(workspace: str, what: str, fmt: str, output: Path | None) -> 
 def demo(n_claims: int, seed: int, workspace: str) -> None:
     """Synthesise a batch with planted schemes, load it into a fresh WORKSPACE, run the whole
     pipeline on the embedded default (SQLite, local Dagster home) and print what it found."""
-    from fwa_pipeline.defs.home import default_dagster_home
     from fwa_pipeline.ingest import BatchRejected, load_directory
+    from fwa_pipeline.runs.home import default_dagster_home
     from fwa_pipeline.store import migrate
     from fwa_pipeline.store.claims import delete_workspace
     from fwa_pipeline.store.db import get_engine

@@ -4,7 +4,7 @@
   "skip_invalid" | "halt_on_errors" | "flag_only" | null}``): 202 with the job id at once. The run
   applies the workspace's configuration version; ``quality_mode`` overrides its mode for this
   run. The job is a ``PipelineRequest`` row that the Dagster daemon's request sensor turns into
-  a run (``fwa_pipeline.pipeline_requests``).
+  a run (``fwa_pipeline.runs.jobs``).
   With an ``Idempotency-Key`` header, a retry (same key, same workspace, same body) within
   ``FWA_PIPELINE_IDEMPOTENCY_HOURS`` answers 200 with the first job instead of queueing another;
   the same key with another body is a 422.
@@ -57,7 +57,7 @@ from fwa_api.deps import WorkspaceId, require_role
 from fwa_api.params import NO_NUL, Offset
 from fwa_api.services import Services, services
 from fwa_pipeline.domain.config import QualityMode
-from fwa_pipeline.pipeline_requests import (
+from fwa_pipeline.runs.jobs import (
     JOB_ENDED,
     JobEndedError,
     RunNotTerminatedError,

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from fwa_pipeline.defs.checks import check_results, check_specs
 from fwa_pipeline.defs.io import COLUMNS, Frames, make_current
-from fwa_pipeline.defs.partitions import JOB_ID_TAG, WORKSPACES
+from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.peers import (
     cached_processed,
     peer_history_dir,
@@ -66,6 +66,7 @@ from fwa_pipeline.domain.rules import RuleContext, evaluate
 from fwa_pipeline.domain.scoring import HIT_COLUMNS, ordered_levels, score_claims
 from fwa_pipeline.domain.tally import counts
 from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
+from fwa_pipeline.runs.tags import JOB_ID_TAG
 from fwa_pipeline.store.cases import (
     open_case_subjects,
     upsert_cases,

@@ -21,9 +21,9 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
-from fwa_pipeline.defs.partitions import STORE_TAG
 from fwa_pipeline.domain.config import PipelineConfig, resolve_config
 from fwa_pipeline.kit.version import code_version
+from fwa_pipeline.runs.tags import STORE_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.crypto import FieldCipher

@@ -21,7 +21,8 @@ import dagster as dg
 from dagster import DagsterEventType, DagsterRunStatus
 from sqlalchemy import Engine, select
 
-from fwa_pipeline.defs.partitions import (
+from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig
+from fwa_pipeline.runs.tags import (
     HOST_TAG,
     JOB_ID_TAG,
     PARTITION_TAG,
@@ -29,7 +30,6 @@ from fwa_pipeline.defs.partitions import (
     WORKSPACE_TAG,
     process_of,
 )
-from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig
 from fwa_pipeline.store.claims import store_id, workspace_id
 from fwa_pipeline.store.models import PipelineRun, utcnow
 from fwa_pipeline.store.runs import (

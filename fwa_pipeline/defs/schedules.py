@@ -4,8 +4,9 @@ configuration version (a weight or threshold changed during the day reaches ever
 import dagster as dg
 
 from fwa_pipeline.defs.jobs import pipeline_job
-from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
+from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
+from fwa_pipeline.runs.tags import run_tags
 from fwa_pipeline.store.claims import store_id, workspace_names
 
 NIGHTLY_CRON = "0 2 * * *"

@@ -18,9 +18,10 @@ import dagster as dg
 from dagster import DagsterRunStatus
 
 from fwa_pipeline.defs.jobs import pipeline_job
-from fwa_pipeline.defs.partitions import WORKSPACES, run_tags
+from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
 from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
+from fwa_pipeline.runs.tags import run_tags
 from fwa_pipeline.store.claims import store_id, unconsumed_batches
 from fwa_pipeline.store.runs import queued_requests
 

@@ -21,8 +21,8 @@ from fwa_api.app import create_app
 from fwa_api.middleware.route_templates import UNMATCHED
 from fwa_api.services import services
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.partitions import PARTITION_TAG
 from fwa_pipeline.defs.run_mirror import reconcile
+from fwa_pipeline.runs.tags import PARTITION_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import InvestigationCase

@@ -35,9 +35,9 @@ from sqlalchemy import Engine, select
 from fwa_api.agents.sessions import create_session
 from fwa_api.app import create_app
 from fwa_api.auth import create_token
-from fwa_pipeline.defs.launch import run_pipeline
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.ingest import load_directory
+from fwa_pipeline.runs.launch import run_pipeline
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import engine_for, read_scope
 from fwa_pipeline.store.models import (

@@ -29,9 +29,9 @@ from sqlalchemy import Engine, text, update
 from fwa_api.app import create_app
 from fwa_api.routes import pipeline as pipeline_routes
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.partitions import PARTITION_TAG
 from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.sensors import pipeline_request_sensor
+from fwa_pipeline.runs.tags import PARTITION_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.models import PipelineRequest, utcnow
 from fwa_pipeline.store.runs import get_request, get_run, queued_requests

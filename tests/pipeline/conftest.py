@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine, text
 
-from fwa_pipeline.defs.launch import LaunchResult, run_pipeline
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.defs.sensors import SENSORS
 from fwa_pipeline.ingest import load_directory
+from fwa_pipeline.runs.launch import LaunchResult, run_pipeline
 from fwa_pipeline.settings import Settings
 from tests.pipeline import batch
 

@@ -14,16 +14,7 @@ from dagster import DagsterEventType, DagsterRunStatus
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.partitions import (
-    JOB_ID_TAG,
-    PARENT_RUN_TAG,
-    PARTITION_TAG,
-    PID_RUN_TAG,
-    PID_TAG,
-    STORE_TAG,
-    WORKSPACES,
-    process_tags,
-)
+from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.schedules import nightly_rescore
 from fwa_pipeline.defs.sensors import (
@@ -31,7 +22,16 @@ from fwa_pipeline.defs.sensors import (
     pipeline_request_sensor,
     pipeline_run_reconciliation,
 )
-from fwa_pipeline.pipeline_requests import UnknownWorkspaceError, enqueue, job_status
+from fwa_pipeline.runs.jobs import UnknownWorkspaceError, enqueue, job_status
+from fwa_pipeline.runs.tags import (
+    JOB_ID_TAG,
+    PARENT_RUN_TAG,
+    PARTITION_TAG,
+    PID_RUN_TAG,
+    PID_TAG,
+    STORE_TAG,
+    process_tags,
+)
 from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.runs import get_request, get_run
 from tests.pipeline import batch

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
 from fwa_pipeline.cli import cli
-from fwa_pipeline.defs.partitions import TRIGGER_TAG
 from fwa_pipeline.ingest import load_directory
+from fwa_pipeline.runs.tags import TRIGGER_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import get_engine
 from fwa_pipeline.store.runs import get_run

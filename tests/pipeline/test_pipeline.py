@@ -12,9 +12,9 @@ from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs import assets, selection
 from fwa_pipeline.defs.io import load
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.launch import LaunchResult
 from fwa_pipeline.defs.peers import peer_history_dir
 from fwa_pipeline.defs.resources import PipelineRunConfig, run_config
+from fwa_pipeline.runs.launch import LaunchResult
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
 from tests.pipeline.conftest import WORKSPACE, Pipeline, check_evaluations, materializations

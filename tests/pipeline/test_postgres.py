@@ -23,10 +23,11 @@ from sqlalchemy import text
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.partitions import STORE_TAG, ensure_partition
+from fwa_pipeline.defs.partitions import ensure_partition
 from fwa_pipeline.defs.resources import run_config
 from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
 from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_reconciliation
+from fwa_pipeline.runs.tags import STORE_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.runs import get_run

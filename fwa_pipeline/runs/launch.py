@@ -12,9 +12,10 @@ import dagster as dg
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.partitions import ensure_partition, process_tags, run_tags
+from fwa_pipeline.defs.partitions import ensure_partition
 from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
 from fwa_pipeline.defs.run_mirror import mirror_run
+from fwa_pipeline.runs.tags import process_tags, run_tags
 from fwa_pipeline.store.claims import store_id
 
 

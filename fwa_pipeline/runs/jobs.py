@@ -19,8 +19,8 @@ from dagster import DagsterEventType, DagsterRunStatus
 from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy import Engine
 
-from fwa_pipeline.defs.partitions import JOB_ID_TAG
 from fwa_pipeline.defs.run_mirror import STATUS, mirror_run, requested_config, run_stats
+from fwa_pipeline.runs.tags import JOB_ID_TAG
 from fwa_pipeline.store.claims import workspace_id
 from fwa_pipeline.store.runs import (
     FINAL_STATUSES,
