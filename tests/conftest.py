@@ -4,6 +4,7 @@
   session (fast unit path).
 * ``pg_engine``: the machine's real PostgreSQL. One database of our own is created per test run
   (``fwa_test_<random>``), migrated once, truncated after each test and dropped at the end.
+* ``store_engine``: each of the two in turn (the PostgreSQL one marked ``postgres``).
 * ``settings`` / ``pg_settings``: test settings with a fresh encryption key pointing at those.
 """
 
@@ -106,6 +107,13 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     engine = engine_for(sqlite_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_engine(request: pytest.FixtureRequest) -> Engine:
+    """A migrated store on each engine, for behaviour both must share: ``sqlite_engine`` and
+    ``pg_engine`` in turn."""
+    return request.getfixturevalue("sqlite_engine" if request.param == "sqlite" else "pg_engine")
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
-"""Run results, stored hits, case upserts and provenance on the real PostgreSQL: the SQLite
-scenarios again (COPY, jsonb, the claim_status view and the partial unique index are PostgreSQL's
-own here), and a run over many claims."""
+"""Run results and cases on the real PostgreSQL only: evidence stored as jsonb, and a run over
+many claims. What both engines share is in ``test_results_cases.py``."""
 
 from __future__ import annotations
 
@@ -22,54 +21,9 @@ from fwa_pipeline.store.models import (
     RuleHit,
 )
 from fwa_pipeline.store.results import load_case_inputs
-from tests.unit.store.test_results_cases import (
-    count,
-    hits_on,
-    record,
-    scenario_case_lifecycle,
-    scenario_case_workflow,
-    scenario_load_hits,
-    scenario_many_subjects,
-    scenario_provenance,
-    scenario_upsert_guards,
-    scenario_write_and_reprocess,
-    scenario_write_rejects_inconsistent_input,
-    seed,
-)
+from tests.integration.store.seeded import count, hits_on, record, seed
 
 pytestmark = pytest.mark.postgres
-
-
-def test_write_and_reprocess(pg_engine: Engine) -> None:
-    scenario_write_and_reprocess(pg_engine)
-
-
-def test_write_rejects_inconsistent_input(pg_engine: Engine) -> None:
-    scenario_write_rejects_inconsistent_input(pg_engine)
-
-
-def test_load_hits(pg_engine: Engine) -> None:
-    scenario_load_hits(pg_engine)
-
-
-def test_case_lifecycle(pg_engine: Engine) -> None:
-    scenario_case_lifecycle(pg_engine)
-
-
-def test_case_workflow(pg_engine: Engine) -> None:
-    scenario_case_workflow(pg_engine)
-
-
-def test_upsert_guards(pg_engine: Engine) -> None:
-    scenario_upsert_guards(pg_engine)
-
-
-def test_provenance(pg_engine: Engine) -> None:
-    scenario_provenance(pg_engine)
-
-
-def test_many_subjects(pg_engine: Engine) -> None:
-    scenario_many_subjects(pg_engine)
 
 
 def test_evidence_is_jsonb(pg_engine: Engine) -> None:

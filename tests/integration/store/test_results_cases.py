@@ -1,26 +1,19 @@
-"""Run results, stored hits, case upserts, the case workflow and claim provenance on SQLite.
-
-The ``scenario_*`` functions take an engine and are run here on SQLite and, by
-``tests/integration/store/test_results_cases_pg.py``, on PostgreSQL.
-"""
+"""Run results, stored hits, case upserts, the case workflow and claim provenance, on SQLite and
+PostgreSQL alike (COPY, jsonb, the claim_status view and the partial unique index are each
+engine's own)."""
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-
-import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from fwa_pipeline.domain.cases import case_proposals, case_subjects
-from fwa_pipeline.domain.config import PipelineConfig, default_config
+from fwa_pipeline.domain.config import default_config
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import score_claims
 from fwa_pipeline.kit.validation import InvalidInput
-from fwa_pipeline.store.bulk import copy_frame
 from fwa_pipeline.store.cases import (
     CaseConflictError,
     add_case_note,
@@ -28,251 +21,37 @@ from fwa_pipeline.store.cases import (
     change_case_status,
     upsert_cases,
 )
-from fwa_pipeline.store.claims import claim_statuses, last_run_id
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import (
-    Batch,
-    CaseClaim,
     CaseEvent,
     ClaimScore,
     HeldClaim,
     InvestigationCase,
-    MedicalClaim,
-    PharmacyClaim,
     PipelineRun,
     RuleHit,
-    Workspace,
 )
 from fwa_pipeline.store.queries import claim_provenance
 from fwa_pipeline.store.results import load_case_inputs, load_hits, write_run_results
-from fwa_pipeline.store.runs import finish_workspace_run
-
-PROV_A, PROV_B = "1000000001", "1000000002"
-PHARM, PRESC = "2000000001", "3000000001"
-KEY = ["claim_type", "claim_pk"]
-
-
-@dataclass(frozen=True)
-class Seeded:
-    workspace_id: int
-    medical: pd.DataFrame  # claim_pk, claim_id, provider_id, member_id, amounts
-    pharmacy: pd.DataFrame
-
-    def claims(self) -> pd.DataFrame:
-        """The claims frame case_proposals reads."""
-        return pd.concat(
-            [
-                self.medical.assign(claim_type="medical"),
-                self.pharmacy.assign(claim_type="pharmacy"),
-            ],
-            ignore_index=True,
-        )
-
-    def keys(self, claim_type: str, pks: list[int] | None = None) -> pd.DataFrame:
-        frame = self.medical if claim_type == "medical" else self.pharmacy
-        chosen = frame["claim_pk"] if pks is None else pd.Series(pks)
-        return pd.DataFrame({"claim_type": claim_type, "claim_pk": chosen.to_numpy()})
+from tests.integration.store.seeded import (
+    PHARM,
+    PROV_A,
+    PROV_B,
+    batches_of,
+    cases,
+    count,
+    events,
+    hits_on,
+    links,
+    propose_and_upsert,
+    record,
+    seed,
+    statuses,
+)
 
 
-def seed(
-    engine: Engine,
-    medical: int = 6,
-    pharmacy: int = 2,
-    name: str = "ws",
-    claim_ids: list[str] | None = None,
-    providers: tuple[str, ...] = (PROV_A, PROV_B),
-    *,
-    batch_per_claim: bool = False,
-) -> Seeded:
-    """A workspace with ``medical`` claims cycling through ``providers`` (members M0 .. M49)
-    and ``pharmacy`` claims, landed as one batch (or one batch per claim, so that a run can
-    process any of them alone); returns their surrogate keys."""
-    batches = medical + pharmacy if batch_per_claim else 1
-    with session_scope(engine) as session:
-        workspace = Workspace(name=name)
-        session.add(workspace)
-        session.flush()
-        rows = [Batch(workspace_id=workspace.id, source="cli") for _ in range(batches)]
-        session.add_all(rows)
-        session.flush()
-        workspace_id, batch_ids = workspace.id, np.array([b.id for b in rows])
-    ids = claim_ids or [f"MC{i}" for i in range(medical)]
-    med = pd.DataFrame(
-        {
-            "workspace_id": workspace_id,
-            "batch_id": batch_ids[np.arange(medical) % batches],
-            "claim_id": ids,
-            "member_id": [f"M{i % 50}" for i in range(medical)],
-            "provider_id": np.array(providers)[np.arange(medical) % len(providers)],
-            "service_date": dt.date(2024, 1, 1),
-            "cpt_code": "99213",
-            "units": 1,
-            "amount_billed": 100.0 + np.arange(medical),
-            "amount_paid": 80.0,
-        }
-    )
-    rx = pd.DataFrame(
-        {
-            "workspace_id": workspace_id,
-            "batch_id": batch_ids[(medical + np.arange(pharmacy)) % batches],
-            "claim_id": [f"RX{i}" for i in range(pharmacy)],
-            "member_id": "M0",
-            "prescriber_id": PRESC,
-            "pharmacy_id": PHARM,
-            "fill_date": dt.date(2024, 2, 1),
-            "ndc_code": "00002323230",
-            "quantity": 30.0,
-            "days_supply": 30,
-            "amount_billed": 25.0,
-            "amount_paid": 20.0,
-        }
-    )
-    with engine.begin() as connection:
-        copy_frame(connection, "medical_claims", med)
-        copy_frame(connection, "pharmacy_claims", rx)
-    with engine.connect() as connection:
-        med_pks = connection.scalars(
-            select(MedicalClaim.id).where(MedicalClaim.workspace_id == workspace_id).order_by("id")
-        ).all()
-        rx_pks = connection.scalars(
-            select(PharmacyClaim.id)
-            .where(PharmacyClaim.workspace_id == workspace_id)
-            .order_by("id")
-        ).all()
-    medical_frame = med.drop(columns=["workspace_id", "batch_id"]).assign(claim_pk=med_pks)
-    pharmacy_frame = rx.drop(columns=["workspace_id", "batch_id"]).assign(claim_pk=rx_pks)
-    return Seeded(workspace_id, medical_frame, pharmacy_frame)
-
-
-def hits_on(
-    seeded: Seeded,
-    rule_id: str,
-    claim_type: str,
-    positions: list[int],
-    *,
-    severity: float = 1.0,
-    weight: float = 7.0,
-    subject: tuple[str, str] | None = None,
-) -> pd.DataFrame:
-    """Hits of ``rule_id`` on the claims at ``positions`` of the seeded ``claim_type`` frame."""
-    frame = (seeded.medical if claim_type == "medical" else seeded.pharmacy).iloc[positions]
-    subject_type, subject_id = subject or ("claim", None)
-    return pd.DataFrame(
-        {
-            "rule_id": rule_id,
-            "rule_version": "1.0",
-            "weight": weight,
-            "claim_type": claim_type,
-            "claim_pk": frame["claim_pk"].to_numpy(),
-            "claim_id": frame["claim_id"].to_numpy(),
-            "subject_type": subject_type,
-            "subject_id": frame["claim_id"].to_numpy() if subject_id is None else subject_id,
-            "severity": severity,
-            "evidence": [
-                {"position": p, "peer_median": 1.5, "nan": float("nan")} for p in positions
-            ],
-        }
-    )[HIT_FRAME_COLUMNS]
-
-
-def statuses(engine: Engine, seeded: Seeded, claim_type: str) -> dict[int, tuple[str, str | None]]:
-    found = claim_statuses(engine, seeded.workspace_id)
-    found = found[found["claim_type"] == claim_type].astype(object)
-    return {
-        int(pk): (status, None if pd.isna(run) else run)
-        for pk, status, run in zip(
-            found["claim_pk"], found["status"], found["last_run_id"], strict=True
-        )
-    }
-
-
-def batches_of(engine: Engine, seeded: Seeded, keys: pd.DataFrame) -> list[int]:
-    found = claim_statuses(engine, seeded.workspace_id).astype({"claim_pk": "int64"})
-    return sorted({int(b) for b in found.merge(keys.astype({"claim_pk": "int64"}))["batch_id"]})
-
-
-def count(engine: Engine, model: type) -> int:
-    with engine.connect() as connection:
-        return int(connection.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def record(
-    engine: Engine,
-    seeded: Seeded,
-    run_id: str,
-    hits: pd.DataFrame,
-    config: PipelineConfig,
-    held: pd.DataFrame | None = None,
-    processed: pd.DataFrame | None = None,
-) -> dict[str, int]:
-    """Score ``hits`` and write the run over the batches of the processed and held claims,
-    then mark those batches consumed: every seeded claim processed unless given."""
-    if processed is None:
-        processed = pd.concat([seeded.keys("medical"), seeded.keys("pharmacy")], ignore_index=True)
-    if held is not None:
-        processed = processed.merge(held, how="left", indicator=True)
-        processed = processed[processed.pop("_merge") == "left_only"]
-    held = (held if held is not None else processed.iloc[0:0]).assign(reason="invalid_npi")
-    batch_ids = batches_of(engine, seeded, pd.concat([processed, held[KEY]]))
-    with engine.begin() as connection:
-        written = write_run_results(
-            connection,
-            seeded.workspace_id,
-            run_id,
-            batch_ids,
-            hits,
-            score_claims(hits, config),
-            processed,
-            held,
-        )
-        finish_workspace_run(
-            connection,
-            seeded.workspace_id,
-            run_id,
-            batch_ids,
-            after=last_run_id(connection, seeded.workspace_id),
-        )
-    return written
-
-
-def propose_and_upsert(
-    engine: Engine, seeded: Seeded, run_id: str, new_hits: pd.DataFrame, config: PipelineConfig
-) -> dict[str, int]:
-    """The incremental case step: the subjects the new hits touch, rebuilt from every stored
-    hit of theirs."""
-    subjects = case_subjects(new_hits, seeded.claims(), config)
-    inputs = load_case_inputs(engine, seeded.workspace_id, subjects)
-    proposals = case_proposals(inputs.hits, inputs.claims, inputs.scores, config, subjects=subjects)
-    with session_scope(engine) as session:
-        return upsert_cases(session, seeded.workspace_id, run_id, proposals)
-
-
-def cases(engine: Engine) -> list[InvestigationCase]:
-    with session_scope(engine) as session:
-        return list(session.scalars(select(InvestigationCase).order_by(InvestigationCase.id)))
-
-
-def events(engine: Engine) -> list[tuple[int, str, str]]:
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(CaseEvent.case_id, CaseEvent.action, CaseEvent.actor).order_by(CaseEvent.id)
-        ).all()
-    return [tuple(r) for r in rows]
-
-
-def links(engine: Engine, case_id: int) -> set[int]:
-    with engine.connect() as connection:
-        return set(
-            connection.scalars(select(CaseClaim.claim_pk).where(CaseClaim.case_id == case_id))
-        )
-
-
-# --------------------------------------------------------------------------- scenarios
-
-
-def scenario_write_and_reprocess(engine: Engine) -> None:
+def test_write_and_reprocess(store_engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine)
+    seeded = seed(store_engine)
     first = pd.concat(
         [
             hits_on(seeded, "RULE-MED-003", "medical", [0, 1]),
@@ -284,10 +63,10 @@ def scenario_write_and_reprocess(engine: Engine) -> None:
         ignore_index=True,
     )
     held = seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[5])])
-    written = record(engine, seeded, "run-1", first, config, held=held)
+    written = record(store_engine, seeded, "run-1", first, config, held=held)
     assert written == {"processed": 7, "held": 1, "hits": 4, "scores": 3}
 
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         stored = session.scalars(select(RuleHit).order_by(RuleHit.id)).all()
         assert {h.run_id for h in stored} == {"run-1"}
         assert stored[0].evidence == {"position": 0, "peer_median": 1.5, "nan": None}
@@ -299,11 +78,11 @@ def scenario_write_and_reprocess(engine: Engine) -> None:
     assert score_rows[("medical", pk0)] == (100.0, "critical", 2, "run-1")
     assert score_rows[("medical", pk1)] == (70.0, "high", 1, "run-1")
     assert len(score_rows) == 3
-    medical_status = statuses(engine, seeded, "medical")
+    medical_status = statuses(store_engine, seeded, "medical")
     assert medical_status[int(held["claim_pk"].iloc[0])] == ("held", "run-1")
     assert medical_status[pk0] == ("processed", "run-1")
-    assert set(statuses(engine, seeded, "pharmacy").values()) == {("processed", "run-1")}
-    with engine.connect() as connection:
+    assert set(statuses(store_engine, seeded, "pharmacy").values()) == {("processed", "run-1")}
+    with store_engine.connect() as connection:
         assert connection.execute(select(HeldClaim.claim_pk, HeldClaim.reason)).all() == [
             (int(held["claim_pk"].iloc[0]), "invalid_npi")
         ]
@@ -312,38 +91,38 @@ def scenario_write_and_reprocess(engine: Engine) -> None:
     # and claim 0 of pharmacy is held (its earlier hit and score go too).
     second = hits_on(seeded, "RULE-MED-003", "medical", [0], severity=0.5)
     rx_held = seeded.keys("pharmacy", [int(seeded.pharmacy["claim_pk"].iloc[0])])
-    record(engine, seeded, "run-2", second, config, held=rx_held)
-    with session_scope(engine) as session:
+    record(store_engine, seeded, "run-2", second, config, held=rx_held)
+    with session_scope(store_engine) as session:
         assert [(h.claim_pk, h.run_id) for h in session.scalars(select(RuleHit))] == [
             (pk0, "run-2")
         ]
         assert [(s.claim_pk, s.score) for s in session.scalars(select(ClaimScore))] == [(pk0, 35.0)]
-    assert statuses(engine, seeded, "pharmacy")[int(rx_held["claim_pk"].iloc[0])] == (
+    assert statuses(store_engine, seeded, "pharmacy")[int(rx_held["claim_pk"].iloc[0])] == (
         "held",
         "run-2",
     )
-    assert statuses(engine, seeded, "medical")[int(held["claim_pk"].iloc[0])] == (
+    assert statuses(store_engine, seeded, "medical")[int(held["claim_pk"].iloc[0])] == (
         "processed",
         "run-2",
     )
 
 
-def scenario_write_rejects_inconsistent_input(engine: Engine) -> None:
+def test_write_rejects_inconsistent_input(store_engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine)
-    other = seed(engine, medical=1, pharmacy=0, name="other")
+    seeded = seed(store_engine)
+    other = seed(store_engine, medical=1, pharmacy=0, name="other")
     hits = hits_on(seeded, "RULE-MED-003", "medical", [0])
     everything = pd.concat([seeded.keys("medical"), seeded.keys("pharmacy")], ignore_index=True)
 
     none = everything.iloc[0:0].assign(reason="")
 
     def write(processed: pd.DataFrame, held: pd.DataFrame) -> None:
-        with engine.begin() as connection:
+        with store_engine.begin() as connection:
             write_run_results(
                 connection,
                 seeded.workspace_id,
                 "bad",
-                batches_of(engine, seeded, everything),
+                batches_of(store_engine, seeded, everything),
                 hits,
                 score_claims(hits, config),
                 processed,
@@ -358,13 +137,13 @@ def scenario_write_rejects_inconsistent_input(engine: Engine) -> None:
     with pytest.raises(ValueError, match="7 medical claim\\(s\\) processed or held, but"):
         write(foreign, none)
     # Nothing of the failed writes remains.
-    assert count(engine, RuleHit) == 0
-    assert {s for s, _ in statuses(engine, seeded, "medical").values()} == {"pending"}
+    assert count(store_engine, RuleHit) == 0
+    assert {s for s, _ in statuses(store_engine, seeded, "medical").values()} == {"pending"}
 
 
-def scenario_load_hits(engine: Engine) -> None:
+def test_load_hits(store_engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine)
+    seeded = seed(store_engine)
     hits = pd.concat(
         [
             hits_on(seeded, "RULE-MED-003", "medical", [0, 1, 2]),  # claim-level: A, B, A
@@ -374,9 +153,11 @@ def scenario_load_hits(engine: Engine) -> None:
         ],
         ignore_index=True,
     )
-    record(engine, seeded, "run-1", hits, config)
+    record(store_engine, seeded, "run-1", hits, config)
 
-    by_claim = load_hits(engine, seeded.workspace_id, claims=seeded.keys("medical").iloc[[1, 3]])
+    by_claim = load_hits(
+        store_engine, seeded.workspace_id, claims=seeded.keys("medical").iloc[[1, 3]]
+    )
     assert list(by_claim.columns) == HIT_FRAME_COLUMNS
     assert by_claim["rule_id"].tolist() == ["RULE-MED-003", "RULE-MED-005"]
     assert by_claim["evidence"].iloc[0]["peer_median"] == 1.5
@@ -385,7 +166,7 @@ def scenario_load_hits(engine: Engine) -> None:
     subjects = pd.DataFrame(
         {"subject_type": ["provider", "pharmacy"], "subject_id": [PROV_A, PHARM]}
     )
-    by_subject = load_hits(engine, seeded.workspace_id, subjects=subjects)
+    by_subject = load_hits(store_engine, seeded.workspace_id, subjects=subjects)
     # Provider A's claim-level hits (claims 0, 2) and the pharmacy's claim-level hit.
     assert sorted(zip(by_subject["rule_id"], by_subject["claim_id"], strict=True)) == [
         ("RULE-MED-003", "MC0"),
@@ -393,21 +174,24 @@ def scenario_load_hits(engine: Engine) -> None:
         ("RULE-RX-005", "RX1"),
     ]
     both = load_hits(
-        engine, seeded.workspace_id, subjects=subjects, claims=seeded.keys("medical").iloc[[3]]
+        store_engine,
+        seeded.workspace_id,
+        subjects=subjects,
+        claims=seeded.keys("medical").iloc[[3]],
     )
     assert len(both) == 4
-    none = load_hits(engine, seeded.workspace_id, claims=seeded.keys("medical").iloc[0:0])
+    none = load_hits(store_engine, seeded.workspace_id, claims=seeded.keys("medical").iloc[0:0])
     assert none.empty
     assert list(none.columns) == HIT_FRAME_COLUMNS
     with pytest.raises(ValueError, match="needs subjects, claims or both"):
-        load_hits(engine, seeded.workspace_id)
+        load_hits(store_engine, seeded.workspace_id)
     # Another workspace's hits never leak in.
-    assert load_hits(engine, seeded.workspace_id + 1, subjects=subjects).empty
+    assert load_hits(store_engine, seeded.workspace_id + 1, subjects=subjects).empty
 
 
-def scenario_case_lifecycle(engine: Engine) -> None:
+def test_case_lifecycle(store_engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine, batch_per_claim=True)
+    seeded = seed(store_engine, batch_per_claim=True)
     # Provider A: claims 0 and 2 over the MUE (70 each) -> high; provider B: one weak hit.
     run1 = pd.concat(
         [
@@ -416,47 +200,49 @@ def scenario_case_lifecycle(engine: Engine) -> None:
         ],
         ignore_index=True,
     )
-    record(engine, seeded, "run-1", run1, config)
-    assert propose_and_upsert(engine, seeded, "run-1", run1, config) == {
+    record(store_engine, seeded, "run-1", run1, config)
+    assert propose_and_upsert(store_engine, seeded, "run-1", run1, config) == {
         "opened": 1,
         "updated": 0,
         "unchanged": 0,
         "skipped_closed": 0,
         "not_qualifying": 0,
     }
-    [case] = cases(engine)
+    [case] = cases(store_engine)
     assert case.case_number == f"CASE-{case.id:06d}"
     assert (case.subject_type, case.subject_id, case.status) == ("provider", PROV_A, "open")
     assert case.risk_level == "high"
     assert case.run_id == "run-1"
     assert case.flagged_billed == 100.0 + 102.0
     assert case.explanation["rules"][0]["rule_id"] == "RULE-MED-003"
-    assert links(engine, case.id) == {int(p) for p in seeded.medical["claim_pk"].iloc[[0, 2]]}
-    assert events(engine) == [(case.id, "opened", "pipeline:run-1")]
+    assert links(store_engine, case.id) == {int(p) for p in seeded.medical["claim_pk"].iloc[[0, 2]]}
+    assert events(store_engine) == [(case.id, "opened", "pipeline:run-1")]
 
     # The same batch again: nothing opens, nothing is written.
-    assert propose_and_upsert(engine, seeded, "run-1b", run1, config)["unchanged"] == 1
-    assert len(cases(engine)) == 1
-    assert len(events(engine)) == 1
-    assert cases(engine)[0].run_id == "run-1"
+    assert propose_and_upsert(store_engine, seeded, "run-1b", run1, config)["unchanged"] == 1
+    assert len(cases(store_engine)) == 1
+    assert len(events(store_engine)) == 1
+    assert cases(store_engine)[0].run_id == "run-1"
 
     # An incremental run: a new hit on claim 4 (provider A). The case is rebuilt from all its
     # stored hits, not only the new one, and gains the claim.
     run2 = hits_on(seeded, "RULE-MED-006", "medical", [4], weight=9.0)
     processed = seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[4])])
-    record(engine, seeded, "run-2", run2, config, processed=processed)
-    assert propose_and_upsert(engine, seeded, "run-2", run2, config)["updated"] == 1
-    [case] = cases(engine)
+    record(store_engine, seeded, "run-2", run2, config, processed=processed)
+    assert propose_and_upsert(store_engine, seeded, "run-2", run2, config)["updated"] == 1
+    [case] = cases(store_engine)
     assert case.risk_score > 90.0
     assert case.risk_level == "critical"
     assert case.run_id == "run-2"
     assert {r["rule_id"] for r in case.explanation["rules"]} == {"RULE-MED-003", "RULE-MED-006"}
-    assert links(engine, case.id) == {int(p) for p in seeded.medical["claim_pk"].iloc[[0, 2, 4]]}
-    assert [(a, actor) for _, a, actor in events(engine)] == [
+    assert links(store_engine, case.id) == {
+        int(p) for p in seeded.medical["claim_pk"].iloc[[0, 2, 4]]
+    }
+    assert [(a, actor) for _, a, actor in events(store_engine)] == [
         ("opened", "pipeline:run-1"),
         ("rescored", "pipeline:run-2"),
     ]
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         rescored = session.scalars(select(CaseEvent).where(CaseEvent.action == "rescored")).one()
         assert rescored.detail["from"]["risk_level"] == "high"
         assert rescored.detail["to"]["risk_level"] == "critical"
@@ -466,35 +252,35 @@ def scenario_case_lifecycle(engine: Engine) -> None:
     # A score fallen below case_min_level rescores the open case down; it does not leave it at
     # its old level, nor open a case for a subject without one.
     provider_a = pd.DataFrame({"subject_type": ["provider"], "subject_id": [PROV_A]})
-    inputs = load_case_inputs(engine, seeded.workspace_id, provider_a)
+    inputs = load_case_inputs(store_engine, seeded.workspace_id, provider_a)
     # Critical from 95 now, and only critical opens a case: the case (90-odd) is high.
     bands = {"low": 0.0, "medium": 40.0, "high": 70.0, "critical": 95.0}
     stricter = default_config(scoring={"case_min_level": "critical", "bands": bands})
     lowered = case_proposals(
         inputs.hits, inputs.claims, inputs.scores, stricter, provider_a, provider_a
     )
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         counts = upsert_cases(session, seeded.workspace_id, "run-2a", lowered)
         assert (counts["updated"], counts["opened"]) == (1, 0)
         elsewhere = lowered.assign(subject_id="elsewhere")  # no case: none opens
         assert (
             upsert_cases(session, seeded.workspace_id, "run-2a", elsewhere)["not_qualifying"] == 1
         )
-    [case] = cases(engine)
+    [case] = cases(store_engine)
     assert (case.risk_level, case.run_id) == ("high", "run-2a")
-    assert propose_and_upsert(engine, seeded, "run-2", run2, config)["updated"] == 1
+    assert propose_and_upsert(store_engine, seeded, "run-2", run2, config)["updated"] == 1
 
     # Closed: the same evidence does not reopen it ...
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         closed = session.get(InvestigationCase, case.id)
         assert closed is not None
         change_case_status(session, closed, "closed", "token:alice", note="billing error, refunded")
-    assert propose_and_upsert(engine, seeded, "run-2b", run2, config)["skipped_closed"] == 1
-    assert len(cases(engine)) == 1
+    assert propose_and_upsert(store_engine, seeded, "run-2b", run2, config)["skipped_closed"] == 1
+    assert len(cases(store_engine)) == 1
     # ... new evidence opens a new case for the subject.
     run3 = hits_on(seeded, "RULE-MED-002", "medical", [0])
     record(
-        engine,
+        store_engine,
         seeded,
         "run-3",
         pd.concat([run1.iloc[:2], run3]),
@@ -504,27 +290,27 @@ def scenario_case_lifecycle(engine: Engine) -> None:
             [int(seeded.medical["claim_pk"].iloc[0]), int(seeded.medical["claim_pk"].iloc[2])],
         ),
     )
-    assert propose_and_upsert(engine, seeded, "run-3", run3, config)["opened"] == 1
-    old, new = cases(engine)
+    assert propose_and_upsert(store_engine, seeded, "run-3", run3, config)["opened"] == 1
+    old, new = cases(store_engine)
     assert (old.status, new.status) == ("closed", "open")
     assert new.subject_id == PROV_A
     assert new.case_number == f"CASE-{new.id:06d}"
 
     # Only one open case per subject: reopening the old one conflicts.
-    with session_scope(engine) as session, pytest.raises(CaseConflictError, match="is open"):
+    with session_scope(store_engine) as session, pytest.raises(CaseConflictError, match="is open"):
         change_case_status(session, session.get(InvestigationCase, old.id), "open", "token:bob")
 
 
-def scenario_case_workflow(engine: Engine) -> None:
+def test_case_workflow(store_engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine, batch_per_claim=True)
+    seeded = seed(store_engine, batch_per_claim=True)
     run1 = hits_on(seeded, "RULE-MED-009", "medical", [1], severity=0.1, weight=10.0)
-    record(engine, seeded, "run-1", run1, config)
-    propose_and_upsert(engine, seeded, "run-1", run1, config)
-    [case] = cases(engine)
+    record(store_engine, seeded, "run-1", run1, config)
+    propose_and_upsert(store_engine, seeded, "run-1", run1, config)
+    [case] = cases(store_engine)
     assert (case.subject_id, case.risk_level) == (PROV_B, "critical")  # the override
 
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         case = session.get(InvestigationCase, case.id)
         assert case is not None
         assert assign_case(session, case, "alice", "token:lead") is not None
@@ -547,7 +333,7 @@ def scenario_case_workflow(engine: Engine) -> None:
             with pytest.raises(InvalidInput):
                 change_case_status(session, case, "escalated", "token:alice", note=blank)
         change_case_status(session, case, "escalated", "token:alice", note="to SIU")
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         stored = session.get(InvestigationCase, case.id)
         assert stored is not None
         assert (stored.status, stored.assignee) == ("escalated", "alice")
@@ -568,28 +354,28 @@ def scenario_case_workflow(engine: Engine) -> None:
     # The pipeline updates an escalated case (it is still open work) without touching status.
     run2 = hits_on(seeded, "RULE-MED-003", "medical", [3])
     record(
-        engine,
+        store_engine,
         seeded,
         "run-2",
         run2,
         config,
         processed=seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[3])]),
     )
-    assert propose_and_upsert(engine, seeded, "run-2", run2, config)["updated"] == 1
-    [case] = cases(engine)
+    assert propose_and_upsert(store_engine, seeded, "run-2", run2, config)["updated"] == 1
+    [case] = cases(store_engine)
     assert (case.status, case.assignee, case.run_id) == ("escalated", "alice", "run-2")
 
 
-def scenario_upsert_guards(engine: Engine) -> None:
+def test_upsert_guards(store_engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine)
+    seeded = seed(store_engine)
     run1 = hits_on(seeded, "RULE-MED-003", "medical", [0])
-    record(engine, seeded, "run-1", run1, config)
+    record(store_engine, seeded, "run-1", run1, config)
     inputs = load_case_inputs(
-        engine, seeded.workspace_id, case_subjects(run1, seeded.claims(), config)
+        store_engine, seeded.workspace_id, case_subjects(run1, seeded.claims(), config)
     )
     proposals = case_proposals(inputs.hits, inputs.claims, inputs.scores, config)
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         assert upsert_cases(session, seeded.workspace_id, "r", proposals.iloc[0:0]) == {
             "opened": 0,
             "updated": 0,
@@ -602,9 +388,9 @@ def scenario_upsert_guards(engine: Engine) -> None:
         with pytest.raises(ValueError, match="lack columns: evidence_hash"):
             upsert_cases(session, seeded.workspace_id, "r", proposals.drop(columns="evidence_hash"))
     # The partial unique index itself: a second open case for a subject is refused.
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         upsert_cases(session, seeded.workspace_id, "run-1", proposals)
-    with pytest.raises(IntegrityError), session_scope(engine) as session:
+    with pytest.raises(IntegrityError), session_scope(store_engine) as session:
         session.add(
             InvestigationCase(
                 case_number="CASE-X",
@@ -620,11 +406,11 @@ def scenario_upsert_guards(engine: Engine) -> None:
         )
 
 
-def scenario_provenance(engine: Engine) -> None:
+def test_provenance(store_engine: Engine) -> None:
     config = default_config()
-    seeded = seed(engine, medical=3, claim_ids=["MC0", "MC1", "MC0"])
+    seeded = seed(store_engine, medical=3, claim_ids=["MC0", "MC1", "MC0"])
     snapshot = config.model_dump(mode="json")
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         session.add(
             PipelineRun(
                 run_id="run-1",
@@ -643,9 +429,9 @@ def scenario_provenance(engine: Engine) -> None:
         ignore_index=True,
     )
     held = seeded.keys("medical", [int(seeded.medical["claim_pk"].iloc[2])])  # the reused id
-    record(engine, seeded, "run-1", hits, config, held=held)
+    record(store_engine, seeded, "run-1", hits, config, held=held)
 
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         found = claim_provenance(session, seeded.workspace_id, "MC0")
         assert claim_provenance(session, seeded.workspace_id, "nope") is None
         assert claim_provenance(session, seeded.workspace_id + 99, "MC0") is None
@@ -672,7 +458,7 @@ def scenario_provenance(engine: Engine) -> None:
     ]
 
     # A claim the run processed without a finding: its run, no score, no hits.
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         clean = claim_provenance(session, seeded.workspace_id, "RX0")
     assert clean is not None
     assert clean["claim"]["claim_type"] == "pharmacy"
@@ -682,19 +468,19 @@ def scenario_provenance(engine: Engine) -> None:
     assert (clean["score"], clean["hits"]) == (None, [])
 
     # A claim no run has processed yet.
-    fresh = seed(engine, medical=1, pharmacy=0, name="fresh")
-    with session_scope(engine) as session:
+    fresh = seed(store_engine, medical=1, pharmacy=0, name="fresh")
+    with session_scope(store_engine) as session:
         pending = claim_provenance(session, fresh.workspace_id, "MC0")
     assert pending is not None
     assert (pending["claim"]["status"], pending["claim"]["last_run_id"]) == ("pending", None)
     assert (pending["run"], pending["score"], pending["hits"]) == (None, None, [])
 
 
-def scenario_many_subjects(engine: Engine) -> None:
+def test_many_subjects(store_engine: Engine) -> None:
     """More subjects than one IN list: cases open in bulk with their numbers, history and
     links; the same proposals again change nothing; a new score rescores; a closed case is not
     reopened by the evidence it was closed on."""
-    seeded = seed(engine, medical=1, pharmacy=0)
+    seeded = seed(store_engine, medical=1, pharmacy=0)
     count = 1_200
 
     def proposals(score: float) -> pd.DataFrame:
@@ -717,19 +503,19 @@ def scenario_many_subjects(engine: Engine) -> None:
             }
         )
 
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         assert (
             upsert_cases(session, seeded.workspace_id, "run-1", proposals(75.0))["opened"] == count
         )
-    stored = cases(engine)
+    stored = cases(store_engine)
     assert [c.case_number for c in stored] == [f"CASE-{c.id:06d}" for c in stored]
     assert [c.subject_id for c in stored] == [f"M{i:05d}" for i in range(count)]
     assert stored[0].explanation == {"rules": [{"rule_id": "RULE-MED-003", "z": 1.5}]}
     assert (stored[-1].status, stored[-1].risk_score, stored[-1].run_id) == ("open", 75.0, "run-1")
-    assert links(engine, stored[-1].id) == {count}
-    assert [a for _, a, _ in events(engine)] == ["opened"] * count
+    assert links(store_engine, stored[-1].id) == {count}
+    assert [a for _, a, _ in events(store_engine)] == ["opened"] * count
 
-    with session_scope(engine) as session:
+    with session_scope(store_engine) as session:
         again = upsert_cases(session, seeded.workspace_id, "run-2", proposals(75.0))
         assert again["unchanged"] == count
         held = session.get(InvestigationCase, stored[0].id)
@@ -744,44 +530,12 @@ def scenario_many_subjects(engine: Engine) -> None:
         "skipped_closed": 1,
         "not_qualifying": 0,
     }
-    after = cases(engine)
+    after = cases(store_engine)
     assert len(after) == count
     assert {c.risk_score for c in after[1:]} == {80.0}
-    history = events(engine)
+    history = events(store_engine)
     assert [a for _, a, _ in history].count("rescored") == count - 1
     assert history[-1][2] == "pipeline:run-3"
 
 
 # --------------------------------------------------------------------------- SQLite
-
-
-def test_write_and_reprocess(sqlite_engine: Engine) -> None:
-    scenario_write_and_reprocess(sqlite_engine)
-
-
-def test_write_rejects_inconsistent_input(sqlite_engine: Engine) -> None:
-    scenario_write_rejects_inconsistent_input(sqlite_engine)
-
-
-def test_load_hits(sqlite_engine: Engine) -> None:
-    scenario_load_hits(sqlite_engine)
-
-
-def test_case_lifecycle(sqlite_engine: Engine) -> None:
-    scenario_case_lifecycle(sqlite_engine)
-
-
-def test_case_workflow(sqlite_engine: Engine) -> None:
-    scenario_case_workflow(sqlite_engine)
-
-
-def test_upsert_guards(sqlite_engine: Engine) -> None:
-    scenario_upsert_guards(sqlite_engine)
-
-
-def test_provenance(sqlite_engine: Engine) -> None:
-    scenario_provenance(sqlite_engine)
-
-
-def test_many_subjects(sqlite_engine: Engine) -> None:
-    scenario_many_subjects(sqlite_engine)
