@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
-from sqlalchemy import Connection, create_engine, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store import migrate
 from fwa_pipeline.store.models import Base, InvestigationCase, Member, RuleHit, Workspace
 from fwa_pipeline.store.pii import TABLE, cipher_from_settings, get_member, row_key
-from tests.conftest import make_key, scratch_database
+from tests.conftest import make_key
 
 EXPECTED = set(Base.metadata.tables)
 
@@ -31,8 +31,8 @@ def _add_workspace(conn: Connection) -> None:
     )
 
 
-def _round_trip(url: str) -> None:
-    engine = create_engine(url)
+def test_migrations_round_trip(empty_store_url: str) -> None:
+    engine = create_engine(empty_store_url)
     try:
         migrate.upgrade(engine)
         assert set(inspect(engine).get_table_names()) >= EXPECTED
@@ -46,23 +46,15 @@ def _round_trip(url: str) -> None:
         engine.dispose()
 
 
-def test_migrations_round_trip_on_sqlite(tmp_path: Path) -> None:
-    _round_trip(f"sqlite:///{tmp_path / 'm.db'}")
-
-
 @pytest.mark.postgres
-def test_migrations_round_trip_on_postgres() -> None:
-    with scratch_database() as url:
-        _round_trip(url)
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            kind = conn.execute(
-                text(
-                    "select data_type from information_schema.columns "
-                    "where table_name='pipeline_runs' and column_name='config_snapshot'"
-                )
-            ).scalar()
-        engine.dispose()
+def test_the_config_snapshot_is_jsonb_on_postgres(pg_engine: Engine) -> None:
+    with pg_engine.connect() as conn:
+        kind = conn.execute(
+            text(
+                "select data_type from information_schema.columns "
+                "where table_name='pipeline_runs' and column_name='config_snapshot'"
+            )
+        ).scalar()
     assert kind == "jsonb"
 
 
