@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
 SECRET_DETAIL = "member M-555 at /srv/secret/path"
 
 
-def test_routes() -> APIRouter:
+def item_routes() -> APIRouter:
     """Mounted as /api/items with an inner /notes router: templates must carry both prefixes."""
     items = APIRouter()
     notes = APIRouter(prefix="/notes")
@@ -78,15 +78,12 @@ def test_routes() -> APIRouter:
     return items
 
 
-test_routes.__test__ = False  # type: ignore[attr-defined]
-
-
 @pytest.fixture
 async def http(
     api_settings: Settings, pg_engine: Engine, redis_prefix: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(api_settings, redis_prefix=redis_prefix)
-    app.include_router(test_routes(), prefix="/api/items")
+    app.include_router(item_routes(), prefix="/api/items")
     async with serve(app) as client:
         yield client
 
