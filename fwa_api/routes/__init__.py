@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from fwa_api.pipeline import routes as pipeline
 from fwa_api.routes import (
     agents,
     cases,
@@ -12,7 +13,6 @@ from fwa_api.routes import (
     health,
     members,
     metrics,
-    pipeline,
     providers,
     rules,
     uploads,

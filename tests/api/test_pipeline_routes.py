@@ -27,7 +27,8 @@ from dagster._core.workspace.load_target import ModuleTarget
 from sqlalchemy import Engine, text, update
 
 from fwa_api.app import create_app
-from fwa_api.routes import pipeline as pipeline_routes
+from fwa_api.pipeline import queries as pipeline_queries
+from fwa_api.pipeline import routes as pipeline_routes
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.sensors import pipeline_request_sensor
@@ -336,13 +337,13 @@ def test_a_client_that_disconnects_stops_the_polling(
     make_workspace(pg_engine, WORKSPACE)
     token = make_token(pg_engine, "investigator", WORKSPACE)
     polls: list[str] = []
-    read_job = pipeline_routes._job
+    read_job = pipeline_queries.find_job
 
     def counted(*args: Any) -> Any:
         polls.append(args[-1])
         return read_job(*args)
 
-    monkeypatch.setattr(pipeline_routes, "_job", counted)
+    monkeypatch.setattr(pipeline_queries, "find_job", counted)
     monkeypatch.setattr(pipeline_routes, "POLL_S", 0.05)
     server = ServerThread(create_app(wait_settings), lifespan="on").start()
     try:

@@ -47,30 +47,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AliasPath, BaseModel, ConfigDict, Field, StrictBool
-from sqlalchemy import func, select
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from fwa_api.auth import Principal
 from fwa_api.deps import WorkspaceId, require_role
+from fwa_api.kit.db import in_session
 from fwa_api.params import NO_NUL, Offset
+from fwa_api.pipeline import queries
+from fwa_api.pipeline.models import EnqueuedOut, EnqueueIn, JobOut, RunDetail, RunList
 from fwa_api.services import Services, services
-from fwa_pipeline.domain.config import QualityMode
 from fwa_pipeline.runs.jobs import (
     JOB_ENDED,
     JobEndedError,
     RunNotTerminatedError,
     cancel_job,
-    job_status,
 )
-from fwa_pipeline.store.db import read_scope
-from fwa_pipeline.store.models import PipelineRun
 from fwa_pipeline.store.runs import (
     IdempotencyKeyReusedError,
     enqueue_once,
     enqueue_request,
-    get_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,97 +86,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-class EnqueueIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # Strict: a 0 or "yes" is a client's mistake to name, not a choice to guess.
-    force_reprocess: StrictBool = False
-    quality_mode: QualityMode | None = Field(
-        None, description="This run's quality mode, over the workspace configuration's."
-    )
-
-
-class EnqueuedOut(BaseModel):
-    job_id: str
-    status: str
-    force_reprocess: bool
-    quality_mode: QualityMode | None
-
-
-class JobResultOut(BaseModel):
-    status: str
-    claims_processed: int
-    hits: int
-    cases_opened: int
-    cases_updated: int
-    failure_reason: str | None
-
-
-class JobOut(BaseModel):
-    job_id: str
-    status: str
-    phase: str | None
-    progress: dict[str, int]
-    claims_processed: int
-    force_reprocess: bool
-    requested_at: dt.datetime | None
-    started_at: dt.datetime | None
-    completed_at: dt.datetime | None
-    dagster_run_id: str | None
-    errors: list[str]
-    result: JobResultOut | None
-    quality_mode: QualityMode | None
-    config_version: int | None = Field(
-        description="The workspace configuration version its run applies (null: the "
-        "catalogue defaults, or no run yet)."
-    )
-
-
-class RunOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    run_id: str
-    status: str
-    force_reprocess: bool
-    batch_id: int | None
-    job_name: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    completed_at: dt.datetime | None
-    stats: dict[str, Any]
-    config_version: int | None = Field(
-        None,
-        validation_alias=AliasPath("config_snapshot", "config_version"),
-        description="The workspace configuration version the run applied (null: the "
-        "catalogue defaults).",
-    )
-
-
-class RunDetail(RunOut):
-    config_snapshot: dict[str, Any]
-    quality_report: dict[str, Any]
-
-
-class RunList(BaseModel):
-    runs: list[RunOut]
-    total: int
-    limit: int
-    offset: int
-
-
-# --------------------------------------------------------------------------- store and Dagster
-
-
-def _job(app: Services, workspace_id: int, job_id: str) -> JobOut | None:
-    request = get_request(app.engine, job_id)
-    if request is None or request.workspace_id != workspace_id:
-        return None
-    status = job_status(app.engine, app.dagster_instance(), job_id)
-    return None if status is None else JobOut.model_validate(status.as_dict())
-
-
 async def _read_job(app: Services, workspace_id: int, job_id: str) -> JobOut:
-    found = await run_in_threadpool(_job, app, workspace_id, job_id)
+    found = await run_in_threadpool(queries.find_job, app, workspace_id, job_id)
     if found is None:
         raise HTTPException(404, "job not found")
     return found
@@ -219,35 +126,6 @@ async def _enqueue(
         raise HTTPException(
             422, "Idempotency-Key: this key was used with a different request body"
         ) from None
-
-
-def _runs(app: Services, workspace_id: int, limit: int, offset: int) -> RunList:
-    with read_scope(app.engine) as session:
-        total = session.scalar(
-            select(func.count())
-            .select_from(PipelineRun)
-            .where(PipelineRun.workspace_id == workspace_id)
-        )
-        rows = session.scalars(
-            select(PipelineRun)
-            .where(PipelineRun.workspace_id == workspace_id)
-            .order_by(PipelineRun.created_at.desc(), PipelineRun.run_id)
-            .limit(limit)
-            .offset(offset)
-        )
-        runs = [RunOut.model_validate(row) for row in rows]
-    return RunList(runs=runs, total=total or 0, limit=limit, offset=offset)
-
-
-def _run(app: Services, workspace_id: int, run_id: str) -> RunDetail | None:
-    with read_scope(app.engine) as session:
-        row = session.get(PipelineRun, run_id)
-        if row is None or row.workspace_id != workspace_id:
-            return None
-        return RunDetail.model_validate(row)
-
-
-# --------------------------------------------------------------------------- routes
 
 
 @router.post(
@@ -322,7 +200,9 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Offset = 0,
 ) -> RunList:
-    return await run_in_threadpool(_runs, services(request), workspace_id, limit, offset)
+    return await run_in_threadpool(
+        in_session, services(request).engine, queries.run_page, workspace_id, limit, offset
+    )
 
 
 @router.get("/runs/{run_id}")
@@ -331,7 +211,9 @@ async def get_run(
     workspace_id: WorkspaceId,
     run_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
 ) -> RunDetail:
-    found = await run_in_threadpool(_run, services(request), workspace_id, run_id)
+    found = await run_in_threadpool(
+        in_session, services(request).engine, queries.run_detail, workspace_id, run_id
+    )
     if found is None:
         raise HTTPException(404, "run not found")
     return found

@@ -1,0 +1,1 @@
+"""Pieces every resource package shares: pagination, read sessions, identifiers."""

@@ -1,0 +1,1 @@
+"""Pipeline jobs and runs: enqueue, follow and cancel jobs, read runs."""
