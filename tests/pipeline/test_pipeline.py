@@ -14,6 +14,7 @@ from fwa_pipeline.defs.io import load
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.peers import peer_history_dir
 from fwa_pipeline.defs.resources import PipelineRunConfig, run_config
+from fwa_pipeline.reference import load_default_reference
 from fwa_pipeline.runs.launch import LaunchResult
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
@@ -109,8 +110,24 @@ def test_assets_carry_row_counts_schemas_and_analyst_figures(pipeline: Pipeline)
         "investigation_cases",
         "detection_evaluation",
     }
+    one = batch.batch_one()
+    claims = len(one["medical_claims.csv"]) + len(one["pharmacy_claims.csv"])
+    shipped = sum(map(len, load_default_reference().values()))
+    # Batch one: 9 claims, of which MC-5 and MC-6 are held back; 6 hits (the findings, and
+    # RULE-MED-003 on MC-1 and MC-2) on 5 claims; 3 open cases (two providers, one pharmacy); a
+    # row of the evaluation per rule that hit.
+    assert {name: metadata["dagster/row_count"] for name, metadata in found.items()} == {
+        "landed_batches": 1,
+        "reference_data": len(one["providers.csv"]) + shipped,
+        "raw_claims": claims,
+        "validated_claims": len(ERRORS),
+        "enriched_claims": claims - len(ERRORS),
+        "rule_hits": 6,
+        "claim_scores": 5,
+        "investigation_cases": 3,
+        "detection_evaluation": 5,
+    }
     for name, metadata in found.items():
-        assert metadata["dagster/row_count"] >= 0, name
         assert metadata["dagster/column_schema"].columns, name
     assert found["raw_claims"]["claims_in"] == 9
     assert found["validated_claims"]["claims_passed"] == 7
