@@ -358,7 +358,7 @@ def read_frame(
 
     On PostgreSQL the rows stream through ``COPY (query) TO STDOUT`` and Arrow's CSV reader.
     """
-    with connected(source) as connection:
+    with connection_of(source) as connection:
         sql = _literal_sql(connection, query, params or {})
         if connection.dialect.name == "postgresql":
             table = _read_postgres(connection, sql)
@@ -368,7 +368,9 @@ def read_frame(
 
 
 @contextmanager
-def connected(source: Engine | Connection) -> Iterator[Connection]:
+def connection_of(source: Engine | Connection) -> Iterator[Connection]:
+    """The caller's connection, or one of its own from the engine (reads: no transaction is
+    begun, and the caller's is left as it is)."""
     if isinstance(source, Connection):
         yield source
     else:

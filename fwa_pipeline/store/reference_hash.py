@@ -9,7 +9,7 @@ import json
 
 from sqlalchemy import Connection, Engine, Table, select
 
-from fwa_pipeline.store.bulk import connected
+from fwa_pipeline.store.bulk import connection_of
 from fwa_pipeline.store.models import CptReference, NcciEdit, NdcReference
 
 TABLES: tuple[Table, ...] = (
@@ -25,7 +25,7 @@ def reference_hashes(
     """``{table: {"rows": n, "sha256": hex}}`` of the workspace's rows of each reference table,
     read in primary-key order (so the hash does not depend on load order or the database)."""
     found: dict[str, dict[str, object]] = {}
-    with connected(source) as connection:
+    with connection_of(source) as connection:
         for table in TABLES:
             columns = [c for c in table.c if c.name != "workspace_id"]
             rows = connection.execute(

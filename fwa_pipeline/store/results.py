@@ -82,7 +82,9 @@ def _key_columns(*extra: Column) -> list[Column]:
 
 
 @contextmanager
-def _connected(source: Engine | Connection) -> Iterator[Connection]:
+def _transaction_of(source: Engine | Connection) -> Iterator[Connection]:
+    """The caller's connection, in its transaction, or a transaction of its own on the engine:
+    the staged key tables live and die in it."""
     if isinstance(source, Connection):
         yield source
     else:
@@ -311,7 +313,7 @@ def load_hits(
     """
     if subjects is None and claims is None:
         raise ValueError("load_hits needs subjects, claims or both")
-    with _connected(source) as connection:
+    with _transaction_of(source) as connection:
         return _load_hits(connection, workspace_id, subjects, claims)
 
 
@@ -384,7 +386,7 @@ def load_case_inputs(
 ) -> CaseInputs:
     """Every stored hit that may belong to ``subjects`` (see :func:`load_hits`), with the
     claims and scores those hits rest on: a subject's case rebuilt from all its evidence."""
-    with _connected(source) as connection:
+    with _transaction_of(source) as connection:
         hits = _load_hits(connection, workspace_id, subjects, None)
         keys = hits[CLAIM_KEY].drop_duplicates()
         with _staged(connection, keys, _key_columns()) as keys_table:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fwa_pipeline.domain.config import catalogue_document, resolve_config
 from fwa_pipeline.kit.validation import InvalidInput, clean_text
-from fwa_pipeline.store.bulk import connected
+from fwa_pipeline.store.bulk import connection_of
 from fwa_pipeline.store.models import Workspace, WorkspaceConfig
 
 Source = Engine | Connection
@@ -53,7 +53,7 @@ def _version(row: Any) -> ConfigVersion:
 
 def current_config(source: Source, workspace_id: int) -> ConfigVersion | None:
     """The workspace's newest version; None while it has none (runs apply the catalogue)."""
-    with connected(source) as connection:
+    with connection_of(source) as connection:
         row = connection.execute(
             select(WorkspaceConfig)
             .where(WorkspaceConfig.workspace_id == workspace_id)
@@ -65,7 +65,7 @@ def current_config(source: Source, workspace_id: int) -> ConfigVersion | None:
 
 def current_config_of(source: Source, workspace: str) -> ConfigVersion | None:
     """:func:`current_config` by workspace name (what launchers know); None for no workspace."""
-    with connected(source) as connection:
+    with connection_of(source) as connection:
         ws_id = connection.scalar(select(Workspace.id).where(Workspace.name == workspace))
         return None if ws_id is None else current_config(connection, ws_id)
 
@@ -73,7 +73,7 @@ def current_config_of(source: Source, workspace: str) -> ConfigVersion | None:
 def config_history(source: Source, workspace_id: int) -> list[dict[str, Any]]:
     """Every version, newest first, each with its changes from the one before (version 1: from
     the catalogue defaults, which runs applied until then)."""
-    with connected(source) as connection:
+    with connection_of(source) as connection:
         rows = connection.execute(
             select(WorkspaceConfig)
             .where(WorkspaceConfig.workspace_id == workspace_id)
@@ -137,7 +137,7 @@ def set_config(
 
 
 def config_version(source: Source, workspace_id: int, version: int) -> ConfigVersion | None:
-    with connected(source) as connection:
+    with connection_of(source) as connection:
         row = connection.execute(
             select(WorkspaceConfig).where(
                 WorkspaceConfig.workspace_id == workspace_id, WorkspaceConfig.version == version
