@@ -1,166 +1,58 @@
-"""The pipeline's assets, one workspace partition at a time. Each is a thin adapter: read from the
-store or an upstream asset, call the domain, attach metadata (``dagster/row_count``,
-``dagster/column_schema`` and the figures an analyst reads: claims in, passed and held, hits per
-rule, cases opened and updated, flagged dollars).
+"""The pipeline's assets, one workspace partition at a time. Each is a thin adapter: read its
+inputs, call the run's step (``fwa_pipeline.steps``), the domain or the store, and attach metadata
+(``dagster/row_count``, ``dagster/column_schema`` and the figures an analyst reads: claims in,
+passed and held, hits per rule, cases opened and updated, flagged dollars).
 
     landed_batches ─► raw_claims ─► validated_claims ─► enriched_claims ─► rule_hits ─► claim_scores
                       (4 quality checks)                 ▲ reference_data                   │
                                                          investigation_cases ◄──────────────┘
                                                            └─► detection_evaluation
 
-(``landed_batches`` fixes the run's scope, which the later assets read too. ``validated_claims``
-is the gate's verdict, the claims it holds back: ``enriched_claims`` and ``investigation_cases``
-read ``raw_claims`` without them, so a million claims are not written a second time.)
+(``landed_batches`` fixes the run's scope (``steps.scope.RunScope``), which the later assets
+read as it was fixed. ``validated_claims`` is the gate's verdict, the claims it holds back:
+``enriched_claims`` and ``investigation_cases`` read ``raw_claims`` without them, so a million
+claims are not written a second time.)
 
-Nothing is written to the claims store until ``investigation_cases``, which records hits,
-scores, held claims, cases and the consumed batches (which makes their claims processed) in one
-transaction: a run killed anywhere leaves the store as it was, and its batches still pending for
-the next run.
+Nothing is written to the claims store until ``investigation_cases`` (``steps.commit``), which
+records hits, scores, held claims, cases and the consumed batches (which makes their claims
+processed) in one transaction: a run killed anywhere leaves the store as it was, and its batches
+still pending for the next run.
 """
 
-import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Table
-from sqlalchemy.orm import Session
 
 from fwa_pipeline.defs.checks import check_results, check_specs
-from fwa_pipeline.defs.io import COLUMNS, Frames, make_current
+from fwa_pipeline.defs.io import COLUMNS, Frames
+from fwa_pipeline.defs.metadata import frame_metadata, table_schema
 from fwa_pipeline.defs.partitions import WORKSPACES
-from fwa_pipeline.defs.peers import (
-    cached_processed,
-    peer_history_dir,
-    processed_claims,
-    stage_run,
-)
 from fwa_pipeline.defs.resources import PipelineRunConfig, StoreResource
-from fwa_pipeline.defs.selection import (
-    peer_columns,
-    plan_history,
-    split_rules,
-    touched_ids,
-)
-from fwa_pipeline.domain.cases import CLAIM_COLUMNS, case_proposals, case_subjects
-from fwa_pipeline.domain.config import PipelineConfig
-from fwa_pipeline.domain.enrich import (
-    enrich_medical,
-    enrich_pharmacy,
-    members_needing_age,
-    members_needing_death_date,
-)
 from fwa_pipeline.domain.evaluation import precision_recall
-from fwa_pipeline.domain.quality import (
-    KEY_COLUMNS,
-    QualityResult,
-    assess_quality,
-    held_back,
-    passing,
-    quality_report,
-)
-from fwa_pipeline.domain.rules import RuleContext, evaluate
-from fwa_pipeline.domain.scoring import HIT_COLUMNS, ordered_levels, score_claims
+from fwa_pipeline.domain.quality import KEY_COLUMNS, held_back
+from fwa_pipeline.domain.scoring import HIT_COLUMNS, score_claims
 from fwa_pipeline.domain.tally import counts
-from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
 from fwa_pipeline.runs.tags import JOB_ID_TAG
-from fwa_pipeline.store.cases import (
-    open_case_subjects,
-    upsert_cases,
-    withdraw_unsupported_cases,
-)
+from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, gated, new_counts
+from fwa_pipeline.steps.commit import commit_run
+from fwa_pipeline.steps.detection import detect
+from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
+from fwa_pipeline.steps.peer_history import peer_history_dir
+from fwa_pipeline.steps.scope import RunScope, fix_scope
 from fwa_pipeline.store.claims import (
-    CLAIM_TABLES,
-    has_processed_batches,
-    held_claim_ids,
-    last_run_id,
-    read_history,
     read_labels,
-    read_members,
-    read_new_claims,
     read_reference,
     read_rule_hit_keys,
-    reference_ids,
     run_batches,
     workspace_id,
 )
 from fwa_pipeline.store.models import InvestigationCase, utcnow
 from fwa_pipeline.store.reference_hash import reference_hashes
-from fwa_pipeline.store.results import load_case_inputs, write_run_results
-from fwa_pipeline.store.runs import (
-    RunSupersededError,
-    finish_workspace_run,
-    get_request,
-    mark_request,
-    upsert_run,
-)
+from fwa_pipeline.store.runs import RunSupersededError, get_request, mark_request, upsert_run
 from fwa_pipeline.store.workspace_config import current_config
-
-CLAIM_TYPES = tuple(CLAIM_TABLES)
-DATE_COLUMN = {t.claim_type: t.date for t in CLAIM_TABLES.values()}
-STORED_COLUMNS = {t.claim_type: ["claim_pk", *t.columns] for t in CLAIM_TABLES.values()}
-MEMBER_LIST_LIMIT = 50_000
-
-
-# --------------------------------------------------------------------------- metadata helpers
-
-
-def column_schema(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dg.TableSchema:
-    """The columns of a frame, or of each named frame as ``name.column``."""
-    named = {"": frames} if isinstance(frames, pd.DataFrame) else frames
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(f"{name}.{column}" if name else str(column), str(dtype))
-            for name, frame in named.items()
-            for column, dtype in frame.dtypes.items()
-        ]
-    )
-
-
-def table_schema(table: Table) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(c.name, str(c.type)) for c in table.columns])
-
-
-def frame_metadata(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[str, object]:
-    rows = len(frames) if isinstance(frames, pd.DataFrame) else sum(map(len, frames.values()))
-    return {
-        "dagster/row_count": dg.MetadataValue.int(rows),
-        "dagster/column_schema": column_schema(frames),
-    }
-
-
-def in_scope(frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """The new claims of ``frame``, with ``columns`` only when given. The columns are cut before
-    the rows, and a frame of new claims only (every full run) is not filtered at all: a row
-    filter copies every column of a million-row frame."""
-    part = frame if columns is None else frame[columns]
-    mask = frame["in_scope"].astype(bool).to_numpy()
-    return part if mask.all() else part[mask]
-
-
-def claim_keys(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """``claim_type, claim_pk`` of the new (in-scope) claims of each claim type."""
-    return pd.concat(
-        [in_scope(frames[t], ["claim_pk"]).assign(claim_type=t) for t in CLAIM_TYPES],
-        ignore_index=True,
-    )[KEY_COLUMNS]
-
-
-class Scope:
-    """What ``landed_batches`` fixed for the run: workspace id, the batches whose claims it
-    processes, as-of date, whether any batch was processed before and the workspace's last
-    run."""
-
-    def __init__(self, frames: Frames) -> None:
-        row = frames["scope"].iloc[0]
-        self.workspace_id = int(row["workspace_id"])
-        self.as_of = dt.date.fromisoformat(str(row["as_of"]))
-        self.fresh = bool(row["fresh"])
-        self.last_run_id = str(row["last_run_id"]) or None
-        self.batch_ids = [int(b) for b in frames["batches"]["batch_id"]]
 
 
 def _workspace_id(store: StoreResource, workspace: str) -> int:
@@ -225,27 +117,16 @@ def landed_batches(
         # claim (an interrupt while the run is canceling is how Dagster ends a run canceled).
         context.instance.report_run_canceling(context.run)
         raise dg.DagsterExecutionInterruptedError("the job was canceled before its run started")
-    scope = pd.DataFrame(
-        [
-            {
-                "workspace_id": ws_id,
-                "as_of": as_of.isoformat(),
-                # No batch processed yet: the run's hits will be all the workspace has.
-                "fresh": not has_processed_batches(engine, ws_id),
-                "last_run_id": last_run_id(engine, ws_id) or "",
-            }
-        ]
-    )
-    frames = {"batches": batches, "scope": scope}
+    scope = fix_scope(engine, ws_id, batches, as_of=as_of, force=pipeline_config.force_reprocess)
     fingerprint = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
     return dg.Output(
-        frames,
+        scope.frames(batches),
         metadata={
             **frame_metadata(batches),
             "batches": dg.MetadataValue.int(len(batches)),
-            "batch_ids": dg.MetadataValue.json([int(b) for b in batches["batch_id"]]),
+            "batch_ids": dg.MetadataValue.json(list(scope.batch_ids)),
             "as_of": dg.MetadataValue.text(as_of.isoformat()),
-            "force_reprocess": dg.MetadataValue.bool(pipeline_config.force_reprocess),
+            "force_reprocess": dg.MetadataValue.bool(scope.force),
             "config_sha256": dg.MetadataValue.text(fingerprint),
             "config_version": dg.MetadataValue.text(
                 str(pipeline_config.config_version or "none (the catalogue defaults)")
@@ -290,84 +171,30 @@ def raw_claims(
     pipeline_config: PipelineRunConfig,
     landed_batches: Frames,
 ) -> Iterator[dg.Output[Frames] | dg.AssetCheckResult]:
-    scope = Scope(landed_batches)
+    scope = RunScope.of(landed_batches)
     config = pipeline_config.effective()
-    force = pipeline_config.force_reprocess
-    # Every claim is new (a reprocess, or nothing processed yet): there is no history to read.
-    everything = force or scope.fresh
     engine = store.engine()
-    frames: Frames = {}
-    for claim_type in CLAIM_TYPES:
-        new = read_new_claims(engine, claim_type, scope.workspace_id, scope.batch_ids)
-        history = new.iloc[0:0]
-        if not everything and not new.empty:
-            plan = plan_history(config, claim_type)
-            history = read_history(
-                engine,
-                claim_type,
-                scope.workspace_id,
-                scope.batch_ids,
-                same_day=plan.same_day,
-                windows=plan.date_windows(new[DATE_COLUMN[claim_type]]),
-            )
-        new["in_scope"] = True  # in place: a million-row frame is not copied for a flag
-        frames[claim_type] = (
-            pd.concat([new, history.assign(in_scope=False)], ignore_index=True)
-            if not history.empty
-            else new
-        )
-
-    member_ids, provider_ids = reference_ids(
-        engine, scope.workspace_id, scope.batch_ids, every_member=everything
-    )
-    # Held claims are no history, but their ids are taken (a reprocess judges them anew).
-    taken = (
-        None
-        if everything
-        else {t: held_claim_ids(engine, t, scope.workspace_id) for t in CLAIM_TYPES}
-    )
-    assessed = assess_quality(
-        frames["medical"],
-        frames["pharmacy"],
-        member_ids,
-        provider_ids,
-        config.quality,
-        scope.as_of,
-        taken,
-    )
-    result = new_claims_quality(assessed.issues, frames)
+    frames = read_claims(engine, scope, config)
+    result = judge_quality(engine, scope, config, frames)
     frames["issues"] = result.issues
     with engine.begin() as connection:
         upsert_run(connection, context.run.run_id, scope.workspace_id, quality_report=result.report)
-    new_counts = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
+    new = new_counts(frames)
     yield dg.Output(
         frames,
         metadata={
             **frame_metadata({t: frames[t] for t in CLAIM_TYPES}),
-            "claims_in": dg.MetadataValue.int(sum(new_counts.values())),
-            "claims_in_by_type": dg.MetadataValue.json(new_counts),
+            "claims_in": dg.MetadataValue.int(sum(new.values())),
+            "claims_in_by_type": dg.MetadataValue.json(new),
             "claims_history": dg.MetadataValue.int(
-                sum(len(frames[t]) - new_counts[t] for t in CLAIM_TYPES)
+                sum(len(frames[t]) - new[t] for t in CLAIM_TYPES)
             ),
             "quality_issues": dg.MetadataValue.int(len(result.issues)),
             "quality_mode": dg.MetadataValue.text(config.quality.mode.value),
-            "force_reprocess": dg.MetadataValue.bool(force),
+            "force_reprocess": dg.MetadataValue.bool(scope.force),
         },
     )
     yield from check_results("raw_claims", result, config.quality)
-
-
-def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
-    """The quality result of the run's new claims: history was judged when it was new, so the
-    run reports and gates its new claims only."""
-    # Issues are few and claims many: filter by key membership rather than merge a million keys.
-    new = pd.Series(False, index=issues.index)
-    for t in CLAIM_TYPES:
-        keys = in_scope(frames[t], ["claim_pk"])["claim_pk"]
-        new |= (issues["claim_type"] == t) & issues["claim_pk"].isin(keys)
-    issues = issues[new].reset_index(drop=True)
-    totals = {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
-    return QualityResult(issues=issues, report=quality_report(issues, totals))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- quality gate
@@ -391,7 +218,8 @@ def validated_claims(
     # raw_claims kept the new claims' issues only (new_claims_quality): the gate judges those.
     held = held_back(raw_claims["issues"], mode)
     held_by_type = counts(held["claim_type"])
-    passed = {t: int(raw_claims[t]["in_scope"].sum()) - held_by_type.get(t, 0) for t in CLAIM_TYPES}
+    new = new_counts(raw_claims)
+    passed = {t: new[t] - held_by_type.get(t, 0) for t in CLAIM_TYPES}
     return dg.Output(
         {"held": held},
         metadata={
@@ -403,13 +231,6 @@ def validated_claims(
             "quality_mode": dg.MetadataValue.text(mode.value),
         },
     )
-
-
-def gated(raw_claims: Frames, validated_claims: Frames) -> Frames:
-    """Per claim type, the claims the gate let on (``raw_claims`` without those
-    ``validated_claims`` holds back), and the held claims as ``held``."""
-    held = validated_claims["held"]
-    return {**{t: passing(raw_claims[t], held, t) for t in CLAIM_TYPES}, "held": held}
 
 
 # --------------------------------------------------------------------------- detection
@@ -434,27 +255,14 @@ def enriched_claims(
     reference_data: Frames,
     landed_batches: Frames,
 ) -> dg.Output[Frames]:
-    claims = gated(raw_claims, validated_claims)
-    scope = Scope(landed_batches)
-    everything = pipeline_config.force_reprocess or scope.fresh
-    wanted = None if everything else touched_ids({t: claims[t] for t in CLAIM_TYPES})
-    if wanted is not None and len(wanted) > MEMBER_LIST_LIMIT:
-        wanted = None  # most members: reading them all beats a huge IN list
-    ages = members_needing_age(
-        in_scope(claims["medical"], ["member_id", "cpt_code"]),
-        reference_data["cpt_reference"],
-    )
-    deaths = members_needing_death_date(
-        {t: in_scope(claims[t], ["member_id"]) for t in CLAIM_TYPES},
-        pipeline_config.effective().enabled_rules(),
-    )
-    members = read_members(
+    claims = gated(raw_claims, validated_claims["held"])
+    members = read_run_members(
         store.engine(),
         store.cipher(),
-        scope.workspace_id,
-        wanted,
-        birth_dates_of=ages,
-        death_dates_of=deaths,
+        RunScope.of(landed_batches),
+        pipeline_config.effective(),
+        claims,
+        reference_data["cpt_reference"],
     )
     frames = {t: enrich(t, claims[t], members, reference_data) for t in CLAIM_TYPES}
     return dg.Output(
@@ -469,76 +277,6 @@ def enriched_claims(
                 int(members["date_of_death"].notna().sum())
             ),
         },
-    )
-
-
-# The members of history enriched for a rule selection does not know (defs.selection).
-NO_MEMBERS = pd.DataFrame(
-    {
-        "member_id": pd.Series(dtype=str),
-        "gender": pd.Series(dtype=str),
-        "date_of_birth": pd.Series(dtype="datetime64[us]"),
-        "date_of_death": pd.Series(dtype="datetime64[us]"),
-    }
-)
-
-
-def peer_frames(
-    context: dg.AssetExecutionContext,
-    store: StoreResource,
-    config: PipelineConfig,
-    enriched_claims: Frames,
-    reference_data: Frames,
-    scope: Scope,
-) -> Frames:
-    """Per claim type: the run's enriched new claims and the processed claims within the peer
-    rules' look-back of their dates (the columns peer rules read), enriched here. The history
-    comes from the last run's copy (``defs.peers``), so it never passes through the IO manager:
-    a million narrow rows written and read back cost more than the peer rules themselves."""
-    plans = {t: plan_history(config, t) for t in CLAIM_TYPES}
-    new = {t: in_scope(enriched_claims[t]) for t in CLAIM_TYPES}
-    wanted = [t for t in CLAIM_TYPES if plans[t].peer_rules and not new[t].empty]
-    processed = (
-        processed_claims(
-            store.engine(),
-            peer_history_dir(store.io_dir(), context.partition_key),
-            scope.workspace_id,
-            scope.last_run_id,
-        )
-        if wanted
-        else {}
-    )
-    frames: Frames = {}
-    for t in CLAIM_TYPES:
-        frames[t] = new[t]
-        if t not in wanted:
-            continue
-        start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
-        dates = processed[t][DATE_COLUMN[t]]
-        window = (dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))
-        columns = ["claim_pk", *peer_columns(plans[t])]
-        recent = processed[t].loc[window, columns].assign(in_scope=False)
-        if recent.empty:
-            continue
-        # Peer rules read no member attribute: the history is enriched without members. A rule
-        # selection does not know runs here reading every column: it gets them, empty.
-        members = None if plans[t].peer_columns is not None else NO_MEMBERS
-        history = enrich(t, recent, members, reference_data)
-        frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
-    return frames
-
-
-def enrich(
-    claim_type: str, claims: pd.DataFrame, members: pd.DataFrame | None, reference: Frames
-) -> pd.DataFrame:
-    if claim_type == "medical":
-        return enrich_medical(claims, members, reference["providers"], reference["cpt_reference"])
-    return enrich_pharmacy(
-        claims,
-        members,
-        reference["providers"],
-        reference["ndc_reference"],
-        BENZODIAZEPINE_STEMS,
     )
 
 
@@ -560,23 +298,15 @@ def rule_hits(
     landed_batches: Frames,
 ) -> dg.Output[pd.DataFrame]:
     config = pipeline_config.effective()
-    scope = Scope(landed_batches)
-    ncci = reference_data["ncci_edits"]
-
-    def run(frames: Frames, rules_config: PipelineConfig) -> pd.DataFrame:
-        return evaluate(
-            RuleContext(frames["medical"], frames["pharmacy"], ncci, scope.as_of), rules_config
-        )
-
-    peer_rows = 0
-    if pipeline_config.force_reprocess or scope.fresh:
-        hits = run(enriched_claims, config)
-    else:
-        peer_rules = [r for t in CLAIM_TYPES for r in plan_history(config, t).peer_rules]
-        own, peers_only = split_rules(config, peer_rules)
-        peers = peer_frames(context, store, config, enriched_claims, reference_data, scope)
-        peer_rows = sum(int((~peers[t]["in_scope"]).sum()) for t in CLAIM_TYPES)
-        hits = pd.concat([run(enriched_claims, own), run(peers, peers_only)], ignore_index=True)
+    found = detect(
+        store.engine(),
+        peer_history_dir(store.io_dir(), context.partition_key),
+        RunScope.of(landed_batches),
+        config,
+        enriched_claims,
+        reference_data,
+    )
+    hits = found.hits
     versions = {r: p.version for r, p in config.enabled_rules().items()}
     return dg.Output(
         hits,
@@ -586,7 +316,7 @@ def rule_hits(
             "hits_by_rule": dg.MetadataValue.json(counts(hits["rule_id"])),
             "claims_flagged": dg.MetadataValue.int(len(hits[KEY_COLUMNS].drop_duplicates())),
             "rule_versions": dg.MetadataValue.json(versions),
-            "peer_claims": dg.MetadataValue.int(peer_rows),
+            "peer_claims": dg.MetadataValue.int(found.peer_claims),
         },
     )
 
@@ -638,138 +368,36 @@ def investigation_cases(
     rule_hits: pd.DataFrame,
     claim_scores: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    claims_in = gated(raw_claims, validated_claims)
-    scope = Scope(landed_batches)
-    config = pipeline_config.effective()
-    processed = claim_keys(claims_in)
-    claims = flagged_claims(claims_in, rule_hits)
-    subjects = case_subjects(rule_hits, claims, config)
-    covers_all = pipeline_config.force_reprocess or scope.fresh
-    directory = peer_history_dir(store.io_dir(), context.partition_key)
-    before = None if covers_all else cached_processed(directory, scope.last_run_id)
-    with store.engine().connect() as connection:  # rescored whatever their score now
-        open_subjects = open_case_subjects(connection, scope.workspace_id)
-    with ThreadPoolExecutor(2) as background:
-        # The next run's copy of the processed claims is written while PostgreSQL commits this
-        # one (the commit mostly waits on the database): a million rows take ~0.4 s. It becomes
-        # current only after the commit; without an earlier copy the next run rebuilds it.
-        staged = (
-            background.submit(
-                stage_run,
-                directory,
-                context.run.run_id,
-                before,
-                {t: in_scope(claims_in[t], STORED_COLUMNS[t]) for t in CLAIM_TYPES},
-            )
-            if covers_all or before is not None
-            else None
+    try:
+        summary = commit_run(
+            store.engine(),
+            RunScope.of(landed_batches),
+            context.run.run_id,
+            gated(raw_claims, validated_claims["held"]),
+            rule_hits,
+            claim_scores,
+            pipeline_config.effective(),
+            peer_history_dir(store.io_dir(), context.partition_key),
         )
-        # A run that covers every claim builds its cases from its own hits, so it does that while
-        # the hits are written (half a second of a million claims' run), on copies: the writer
-        # reads the same frames, and pandas is not thread-safe. The copies are small: claims
-        # with hits only.
-        proposed = (
-            background.submit(
-                case_proposals,
-                rule_hits.copy(),
-                claims.copy(),
-                claim_scores.copy(),
-                config,
-                subjects.copy(),
-                open_subjects,
-            )
-            if covers_all
-            else None
-        )
-        with store.engine().begin() as connection:
-            written = write_run_results(
-                connection,
-                scope.workspace_id,
-                context.run.run_id,
-                scope.batch_ids,
-                rule_hits,
-                claim_scores,
-                processed,
-                claims_in["held"],
-            )
-            if proposed is not None:
-                proposals = proposed.result()
-            else:  # a subject's case is rebuilt from all its stored evidence, not only the new
-                inputs = load_case_inputs(connection, scope.workspace_id, subjects)
-                proposals = case_proposals(
-                    inputs.hits, inputs.claims, inputs.scores, config, subjects, open_subjects
-                )
-            with Session(bind=connection) as session:
-                upserted = upsert_cases(session, scope.workspace_id, context.run.run_id, proposals)
-                # Only a run that judged every claim knows a subject has no evidence left.
-                withdrawn = (
-                    withdraw_unsupported_cases(
-                        session,
-                        scope.workspace_id,
-                        context.run.run_id,
-                        subjects,
-                        ordered_levels(config.scoring.bands)[0],
-                    )
-                    if covers_all
-                    else 0
-                )
-                session.flush()
-                open_cases = (
-                    session.query(InvestigationCase)
-                    .filter_by(workspace_id=scope.workspace_id)
-                    .count()
-                )
-            try:
-                finish_workspace_run(
-                    connection,
-                    scope.workspace_id,
-                    context.run.run_id,
-                    scope.batch_ids,
-                    after=scope.last_run_id,
-                )
-            except RunSupersededError as superseded:  # rolls the whole commit back
-                raise dg.Failure(str(superseded)) from superseded
-        # The copy is a cache: a failure to write it, or to make it current once the run has
-        # committed, costs the next run a read, not this run.
-        failure = staged.exception() if staged is not None else None
-        if staged is not None and failure is None:
-            try:
-                make_current(directory, context.run.run_id)
-            except OSError as exc:
-                failure = exc
-        if failure is not None:
-            context.log.warning(f"peer history copy not kept: {failure!r}")
+    except RunSupersededError as superseded:
+        raise dg.Failure(str(superseded)) from superseded
+    if summary.copy_not_kept is not None:
+        context.log.warning(f"peer history copy not kept: {summary.copy_not_kept}")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(open_cases),
+            "dagster/row_count": dg.MetadataValue.int(summary.cases),
             "dagster/column_schema": table_schema(InvestigationCase.__table__),  # type: ignore[arg-type]
-            "cases_opened": dg.MetadataValue.int(upserted["opened"]),
-            "cases_updated": dg.MetadataValue.int(upserted["updated"]),
-            "cases_unchanged": dg.MetadataValue.int(upserted["unchanged"]),
-            "cases_without_evidence": dg.MetadataValue.int(withdrawn),
-            # The subjects that deserve a case (not open cases rescored below the case level).
-            "cases_by_level": dg.MetadataValue.json(
-                counts(proposals.loc[proposals["qualifies"].astype(bool), "risk_level"])
-            ),
-            "flagged_billed": dg.MetadataValue.float(
-                round(float(claims["amount_billed"].sum()), 2)
-            ),
-            "flagged_paid": dg.MetadataValue.float(round(float(claims["amount_paid"].sum()), 2)),
-            "written": dg.MetadataValue.json(written),
-            "subjects_rebuilt": dg.MetadataValue.int(len(subjects)),
+            "cases_opened": dg.MetadataValue.int(summary.opened),
+            "cases_updated": dg.MetadataValue.int(summary.updated),
+            "cases_unchanged": dg.MetadataValue.int(summary.unchanged),
+            "cases_without_evidence": dg.MetadataValue.int(summary.withdrawn),
+            "cases_by_level": dg.MetadataValue.json(summary.cases_by_level),
+            "flagged_billed": dg.MetadataValue.float(summary.flagged_billed),
+            "flagged_paid": dg.MetadataValue.float(summary.flagged_paid),
+            "written": dg.MetadataValue.json(summary.written),
+            "subjects_rebuilt": dg.MetadataValue.int(summary.subjects_rebuilt),
         }
     )
-
-
-def flagged_claims(frames: Frames, hits: pd.DataFrame) -> pd.DataFrame:
-    """The new claims with a hit (``domain.cases.CLAIM_COLUMNS``): what cases and flagged
-    dollars rest on, without copying the unflagged million."""
-    parts = []
-    for t in CLAIM_TYPES:
-        new = in_scope(frames[t], list(frames[t].columns.intersection(CLAIM_COLUMNS)))
-        hit = new["claim_pk"].isin(hits.loc[hits["claim_type"] == t, "claim_pk"])
-        parts.append(new[hit].assign(claim_type=t))
-    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- evaluation

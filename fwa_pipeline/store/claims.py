@@ -243,7 +243,7 @@ def held_claim_ids(source: Source, claim_type: str, workspace: int) -> list[str]
 
 
 def read_processed(source: Source, claim_type: str, workspace: int) -> pd.DataFrame:
-    """Every processed claim of ``workspace`` (the peers' history, see ``defs.peers``)."""
+    """Every processed claim of ``workspace`` (the peers' history, see ``steps.peer_history``)."""
     spec = CLAIM_TABLES[claim_type]
     statement = select(*_frame_columns(spec)).where(_processed(spec, workspace))
     return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from fwa_pipeline.defs import io
-from fwa_pipeline.defs.assets import in_scope
 from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
-from fwa_pipeline.defs.selection import PEER_COLUMNS, RULE_SCOPES, plan_history, split_rules
 from fwa_pipeline.domain.config import RuleParams, default_config
+from fwa_pipeline.steps.claims import in_scope
+from fwa_pipeline.steps.selection import PEER_COLUMNS, RULE_SCOPES, plan_history, split_rules
 from tests.pipeline import batch
 from tests.pipeline.conftest import Pipeline, materializations
 

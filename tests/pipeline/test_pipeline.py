@@ -9,13 +9,13 @@ import dagster as dg
 import pytest
 
 from fwa_pipeline.definitions import build_defs
-from fwa_pipeline.defs import assets, selection
 from fwa_pipeline.defs.io import load
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.peers import peer_history_dir
 from fwa_pipeline.defs.resources import PipelineRunConfig, run_config
 from fwa_pipeline.reference import load_default_reference
 from fwa_pipeline.runs.launch import LaunchResult
+from fwa_pipeline.steps import commit, selection
+from fwa_pipeline.steps.peer_history import peer_history_dir
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
 from tests.pipeline.conftest import WORKSPACE, Pipeline, check_evaluations, materializations
@@ -348,7 +348,7 @@ def test_a_failed_commit_keeps_the_peer_copy_of_the_last_committed_run(
         raise RuntimeError("the database went away mid-commit")
 
     # The last statement of the commit's transaction: everything before it is rolled back.
-    monkeypatch.setattr("fwa_pipeline.defs.assets.finish_workspace_run", fail)
+    monkeypatch.setattr("fwa_pipeline.steps.commit.finish_workspace_run", fail)
     failed = pipeline.run()
 
     assert not failed.success
@@ -403,7 +403,7 @@ def test_of_two_overlapping_runs_the_later_commit_is_refused(
 ) -> None:
     processed_batch_one(pipeline)
     pipeline.land(batch.batch_two())
-    write = assets.write_run_results
+    write = commit.write_run_results
     overtaking: list[LaunchResult] = []
     started = False
 
@@ -418,7 +418,7 @@ def test_of_two_overlapping_runs_the_later_commit_is_refused(
             overtaking.append(pipeline.run())
         return write(*args, **kwargs)
 
-    monkeypatch.setattr(assets, "write_run_results", overtaken)
+    monkeypatch.setattr(commit, "write_run_results", overtaken)
     first = pipeline.run()
     monkeypatch.undo()
 
@@ -544,7 +544,7 @@ def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(assets, "make_current", full_disk)
+    monkeypatch.setattr(commit, "make_current", full_disk)
     committed = pipeline.run()
     monkeypatch.undo()
 

@@ -5,7 +5,7 @@ code) compare a provider with every peer, so an incremental run needs every proc
 the workspace within their look-back, not only the history of the entities it touches. Reading
 those from the claims tables costs seconds on a million claims (most of a small batch's run), so
 each run leaves the workspace's processed claims as Arrow files beside its frames (``defs.io``),
-and the next run maps them instead.
+and the next run maps them instead: the peer rules' frames (:func:`peer_frames`) are cut from them.
 
 The copy is valid for the run that published it, and only while that run is the workspace's last
 (``workspaces.last_pipeline_run_id``, set in the run's commit): a run that failed changed no
@@ -19,6 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from fwa_pipeline.defs.io import Frames, load, publish, stage
+from fwa_pipeline.domain.config import PipelineConfig
+from fwa_pipeline.steps.claims import CLAIM_TYPES, DATE_COLUMN, enrich, in_scope
+from fwa_pipeline.steps.scope import RunScope
+from fwa_pipeline.steps.selection import peer_columns, plan_history
 from fwa_pipeline.store.claims import CLAIM_TABLES, Source, read_processed
 
 DIRECTORY = "_peer_history"
@@ -61,3 +65,52 @@ def stage_run(directory: Path, run_id: str, before: Frames | None, processed: Fr
         for t in CLAIM_TABLES
     }
     stage(directory, run_id, frames)
+
+
+# The members of history enriched for a rule selection does not know (``steps.selection``).
+NO_MEMBERS = pd.DataFrame(
+    {
+        "member_id": pd.Series(dtype=str),
+        "gender": pd.Series(dtype=str),
+        "date_of_birth": pd.Series(dtype="datetime64[us]"),
+        "date_of_death": pd.Series(dtype="datetime64[us]"),
+    }
+)
+
+
+def peer_frames(
+    source: Source,
+    directory: Path,
+    config: PipelineConfig,
+    enriched_claims: Frames,
+    reference_data: Frames,
+    scope: RunScope,
+) -> Frames:
+    """Per claim type: the run's enriched new claims and the processed claims within the peer
+    rules' look-back of their dates (the columns peer rules read), enriched here. The history
+    comes from the last run's copy in ``directory``, so it never passes through the IO manager:
+    a million narrow rows written and read back cost more than the peer rules themselves."""
+    plans = {t: plan_history(config, t) for t in CLAIM_TYPES}
+    new = {t: in_scope(enriched_claims[t]) for t in CLAIM_TYPES}
+    wanted = [t for t in CLAIM_TYPES if plans[t].peer_rules and not new[t].empty]
+    processed = (
+        processed_claims(source, directory, scope.workspace_id, scope.last_run_id) if wanted else {}
+    )
+    frames: Frames = {}
+    for t in CLAIM_TYPES:
+        frames[t] = new[t]
+        if t not in wanted:
+            continue
+        start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
+        dates = processed[t][DATE_COLUMN[t]]
+        window = (dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))
+        columns = ["claim_pk", *peer_columns(plans[t])]
+        recent = processed[t].loc[window, columns].assign(in_scope=False)
+        if recent.empty:
+            continue
+        # Peer rules read no member attribute: the history is enriched without members. A rule
+        # selection does not know runs here reading every column: it gets them, empty.
+        members = None if plans[t].peer_columns is not None else NO_MEMBERS
+        history = enrich(t, recent, members, reference_data)
+        frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
+    return frames

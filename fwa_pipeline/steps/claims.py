@@ -1,0 +1,73 @@
+"""The claim frames a run passes from step to step, one per claim type: its new claims (flag
+``in_scope``) and the history read beside them. What is cut from them (the new claims, their keys,
+the flagged ones, those the gate let on) is cut here, without copying a million rows needlessly."""
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from fwa_pipeline.defs.io import Frames
+from fwa_pipeline.domain.cases import CLAIM_COLUMNS
+from fwa_pipeline.domain.enrich import enrich_medical, enrich_pharmacy
+from fwa_pipeline.domain.quality import KEY_COLUMNS, passing
+from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
+from fwa_pipeline.store.claims import CLAIM_TABLES
+
+CLAIM_TYPES = tuple(CLAIM_TABLES)
+DATE_COLUMN = {t.claim_type: t.date for t in CLAIM_TABLES.values()}
+STORED_COLUMNS = {t.claim_type: ["claim_pk", *t.columns] for t in CLAIM_TABLES.values()}
+
+
+def in_scope(frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The new claims of ``frame``, with ``columns`` only when given. The columns are cut before
+    the rows, and a frame of new claims only (every full run) is not filtered at all: a row
+    filter copies every column of a million-row frame."""
+    part = frame if columns is None else frame[columns]
+    mask = frame["in_scope"].astype(bool).to_numpy()
+    return part if mask.all() else part[mask]
+
+
+def new_counts(frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+    """The number of new claims of each claim type."""
+    return {t: int(frames[t]["in_scope"].sum()) for t in CLAIM_TYPES}
+
+
+def claim_keys(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """``claim_type, claim_pk`` of the new (in-scope) claims of each claim type."""
+    return pd.concat(
+        [in_scope(frames[t], ["claim_pk"]).assign(claim_type=t) for t in CLAIM_TYPES],
+        ignore_index=True,
+    )[KEY_COLUMNS]
+
+
+def gated(raw_claims: Frames, held: pd.DataFrame) -> Frames:
+    """Per claim type, the claims the gate let on (``raw_claims`` without the ``held`` ones),
+    and the held claims as ``held``."""
+    return {**{t: passing(raw_claims[t], held, t) for t in CLAIM_TYPES}, "held": held}
+
+
+def flagged_claims(frames: Frames, hits: pd.DataFrame) -> pd.DataFrame:
+    """The new claims with a hit (``domain.cases.CLAIM_COLUMNS``): what cases and flagged
+    dollars rest on, without copying the unflagged million."""
+    parts = []
+    for t in CLAIM_TYPES:
+        new = in_scope(frames[t], list(frames[t].columns.intersection(CLAIM_COLUMNS)))
+        hit = new["claim_pk"].isin(hits.loc[hits["claim_type"] == t, "claim_pk"])
+        parts.append(new[hit].assign(claim_type=t))
+    return pd.concat(parts, ignore_index=True)
+
+
+def enrich(
+    claim_type: str, claims: pd.DataFrame, members: pd.DataFrame | None, reference: Frames
+) -> pd.DataFrame:
+    """``claims`` of ``claim_type`` enriched with ``members`` (None: without member
+    attributes) and the ``reference`` frames."""
+    if claim_type == "medical":
+        return enrich_medical(claims, members, reference["providers"], reference["cpt_reference"])
+    return enrich_pharmacy(
+        claims,
+        members,
+        reference["providers"],
+        reference["ndc_reference"],
+        BENZODIAZEPINE_STEMS,
+    )
