@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,6 +29,41 @@ def _add_workspace(conn: Connection) -> None:
             "INSERT INTO workspaces (id, name, created_at, needs_reprocessing) "
             "VALUES (1, 'w', '2026-01-01', false)"
         )
+    )
+
+
+def _hit(rule_id: str, claim_pk: int, evidence: dict[str, Any]) -> RuleHit:
+    """A hit of ``rule_id`` on claim C1 of workspace 1 in run r1, with ``evidence``."""
+    return RuleHit(
+        workspace_id=1,
+        run_id="r1",
+        rule_version="1",
+        claim_type="medical",
+        claim_id="C1",
+        subject_type="claim",
+        subject_id="C1",
+        severity=1.0,
+        weight=5.0,
+        rule_id=rule_id,
+        claim_pk=claim_pk,
+        evidence=evidence,
+    )
+
+
+def _case(rule_id: str, evidence: dict[str, Any]) -> InvestigationCase:
+    """Case 1 of workspace 1, explained by ``rule_id`` with ``evidence`` as its claim C1 sample."""
+    samples = [{"claim_id": "C1", "evidence": evidence}]
+    return InvestigationCase(
+        id=1,
+        case_number="CASE-000001",
+        workspace_id=1,
+        subject_type="provider",
+        subject_id="P1",
+        risk_score=80.0,
+        risk_level="high",
+        explanation={"rules": [{"rule_id": rule_id, "samples": samples}]},
+        run_id="r1",
+        evidence_hash="h",
     )
 
 
@@ -139,34 +175,9 @@ def test_stored_evidence_loses_member_ages(empty_store_url: str) -> None:
         with Session(engine) as session, session.begin():
             session.add(Workspace(id=1, name="w"))
             session.flush()
-            hit = {
-                "workspace_id": 1,
-                "run_id": "r1",
-                "rule_version": "1",
-                "claim_type": "medical",
-                "claim_id": "C1",
-                "subject_type": "claim",
-                "subject_id": "C1",
-                "severity": 1.0,
-                "weight": 5.0,
-            }
-            session.add(RuleHit(**hit, rule_id="RULE-MED-008", claim_pk=1, evidence=old))
-            session.add(RuleHit(**hit, rule_id="RULE-MED-007", claim_pk=2, evidence=other))
-            samples = [{"claim_id": "C1", "evidence": old}]
-            session.add(
-                InvestigationCase(
-                    id=1,
-                    case_number="CASE-000001",
-                    workspace_id=1,
-                    subject_type="provider",
-                    subject_id="P1",
-                    risk_score=80.0,
-                    risk_level="high",
-                    explanation={"rules": [{"rule_id": "RULE-MED-008", "samples": samples}]},
-                    run_id="r1",
-                    evidence_hash="h",
-                )
-            )
+            session.add(_hit("RULE-MED-008", 1, old))
+            session.add(_hit("RULE-MED-007", 2, other))
+            session.add(_case("RULE-MED-008", old))
 
         migrate.upgrade(engine)
 
@@ -282,39 +293,8 @@ def test_dates_of_death_are_encrypted_and_leave_the_evidence(
                 },
             )
         with Session(engine) as session, session.begin():
-            hit = {
-                "workspace_id": 1,
-                "run_id": "r1",
-                "rule_version": "1",
-                "claim_type": "medical",
-                "claim_id": "C1",
-                "subject_type": "claim",
-                "subject_id": "C1",
-                "severity": 1.0,
-                "weight": 5.0,
-            }
-            session.add(RuleHit(**hit, rule_id="RULE-MED-006", claim_pk=1, evidence=old))
-            session.add(
-                InvestigationCase(
-                    id=1,
-                    case_number="CASE-000001",
-                    workspace_id=1,
-                    subject_type="provider",
-                    subject_id="P1",
-                    risk_score=80.0,
-                    risk_level="high",
-                    explanation={
-                        "rules": [
-                            {
-                                "rule_id": "RULE-MED-006",
-                                "samples": [{"claim_id": "C1", "evidence": old}],
-                            }
-                        ]
-                    },
-                    run_id="r1",
-                    evidence_hash="h",
-                )
-            )
+            session.add(_hit("RULE-MED-006", 1, old))
+            session.add(_case("RULE-MED-006", old))
 
         # Without the key the rows are under, nothing changes.
         other = settings.model_copy(update={"encryption_key": SecretStr(make_key("other"))})
