@@ -411,6 +411,32 @@ class Planter:
         n = len(member)
         return self.free_days(member, provider, np.full(n, WINDOW_START), np.full(n, ANCHOR))
 
+    def add_priced(
+        self,
+        provider: np.ndarray,
+        code: np.ndarray,
+        rule: str,
+        *,
+        units: np.ndarray,
+        fee_range: tuple[float, float],
+        dx: tuple[str, ...],
+    ) -> None:
+        """One encounter per row with one line of ``code`` labelled ``rule``, for an adult
+        patient of the provider on a free day, priced as fee x ``units`` x a factor drawn from
+        ``fee_range``."""
+        member = self.patients(provider, self.alive_adults())
+        day = self.anytime(member, provider)
+        self.add(
+            member,
+            provider,
+            day,
+            [code],
+            [rule],
+            units=[units],
+            fee_factor=self.rng.uniform(*fee_range, len(code)),
+            dx=dx,
+        )
+
     def add(
         self,
         member: np.ndarray,
@@ -587,16 +613,12 @@ def _units_over_mue(p: Planter, target: int) -> None:
     # A line of a random clean (code, provider) line: codes and billers by clean volume.
     row = pairs.iloc[p.rng.choice(len(pairs), size=target, replace=True)]
     code, provider = row["cpt"].to_numpy(), row["provider"].to_numpy()
-    member = p.patients(provider, p.alive_adults())
-    day = p.anytime(member, provider)
-    p.add(
-        member,
+    p.add_priced(
         provider,
-        day,
-        [code],
-        ["RULE-MED-003"],
-        units=[book.mue[code] + 1],
-        fee_factor=p.rng.uniform(0.95, 1.05, target),
+        code,
+        "RULE-MED-003",
+        units=book.mue[code] + 1,
+        fee_range=(0.95, 1.05),
         dx=("M17.11", "M54.50", "J18.9"),
     )
 
@@ -718,16 +740,12 @@ def _amount_outliers(p: Planter, target: int) -> None:
     turn = pairs.groupby("provider").cumcount().to_numpy()
     pairs = pairs.iloc[np.argsort(turn, kind="stable")][:target]
     code, provider = pairs["cpt"].to_numpy(), pairs["provider"].to_numpy()
-    member = p.patients(provider, p.alive_adults())
-    day = p.anytime(member, provider)
-    p.add(
-        member,
+    p.add_priced(
         provider,
-        day,
-        [code],
-        ["RULE-MED-012"],
-        units=[np.ones(len(code), np.int64)],
-        fee_factor=p.rng.uniform(*OUTLIER_FACTOR, len(code)),
+        code,
+        "RULE-MED-012",
+        units=np.ones(len(code), np.int64),
+        fee_range=OUTLIER_FACTOR,
         dx=("R05.9", "M54.50", "I10"),
     )
 
