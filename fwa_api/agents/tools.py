@@ -26,17 +26,16 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from fwa_api import queries
 from fwa_api.agents import actions
 from fwa_api.agents.llm import ToolSpec
-from fwa_api.queries import (
-    ENTITY_SUBJECTS,
-    CaseStatus,
-    CaseSummary,
-    RiskLevel,
-    case_number,
-    catalogue,
-)
+from fwa_api.cases import queries as case_queries
+from fwa_api.cases.models import CaseStatus, CaseSummary, RiskLevel
+from fwa_api.claims import queries as claim_queries
+from fwa_api.kit.case_numbers import case_number
+from fwa_api.providers import queries as provider_queries
+from fwa_api.providers.queries import ENTITY_SUBJECTS
+from fwa_api.rules import queries as rule_queries
+from fwa_api.rules.queries import catalogue
 from fwa_pipeline.store.claims import CLAIM_STATUS
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import (
@@ -205,7 +204,7 @@ def pipeline_stats(
 def list_cases(
     session: Session, scope: Scope, args: CasesArgs
 ) -> tuple[dict[str, Any], list[Source]]:
-    page = queries.list_cases(
+    page = case_queries.list_cases(
         session,
         scope.workspace_id,
         risk_level=args.risk_level,
@@ -229,7 +228,7 @@ def _explanation(value: dict[str, Any]) -> dict[str, Any]:
 def case_detail(
     session: Session, scope: Scope, args: CaseArgs
 ) -> tuple[dict[str, Any], list[Source]]:
-    found = queries.case_detail(session, scope.workspace_id, args.case_id, rows=CASE_ROWS)
+    found = case_queries.case_detail(session, scope.workspace_id, args.case_id, rows=CASE_ROWS)
     if found is None:
         # The same words for a case in another workspace and one that does not exist.
         number = case_number(args.case_id)
@@ -247,7 +246,7 @@ def case_detail(
 
 
 def rules(session: Session, scope: Scope, args: RulesArgs) -> tuple[dict[str, Any], list[Source]]:
-    found = queries.rule_catalogue(session, scope.workspace_id)
+    found = rule_queries.rule_catalogue(session, scope.workspace_id)
     listed = [
         r.model_dump(include=RULE_FIELDS) for r in found.rules if r.hits or not args.triggered_only
     ]
@@ -285,7 +284,7 @@ def provider(
             {"type": "case", "id": r["case_id"]} for r in riskiest
         ]
     npi = re.sub(r"\D", "", args.npi)
-    found = queries.provider_detail(session, ws, npi)
+    found = provider_queries.provider_detail(session, ws, npi)
     if found is None:
         raise ToolError(f"no provider with NPI {args.npi!r} in this workspace")
     sources = [{"type": "provider", "id": npi}]
@@ -311,7 +310,7 @@ def run_pipeline(
 def claim_provenance(
     session: Session, scope: Scope, args: ProvenanceArgs
 ) -> tuple[dict[str, Any], list[Source]]:
-    found = queries.claim_provenance(session, scope.workspace_id, args.claim_id)
+    found = claim_queries.claim_provenance(session, scope.workspace_id, args.claim_id)
     if found is None:
         raise ToolError(f"no claim {args.claim_id!r} in this workspace")
     data = found.model_dump(mode="json")

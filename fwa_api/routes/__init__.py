@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from fwa_api.cases import routes as cases
+from fwa_api.claims import routes as claims
+from fwa_api.members import routes as members
 from fwa_api.pipeline import routes as pipeline
+from fwa_api.providers import routes as providers
 from fwa_api.routes import (
     agents,
-    cases,
-    claims,
     health,
-    members,
     metrics,
-    providers,
-    rules,
     uploads,
     workspace_config,
     workspaces,
 )
+from fwa_api.rules import routes as rules
 
 PUBLIC: list[APIRouter] = [health.router, metrics.router, agents.page_router]
 PROTECTED: list[APIRouter] = [

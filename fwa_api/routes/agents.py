@@ -56,7 +56,7 @@ from fwa_api.agents.loop import (
 )
 from fwa_api.agents.tools import Scope, WorkspaceTools
 from fwa_api.deps import CurrentPrincipal, WorkspaceId
-from fwa_api.queries import case_number
+from fwa_api.kit.case_numbers import case_number
 from fwa_api.services import services
 from fwa_pipeline.kit.validation import FREE_TEXT
 

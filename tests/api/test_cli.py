@@ -88,9 +88,6 @@ def test_token_create_list_revoke(env: dict[str, str], pg_engine: Engine) -> Non
     assert "revoked" in out
 
 
-CREATE_VIEWER = ["token", "create", "--name", "x", "--role", "viewer", "--workspace", "a"]
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -98,11 +95,33 @@ CREATE_VIEWER = ["token", "create", "--name", "x", "--role", "viewer", "--worksp
         (["token", "create", "--name", "x", "--role", "root", "--workspace", "a"], "root"),
         (["token", "create", "--name", "x", "--role", "viewer"], "--workspace"),
         (
-            [*CREATE_VIEWER, "--expires-in", "soon"],
+            [
+                "token",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "viewer",
+                "--workspace",
+                "a",
+                "--expires-in",
+                "soon",
+            ],
             "'soon' is not a duration",
         ),
         (
-            [*CREATE_VIEWER, "--expires-in", "180d"],
+            [
+                "token",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "viewer",
+                "--workspace",
+                "a",
+                "--expires-in",
+                "180d",
+            ],
             "a lifetime over the default 90 days needs --long-lived",
         ),
     ],

@@ -20,11 +20,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from fwa_api import queries
 from fwa_api.auth import Principal
 from fwa_api.deps import CurrentPrincipal, WorkspaceId, audit_phi
+from fwa_api.members import queries
+from fwa_api.members.models import MemberOut
 from fwa_api.params import NO_NUL
-from fwa_api.queries import MemberOut
 from fwa_api.services import services
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope

@@ -12,10 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from fwa_api import queries
+from fwa_api.claims import queries
+from fwa_api.claims.models import ClaimProvenance
 from fwa_api.deps import WorkspaceId
+from fwa_api.kit.db import in_session
 from fwa_api.params import NO_NUL
-from fwa_api.queries import ClaimProvenance
 from fwa_api.services import services
 
 router = APIRouter(prefix="/api/claims", tags=["claims"])
@@ -35,7 +36,7 @@ async def claim_provenance(
     """The claim, the run that last processed it with its config snapshot, its score, that
     run's rule hits on it (evidence and the rule's settings in that run), and its cases."""
     found = await run_in_threadpool(
-        queries.in_session,
+        in_session,
         services(request).engine,
         queries.claim_provenance,
         workspace_id,

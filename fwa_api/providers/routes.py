@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from fwa_api import queries
 from fwa_api.deps import WorkspaceId
-from fwa_api.queries import ProviderDetail
+from fwa_api.kit.db import in_session
+from fwa_api.providers import queries
+from fwa_api.providers.models import ProviderDetail
 from fwa_api.services import services
 
 router = APIRouter(prefix="/api/providers", tags=["providers"])
@@ -26,7 +27,7 @@ async def get_provider(
     """The provider, its medical claims (count, amount paid) and pharmacy claims (as pharmacy,
     as prescriber), the rule hits that name it per rule, and its cases, riskiest first."""
     found = await run_in_threadpool(
-        queries.in_session, services(request).engine, queries.provider_detail, workspace_id, npi
+        in_session, services(request).engine, queries.provider_detail, workspace_id, npi
     )
     if found is None:
         raise HTTPException(404, "provider not found")

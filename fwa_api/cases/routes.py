@@ -12,26 +12,28 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from fwa_api import queries
 from fwa_api.auth import Principal
-from fwa_api.deps import WorkspaceId, require_role
-from fwa_api.params import Offset
-from fwa_api.queries import (
+from fwa_api.cases import queries
+from fwa_api.cases.models import (
+    CaseAction,
     CaseDetail,
     CaseEventOut,
     CasePage,
     CaseStatus,
     CaseSummary,
+    NoteIn,
     RiskLevel,
+    StatusChange,
 )
+from fwa_api.deps import WorkspaceId, require_role
+from fwa_api.kit.db import in_session
+from fwa_api.params import Offset
 from fwa_api.services import services
-from fwa_pipeline.kit.validation import FREE_TEXT
 from fwa_pipeline.store.cases import CaseConflictError, add_case_note, change_case_status
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import CaseEvent, InvestigationCase
@@ -39,30 +41,12 @@ from fwa_pipeline.store.models import CaseEvent, InvestigationCase
 router = APIRouter(prefix="/api/cases", tags=["cases"])
 
 MAX_PAGE = 200
-MAX_NOTE_CHARS = 4000
 
 CaseRef = Annotated[
     str,
     Path(max_length=32, description="The case number, e.g. CASE-000123 (case-123 or 123 too)."),
 ]
 Investigator = Annotated[Principal, Depends(require_role("investigator"))]
-NoteText = Annotated[str, StringConstraints(max_length=MAX_NOTE_CHARS), FREE_TEXT]
-
-
-class StatusChange(BaseModel):
-    status: CaseStatus = Field(description="The new status.")
-    note: NoteText | None = Field(None, description="Why; kept in the history entry.")
-
-
-class NoteIn(BaseModel):
-    note: NoteText
-
-
-class CaseAction(BaseModel):
-    """The case after the action, and the history entry the action appended."""
-
-    case: CaseSummary
-    event: CaseEventOut
 
 
 def _case_not_found() -> HTTPException:
@@ -80,7 +64,7 @@ async def list_cases(
 ) -> CasePage:
     """Cases by risk score, highest first; ``total`` counts every case the filters match."""
     return await run_in_threadpool(
-        queries.in_session,
+        in_session,
         services(request).engine,
         queries.list_cases,
         workspace_id,
@@ -97,7 +81,7 @@ async def get_case(request: Request, workspace_id: WorkspaceId, case_id: CaseRef
     100, highest severity first; ``hit_count`` has them all), its linked claims (the first 100;
     ``claim_count``) and its whole history, oldest first."""
     found = await run_in_threadpool(
-        queries.in_session, services(request).engine, queries.case_detail, workspace_id, case_id
+        in_session, services(request).engine, queries.case_detail, workspace_id, case_id
     )
     if found is None:
         raise _case_not_found()

@@ -9,19 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from fwa_api import queries
 from fwa_api.deps import WorkspaceId
+from fwa_api.kit.db import in_session
 from fwa_api.params import NO_NUL, Offset
-from fwa_api.queries import Page, RuleCatalogue, RuleOut
+from fwa_api.rules import queries
+from fwa_api.rules.models import RuleCatalogue, RuleOut, RulePage
 from fwa_api.services import services
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
 
 MAX_PAGE = 200
-
-
-class RulePage(Page[RuleOut]):
-    parameters_run_id: str | None
 
 
 @router.get("")
@@ -34,7 +31,7 @@ async def list_rules(
 ) -> RulePage:
     """Rules by id, with their parameters in effect and hit counts in this workspace."""
     found: RuleCatalogue = await run_in_threadpool(
-        queries.in_session, services(request).engine, queries.rule_catalogue, workspace_id
+        in_session, services(request).engine, queries.rule_catalogue, workspace_id
     )
     rules = [r for r in found.rules if r.hits or not triggered_only]
     return RulePage(
@@ -54,7 +51,7 @@ async def get_rule(
 ) -> RuleOut:
     """One rule (its id in any case), with its parameters in effect and hits here."""
     found: RuleCatalogue = await run_in_threadpool(
-        queries.in_session,
+        in_session,
         services(request).engine,
         queries.rule_catalogue,
         workspace_id,

@@ -1,0 +1,1 @@
+"""Investigation cases: list, detail, status changes and notes."""

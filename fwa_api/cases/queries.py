@@ -1,0 +1,141 @@
+"""Cases read from the store: a session and a workspace id in, typed models out, None for a case
+not in that workspace (so a caller answers another workspace's case exactly like a missing one).
+The routes return these models as they are; the assistant's tools trim them for a prompt."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, load_only
+
+from fwa_api.cases.models import (
+    CaseDetail,
+    CaseEventOut,
+    CaseHit,
+    CasePage,
+    CaseSummary,
+    LinkedClaim,
+    RuleCount,
+)
+from fwa_api.kit.case_numbers import case_number
+from fwa_api.rules.queries import catalogue
+from fwa_pipeline.store.models import CaseClaim, CaseEvent, InvestigationCase, RuleHit
+
+# Linked claims and rule hits a case detail lists (their counts give the totals).
+DETAIL_ROWS = 100
+
+SUMMARY_COLUMNS = (
+    InvestigationCase.case_number,
+    InvestigationCase.subject_type,
+    InvestigationCase.subject_id,
+    InvestigationCase.risk_score,
+    InvestigationCase.risk_level,
+    InvestigationCase.status,
+    InvestigationCase.flagged_billed,
+    InvestigationCase.flagged_paid,
+    InvestigationCase.assignee,
+)
+
+
+def list_cases(
+    session: Session,
+    workspace_id: int,
+    *,
+    risk_level: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> CasePage:
+    """Cases highest risk score first (then oldest first), filtered, one page of them."""
+    where = [InvestigationCase.workspace_id == workspace_id]
+    if risk_level:
+        where.append(InvestigationCase.risk_level == risk_level)
+    if status:
+        where.append(InvestigationCase.status == status)
+    total = session.scalar(select(func.count()).select_from(InvestigationCase).where(*where))
+    rows = session.scalars(
+        select(InvestigationCase)
+        .options(load_only(*SUMMARY_COLUMNS))  # not the explanations: kilobytes each
+        .where(*where)
+        .order_by(InvestigationCase.risk_score.desc(), InvestigationCase.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return CasePage(
+        total=total or 0, limit=limit, offset=offset, items=[CaseSummary.of(r) for r in rows]
+    )
+
+
+def find_case(
+    session: Session, workspace_id: int, raw_id: str, *, for_update: bool = False
+) -> InvestigationCase | None:
+    """The case ``raw_id`` names (see :func:`case_number`) if it is in the workspace;
+    ``for_update`` locks its row until the transaction ends."""
+    number = case_number(raw_id)
+    if number is None:
+        return None
+    query = select(InvestigationCase).where(
+        InvestigationCase.workspace_id == workspace_id, InvestigationCase.case_number == number
+    )
+    return session.scalars(query.with_for_update() if for_update else query).first()
+
+
+def case_detail(
+    session: Session, workspace_id: int, raw_id: str, *, rows: int = DETAIL_ROWS
+) -> CaseDetail | None:
+    """One case: its summary, explanation, linked claims and the rule hits on them (the first
+    ``rows`` of each, with totals), hits per rule, and its whole history, oldest first."""
+    row = find_case(session, workspace_id, raw_id)
+    if row is None:
+        return None
+    claim_count = session.scalar(
+        select(func.count()).select_from(CaseClaim).where(CaseClaim.case_id == row.id)
+    )
+    claims = session.execute(
+        select(CaseClaim.claim_type, CaseClaim.claim_id)
+        .where(CaseClaim.case_id == row.id)
+        .order_by(CaseClaim.claim_type, CaseClaim.claim_id)
+        .limit(rows)
+    ).all()
+    on_case_claims = (
+        (CaseClaim.claim_type == RuleHit.claim_type)
+        & (CaseClaim.claim_pk == RuleHit.claim_pk)
+        & (CaseClaim.case_id == row.id)
+    )
+    per_rule = session.execute(
+        select(RuleHit.rule_id, func.count(), func.max(RuleHit.severity))
+        .join(CaseClaim, on_case_claims)
+        .where(RuleHit.workspace_id == workspace_id)
+        .group_by(RuleHit.rule_id)
+        .order_by(func.count().desc(), RuleHit.rule_id)
+    ).all()
+    hits = session.scalars(
+        select(RuleHit)
+        .join(CaseClaim, on_case_claims)
+        .where(RuleHit.workspace_id == workspace_id)
+        .order_by(RuleHit.severity.desc(), RuleHit.rule_id, RuleHit.id)
+        .limit(rows)
+    )
+    history = session.scalars(
+        select(CaseEvent).where(CaseEvent.case_id == row.id).order_by(CaseEvent.id)
+    )
+    known = catalogue()
+    return CaseDetail(
+        **CaseSummary.of(row).model_dump(),
+        explanation=row.explanation or {},
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        claim_count=claim_count or 0,
+        claims=[LinkedClaim(claim_type=t, claim_id=c) for t, c in claims],
+        rules=[
+            RuleCount(
+                rule_id=rule_id,
+                name=known[rule_id].name if rule_id in known else None,
+                hits=count,
+                max_severity=round(severity, 2),
+            )
+            for rule_id, count, severity in per_rule
+        ],
+        hit_count=sum(count for _, count, _ in per_rule),
+        hits=[CaseHit.model_validate(h) for h in hits],
+        history=[CaseEventOut.of(event) for event in history],
+    )

@@ -1,0 +1,1 @@
+"""Claims: how each was scored (its provenance)."""

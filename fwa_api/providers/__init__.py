@@ -1,0 +1,1 @@
+"""Providers (rendering, pharmacy, prescriber): claims, rule hits and cases."""

@@ -1,0 +1,1 @@
+"""The rule catalogue of a workspace: parameters in effect and hits."""
