@@ -23,6 +23,7 @@ from fwa_pipeline.domain.cases import (
 from fwa_pipeline.domain.config import PipelineConfig, default_config
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import score_claims
+from tests.unit.domain.hits import hit
 
 PROV, PROV2 = "1000000001", "1000000002"
 PHARM, PRESC = "2000000001", "3000000001"
@@ -41,31 +42,6 @@ def claim(claim_type: str, pk: int, billed: float = 100.0, paid: float | None = 
         "amount_paid": paid,
     }
     return {**base, **ids}
-
-
-def hit(
-    rule_id: str,
-    claim_type: str,
-    pk: int,
-    severity: float = 1.0,
-    weight: float = 7.0,
-    subject: tuple[str, str] | None = None,
-    evidence: dict[str, object] | None = None,
-) -> dict[str, object]:
-    claim_id = f"{claim_type[0].upper()}{pk}"
-    subject_type, subject_id = subject or ("claim", claim_id)
-    return {
-        "rule_id": rule_id,
-        "rule_version": "1.0",
-        "weight": weight,
-        "claim_type": claim_type,
-        "claim_pk": pk,
-        "claim_id": claim_id,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "severity": severity,
-        "evidence": evidence or {"value": pk},
-    }
 
 
 def frames(hits: list[dict[str, object]], claims: list[dict[str, object]]):

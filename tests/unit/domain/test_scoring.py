@@ -9,6 +9,7 @@ import pytest
 from fwa_pipeline.domain.config import PipelineConfig, default_config
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import SCORE_COLUMNS, ordered_levels, risk_level, score_claims
+from tests.unit.domain.hits import hit
 
 BANDS = {"low": 0.0, "medium": 40.0, "high": 70.0, "critical": 90.0}
 
@@ -19,31 +20,6 @@ def config(**rules: tuple[float, float]) -> PipelineConfig:
     for rule_id, (weight, cap) in rules.items():
         base.rules[rule_id] = base.rules[rule_id].model_copy(update={"weight": weight, "cap": cap})
     return base
-
-
-def hit(
-    rule_id: str,
-    claim_pk: int,
-    severity: float,
-    weight: float,
-    *,
-    claim_type: str = "medical",
-    subject: tuple[str, str] | None = None,
-) -> dict[str, object]:
-    claim_id = f"{claim_type[0].upper()}{claim_pk}"
-    subject_type, subject_id = subject or ("claim", claim_id)
-    return {
-        "rule_id": rule_id,
-        "rule_version": "1.0",
-        "weight": weight,
-        "claim_type": claim_type,
-        "claim_pk": claim_pk,
-        "claim_id": claim_id,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "severity": severity,
-        "evidence": {},
-    }
 
 
 def scores(*hits: dict[str, object], cfg: PipelineConfig | None = None) -> pd.DataFrame:
@@ -58,7 +34,7 @@ def one(frame: pd.DataFrame, claim_pk: int, claim_type: str = "medical") -> pd.S
 
 
 def test_score_is_ten_times_weight_times_severity() -> None:
-    result = scores(hit("RULE-MED-003", 1, 0.5, 7.0))
+    result = scores(hit("RULE-MED-003", "medical", 1, 0.5, 7.0))
     assert list(result.columns) == SCORE_COLUMNS
     row = one(result, 1)
     assert row["score"] == 35.0
@@ -69,17 +45,17 @@ def test_score_is_ten_times_weight_times_severity() -> None:
 
 def test_a_rules_contribution_is_capped() -> None:
     cfg = config(**{"RULE-MED-004": (8.0, 5.0)})
-    assert one(scores(hit("RULE-MED-004", 1, 1.0, 8.0), cfg=cfg), 1)["score"] == 50.0
+    assert one(scores(hit("RULE-MED-004", "medical", 1, 1.0, 8.0), cfg=cfg), 1)["score"] == 50.0
     # Below the cap the cap does nothing.
-    assert one(scores(hit("RULE-MED-004", 1, 0.5, 8.0), cfg=cfg), 1)["score"] == 40.0
+    assert one(scores(hit("RULE-MED-004", "medical", 1, 0.5, 8.0), cfg=cfg), 1)["score"] == 40.0
 
 
 def test_rules_add_up_to_the_ceiling() -> None:
     result = scores(
-        hit("RULE-MED-003", 1, 1.0, 7.0),
-        hit("RULE-MED-006", 1, 1.0, 9.0),
-        hit("RULE-MED-012", 2, 0.5, 4.0),
-        hit("RULE-MED-002", 2, 1.0, 3.0),
+        hit("RULE-MED-003", "medical", 1, 1.0, 7.0),
+        hit("RULE-MED-006", "medical", 1, 1.0, 9.0),
+        hit("RULE-MED-012", "medical", 2, 0.5, 4.0),
+        hit("RULE-MED-002", "medical", 2, 1.0, 3.0),
     )
     first = one(result, 1)
     assert first["score"] == 100.0  # 160 before the ceiling
@@ -92,9 +68,9 @@ def test_rules_add_up_to_the_ceiling() -> None:
 
 def test_one_rule_counts_once_per_claim_at_its_highest_severity() -> None:
     result = scores(
-        hit("RULE-RX-002", 5, 0.4, 8.0, claim_type="pharmacy", subject=("member", "M1")),
-        hit("RULE-RX-002", 5, 0.9, 8.0, claim_type="pharmacy", subject=("prescriber", "P1")),
-        hit("RULE-RX-002", 5, 0.6, 8.0, claim_type="pharmacy", subject=("pharmacy", "PH")),
+        hit("RULE-RX-002", "pharmacy", 5, 0.4, 8.0, subject=("member", "M1")),
+        hit("RULE-RX-002", "pharmacy", 5, 0.9, 8.0, subject=("prescriber", "P1")),
+        hit("RULE-RX-002", "pharmacy", 5, 0.6, 8.0, subject=("pharmacy", "PH")),
     )
     row = one(result, 5, "pharmacy")
     assert row["score"] == 72.0
@@ -103,8 +79,8 @@ def test_one_rule_counts_once_per_claim_at_its_highest_severity() -> None:
 
 def test_claim_keys_include_the_claim_type() -> None:
     result = scores(
-        hit("RULE-MED-003", 1, 1.0, 7.0),
-        hit("RULE-RX-005", 1, 0.5, 6.0, claim_type="pharmacy"),
+        hit("RULE-MED-003", "medical", 1, 1.0, 7.0),
+        hit("RULE-RX-005", "pharmacy", 1, 0.5, 6.0),
     )
     assert one(result, 1)["score"] == 70.0
     assert one(result, 1, "pharmacy")["score"] == 30.0
@@ -113,14 +89,18 @@ def test_claim_keys_include_the_claim_type() -> None:
 def test_a_band_boundary_is_not_missed_by_floating_point() -> None:
     # 10 x (6 x 0.6 + 1 x 0.4) is 39.99999999999999 in floating point.
     cfg = config(**{"RULE-MED-003": (6.0, 6.0), "RULE-MED-002": (1.0, 1.0)})
-    result = scores(hit("RULE-MED-003", 1, 0.6, 6.0), hit("RULE-MED-002", 1, 0.4, 1.0), cfg=cfg)
+    result = scores(
+        hit("RULE-MED-003", "medical", 1, 0.6, 6.0),
+        hit("RULE-MED-002", "medical", 1, 0.4, 1.0),
+        cfg=cfg,
+    )
     row = one(result, 1)
     assert row["score"] == 40.0
     assert row["risk_level"] == "medium"
 
 
 def test_a_rule_missing_from_the_config_is_not_capped_beyond_its_weight() -> None:
-    result = scores(hit("RULE-OLD-001", 1, 1.0, 9.5))
+    result = scores(hit("RULE-OLD-001", "medical", 1, 1.0, 9.5))
     assert one(result, 1)["score"] == 95.0
 
 
@@ -165,5 +145,5 @@ def test_missing_scores_have_no_level() -> None:
 
 def test_bands_come_from_the_config() -> None:
     cfg = default_config(scoring={"bands": {"low": 0, "medium": 20, "high": 30, "critical": 95}})
-    row = one(scores(hit("RULE-MED-003", 1, 0.5, 7.0), cfg=cfg), 1)
+    row = one(scores(hit("RULE-MED-003", "medical", 1, 0.5, 7.0), cfg=cfg), 1)
     assert row["risk_level"] == "high"
