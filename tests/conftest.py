@@ -63,10 +63,14 @@ def silent_database() -> Iterator[int]:
 
 
 @contextmanager
-def scratch_database() -> Iterator[str]:
+def scratch_database(prefix: str = "fwa_mig") -> Iterator[str]:
     """The URL of an empty PostgreSQL database of the caller's own, dropped after."""
-    name = f"fwa_mig_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - CI starts the server
+        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN_DSN}: {exc}")
+    with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
@@ -129,25 +133,15 @@ def settings(sqlite_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
-    """Create a database of our own for this run; drop it at the end."""
-    name = f"fwa_test_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:  # pragma: no cover - CI starts the server
-        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN_DSN}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    url = f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    engine = create_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        clear_engines()
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """Create a database of our own for this run, migrated; drop it at the end."""
+    with scratch_database("fwa_test") as url:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        try:
+            yield url
+        finally:
+            clear_engines()
 
 
 @pytest.fixture
