@@ -5,7 +5,6 @@ killed mid-way then run again."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -32,7 +31,7 @@ from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.runs import get_run
 from fwa_pipeline.synth import generate
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, scratch_database
 from tests.pipeline import batch
 from tests.pipeline.conftest import (
     WORKSPACE,
@@ -106,24 +105,18 @@ def production_instance(
 ) -> Iterator[dg.DagsterInstance]:
     """An instance from dagster_home/production/dagster.yaml on a PostgreSQL database of its
     own, configured through the same environment variables as docker-compose."""
-    name = f"dagster_test_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
     info = psycopg.conninfo.conninfo_to_dict(PG_ADMIN_DSN)
     monkeypatch.setenv("DAGSTER_PG_HOST", str(info.get("host", "127.0.0.1")))
     monkeypatch.setenv("DAGSTER_PG_PORT", str(info.get("port", "5432")))
     monkeypatch.setenv("DAGSTER_PG_USERNAME", str(info.get("user", "postgres")))
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", str(info.get("password", "")))
-    monkeypatch.setenv("DAGSTER_PG_DB", name)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster_home" / "production" / "dagster.yaml", home / "dagster.yaml")
-    try:
+    with scratch_database("dagster_test") as url:
+        monkeypatch.setenv("DAGSTER_PG_DB", url.rsplit("/", 1)[1])
         with dg.DagsterInstance.from_config(str(home)) as instance:
             yield instance
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_the_production_instance_runs_the_pipeline_and_the_sensors(
