@@ -170,6 +170,21 @@ class RxPlanter:
         per_day = np.array([amount for _, amount in options])
         return ndc[which], per_day[which]
 
+    def unlabelled_fills(
+        self, member: np.ndarray, ndc_code: str, days_supply: int, per_day: float, days: np.ndarray
+    ) -> None:
+        """Near misses: member[i]'s fills of one drug on days[i, :], at one supply and daily
+        amount, none of them labelled."""
+        n, f = days.shape
+        self.chain(
+            member,
+            np.full(n, self.book[ndc_code]),
+            np.full(n, days_supply),
+            np.full(n, per_day),
+            days,
+            _labels(n, [""] * f),
+        )
+
     def chain(
         self,
         member: np.ndarray,
@@ -356,25 +371,11 @@ def _high_dose(p: RxPlanter, n: int, near: int) -> None:
     week = near // 2
     member = p.take_members(week)
     days = p.spaced_days(week, np.zeros((week, 0)), np.full(week, 7))
-    p.chain(
-        member,
-        np.full(week, p.book["00406055301"]),
-        np.full(week, 7),
-        np.full(week, 6.0),
-        days,
-        _labels(week, [""]),
-    )
+    p.unlabelled_fills(member, "00406055301", 7, 6.0, days)
     rest = near - week
     member = p.take_members(rest)
     days = p.spaced_days(rest, p.rng.uniform(1.0, 1.1, (rest, 1)), np.full(rest, DAYS))
-    p.chain(
-        member,
-        np.full(rest, p.book["00406052305"]),
-        np.full(rest, DAYS),
-        np.full(rest, 5.0),
-        days,
-        _labels(rest, ["", ""]),
-    )
+    p.unlabelled_fills(member, "00406052305", DAYS, 5.0, days)
 
 
 def _opioid_benzo(p: RxPlanter, n: int, near: int) -> None:
@@ -403,14 +404,7 @@ def _opioid_benzo(p: RxPlanter, n: int, near: int) -> None:
     days = p.spaced_days(near, p.rng.uniform(1.0, 1.05, (near, 2)), np.full(near, DAYS))
     p.chain(member, benzo, np.full(near, DAYS), benzo_per_day, days, _labels(near, [""] * 3))
     acute = (days[:, 1] + p.rng.integers(0, 10, near))[:, None]
-    p.chain(
-        member,
-        np.full(near, p.book["00591085105"]),
-        np.full(near, 5),
-        np.full(near, 4.0),
-        acute,
-        _labels(near, [""]),
-    )
+    p.unlabelled_fills(member, "00591085105", 5, 4.0, acute)
 
 
 def _quantity(p: RxPlanter, n: int, near: int) -> None:

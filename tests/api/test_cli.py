@@ -88,6 +88,9 @@ def test_token_create_list_revoke(env: dict[str, str], pg_engine: Engine) -> Non
     assert "revoked" in out
 
 
+CREATE_VIEWER = ["token", "create", "--name", "x", "--role", "viewer", "--workspace", "a"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -95,33 +98,11 @@ def test_token_create_list_revoke(env: dict[str, str], pg_engine: Engine) -> Non
         (["token", "create", "--name", "x", "--role", "root", "--workspace", "a"], "root"),
         (["token", "create", "--name", "x", "--role", "viewer"], "--workspace"),
         (
-            [
-                "token",
-                "create",
-                "--name",
-                "x",
-                "--role",
-                "viewer",
-                "--workspace",
-                "a",
-                "--expires-in",
-                "soon",
-            ],
+            [*CREATE_VIEWER, "--expires-in", "soon"],
             "'soon' is not a duration",
         ),
         (
-            [
-                "token",
-                "create",
-                "--name",
-                "x",
-                "--role",
-                "viewer",
-                "--workspace",
-                "a",
-                "--expires-in",
-                "180d",
-            ],
+            [*CREATE_VIEWER, "--expires-in", "180d"],
             "a lifetime over the default 90 days needs --long-lived",
         ),
     ],
