@@ -255,9 +255,8 @@ def _medical(
         rng,
     )
     clean = medical.clean_lines(members, providers, plan, book, table, rng)
-    planted, extra = schemes_medical.plant(
-        clean, members, providers, roles, plan, book, table, ncci, sizes.target, rng
-    )
+    planter = schemes_medical.Planter(clean, members, providers, roles, plan, book, table, rng)
+    planted, extra = schemes_medical.plant(planter, ncci, sizes.target)
     clean = medical.trim(clean, sizes.medical - len(planted) - sizes.target, extra)
     lines = pd.concat(
         [clean.assign(label="", fixed=False, clean=True), planted.assign(clean=False)],
@@ -298,9 +297,8 @@ def _pharmacy(
     rng = rng_for(seed, "pharmacy")
     plan = schemes_pharmacy.pharmacy_plan(providers, roles, rng)
     excluded = np.flatnonzero(providers.excluded & (providers.provider_type == "individual"))
-    planted = schemes_pharmacy.plant(
-        members, providers, roles, excluded, drugs, plan, sizes.target, rng
-    )
+    planter = schemes_pharmacy.RxPlanter(members, providers, roles, excluded, drugs, plan, rng)
+    planted = schemes_pharmacy.plant(planter, sizes.target)
     need = max(sizes.pharmacy - len(planted) - sizes.target, 0)
     clean = clean_fills(members, providers, ~taken, drugs, plan, need, rng)
     clean["key"] = rng.random(len(clean))

@@ -511,22 +511,10 @@ def planted_lines(target: int, impossible_days: int) -> int:
     return target * (1 + 2 + 1 + 1 + 1 + 1 + 1) + 2 * max(2, target // 4) + 27 * impossible_days
 
 
-def plant(
-    clean: pd.DataFrame,
-    members: Members,
-    providers: Providers,
-    roles: MedicalRoles,
-    plan: ProviderPlan,
-    book: CodeBook,
-    table: TemplateTable,
-    ncci: pd.DataFrame,
-    target: int,
-    rng: np.random.Generator,
-) -> tuple[pd.DataFrame, np.ndarray]:
+def plant(p: Planter, ncci: pd.DataFrame, target: int) -> tuple[pd.DataFrame, np.ndarray]:
     """The medical plants that add encounters (with a ``label`` column), and per provider the
     lines planted for members it already treats (for :func:`medical.trim`). Duplicates come
     later, from the final clean lines (:func:`duplicates`)."""
-    p = Planter(clean, members, providers, roles, plan, book, table, rng)
     _unbundling(p, ncci, target)
     _units_over_mue(p, target)
     _impossible_days(p)

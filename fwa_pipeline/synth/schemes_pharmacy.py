@@ -282,18 +282,8 @@ class RxPlanter:
         return fills.assign(billed=billed, paid=paid)
 
 
-def plant(
-    members: Members,
-    providers: Providers,
-    roles: PharmacyRoles,
-    excluded: np.ndarray,
-    book: DrugBook,
-    plan: PharmacyPlan,
-    target: int,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
+def plant(p: RxPlanter, target: int) -> pd.DataFrame:
     """All planted fills except duplicates (which copy clean fills, see :func:`duplicates`)."""
-    p = RxPlanter(members, providers, roles, excluded, book, plan, rng)
     counts = unit_counts(target)
     _early_refills(p, counts["early"])
     _shopping(p, counts["shopping"])
