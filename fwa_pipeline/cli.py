@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 
 from fwa_pipeline.domain.config import QualityMode
-from fwa_pipeline.settings import ConfigurationError, Settings, variable
+from fwa_pipeline.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -31,10 +31,9 @@ def load_settings() -> Settings:
         raise click.ClickException(str(exc)) from None
     except ValidationError as exc:
         # Named by variable, without the value given (it may be a secret).
-        lines = []
-        for error in exc.errors():
-            name = variable(error["loc"])
-            lines.append(f"  - {name}: {error['msg']}" if name else f"  - {error['msg']}")
+        lines = [
+            f"  - FWA_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
+        ]
         raise click.ClickException("invalid configuration:\n" + "\n".join(lines)) from None
 
 

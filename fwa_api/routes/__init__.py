@@ -14,11 +14,11 @@ from fwa_api.routes import (
     agents,
     health,
     metrics,
-    uploads,
-    workspace_config,
-    workspaces,
 )
 from fwa_api.rules import routes as rules
+from fwa_api.uploads import routes as uploads
+from fwa_api.workspaces import config_routes as workspace_config
+from fwa_api.workspaces import routes as workspaces
 
 PUBLIC: list[APIRouter] = [health.router, metrics.router, agents.page_router]
 PROTECTED: list[APIRouter] = [

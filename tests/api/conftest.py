@@ -83,9 +83,7 @@ def api_settings(pg_settings: Settings) -> Settings:
         update={
             "redis_url": SecretStr(SHARED_REDIS),
             "rate_limit_per_minute": 1000,
-            "assistant": pg_settings.assistant.model_copy(
-                update={"ollama_url": f"http://127.0.0.1:{free_port()}"}
-            ),
+            "ollama_url": f"http://127.0.0.1:{free_port()}",
         }
     )
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine
 
-from fwa_api.routes.uploads import _request_limit
+from fwa_api.uploads.routes import _request_limit
 from fwa_pipeline.settings import Settings
 from tests.agents.fake_llm import MODEL, FakeLLM, Say
 from tests.api.conftest import bearer, free_port, make_token, make_workspace

@@ -1,0 +1,1 @@
+"""Uploads: contract CSV files landed as one batch."""

@@ -1,0 +1,1 @@
+"""Workspaces: the caller's workspaces, and each one's versioned pipeline configuration."""
