@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine
 
-from fwa_api.uploads.routes import _request_limit
+from fwa_api.uploads.spool import request_limit
 from fwa_pipeline.settings import Settings
 from tests.agents.fake_llm import MODEL, FakeLLM, Say
 from tests.api.conftest import bearer, free_port, make_token, make_workspace
@@ -314,7 +314,7 @@ def test_an_upload_within_the_api_limit_passes_nginx(
 
 def test_an_oversize_upload_gets_a_json_413(proxy: tuple[Proxy, FakeLLM]) -> None:
     nginx, _ = proxy
-    limit = _request_limit(MAX_FILE_BYTES)
+    limit = request_limit(MAX_FILE_BYTES)
     path = f"/api/uploads?workspace={WORKSPACE}"
 
     # Over the API's limit: the API's own answer reaches the client.
