@@ -1,5 +1,6 @@
 """What the app shares between requests: settings, metrics, caches, and the clients (database
-engine, Redis, HTTP) that the lifespan opens at start-up and closes at shutdown."""
+engine, Redis, HTTP, and the assistant built on them) that the lifespan opens at start-up and
+closes at shutdown."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy import Engine
 
+from fwa_api.agents.llm import make_backend
+from fwa_api.agents.loop import Assistant
 from fwa_api.auth import TOKEN_TTL_S, Principal, TtlCache
 from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import RateLimiter
@@ -40,6 +43,8 @@ class Clients:
     engine: Engine
     redis: Redis | None
     http: httpx.AsyncClient
+    # Built from ``settings.assistant``; its LLM backend speaks through ``http``.
+    assistant: Assistant
 
     @classmethod
     def open(cls, settings: Settings) -> Clients:
@@ -56,7 +61,10 @@ class Clients:
             )
             redis = Redis.from_pool(pool)  # closing the client closes the pool
         # The engine's connect and statement timeouts are the settings' (store.db).
-        return cls(engine=get_engine(settings), redis=redis, http=httpx.AsyncClient())
+        engine, http = get_engine(settings), httpx.AsyncClient()
+        backend = make_backend(settings.assistant, http)
+        assistant = Assistant(settings.assistant, backend, engine)
+        return cls(engine=engine, redis=redis, http=http, assistant=assistant)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -112,6 +120,10 @@ class Services:
     @property
     def http(self) -> httpx.AsyncClient:
         return self._clients().http
+
+    @property
+    def assistant(self) -> Assistant:
+        return self._clients().assistant
 
 
 def services(request: Request) -> Services:

@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 
 from fwa_pipeline.domain.config import QualityMode
-from fwa_pipeline.settings import ConfigurationError, Settings
+from fwa_pipeline.settings import ConfigurationError, Settings, variable
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -31,9 +31,10 @@ def load_settings() -> Settings:
         raise click.ClickException(str(exc)) from None
     except ValidationError as exc:
         # Named by variable, without the value given (it may be a secret).
-        lines = [
-            f"  - FWA_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
-        ]
+        lines = []
+        for error in exc.errors():
+            name = variable(error["loc"])
+            lines.append(f"  - {name}: {error['msg']}" if name else f"  - {error['msg']}")
         raise click.ClickException("invalid configuration:\n" + "\n".join(lines)) from None
 
 

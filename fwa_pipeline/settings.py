@@ -4,7 +4,9 @@ In ``production`` the process refuses to start, with one message listing every p
 secret is a development default or guessable, the database is SQLite or carries the development
 password, the encryption keys are missing or malformed, Redis is missing while rate limiting is
 on, or CORS allows any origin, ``null``, a plain ``http://`` origin or is left at its development
-default.
+default. The assistant's settings (``settings.assistant``) are read from their own flat variables
+(``FWA_LLM_*``, ``FWA_AGENT_*``, ``FWA_OLLAMA_*``), and a bad one is refused at start-up too, not
+at the first chat.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ import binascii
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"
 DEV_DB_PASSWORD = "fwa_dev_password"
@@ -87,6 +95,125 @@ def parse_encryption_keys(raw: str) -> dict[str, bytes]:
     return keys
 
 
+class AssistantSettings(BaseModel):
+    """Which LLM server the assistant talks to, how long it waits, and how much one turn may do.
+
+    Each field is read from ``FWA_`` and its name (``FWA_LLM_URL``). With ``FWA_LLM_URL`` and
+    ``FWA_LLM_MODEL`` unset, the Ollama backend uses ``FWA_OLLAMA_URL`` and ``FWA_OLLAMA_MODEL``.
+
+        FWA_LLM_BACKEND=openai FWA_LLM_URL=http://127.0.0.1:8080/v1 FWA_LLM_MODEL=qwen2.5 fwa serve
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # ollama: Ollama's native API; openai: any OpenAI-compatible server (llama.cpp, vLLM).
+    llm_backend: Literal["ollama", "openai"] = "ollama"
+    # Base URL: Ollama's root (http://host:11434) or the OpenAI-style root ending in /v1.
+    llm_url: str = ""
+    llm_model: str = ""
+    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_model: str = "llama3.1:8b"
+    llm_api_key: SecretStr = SecretStr("")
+    # OpenAI-compatible servers cannot be asked whether a model calls tools: say so here
+    # (vLLM with a tool parser: true; llama.cpp's Python server ignores ``tools``: false).
+    llm_native_tools: bool = False
+    # How an OpenAI-compatible server takes a JSON schema: ``json_schema`` (OpenAI, vLLM,
+    # llama.cpp's server) or ``json_object`` with ``schema`` (llama-cpp-python).
+    llm_json_mode: Literal["json_schema", "json_object"] = "json_schema"
+    # Chat templates without a system role (Gemma's; llama-cpp-python's ``gemma`` format drops
+    # the system message silently): send the system prompt at the start of the first user
+    # message instead.
+    llm_system_as_user: bool = False
+
+    llm_connect_timeout_s: float = Field(3.0, gt=0)
+    # Longest silence between two streamed chunks (a cold model load is the slow case).
+    llm_read_timeout_s: float = Field(60.0, gt=0)
+    # Longest one LLM call may take, first byte to last.
+    llm_call_timeout_s: float = Field(120.0, gt=0)
+    # /api/tags, /api/show, /v1/models; /api/ps may block while a model loads.
+    llm_probe_timeout_s: float = Field(2.0, gt=0)
+    # How long a model's capabilities (and an unreachable server) are remembered.
+    llm_capabilities_ttl_s: float = Field(300.0, ge=0)
+    llm_unreachable_ttl_s: float = Field(5.0, ge=0)
+    llm_temperature: float = Field(0.2, ge=0)
+    # Most tokens one call may generate: a model that never stops is cut off here, not at
+    # the call's timeout.
+    llm_max_tokens: int = Field(1024, ge=16, le=32768)
+
+    agent_max_iterations: int = Field(5, ge=1, le=10)
+    agent_history_messages: int = Field(20, ge=0, le=200)
+    # Longest one turn may take, all its calls and tools together: then it answers with what
+    # it has gathered and says it was cut short.
+    agent_turn_timeout_s: float = Field(90.0, gt=0)
+    # Estimated tokens a prompt may hold (history, tool results and all); with the answer's
+    # ``llm_max_tokens`` it must fit the model's context window.
+    agent_prompt_tokens: int = Field(6000, ge=1000)
+    # How long a pipeline run the assistant proposed waits for the user's confirmation.
+    agent_confirm_ttl_s: float = Field(600.0, gt=0)
+
+    @field_validator("llm_url", "ollama_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value == "":  # FWA_LLM_URL unset: the Ollama URL (which must not be empty: below)
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _a_server_to_ask(self) -> Self:
+        if self.llm_backend == "openai" and not (self.llm_url and self.llm_model):
+            raise ValueError("FWA_LLM_BACKEND=openai needs FWA_LLM_URL and FWA_LLM_MODEL")
+        if not (self.base_url and self.model):
+            raise ValueError("FWA_OLLAMA_URL and FWA_OLLAMA_MODEL must not be empty")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """``FWA_LLM_URL``, else (Ollama) ``FWA_OLLAMA_URL``, without a trailing slash."""
+        return (self.llm_url or self.ollama_url).rstrip("/")
+
+    @property
+    def model(self) -> str:
+        return self.llm_model or self.ollama_model
+
+
+class AssistantVariables(PydanticBaseSettingsSource):
+    """``Settings.assistant`` from its flat variables (``FWA_LLM_URL``, not a nested
+    ``FWA_ASSISTANT`` one): the environment's first, then the ``.env`` file's."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *sources: EnvSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.sources = sources
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the variables itself
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for source in reversed(self.sources):  # the first source's value wins
+            for name in AssistantSettings.model_fields:
+                # The sources' keys are lower case: variable names are case-insensitive.
+                value = source.env_vars.get(f"fwa_{name}")
+                if value is not None:
+                    values[name] = value
+        return {"assistant": values} if values else {}
+
+
+def variable(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable a validation error's location names; None for an error of the
+    assistant's settings as a whole (its message names the variables)."""
+    names = [str(part) for part in loc]
+    if names[:1] == ["assistant"]:
+        names = names[1:]
+    return f"FWA_{names[0].upper()}" if names else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FWA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -113,8 +240,7 @@ class Settings(BaseSettings):
     # otherwise (longer only with --long-lived).
     token_lifetime_days: int = Field(90, ge=1)
     log_level: str = "INFO"
-    ollama_url: str = "http://127.0.0.1:11434"
-    ollama_model: str = "llama3.1:8b"
+    assistant: AssistantSettings = Field(default_factory=AssistantSettings)
     max_upload_mb: int = Field(50, ge=1)
     max_upload_rows: int = Field(2_000_000, ge=1)
     max_upload_columns: int = Field(64, ge=1)
@@ -125,6 +251,20 @@ class Settings(BaseSettings):
     daemon_heartbeat_tolerance_s: int = Field(300, ge=60)
     # How long an enqueue's Idempotency-Key returns its first job (then a new job may reuse it).
     pipeline_idempotency_hours: int = Field(24, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(env_settings, EnvSettingsSource)
+        assert isinstance(dotenv_settings, EnvSettingsSource)  # a subclass
+        assistant = AssistantVariables(settings_cls, env_settings, dotenv_settings)
+        return init_settings, env_settings, assistant, dotenv_settings, file_secret_settings
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod

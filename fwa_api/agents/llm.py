@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from fwa_api.agents.config import AgentSettings
 from fwa_api.agents.prompt_tools import parse_json_object
+from fwa_pipeline.settings import AssistantSettings
 
 logger = logging.getLogger(__name__)
 
@@ -219,14 +219,14 @@ class _Cached:
 class _HttpBackend:
     """What both backends share: the HTTP client, timeouts, the streaming loop, caching."""
 
-    settings: AgentSettings
+    settings: AssistantSettings
     http: httpx.AsyncClient
     clock: Callable[[], float] = time.monotonic
     _cache: _Cached = field(default_factory=_Cached)
 
     @property
     def model(self) -> str:
-        return self.settings.llm_model
+        return self.settings.model
 
     def _timeout(self, read: float) -> httpx.Timeout:
         s = self.settings
@@ -601,7 +601,7 @@ class OpenAICompatClient(_HttpBackend):
 
 
 def make_backend(
-    settings: AgentSettings, http: httpx.AsyncClient
+    settings: AssistantSettings, http: httpx.AsyncClient
 ) -> OllamaClient | OpenAICompatClient:
     if settings.llm_backend == "openai":
         return OpenAICompatClient(settings, http)

@@ -39,7 +39,6 @@ from fwa_api.agents import budget, fastpath
 from fwa_api.agents.actions import asks_to_run
 from fwa_api.agents.citations import linkify
 from fwa_api.agents.confidence import AnsweredBy, Confidence, assess, unsupported
-from fwa_api.agents.config import AgentSettings
 from fwa_api.agents.guardrails import EXAMPLE_CASE, IdChecker, StreamGuard, find_ids
 from fwa_api.agents.llm import (
     Finished,
@@ -63,6 +62,7 @@ from fwa_api.agents.prompt_tools import (
 )
 from fwa_api.agents.tools import Scope, Source, ToolResult, WorkspaceTools
 from fwa_pipeline.kit.logging import LogThrottle
+from fwa_pipeline.settings import AssistantSettings
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def system_prompt(
 
 @dataclass
 class Assistant:
-    settings: AgentSettings
+    settings: AssistantSettings
     backend: LLMBackend
     engine: Engine
     _warn: LogThrottle = field(default_factory=lambda: LogThrottle(60.0))

@@ -31,20 +31,16 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, Field, StringConstraints
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from fwa_api.agents import sessions
-from fwa_api.agents.config import AgentSettings
-from fwa_api.agents.llm import LLMBackend, make_backend
 from fwa_api.agents.loop import (
     AgentEvent,
     AgentRequest,
@@ -74,39 +70,12 @@ CASE_ID = r"^[Cc][Aa][Ss][Ee]-\d{1,12}$"
 # --------------------------------------------------------------------------- runtime
 
 
-@dataclass
-class AgentRuntime:
-    settings: AgentSettings
-    backend: LLMBackend
-    assistant: Assistant
-    http: httpx.AsyncClient
+def assistant(request: Request) -> Assistant:
+    """The app's assistant, built from ``settings.assistant`` as the app started."""
+    return services(request).assistant
 
 
-def runtime(request: Request) -> AgentRuntime:
-    """The app's assistant, built on first use from the clients the lifespan opened.
-
-    ``app.state.agent_settings`` (an ``AgentSettings``), when set, replaces the environment's.
-    """
-    app = services(request)
-    current: AgentRuntime | None = getattr(request.app.state, "agents", None)
-    if current is None or current.http is not app.http:  # the lifespan reopened the clients
-        settings = getattr(request.app.state, "agent_settings", None)
-        if settings is None:
-            try:
-                settings = AgentSettings.from_settings(app.settings)
-            except ValidationError as exc:
-                problems = "; ".join(error["msg"] for error in exc.errors())
-                logger.error("assistant: the FWA_LLM_* settings are invalid: %s", problems)
-                raise HTTPException(503, "the assistant is misconfigured") from exc
-        backend = make_backend(settings, app.http)
-        current = AgentRuntime(
-            settings, backend, Assistant(settings, backend, app.engine), app.http
-        )
-        request.app.state.agents = current
-    return current
-
-
-Runtime = Annotated[AgentRuntime, Depends(runtime)]
+Runtime = Annotated[Assistant, Depends(assistant)]
 
 
 async def agent_scope(
@@ -254,7 +223,7 @@ async def delete_session(request: Request, scope: AgentScope, session_id: uuid.U
 
 async def _agent_request(
     request: Request,
-    rt: AgentRuntime,
+    rt: Assistant,
     scope: AgentScope,
     message: str,
     session_id: uuid.UUID | None,
@@ -332,13 +301,13 @@ async def _record(
 
 
 async def _answer(
-    request: Request, rt: AgentRuntime, agent_request: AgentRequest, session_id: uuid.UUID | None
+    request: Request, rt: Assistant, agent_request: AgentRequest, session_id: uuid.UUID | None
 ) -> ChatResponse:
     started = time.perf_counter()
     calls: list[ToolCallOut] = []
     pending: ToolCallEvent | None = None
     reply: Reply | None = None
-    async for event in rt.assistant.run(agent_request):
+    async for event in rt.run(agent_request):
         if isinstance(event, ToolCallEvent):
             pending = event
         elif isinstance(event, ToolResultEvent) and pending is not None:
@@ -389,7 +358,7 @@ async def chat_stream(
         calls: list[ToolCallOut] = []
         event: AgentEvent
         try:
-            async for event in rt.assistant.run(agent_request):
+            async for event in rt.run(agent_request):
                 if isinstance(event, Token):
                     yield _event({"type": "token", "token": event.text, "done": False})
                 elif isinstance(event, ToolCallEvent):

@@ -11,8 +11,8 @@ needed.
   ``FWA_OLLAMA_*``), asked the way the assistant asks. Ollama: the model installed
   (``/api/tags``) and loaded (``/api/ps``) is ``ready``; installed but not loaded, or
   ``/api/ps`` too slow (it can block while a model loads), is ``loading``. OpenAI-compatible: the
-  model among those ``/v1/models`` lists is ``ready``. Anything else is ``unavailable``, and
-  settings the assistant refuses are ``misconfigured``.
+  model among those ``/v1/models`` lists is ``ready``. Anything else is ``unavailable``. (Settings
+  the assistant refuses stop the API at start-up.)
 * ``dagster_daemon``: the heartbeats of the daemons the Dagster instance needs (sensors, the run
   queue, schedules...), read from the instance the API uses (``DAGSTER_HOME``). Each daemon
   writes one every 30 s: all within ``FWA_DAEMON_HEARTBEAT_TOLERANCE_S`` is ``running``, some
@@ -33,11 +33,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from fwa_api.routes.agents import AgentRuntime, runtime
+from fwa_api.agents.llm import LLMBackend
 from fwa_api.services import Services, services
 from fwa_pipeline.kit.logging import LogThrottle
 
@@ -58,14 +58,12 @@ DAEMON_TIMEOUT_S = 5.0
 LLM_PROBES = 3
 
 Component = dict[str, Any]
-LlmRuntime = Callable[[], AgentRuntime | None]
 
 # What each state that is not fine means to an operator; any of them makes the API degraded.
 REASONS: dict[tuple[str, str], str] = {
     ("redis", "disconnected"): "Redis does not answer: requests are not rate limited",
     ("llm", "unavailable"): "the LLM server does not answer or does not have the configured "
     "model: the assistant cannot answer",
-    ("llm", "misconfigured"): "the FWA_LLM_* settings are invalid: the assistant is off",
     ("dagster_daemon", "stale"): "a Dagster daemon's heartbeat is late: queued pipeline jobs "
     "may never start",
     ("dagster_daemon", "not_running"): "no Dagster daemon runs on this instance: queued "
@@ -92,10 +90,8 @@ class HealthChecker:
             for name in ("database", "redis", "llm", "dagster_daemon")
         }
 
-    async def report(self, app: Services, llm: LlmRuntime) -> tuple[int, dict[str, Any]]:
-        """``llm`` gives the assistant's runtime, or None when its settings are invalid; it is
-        called only when the components are checked again."""
-        components = dict(await self._components(app, llm))
+    async def report(self, app: Services) -> tuple[int, dict[str, Any]]:
+        components = dict(await self._components(app))
         # Read live, not cached: a limiter that has just started failing open shows at once.
         limiter = app.rate_limiter
         if limiter is None:
@@ -118,7 +114,7 @@ class HealthChecker:
         body = {"status": status, "reasons": reasons, "components": components}
         return (503 if status == "unhealthy" else 200), body
 
-    async def _components(self, app: Services, llm: LlmRuntime) -> dict[str, Component]:
+    async def _components(self, app: Services) -> dict[str, Component]:
         cached = self._fresh()
         if cached is not None:
             return cached
@@ -128,16 +124,15 @@ class HealthChecker:
             cached = self._fresh()
             if cached is not None:
                 return cached
-            agents = llm()
-            llm_timeout = LLM_PROBES * agents.settings.llm_probe_timeout_s if agents else 1.0
+            assistant = app.assistant
+            llm_timeout = LLM_PROBES * assistant.settings.llm_probe_timeout_s
             database, redis, model, daemon = await asyncio.gather(
                 self._timed("database", check_database(app), DB_TIMEOUT_S, "disconnected"),
                 self._timed("redis", check_redis(app), REDIS_TIMEOUT_S, "disconnected"),
-                self._timed("llm", check_llm(agents), llm_timeout, "unavailable"),
+                self._timed("llm", check_llm(assistant.backend), llm_timeout, "unavailable"),
                 self._timed("dagster_daemon", self._daemon(app), DAEMON_TIMEOUT_S, "unavailable"),
             )
-            if agents is not None:
-                model |= {"backend": agents.backend.kind, "model": agents.backend.model}
+            model |= {"backend": assistant.backend.kind, "model": assistant.backend.model}
             checked_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             components = {
                 "database": database,
@@ -200,10 +195,7 @@ async def check_redis(app: Services) -> Component:
     return {"status": "connected"}
 
 
-async def check_llm(agents: AgentRuntime | None) -> Component:
-    if agents is None:
-        return {"status": "misconfigured"}
-    backend = agents.backend
+async def check_llm(backend: LLMBackend) -> Component:
     found = await backend.status()
     if not found.reachable:
         return {"status": "unavailable"}
@@ -259,15 +251,8 @@ def daemon_state(instance: DagsterInstance, tolerance_s: float) -> Component:
     return component
 
 
-def _agents(request: Request) -> AgentRuntime | None:
-    try:
-        return runtime(request)
-    except HTTPException:  # invalid FWA_LLM_* settings; runtime() has logged which
-        return None
-
-
 @router.get("/api/health")
 async def health(request: Request) -> JSONResponse:
     app = services(request)
-    status_code, body = await app.health.report(app, lambda: _agents(request))
+    status_code, body = await app.health.report(app)
     return JSONResponse(body, status_code=status_code)

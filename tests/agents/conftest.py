@@ -16,9 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from fwa_api.agents.config import AgentSettings
 from fwa_api.auth import create_token
-from fwa_pipeline.settings import Settings
+from fwa_pipeline.settings import AssistantSettings, Settings
 from tests.agents.fake_llm import MODEL, FakeLLM, ServerThread
 from tests.agents.harness import build_app, seed
 
@@ -52,7 +51,7 @@ def llm() -> Iterator[FakeLLM]:
         yield server
 
 
-def agent_settings(url: str, **overrides: Any) -> AgentSettings:
+def agent_settings(url: str, **overrides: Any) -> AssistantSettings:
     values: dict[str, Any] = {
         "llm_url": url,
         "llm_model": MODEL,
@@ -63,7 +62,7 @@ def agent_settings(url: str, **overrides: Any) -> AgentSettings:
         "llm_unreachable_ttl_s": 0.0,
         **overrides,
     }
-    return AgentSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return AssistantSettings(**values)
 
 
 class Api:
@@ -111,7 +110,7 @@ def api_for(pg_settings: Settings, world: World) -> Iterator[Any]:
     """``api_for(agent_settings)`` serves the app; the servers stop at the end of the test."""
     started: list[tuple[ServerThread, Api]] = []
 
-    def start(agent: AgentSettings) -> Api:
+    def start(agent: AssistantSettings) -> Api:
         app = build_app(pg_settings, agent)
         server = ServerThread(app, lifespan="on").start()
         client = Api(server.url, world.tokens, app)

@@ -13,9 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from fwa_api.agents.config import AgentSettings
 from fwa_api.app import create_app
-from fwa_pipeline.settings import Settings
+from fwa_pipeline.settings import AssistantSettings, Settings
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import (
     Batch,
@@ -143,8 +142,8 @@ def seed(engine: Engine) -> tuple[int, int]:
         return acme.id, globex.id
 
 
-def build_app(settings: Settings, agent: AgentSettings | None = None) -> FastAPI:
-    app = create_app(settings)
-    if agent is not None:
-        app.state.agent_settings = agent
-    return app
+def build_app(settings: Settings, assistant: AssistantSettings | None = None) -> FastAPI:
+    """The app, with ``assistant`` in place of the settings' own assistant settings."""
+    if assistant is not None:
+        settings = settings.model_copy(update={"assistant": assistant})
+    return create_app(settings)

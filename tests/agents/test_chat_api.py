@@ -7,18 +7,14 @@ import json
 import socket
 from typing import Any
 
-import httpx
 import pytest
-from pydantic import ValidationError
 from sqlalchemy import Engine, select
 
-from fwa_api.agents.config import AgentSettings
-from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import PipelineRequest
 from tests.agents.conftest import Api, World, agent_settings
-from tests.agents.fake_llm import MODEL, Call, Fail, FakeLLM, Hang, Say, ServerThread
-from tests.agents.harness import FOREIGN_CASE, FOREIGN_SUBJECT, build_app
+from tests.agents.fake_llm import MODEL, Call, Fail, FakeLLM, Hang, Say
+from tests.agents.harness import FOREIGN_CASE, FOREIGN_SUBJECT
 
 pytestmark = pytest.mark.postgres
 
@@ -282,43 +278,3 @@ def test_the_openai_compatible_backend(api_for: Any, llm: FakeLLM) -> None:
     assert second["messages"][-1]["role"] == "tool"
     assert second["messages"][-1]["tool_call_id"] == "call_0"
     assert llm.records[0].path == "/v1/chat/completions"
-
-
-def test_settings_come_from_the_environment_and_shared_settings(
-    monkeypatch: pytest.MonkeyPatch, pg_settings: Settings
-) -> None:
-    monkeypatch.setenv("FWA_LLM_READ_TIMEOUT_S", "7.5")
-    agent = AgentSettings.from_settings(
-        pg_settings.model_copy(
-            update={"ollama_url": "http://ollama:11434/", "ollama_model": "qwen"}
-        )
-    )
-    assert (agent.llm_backend, agent.base_url, agent.llm_model) == (
-        "ollama",
-        "http://ollama:11434",
-        "qwen",
-    )
-    assert agent.llm_read_timeout_s == 7.5
-    monkeypatch.setenv("FWA_LLM_BACKEND", "openai")
-    with pytest.raises(ValidationError, match="FWA_LLM_URL"):
-        AgentSettings.from_settings(pg_settings)
-
-
-def test_a_misconfigured_assistant_answers_503(
-    monkeypatch: pytest.MonkeyPatch, pg_settings: Settings, world: World
-) -> None:
-    monkeypatch.setenv("FWA_LLM_BACKEND", "openai")  # without FWA_LLM_URL
-    server = ServerThread(build_app(pg_settings), lifespan="on").start()
-    try:
-        response = httpx.post(
-            f"{server.url}/api/agents/chat",
-            params={"workspace": "acme"},
-            headers={"Authorization": f"Bearer {world.tokens['alice']}"},
-            json={"message": "pipeline stats"},
-        )
-    finally:
-        server.stop()
-    assert (response.status_code, response.json()["detail"]) == (
-        503,
-        "the assistant is misconfigured",
-    )

@@ -83,7 +83,9 @@ def api_settings(pg_settings: Settings) -> Settings:
         update={
             "redis_url": SecretStr(SHARED_REDIS),
             "rate_limit_per_minute": 1000,
-            "ollama_url": f"http://127.0.0.1:{free_port()}",
+            "assistant": pg_settings.assistant.model_copy(
+                update={"ollama_url": f"http://127.0.0.1:{free_port()}"}
+            ),
         }
     )
 

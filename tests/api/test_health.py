@@ -20,11 +20,10 @@ from dagster._daemon.types import DaemonHeartbeat
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from fwa_api.agents.config import AgentSettings
 from fwa_api.app import create_app
 from fwa_api.routes import health as health_module
 from fwa_api.routes.health import REASONS, HealthChecker
-from fwa_pipeline.settings import Settings
+from fwa_pipeline.settings import AssistantSettings, Settings
 from tests.agents.conftest import agent_settings
 from tests.agents.fake_llm import MODEL, FakeLLM
 from tests.api.conftest import RedisServer, free_port, serve
@@ -67,20 +66,26 @@ def daemon(instance: dg.DagsterInstance) -> dg.DagsterInstance:
     return instance
 
 
-def with_ollama(settings: Settings, llm: FakeLLM, **update: Any) -> Settings:
-    return settings.model_copy(update={"ollama_url": llm.url, "ollama_model": MODEL, **update})
+def with_ollama(
+    settings: Settings, llm: FakeLLM, assistant: dict[str, Any] | None = None, **update: Any
+) -> Settings:
+    """``settings`` (with ``update``) whose assistant asks ``llm`` (with ``assistant``)."""
+    ollama = {"ollama_url": llm.url, "ollama_model": MODEL, **(assistant or {})}
+    return settings.model_copy(
+        update={"assistant": settings.assistant.model_copy(update=ollama), **update}
+    )
 
 
 async def get_health(
     settings: Settings,
     redis_prefix: str,
     instance: dg.DagsterInstance,
-    agent: AgentSettings | None = None,
+    assistant: AssistantSettings | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    if assistant is not None:
+        settings = settings.model_copy(update={"assistant": assistant})
     app = create_app(settings, redis_prefix=redis_prefix)
     app.state.services.dagster = instance
-    if agent is not None:
-        app.state.agent_settings = agent
     with anyio.fail_after(HANG_GUARD_S):
         async with serve(app) as http:
             response = await http.get("/api/health")
@@ -151,7 +156,7 @@ async def test_a_model_named_without_a_tag_means_latest(
     daemon: dg.DagsterInstance,
 ) -> None:
     llm.models, llm.loaded = {"phi3:latest": TOOLS}, ["phi3:latest"]
-    settings = with_ollama(api_settings, llm, ollama_model="phi3")
+    settings = with_ollama(api_settings, llm, {"ollama_model": "phi3"})
     _, body = await get_health(settings, redis_prefix, daemon)
     assert body["components"]["llm"]["status"] == "ready"
 
@@ -162,11 +167,11 @@ async def test_the_assistants_model_is_probed_not_the_ollama_default(
     redis_prefix: str,
     llm: FakeLLM,
     daemon: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     llm.models, llm.loaded = {"qwen2.5:7b": TOOLS}, ["qwen2.5:7b"]
-    monkeypatch.setenv("FWA_LLM_MODEL", "qwen2.5:7b")  # FWA_OLLAMA_MODEL stays llama3.1:8b
-    status, body = await get_health(with_ollama(api_settings, llm), redis_prefix, daemon)
+    # FWA_LLM_MODEL set, FWA_OLLAMA_MODEL left at another model.
+    settings = with_ollama(api_settings, llm, {"llm_model": "qwen2.5:7b"})
+    status, body = await get_health(settings, redis_prefix, daemon)
     assert (status, body["status"]) == (200, "healthy")
     assert body["components"]["llm"]["model"] == "qwen2.5:7b"
     assert body["components"]["llm"]["status"] == "ready"
@@ -187,29 +192,15 @@ async def test_the_openai_compatible_backend_is_asked_for_its_models(
     overall: str,
 ) -> None:
     llm.models = dict.fromkeys(listed, TOOLS)
-    agent = agent_settings(f"{llm.url}/v1", llm_backend="openai")
     # FWA_OLLAMA_URL points at the same server: health must not ask its Ollama API.
-    status, body = await get_health(with_ollama(api_settings, llm), redis_prefix, daemon, agent)
+    agent = agent_settings(f"{llm.url}/v1", llm_backend="openai", ollama_url=llm.url)
+    status, body = await get_health(api_settings, redis_prefix, daemon, agent)
     assert (status, body["status"]) == (200, overall)
     component = body["components"]["llm"]
     assert (component["backend"], component["model"]) == ("openai", MODEL)
     assert component["status"] == llm_status
     assert "/v1/models" in llm.probes
     assert not [path for path in llm.probes if path.startswith("/api/")]
-
-
-async def test_invalid_assistant_settings_are_misconfigured(
-    api_settings: Settings,
-    pg_engine: Engine,
-    redis_prefix: str,
-    daemon: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("FWA_LLM_BACKEND", "openai")  # without FWA_LLM_URL and FWA_LLM_MODEL
-    status, body = await get_health(api_settings, redis_prefix, daemon)
-    assert (status, body["status"]) == (200, "degraded")
-    assert body["components"]["llm"]["status"] == "misconfigured"
-    assert body["reasons"] == [REASONS["llm", "misconfigured"]]
 
 
 async def test_llm_server_unreachable_is_degraded(

@@ -128,7 +128,7 @@ def served(pg_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         redis_url=SecretStr(SHARED_REDIS),
         # Every request is still checked; none is refused (schemathesis sends thousands).
         rate_limit_per_minute=1_000_000,
-        ollama_url=f"http://127.0.0.1:{free_port()}",
+        assistant={"ollama_url": f"http://127.0.0.1:{free_port()}"},
         _env_file=None,
     )
     engine = engine_for(pg_database_url)

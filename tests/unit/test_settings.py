@@ -1,10 +1,20 @@
-"""Production refuses to start on unsafe settings, naming every problem at once."""
+"""Production refuses to start on unsafe settings, naming every problem at once; every
+environment refuses a setting that does not parse, the assistant's included, naming its variable."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from fwa_pipeline.settings import DEV_DB_PASSWORD, DEV_SECRET_KEY, ConfigurationError, Settings
+import pytest
+from pydantic import ValidationError
+
+from fwa_pipeline.settings import (
+    DEV_DB_PASSWORD,
+    DEV_SECRET_KEY,
+    ConfigurationError,
+    Settings,
+    get_settings,
+)
 from tests.conftest import make_key
 
 GOOD = {
@@ -141,3 +151,65 @@ def test_the_cli_refuses_an_unknown_environment_without_a_traceback() -> None:
 def test_production_without_redis_starts_only_with_rate_limiting_turned_off() -> None:
     settings = Settings(**{**GOOD, "redis_url": None, "rate_limit_enabled": False})
     assert settings.rate_limit_enabled is False
+
+
+def test_the_assistants_settings_come_from_their_own_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FWA_LLM_READ_TIMEOUT_S", "7.5")
+    monkeypatch.setenv("FWA_OLLAMA_URL", "http://ollama:11434/")
+    monkeypatch.setenv("fwa_ollama_model", "qwen")  # names are case-insensitive
+    assistant = Settings(_env_file=None).assistant
+    assert (assistant.llm_backend, assistant.base_url, assistant.model) == (
+        "ollama",
+        "http://ollama:11434",
+        "qwen",
+    )
+    assert assistant.llm_read_timeout_s == 7.5
+    # The environment over the .env file, the constructor's values over both.
+    env_file = tmp_path / ".env"
+    env_file.write_text("FWA_LLM_URL=http://file:8080\nFWA_OLLAMA_MODEL=from-file\n")
+    assistant = Settings(_env_file=env_file).assistant
+    assert (assistant.base_url, assistant.model) == ("http://file:8080", "qwen")
+    given = Settings(_env_file=env_file, assistant={"llm_model": "given"}).assistant
+    assert (given.base_url, given.model, given.llm_read_timeout_s) == (
+        "http://file:8080",
+        "given",
+        7.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "message"),
+    [
+        ({"FWA_LLM_BACKEND": "nonsense"}, "FWA_LLM_BACKEND", "Input should be 'ollama'"),
+        ({"FWA_AGENT_TURN_TIMEOUT_S": "-1"}, "FWA_AGENT_TURN_TIMEOUT_S", "greater than 0"),
+        ({"FWA_LLM_URL": "llm-host:8080/v1"}, "FWA_LLM_URL", "an http:// or https:// URL"),
+        ({"FWA_OLLAMA_URL": "http://:11434"}, "FWA_OLLAMA_URL", "an http:// or https:// URL"),
+        ({"FWA_LLM_MAX_TOKENS": "many"}, "FWA_LLM_MAX_TOKENS", "a valid integer"),
+        ({"FWA_LLM_BACKEND": "openai"}, "FWA_LLM_URL", "needs FWA_LLM_URL and FWA_LLM_MODEL"),
+        ({"FWA_OLLAMA_MODEL": ""}, "FWA_OLLAMA_MODEL", "must not be empty"),
+    ],
+)
+def test_a_bad_assistant_setting_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str, message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from fwa_api.app import create_app
+    from fwa_pipeline.cli import cli
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None)
+    get_settings.cache_clear()
+    with pytest.raises(ValidationError, match=message):
+        create_app()  # the app's own settings: refused before it serves a request
+    # Every command (``fwa serve`` too) refuses with the variable's name, not the value.
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env=variables)
+    assert result.exit_code == 1
+    assert "invalid configuration" in result.stderr
+    assert named in result.stderr
+    assert message in result.stderr
+    assert "nonsense" not in result.stderr and "many" not in result.stderr
