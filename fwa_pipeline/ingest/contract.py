@@ -130,57 +130,57 @@ def _member_id(*, required: bool = True) -> Column:
     return _text("member_id", 64, required=required, sensitive=True)
 
 
-MEDICAL_CLAIMS = FileSpec(
-    "medical_claims.csv",
+def _claims(table: str, *columns: Column) -> FileSpec:
+    """A claim file: the claim id and member first, then ``columns``, then what was billed and
+    paid; keyed by claim id."""
+    return FileSpec(
+        f"{table}.csv",
+        table,
+        Role.CLAIMS,
+        (
+            _text("claim_id", 64, required=True),
+            _member_id(),
+            *columns,
+            Column("amount_billed", Kind.MONEY, required=True),
+            Column("amount_paid", Kind.MONEY),
+        ),
+        key=("claim_id",),
+    )
+
+
+MEDICAL_CLAIMS = _claims(
     "medical_claims",
-    Role.CLAIMS,
-    (
-        _text("claim_id", 64, required=True),
-        _member_id(),
-        _npi("provider_id"),
-        Column("service_date", Kind.DATE, required=True),
-        _cpt("cpt_code", required=True),
-        Column(
-            "modifier",
-            Kind.CODE,
-            pattern=r"[A-Z0-9]{2}",
-            expected="2 letters or digits",
-            upper=True,
-        ),
-        Column(
-            "diagnosis_code",
-            Kind.CODE,
-            pattern=r"[A-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?",
-            expected="ICD-10-CM: a letter, a digit, a letter or digit, then an optional dot and "
-            "up to 4 more",
-            upper=True,
-        ),
-        Column("units", Kind.INTEGER, required=True, minimum=1),
-        Column("place_of_service", Kind.CODE, pattern=r"[0-9]{2}", expected="2 digits"),
-        Column("amount_billed", Kind.MONEY, required=True),
-        Column("amount_paid", Kind.MONEY),
+    _npi("provider_id"),
+    Column("service_date", Kind.DATE, required=True),
+    _cpt("cpt_code", required=True),
+    Column(
+        "modifier",
+        Kind.CODE,
+        pattern=r"[A-Z0-9]{2}",
+        expected="2 letters or digits",
+        upper=True,
     ),
-    key=("claim_id",),
+    Column(
+        "diagnosis_code",
+        Kind.CODE,
+        pattern=r"[A-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?",
+        expected="ICD-10-CM: a letter, a digit, a letter or digit, then an optional dot and "
+        "up to 4 more",
+        upper=True,
+    ),
+    Column("units", Kind.INTEGER, required=True, minimum=1),
+    Column("place_of_service", Kind.CODE, pattern=r"[0-9]{2}", expected="2 digits"),
 )
 
-PHARMACY_CLAIMS = FileSpec(
-    "pharmacy_claims.csv",
+PHARMACY_CLAIMS = _claims(
     "pharmacy_claims",
-    Role.CLAIMS,
-    (
-        _text("claim_id", 64, required=True),
-        _member_id(),
-        _npi("prescriber_id"),
-        _npi("pharmacy_id"),
-        Column("fill_date", Kind.DATE, required=True),
-        Column("ndc_code", Kind.NDC, required=True),
-        Column("quantity", Kind.DECIMAL, required=True),
-        Column("days_supply", Kind.INTEGER, required=True, minimum=1, maximum=365),
-        Column("refill_number", Kind.INTEGER, minimum=0, maximum=99, default=0),
-        Column("amount_billed", Kind.MONEY, required=True),
-        Column("amount_paid", Kind.MONEY),
-    ),
-    key=("claim_id",),
+    _npi("prescriber_id"),
+    _npi("pharmacy_id"),
+    Column("fill_date", Kind.DATE, required=True),
+    Column("ndc_code", Kind.NDC, required=True),
+    Column("quantity", Kind.DECIMAL, required=True),
+    Column("days_supply", Kind.INTEGER, required=True, minimum=1, maximum=365),
+    Column("refill_number", Kind.INTEGER, minimum=0, maximum=99, default=0),
 )
 
 PROVIDERS = FileSpec(
