@@ -42,7 +42,6 @@ from sqlalchemy.orm import Session
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.assets import ASSETS
-from fwa_pipeline.defs.io import load
 from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.cases import case_proposals
@@ -51,6 +50,7 @@ from fwa_pipeline.ingest import load_directory
 from fwa_pipeline.runs.launch import run_pipeline
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.steps.claims import flagged_claims
+from fwa_pipeline.steps.frame_files import load
 from fwa_pipeline.store import migrate
 from fwa_pipeline.store.cases import upsert_cases
 from fwa_pipeline.store.claims import read_new_claims, run_batches, workspace_id

@@ -27,7 +27,7 @@ import dagster as dg
 import pandas as pd
 
 from fwa_pipeline.defs.checks import check_results, check_specs
-from fwa_pipeline.defs.io import COLUMNS, Frames
+from fwa_pipeline.defs.io import COLUMNS
 from fwa_pipeline.defs.metadata import frame_metadata, table_schema
 from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import PipelineRunConfig, StoreResource
@@ -39,6 +39,7 @@ from fwa_pipeline.runs.tags import JOB_ID_TAG
 from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, gated, new_counts
 from fwa_pipeline.steps.commit import commit_run
 from fwa_pipeline.steps.detection import detect
+from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
 from fwa_pipeline.steps.peer_history import peer_history_dir
 from fwa_pipeline.steps.scope import RunScope, fix_scope

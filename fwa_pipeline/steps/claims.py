@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from fwa_pipeline.defs.io import Frames
 from fwa_pipeline.domain.cases import CLAIM_COLUMNS
 from fwa_pipeline.domain.enrich import enrich_medical, enrich_pharmacy
 from fwa_pipeline.domain.quality import KEY_COLUMNS, passing
 from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
+from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.store.claims import CLAIM_TABLES
 
 CLAIM_TYPES = tuple(CLAIM_TABLES)

@@ -16,7 +16,6 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from fwa_pipeline.defs.io import Frames, make_current
 from fwa_pipeline.domain.cases import case_proposals, case_subjects
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.scoring import ordered_levels
@@ -28,6 +27,7 @@ from fwa_pipeline.steps.claims import (
     flagged_claims,
     in_scope,
 )
+from fwa_pipeline.steps.frame_files import Frames, make_current
 from fwa_pipeline.steps.peer_history import cached_processed, stage_run
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.store.cases import (

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fwa_pipeline.defs.io import Frames
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.rules import RuleContext, evaluate
 from fwa_pipeline.steps.claims import CLAIM_TYPES
+from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.peer_history import peer_frames
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.steps.selection import plan_history, split_rules

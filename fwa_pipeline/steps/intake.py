@@ -3,11 +3,11 @@ its rules need, the quality of its new claims, and the members its claims are en
 
 import pandas as pd
 
-from fwa_pipeline.defs.io import Frames
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.enrich import members_needing_age, members_needing_death_date
 from fwa_pipeline.domain.quality import QualityResult, assess_quality, quality_report
 from fwa_pipeline.steps.claims import CLAIM_TYPES, DATE_COLUMN, in_scope, new_counts
+from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.steps.selection import plan_history, touched_ids
 from fwa_pipeline.store.claims import (

@@ -4,8 +4,9 @@ Peer rules (E/M upcoding, modifier overuse, billing and pharmacy outliers, amoun
 code) compare a provider with every peer, so an incremental run needs every processed claim of
 the workspace within their look-back, not only the history of the entities it touches. Reading
 those from the claims tables costs seconds on a million claims (most of a small batch's run), so
-each run leaves the workspace's processed claims as Arrow files beside its frames (``defs.io``),
-and the next run maps them instead: the peer rules' frames (:func:`peer_frames`) are cut from them.
+each run leaves the workspace's processed claims as Arrow files beside its frames
+(``steps.frame_files``), and the next run maps them instead: the peer rules' frames
+(:func:`peer_frames`) are cut from them.
 
 The copy is valid for the run that published it, and only while that run is the workspace's last
 (``workspaces.last_pipeline_run_id``, set in the run's commit): a run that failed changed no
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from fwa_pipeline.defs.io import Frames, load, publish, stage
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.steps.claims import CLAIM_TYPES, DATE_COLUMN, enrich, in_scope
+from fwa_pipeline.steps.frame_files import Frames, load, publish, stage
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.steps.selection import peer_columns, plan_history
 from fwa_pipeline.store.claims import CLAIM_TABLES, Source, read_processed
@@ -57,7 +58,7 @@ def processed_claims(
 def stage_run(directory: Path, run_id: str, before: Frames | None, processed: Frames) -> None:
     """Stage the processed claims after ``run_id``: those before it (None when the run
     processed every claim there is) and the ones it processed. The run makes them current
-    (``defs.io.make_current``) once its commit has succeeded."""
+    (``steps.frame_files.make_current``) once its commit has succeeded."""
     frames = {
         t: pd.concat([before[t], processed[t]], ignore_index=True)
         if before is not None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from fwa_pipeline.defs.io import Frames
+from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.store.claims import Source, has_processed_batches, last_run_id
 
 

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from fwa_pipeline.defs.io import Frames, load
 from fwa_pipeline.domain.config import PipelineConfig, default_config, resolve_config
 from fwa_pipeline.domain.quality import held_back
 from fwa_pipeline.domain.scoring import score_claims
@@ -22,6 +21,7 @@ from fwa_pipeline.steps import commit
 from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, gated
 from fwa_pipeline.steps.commit import commit_run
 from fwa_pipeline.steps.detection import detect
+from fwa_pipeline.steps.frame_files import Frames, load
 from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
 from fwa_pipeline.steps.scope import RunScope, fix_scope
 from fwa_pipeline.store.claims import read_reference, run_batches, workspace_id

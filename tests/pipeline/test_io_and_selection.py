@@ -21,6 +21,7 @@ from fwa_pipeline.defs import io
 from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.config import RuleParams, default_config
+from fwa_pipeline.steps import frame_files
 from fwa_pipeline.steps.claims import in_scope
 from fwa_pipeline.steps.selection import PEER_COLUMNS, RULE_SCOPES, plan_history, split_rules
 from tests.pipeline import batch
@@ -95,9 +96,9 @@ def test_loading_what_was_never_materialised_says_so(tmp_path: Path) -> None:
 def test_a_pointer_to_a_version_that_is_gone_is_no_version(tmp_path: Path) -> None:
     # As a run racing another of the same workspace could leave it: readers rebuild, never
     # fail on it for ever.
-    io.publish(tmp_path, "run-1", {"medical": pd.DataFrame({"x": [1]})})
+    frame_files.publish(tmp_path, "run-1", {"medical": pd.DataFrame({"x": [1]})})
     shutil.rmtree(tmp_path / "run-1")
-    assert io.load(tmp_path) is None
+    assert frame_files.load(tmp_path) is None
 
 
 def test_the_default_plan_reads_history_by_key_and_peers_narrowly() -> None:
@@ -313,7 +314,7 @@ def test_staged_frames_hold_no_member_dates_or_ages_and_only_their_owner_reads_t
     frames = [p for p in paths if p.suffix == ".arrow"]
     assert frames
     for path in frames:
-        frame = io.read_frame(path)
+        frame = frame_files.read_frame(path)
         assert not phi_columns & set(frame.columns), path
         text = frame.to_csv()
         assert not {d for d in dates if d in text}, path

@@ -9,12 +9,12 @@ import dagster as dg
 import pytest
 
 from fwa_pipeline.definitions import build_defs
-from fwa_pipeline.defs.io import load
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.resources import PipelineRunConfig, run_config
 from fwa_pipeline.reference import load_default_reference
 from fwa_pipeline.runs.launch import LaunchResult
 from fwa_pipeline.steps import commit, selection
+from fwa_pipeline.steps.frame_files import load
 from fwa_pipeline.steps.peer_history import peer_history_dir
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch

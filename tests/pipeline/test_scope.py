@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fwa_pipeline.defs.io import load, publish
+from fwa_pipeline.steps.frame_files import load, publish
 from fwa_pipeline.steps.scope import RunScope
 
 

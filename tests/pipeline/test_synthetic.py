@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fwa_pipeline.defs.io import load
 from fwa_pipeline.domain.config import default_config
+from fwa_pipeline.steps.frame_files import load
 from fwa_pipeline.steps.peer_history import peer_history_dir
 from fwa_pipeline.synth import generate
 from tests.pipeline.conftest import WORKSPACE, Pipeline, materializations
