@@ -120,15 +120,21 @@ def store_engine(request: pytest.FixtureRequest) -> Engine:
     return request.getfixturevalue("sqlite_engine" if request.param == "sqlite" else "pg_engine")
 
 
-@pytest.fixture
-def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+def settings_for(database_url: str, tmp_path: Path) -> Settings:
+    """Test settings on ``database_url``: data under ``tmp_path``, a fresh encryption key, and
+    nothing read from a .env file."""
     return Settings(
         environment="test",
-        database_url=sqlite_url,
+        database_url=database_url,
         data_dir=tmp_path / "data",
         encryption_key=make_key(),
         _env_file=None,
     )
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    return settings_for(sqlite_url, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -163,10 +169,4 @@ def truncate_all(engine: Engine) -> None:
 
 @pytest.fixture
 def pg_settings(pg_database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        environment="test",
-        database_url=pg_database_url,
-        data_dir=tmp_path / "data",
-        encryption_key=make_key(),
-        _env_file=None,
-    )
+    return settings_for(pg_database_url, tmp_path)
