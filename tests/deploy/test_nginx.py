@@ -272,24 +272,34 @@ def test_security_headers_on_plain_and_streaming_routes(proxy: tuple[Proxy, Fake
         assert_security_headers(hidden)
 
 
+def padded(path: Path, header: str, row: str, size: int) -> Path:
+    """A CSV at ``path`` of ``header`` then rows ``row.format(n)`` for n = 0, 1, ... until it
+    holds ``size`` bytes."""
+    with path.open("w") as out:
+        out.write(header + "\n")
+        code = 0
+        while out.tell() < size:
+            out.write(row.format(code) + "\n")
+            code += 1
+    return path
+
+
 def big_batch(directory: Path, each_bytes: int) -> list[tuple[str, Path]]:
     """A valid batch of about twice ``each_bytes``: two reference files padded with long (but
     contract-sized) descriptions, and claims that land without PHI."""
     files = batch.write({"medical_claims.csv": batch.batch_two()["medical_claims.csv"]}, directory)
-    ndc = directory / "ndc_reference.csv"
-    with ndc.open("w") as out:
-        out.write("ndc_code,drug_name\n")
-        code = 0
-        while out.tell() < each_bytes:
-            out.write(f"{code:011d},{'Long drug name ' * 13}\n")
-            code += 1
-    cpt = directory / "cpt_reference.csv"
-    with cpt.open("w") as out:
-        out.write("cpt_code,description\n")
-        code = 0
-        while out.tell() < each_bytes:
-            out.write(f"{code:05d},{'A long procedure description ' * 10}\n")
-            code += 1
+    ndc = padded(
+        directory / "ndc_reference.csv",
+        "ndc_code,drug_name",
+        "{:011d}," + "Long drug name " * 13,
+        each_bytes,
+    )
+    cpt = padded(
+        directory / "cpt_reference.csv",
+        "cpt_code,description",
+        "{:05d}," + "A long procedure description " * 10,
+        each_bytes,
+    )
     return [(path.name, path) for path in (ndc, cpt, files / "medical_claims.csv")]
 
 
