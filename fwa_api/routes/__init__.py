@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from fwa_api.agents import routes as agents
 from fwa_api.cases import routes as cases
 from fwa_api.claims import routes as claims
 from fwa_api.members import routes as members
 from fwa_api.pipeline import routes as pipeline
 from fwa_api.providers import routes as providers
-from fwa_api.routes import (
-    agents,
-    health,
-    metrics,
-)
+from fwa_api.routes import health, metrics
 from fwa_api.rules import routes as rules
 from fwa_api.uploads import routes as uploads
 from fwa_api.workspaces import config_routes as workspace_config
