@@ -1,2 +1,3 @@
 """The assistant: LLM backends, workspace-scoped tools, the ReAct loop with its fast path,
-guardrails, citations and confidence. ``fwa_api.routes.agents`` serves it."""
+guardrails, citations and confidence. ``turn`` runs one chat turn (prepared, answered, recorded)
+and ``routes`` serves it."""

@@ -28,33 +28,34 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, StringConstraints
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from fwa_api.agents import sessions
-from fwa_api.agents.loop import (
-    AgentEvent,
-    AgentRequest,
-    Assistant,
-    Reply,
-    Token,
-    ToolCallEvent,
-    ToolResultEvent,
+from fwa_api.agents.loop import Token, ToolCallEvent, ToolResultEvent
+from fwa_api.agents.models import (
+    ChatRequest,
+    ChatResponse,
+    InvestigateRequest,
+    SessionCreate,
+    SessionDetail,
+    SessionList,
+    SessionOut,
+    StatusOut,
 )
-from fwa_api.agents.tools import Scope, WorkspaceTools
+from fwa_api.agents.tools import Scope
+from fwa_api.agents.turn import CaseNotFound, ChatTurn, TurnEvent, investigation
 from fwa_api.deps import CurrentPrincipal, WorkspaceId
 from fwa_api.kit.case_numbers import case_number
 from fwa_api.services import services
-from fwa_pipeline.kit.validation import FREE_TEXT
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +63,7 @@ router = APIRouter(prefix="/api/agents", tags=["agents"])
 page_router = APIRouter(tags=["chat page"])
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-MAX_MESSAGE_CHARS = 4000
 SSE_PING_S = 15
-CASE_ID = r"^[Cc][Aa][Ss][Ee]-\d{1,12}$"
-
-
-# --------------------------------------------------------------------------- runtime
-
-
-def assistant(request: Request) -> Assistant:
-    """The app's assistant, built from ``settings.assistant`` as the app started."""
-    return services(request).assistant
-
-
-Runtime = Annotated[Assistant, Depends(assistant)]
 
 
 async def agent_scope(
@@ -87,61 +75,6 @@ async def agent_scope(
 
 AgentScope = Annotated[Scope, Depends(agent_scope)]
 
-
-# --------------------------------------------------------------------------- schemas
-
-
-class SessionCreate(BaseModel):
-    title: Annotated[str, StringConstraints(max_length=200), FREE_TEXT] | None = None
-    case_id: str | None = Field(None, pattern=CASE_ID, description="Pin the session to a case.")
-
-
-class SessionList(BaseModel):
-    sessions: list[sessions.SessionOut]
-
-
-class ChatRequest(BaseModel):
-    message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS), FREE_TEXT]
-    session_id: uuid.UUID | None = None
-    case_id: str | None = Field(None, pattern=CASE_ID, description="Ask about this case.")
-
-
-class InvestigateRequest(BaseModel):
-    case_id: str = Field(pattern=CASE_ID)
-    session_id: uuid.UUID | None = None
-
-
-class ToolCallOut(BaseModel):
-    name: str
-    arguments: dict[str, Any]
-    ok: bool
-
-
-class ChatResponse(BaseModel):
-    response: str
-    sources_cited: list[dict[str, str]]
-    confidence: Literal["high", "medium", "low"]
-    model_used: str
-    session_id: str | None
-    removed_ids: list[str]
-    llm_error: str | None
-    # Not the model's answer: the data gathered under a note saying why (kept out of history).
-    degraded: bool
-    tool_calls: list[ToolCallOut]
-
-
-class StatusOut(BaseModel):
-    backend: str
-    model: str
-    reachable: bool
-    installed: bool | None
-    loaded: bool | None
-    tools: bool
-    reason: str | None
-
-
-# --------------------------------------------------------------------------- sessions
-
 CASE_NOT_FOUND = {"description": "No such case in this workspace."}
 SESSION_NOT_FOUND = {"description": "No such session in this workspace."}
 # What the answering routes refuse before any answer starts.
@@ -151,14 +84,13 @@ ANSWER_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _not_found(detail: str) -> HTTPException:
-    return HTTPException(404, detail)
+# --------------------------------------------------------------------------- sessions
 
 
 @router.post("/sessions", status_code=201, responses={404: CASE_NOT_FOUND})
 async def create_session(
     request: Request, scope: AgentScope, body: SessionCreate | None = None
-) -> sessions.SessionOut:
+) -> SessionOut:
     body = body or SessionCreate(title=None, case_id=None)
     try:
         return await run_in_threadpool(
@@ -170,7 +102,7 @@ async def create_session(
             case_id=case_number(body.case_id) if body.case_id else None,
         )
     except sessions.NotFound as exc:
-        raise _not_found("case not found") from exc
+        raise HTTPException(404, "case not found") from exc
 
 
 @router.get("/sessions")
@@ -182,15 +114,13 @@ async def list_sessions(request: Request, scope: AgentScope) -> SessionList:
 
 
 @router.get("/sessions/{session_id}", responses={404: SESSION_NOT_FOUND})
-async def get_session(
-    request: Request, scope: AgentScope, session_id: uuid.UUID
-) -> sessions.SessionDetail:
+async def get_session(request: Request, scope: AgentScope, session_id: uuid.UUID) -> SessionDetail:
     try:
         return await run_in_threadpool(
             sessions.get_session, services(request).engine, scope.workspace_id, str(session_id)
         )
     except sessions.NotFound as exc:
-        raise _not_found("session not found") from exc
+        raise HTTPException(404, "session not found") from exc
 
 
 @router.delete(
@@ -212,7 +142,7 @@ async def delete_session(request: Request, scope: AgentScope, session_id: uuid.U
             admin=scope.has_role("admin"),
         )
     except sessions.NotFound as exc:
-        raise _not_found("session not found") from exc
+        raise HTTPException(404, "session not found") from exc
     except PermissionError as exc:
         raise HTTPException(403, str(exc)) from exc
     return Response(status_code=204)
@@ -221,201 +151,98 @@ async def delete_session(request: Request, scope: AgentScope, session_id: uuid.U
 # --------------------------------------------------------------------------- chat
 
 
-async def _agent_request(
+async def _turn(
     request: Request,
-    rt: Assistant,
-    scope: AgentScope,
+    scope: Scope,
     message: str,
     session_id: uuid.UUID | None,
     case_id: str | None,
     *,
     investigate: bool = False,
-) -> AgentRequest:
-    """Everything that can fail with an HTTP error, checked before any answer starts."""
-    engine = services(request).engine
-    history = []
-    if session_id is not None:
-        try:
-            conversation = await run_in_threadpool(
-                sessions.conversation,
-                engine,
-                scope.workspace_id,
-                str(session_id),
-                history=rt.settings.agent_history_messages,
-                actor=scope.actor,
-            )
-        except sessions.NotFound as exc:
-            raise _not_found("session not found") from exc
-        except PermissionError as exc:
-            raise HTTPException(403, str(exc)) from exc
-        history = conversation.history
-        case_id = case_id or conversation.case_id
-    if case_id is not None:
-        number = case_number(case_id)
-        known = await WorkspaceTools(engine, scope).known_ids({number} if number else set(), set())
-        if number not in known:
-            # Also for another workspace's case: the same answer as for no case at all.
-            raise _not_found("case not found")
-        case_id = number
-    return AgentRequest(
-        scope,
-        message,
-        history,
-        case_id,
-        investigate=investigate,
-        session_id=None if session_id is None else str(session_id),
-    )
-
-
-async def _record(
-    request: Request,
-    scope: Scope,
-    session_id: uuid.UUID | None,
-    question: str,
-    reply: Reply,
-    started: float,
-) -> None:
-    metrics = services(request).metrics
-    metrics.agent_chat_requests.labels(reply.model_used).inc()
-    metrics.agent_chat_duration.observe(time.perf_counter() - started)
-    if session_id is None:
-        return
-    turn = sessions.Turn(
-        question=question,
-        answer=reply.response,
-        sources_cited=reply.sources_cited,
-        model_used=reply.model_used,
-        confidence=reply.confidence.value,
-        degraded=reply.degraded,
-    )
+) -> ChatTurn:
+    """The turn, or the HTTP error that refuses it before any answer starts."""
     try:
-        await run_in_threadpool(
-            sessions.record_turn,
-            services(request).engine,
-            scope.workspace_id,
-            str(session_id),
-            turn,
+        return await ChatTurn.prepare(
+            services(request), scope, message, session_id, case_id, investigate=investigate
         )
-    except sessions.NotFound:
-        logger.info("assistant: the session was deleted while it was answering")
-
-
-async def _answer(
-    request: Request, rt: Assistant, agent_request: AgentRequest, session_id: uuid.UUID | None
-) -> ChatResponse:
-    started = time.perf_counter()
-    calls: list[ToolCallOut] = []
-    pending: ToolCallEvent | None = None
-    reply: Reply | None = None
-    async for event in rt.run(agent_request):
-        if isinstance(event, ToolCallEvent):
-            pending = event
-        elif isinstance(event, ToolResultEvent) and pending is not None:
-            calls.append(ToolCallOut(name=pending.name, arguments=pending.arguments, ok=event.ok))
-        elif isinstance(event, Reply):
-            reply = event
-    assert reply is not None  # the assistant always ends with one
-    await _record(request, agent_request.scope, session_id, agent_request.message, reply, started)
-    return _response(reply, session_id, calls)
-
-
-def _response(reply: Reply, session_id: uuid.UUID | None, calls: list[ToolCallOut]) -> ChatResponse:
-    return ChatResponse(
-        response=reply.response,
-        sources_cited=reply.sources_cited,
-        confidence=reply.confidence.value,
-        model_used=reply.model_used,
-        session_id=str(session_id) if session_id else None,
-        removed_ids=reply.removed_ids,
-        llm_error=reply.llm_error,
-        degraded=reply.degraded,
-        tool_calls=calls,
-    )
+    except sessions.NotFound as exc:
+        raise HTTPException(404, "session not found") from exc
+    except CaseNotFound as exc:
+        # Also for another workspace's case: the same answer as for no case at all.
+        raise HTTPException(404, "case not found") from exc
+    except PermissionError as exc:
+        raise HTTPException(403, str(exc)) from exc
 
 
 @router.post("/chat", responses=ANSWER_ERRORS)
-async def chat(request: Request, rt: Runtime, scope: AgentScope, body: ChatRequest) -> ChatResponse:
-    agent_request = await _agent_request(
-        request, rt, scope, body.message, body.session_id, body.case_id
-    )
-    return await _answer(request, rt, agent_request, body.session_id)
+async def chat(request: Request, scope: AgentScope, body: ChatRequest) -> ChatResponse:
+    turn = await _turn(request, scope, body.message, body.session_id, body.case_id)
+    return await turn.answer()
 
 
-def _event(payload: dict[str, Any]) -> dict[str, str]:
+def _sse(event: TurnEvent) -> dict[str, str]:
+    payload: dict[str, Any]
+    if isinstance(event, Token):
+        payload = {"type": "token", "token": event.text, "done": False}
+    elif isinstance(event, ToolCallEvent):
+        payload = {
+            "type": "tool_call",
+            "tool": event.name,
+            "arguments": event.arguments,
+            "done": False,
+        }
+    elif isinstance(event, ToolResultEvent):
+        payload = {
+            "type": "tool_result",
+            "tool": event.name,
+            "ok": event.ok,
+            "result": event.data,
+            "done": False,
+        }
+    else:
+        payload = {"type": "final", "done": True, **event.model_dump()}
     return {"data": json.dumps(payload, default=str, separators=(",", ":"))}
 
 
 @router.post("/chat/stream", response_class=EventSourceResponse, responses=ANSWER_ERRORS)
 async def chat_stream(
-    request: Request, rt: Runtime, scope: AgentScope, body: ChatRequest
+    request: Request, scope: AgentScope, body: ChatRequest
 ) -> EventSourceResponse:
-    agent_request = await _agent_request(
-        request, rt, scope, body.message, body.session_id, body.case_id
-    )
+    turn = await _turn(request, scope, body.message, body.session_id, body.case_id)
 
     async def events() -> AsyncIterator[dict[str, str]]:
-        started = time.perf_counter()
-        calls: list[ToolCallOut] = []
-        event: AgentEvent
         try:
-            async for event in rt.run(agent_request):
-                if isinstance(event, Token):
-                    yield _event({"type": "token", "token": event.text, "done": False})
-                elif isinstance(event, ToolCallEvent):
-                    calls.append(ToolCallOut(name=event.name, arguments=event.arguments, ok=False))
-                    yield _event(
-                        {
-                            "type": "tool_call",
-                            "tool": event.name,
-                            "arguments": event.arguments,
-                            "done": False,
-                        }
-                    )
-                elif isinstance(event, ToolResultEvent):
-                    if calls:
-                        calls[-1].ok = event.ok
-                    yield _event(
-                        {
-                            "type": "tool_result",
-                            "tool": event.name,
-                            "ok": event.ok,
-                            "result": event.data,
-                            "done": False,
-                        }
-                    )
-                else:
-                    await _record(request, scope, body.session_id, body.message, event, started)
-                    final = _response(event, body.session_id, calls).model_dump()
-                    yield _event({"type": "final", "done": True, **final})
+            async with aclosing(turn.events()) as stream:
+                async for event in stream:
+                    yield _sse(event)
         except Exception:
             # The response has started: an error can only be reported as an event.
             logger.exception("assistant: the stream failed")
-            yield _event({"type": "error", "done": True, "error": "internal error"})
+            error = {"type": "error", "done": True, "error": "internal error"}
+            yield {"data": json.dumps(error, separators=(",", ":"))}
 
     return EventSourceResponse(events(), ping=SSE_PING_S)
 
 
 @router.post("/investigate", responses=ANSWER_ERRORS)
 async def investigate(
-    request: Request, rt: Runtime, scope: AgentScope, body: InvestigateRequest
+    request: Request, scope: AgentScope, body: InvestigateRequest
 ) -> ChatResponse:
     case_id = case_number(body.case_id)
-    message = (
-        f"Investigate case {case_id}: summarise why it was flagged, the evidence behind each "
-        "rule that fired, the amounts at stake, and the next steps an investigator should take."
+    assert case_id is not None  # the body's pattern is a case number's
+    turn = await _turn(
+        request, scope, investigation(case_id), body.session_id, case_id, investigate=True
     )
-    agent_request = await _agent_request(
-        request, rt, scope, message, body.session_id, case_id, investigate=True
-    )
-    return await _answer(request, rt, agent_request, body.session_id)
+    return await turn.answer()
 
 
 @router.get("/status")
-async def status(rt: Runtime) -> StatusOut:
-    found = await rt.backend.status()
+async def status(request: Request) -> StatusOut:
+    backend = services(request).assistant.backend
+    found = await backend.status()
     return StatusOut(
-        backend=rt.backend.kind,
-        model=rt.backend.model,
+        backend=backend.kind,
+        model=backend.model,
         reachable=found.reachable,
         installed=found.installed,
         loaded=found.loaded,

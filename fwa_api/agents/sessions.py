@@ -12,49 +12,21 @@ junk answer in its history copies it.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, func, select
 
 from fwa_api.agents.llm import Message
+from fwa_api.agents.models import MessageOut, SessionDetail, SessionOut
 from fwa_api.agents.prompt_tools import unusable
 from fwa_pipeline.kit.validation import clean_text
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import ChatMessage, ChatSession, InvestigationCase, utcnow
 
 TITLE_CHARS = 60
-
-
-class MessageOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    role: str
-    content: str
-    sources_cited: list[Any]
-    model_used: str | None
-    confidence: str | None
-    degraded: bool
-    created_at: dt.datetime
-
-
-class SessionOut(BaseModel):
-    session_id: str
-    title: str | None
-    case_id: str | None
-    created_by: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    message_count: int
-
-
-class SessionDetail(SessionOut):
-    messages: list[MessageOut]
 
 
 @dataclass(frozen=True, slots=True)
