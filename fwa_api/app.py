@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 
-from fwa_api import routes
+from fwa_api import routers
 from fwa_api.auth import (
     REDIS_PREFIX,
     revocation_channel,
@@ -27,14 +27,14 @@ from fwa_api.auth import (
 )
 from fwa_api.deps import current_principal
 from fwa_api.errors import install_error_handling
+from fwa_api.health.checker import HealthChecker
+from fwa_api.metrics.collector import StoreCollector
 from fwa_api.middleware.cors import CorsPolicy
 from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter, RateLimitMiddleware
 from fwa_api.middleware.request_context import RequestContextMiddleware
 from fwa_api.middleware.route_templates import RouteTemplates
 from fwa_api.openapi import install_openapi
-from fwa_api.routes.health import HealthChecker
-from fwa_api.routes.metrics import StoreCollector
 from fwa_api.services import Clients, Services
 from fwa_pipeline.kit.logging import configure_logging
 from fwa_pipeline.settings import Settings, get_settings
@@ -120,9 +120,9 @@ def create_app(
     app.state.services = services
     services.metrics.registry.register(StoreCollector(lambda: services.engine))
 
-    for router in routes.PUBLIC:
+    for router in routers.PUBLIC:
         app.include_router(router)
-    for router in routes.PROTECTED:
+    for router in routers.PROTECTED:
         app.include_router(router, dependencies=[Depends(current_principal)])
 
     install_error_handling(app)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from fwa_api.agents.llm import make_backend
 from fwa_api.agents.loop import Assistant
 from fwa_api.auth import TOKEN_TTL_S, Principal, TtlCache
+from fwa_api.health.checker import HealthChecker
 from fwa_api.middleware.metrics import ApiMetrics
 from fwa_api.middleware.rate_limit import RateLimiter
 from fwa_pipeline.settings import Settings
@@ -25,8 +26,6 @@ from fwa_pipeline.store.db import get_engine
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
-
-    from fwa_api.routes.health import HealthChecker
 
 # Redis sits on the request path (rate limit): no retries with back-off (redis-py's default)
 # while the request waits; after this long the limiter fails open. Not much shorter: the timer

@@ -1,9 +1,9 @@
-"""Prometheus metrics: the plan's names, one registry per app (tests stay isolated).
+"""Prometheus metrics: one registry per app (tests stay isolated).
 
 HTTP requests are counted by ``HttpRequestStats``, which the request-context middleware feeds
 (``fwa_api.middleware.request_context``). The pipeline metrics and
 ``active_cases_by_risk_level`` are read from the store at scrape time
-(``fwa_api.routes.metrics.StoreCollector``): pipeline runs happen in Dagster's processes, so the
+(``fwa_api.metrics.collector.StoreCollector``): pipeline runs happen in Dagster's processes, so the
 database, not this process, knows them.
 """
 

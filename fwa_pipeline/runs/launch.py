@@ -1,7 +1,6 @@
 """Running the pipeline in-process (``fwa run``, ``fwa demo``, the benchmark, the tests) against a
-real Dagster instance, so the run shows in the Dagster UI like any other, then recording what the
-run could not record itself (it failed before its first step) without waiting for the daemon's
-ending sensor."""
+real Dagster instance, so the run shows in the Dagster UI like any other, then mirroring it into
+``PipelineRun`` without waiting for the daemon's sensors."""
 
 import datetime as dt
 import uuid
@@ -15,7 +14,7 @@ from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import ensure_partition
 from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
-from fwa_pipeline.runs.ending import end_run
+from fwa_pipeline.defs.run_mirror import mirror_run
 from fwa_pipeline.runs.tags import process_tags, run_tags
 from fwa_pipeline.store.claims import store_id
 
@@ -24,7 +23,7 @@ from fwa_pipeline.store.claims import store_id
 class LaunchResult:
     run_id: str
     success: bool
-    status: str | None  # as its PipelineRun row records it
+    status: str | None  # as mirrored into PipelineRun
 
 
 def run_pipeline(
@@ -73,5 +72,5 @@ def run_pipeline(
         run_id=run_id,
         raise_on_error=False,
     )
-    status = end_run(store.engine(), instance, result.run_id)
+    status = mirror_run(store.engine(), instance, result.run_id)
     return LaunchResult(run_id=result.run_id, success=result.success, status=status)

@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from fwa_api import services as services_module
 from fwa_api.app import create_app
 from fwa_api.auth import create_token
-from fwa_api.routes import health as health_module
+from fwa_api.health import checker as health_module
 from fwa_pipeline.kit.logging import JsonFormatter
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope

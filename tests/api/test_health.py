@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from fwa_api.app import create_app
-from fwa_api.routes import health as health_module
-from fwa_api.routes.health import REASONS, HealthChecker
+from fwa_api.health import checker as health_module
+from fwa_api.health.checker import REASONS, HealthChecker
 from fwa_pipeline.settings import AssistantSettings, Settings
 from tests.agents.conftest import agent_settings
 from tests.agents.fake_llm import MODEL, FakeLLM

@@ -1,9 +1,6 @@
-"""``GET /metrics``: Prometheus text format, outside ``/api`` and without a token (nginx keeps it
-off the public side).
-
-``StoreCollector`` adds what only the database knows, read at scrape time and cached for
-``STORE_TTL_S``: ``active_cases_by_risk_level`` (cases not closed), and, from the pipeline runs
-Dagster mirrors into ``pipeline_runs``, per workspace:
+"""``StoreCollector``: what only the database knows, added to the API's Prometheus registry,
+read at scrape time and cached for ``STORE_TTL_S``: ``active_cases_by_risk_level`` (cases not
+closed), and, from the pipeline runs Dagster mirrors into ``pipeline_runs``, per workspace:
 
 * counters, which only rise (a finished run's row keeps its final status and statistics):
   ``pipeline_runs_total{status}`` (finished runs by final status), the histogram
@@ -22,10 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -33,61 +27,17 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from fwa_api.services import services
+from fwa_api.metrics.queries import StoreSnapshot, read_snapshot
 from fwa_pipeline.kit.logging import LogThrottle
-from fwa_pipeline.store.db import read_scope
-from fwa_pipeline.store.models import RISK_LEVELS, InvestigationCase, PipelineRun, Workspace
-from fwa_pipeline.store.runs import ACTIVE_STATUSES, FINAL_STATUSES, claims_processed
+from fwa_pipeline.store.models import RISK_LEVELS
+from fwa_pipeline.store.runs import ACTIVE_STATUSES, FINAL_STATUSES
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["metrics"])
-
 STORE_TTL_S = 15.0
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-
-
-@dataclass
-class StoreSnapshot:
-    active_cases: dict[str, int] = field(default_factory=dict)
-    workspaces: list[str] = field(default_factory=list)
-    runs: dict[tuple[str, str], int] = field(default_factory=dict)  # (workspace, status)
-    durations: dict[str, list[float]] = field(default_factory=dict)  # finished runs
-    claims_processed: dict[str, int] = field(default_factory=dict)  # finished runs
-
-
-def read_snapshot(engine: Engine) -> StoreSnapshot:
-    snapshot = StoreSnapshot()
-    with read_scope(engine) as session:
-        cases = session.execute(
-            select(InvestigationCase.risk_level, func.count())
-            .where(InvestigationCase.status != "closed")
-            .group_by(InvestigationCase.risk_level)
-        )
-        snapshot.active_cases = {level: count for level, count in cases}
-        snapshot.workspaces = list(session.scalars(select(Workspace.name).order_by(Workspace.name)))
-        runs = session.execute(
-            select(Workspace.name, PipelineRun.status, func.count())
-            .join(Workspace, Workspace.id == PipelineRun.workspace_id)
-            .group_by(Workspace.name, PipelineRun.status)
-        )
-        snapshot.runs = {(name, status): count for name, status, count in runs}
-        finished = session.execute(
-            select(
-                Workspace.name, PipelineRun.started_at, PipelineRun.completed_at, PipelineRun.stats
-            )
-            .join(Workspace, Workspace.id == PipelineRun.workspace_id)
-            .where(PipelineRun.status.in_(sorted(FINAL_STATUSES)))
-        )
-        for name, started, completed, stats in finished:
-            if started is not None and completed is not None:
-                duration = max(0.0, (completed - started).total_seconds())
-                snapshot.durations.setdefault(name, []).append(duration)
-            processed = claims_processed(stats or {})
-            snapshot.claims_processed[name] = snapshot.claims_processed.get(name, 0) + processed
-    return snapshot
 
 
 class StoreCollector(Collector):
@@ -179,10 +129,3 @@ def _buckets(values: list[float]) -> list[tuple[str, float]]:
             index += 1
         counts.append(("+Inf" if bound == math.inf else str(bound), float(index)))
     return counts
-
-
-@router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
-    # A plain def: FastAPI runs it in a worker thread, so the store query cannot block the loop.
-    registry = services(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,6 @@
-"""``GET /api/health``: the database, Redis and the rate limiter, the assistant's LLM server and the
-Dagster daemon, checked concurrently with short timeouts and cached for ``CACHE_TTL_S``; no token
-needed.
+"""What ``GET /api/health`` reports: the database, Redis and the rate limiter, the assistant's LLM
+server and the Dagster daemon, checked concurrently with short timeouts and cached for
+``CACHE_TTL_S``.
 
 * ``healthy``: everything answers; ``degraded``: the API serves, but something it depends on is
   down and ``reasons`` says what that means, one sentence each; ``unhealthy`` (503): the database
@@ -31,22 +31,23 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from fwa_api.agents.llm import LLMBackend
-from fwa_api.services import Services, services
 from fwa_pipeline.kit.logging import LogThrottle
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
+    from redis.asyncio import Redis
+    from sqlalchemy import Engine
+
+    from fwa_api.agents.loop import Assistant
+    from fwa_api.middleware.rate_limit import RateLimiter
+    from fwa_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-router = APIRouter(tags=["health"])
 
 CACHE_TTL_S = 10.0
 DB_TIMEOUT_S = 2.0
@@ -75,6 +76,25 @@ FAILING_OPEN = "the rate limiter cannot reach Redis: requests are not rate limit
 DATABASE_DOWN = "the database does not answer"
 
 
+class Dependencies(Protocol):
+    """What the checks read: the app's ``Services``, which hold the checker (so it cannot
+    import them)."""
+
+    settings: Settings
+    rate_limiter: RateLimiter | None
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def redis(self) -> Redis | None: ...
+
+    @property
+    def assistant(self) -> Assistant: ...
+
+    def dagster_instance(self) -> DagsterInstance: ...
+
+
 class HealthChecker:
     def __init__(
         self, *, ttl: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic
@@ -90,7 +110,7 @@ class HealthChecker:
             for name in ("database", "redis", "llm", "dagster_daemon")
         }
 
-    async def report(self, app: Services) -> tuple[int, dict[str, Any]]:
+    async def report(self, app: Dependencies) -> tuple[int, dict[str, Any]]:
         components = dict(await self._components(app))
         # Read live, not cached: a limiter that has just started failing open shows at once.
         limiter = app.rate_limiter
@@ -114,7 +134,7 @@ class HealthChecker:
         body = {"status": status, "reasons": reasons, "components": components}
         return (503 if status == "unhealthy" else 200), body
 
-    async def _components(self, app: Services) -> dict[str, Component]:
+    async def _components(self, app: Dependencies) -> dict[str, Component]:
         cached = self._fresh()
         if cached is not None:
             return cached
@@ -145,7 +165,7 @@ class HealthChecker:
             self._cached = (self._clock(), components)
             return components
 
-    def _daemon(self, app: Services) -> Awaitable[Component]:
+    def _daemon(self, app: Dependencies) -> Awaitable[Component]:
         # One read at a time: a check that finds the last read still going (a Dagster storage
         # that hangs) waits on it rather than starting another thread.
         if self._daemon_read is None or self._daemon_read.done():
@@ -174,7 +194,7 @@ class HealthChecker:
         return component
 
 
-async def check_database(app: Services) -> Component:
+async def check_database(app: Dependencies) -> Component:
     def ping() -> None:
         with app.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -185,7 +205,7 @@ async def check_database(app: Services) -> Component:
     return {"status": "connected"}
 
 
-async def check_redis(app: Services) -> Component:
+async def check_redis(app: Dependencies) -> Component:
     if app.redis is None:
         return {"status": "not_configured"}
     if app.rate_limiter is not None:
@@ -249,10 +269,3 @@ def daemon_state(instance: DagsterInstance, tolerance_s: float) -> Component:
     if late:
         component["late"] = late
     return component
-
-
-@router.get("/api/health")
-async def health(request: Request) -> JSONResponse:
-    app = services(request)
-    status_code, body = await app.health.report(app)
-    return JSONResponse(body, status_code=status_code)

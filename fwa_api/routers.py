@@ -1,5 +1,6 @@
-"""One module per resource. To add one, append its router to ``PROTECTED`` (every route then
-needs a token, whatever the route itself declares) or, for the rare open route, to ``PUBLIC``."""
+"""Every router of the API, one package per resource. To add one, append its router to
+``PROTECTED`` (every route then needs a token, whatever the route itself declares) or, for the
+rare open route, to ``PUBLIC``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from fastapi import APIRouter
 from fwa_api.agents import routes as agents
 from fwa_api.cases import routes as cases
 from fwa_api.claims import routes as claims
+from fwa_api.health import routes as health
 from fwa_api.members import routes as members
+from fwa_api.metrics import routes as metrics
 from fwa_api.pipeline import routes as pipeline
 from fwa_api.providers import routes as providers
-from fwa_api.routes import health, metrics
 from fwa_api.rules import routes as rules
 from fwa_api.uploads import routes as uploads
 from fwa_api.workspaces import config_routes as workspace_config

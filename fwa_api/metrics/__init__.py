@@ -1,0 +1,1 @@
+"""Store metrics for Prometheus and the ``/metrics`` route that serves every metric."""
