@@ -215,12 +215,13 @@ def _execute(
     pipeline: dict[str, Any],
     as_of: dt.date | None = None,
 ) -> LaunchResult:
-    """Run the pipeline in-process on the local Dagster instance, then reconcile the run mirror
-    (PipelineRun rows are complete without the daemon's sensors)."""
+    """Run the pipeline in-process on the local Dagster instance, then end what runs could not
+    record themselves (an earlier ``fwa run`` killed): PipelineRun rows are complete without the
+    daemon's ending sensor."""
     from dagster import DagsterInstance
 
     from fwa_pipeline.defs.resources import PipelineRunConfig
-    from fwa_pipeline.defs.run_mirror import reconcile
+    from fwa_pipeline.runs.ending import sweep
     from fwa_pipeline.runs.home import default_dagster_home
     from fwa_pipeline.runs.launch import run_pipeline
 
@@ -234,7 +235,7 @@ def _execute(
         result = run_pipeline(
             workspace, instance, force_reprocess=force, pipeline=pipeline, as_of=as_of
         )
-        reconcile(engine, instance)
+        sweep(engine, instance)
     return result
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing
 from pathlib import Path
 from typing import Annotated, Any
@@ -151,20 +151,10 @@ async def delete_session(request: Request, scope: AgentScope, session_id: uuid.U
 # --------------------------------------------------------------------------- chat
 
 
-async def _turn(
-    request: Request,
-    scope: Scope,
-    message: str,
-    session_id: uuid.UUID | None,
-    case_id: str | None,
-    *,
-    investigate: bool = False,
-) -> ChatTurn:
-    """The turn, or the HTTP error that refuses it before any answer starts."""
+async def _refusing(prepare: Awaitable[ChatTurn]) -> ChatTurn:
+    """The prepared turn, or the HTTP error that refuses it before any answer starts."""
     try:
-        return await ChatTurn.prepare(
-            services(request), scope, message, session_id, case_id, investigate=investigate
-        )
+        return await prepare
     except sessions.NotFound as exc:
         raise HTTPException(404, "session not found") from exc
     except CaseNotFound as exc:
@@ -176,7 +166,9 @@ async def _turn(
 
 @router.post("/chat", responses=ANSWER_ERRORS)
 async def chat(request: Request, scope: AgentScope, body: ChatRequest) -> ChatResponse:
-    turn = await _turn(request, scope, body.message, body.session_id, body.case_id)
+    turn = await _refusing(
+        ChatTurn.prepare(services(request), scope, body.message, body.session_id, body.case_id)
+    )
     return await turn.answer()
 
 
@@ -208,7 +200,9 @@ def _sse(event: TurnEvent) -> dict[str, str]:
 async def chat_stream(
     request: Request, scope: AgentScope, body: ChatRequest
 ) -> EventSourceResponse:
-    turn = await _turn(request, scope, body.message, body.session_id, body.case_id)
+    turn = await _refusing(
+        ChatTurn.prepare(services(request), scope, body.message, body.session_id, body.case_id)
+    )
 
     async def events() -> AsyncIterator[dict[str, str]]:
         try:
@@ -230,8 +224,15 @@ async def investigate(
 ) -> ChatResponse:
     case_id = case_number(body.case_id)
     assert case_id is not None  # the body's pattern is a case number's
-    turn = await _turn(
-        request, scope, investigation(case_id), body.session_id, case_id, investigate=True
+    turn = await _refusing(
+        ChatTurn.prepare(
+            services(request),
+            scope,
+            investigation(case_id),
+            body.session_id,
+            case_id,
+            investigate=True,
+        )
     )
     return await turn.answer()
 

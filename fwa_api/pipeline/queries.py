@@ -1,4 +1,4 @@
-"""Pipeline jobs and runs read from the store and Dagster; None for another workspace's."""
+"""Pipeline jobs and runs read from the store; None for another workspace's."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from fwa_pipeline.store.runs import get_request
 
 
 def find_job(app: Services, workspace_id: int, job_id: str) -> JobOut | None:
-    """Blocking (the store and Dagster's run storage): call from a worker thread."""
+    """Blocking (the store): call from a worker thread."""
     request = get_request(app.engine, job_id)
     if request is None or request.workspace_id != workspace_id:
         return None
-    status = job_status(app.engine, app.dagster_instance(), job_id)
+    status = job_status(app.engine, job_id)
     return None if status is None else JobOut.model_validate(status.as_dict())
 
 

@@ -9,9 +9,9 @@
   ``FWA_PIPELINE_IDEMPOTENCY_HOURS`` answers 200 with the first job instead of queueing another;
   the same key with another body is a 422.
 * ``GET /api/pipeline/jobs/{job_id}``: status, phase, progress, claims processed, errors and
-  times, read from the run's Dagster record and event log, and once the job has ended its
-  ``result`` (what the run recorded, and why it did not succeed); a job of another workspace
-  is 404.
+  times, read from the job's request and the row its run records itself in, and once the job
+  has ended its ``result`` (what the run recorded, and why it did not succeed); a job of
+  another workspace is 404.
 * ``POST /api/pipeline/jobs/{job_id}/cancel`` (investigator): a queued job is canceled before it
   launches (200); a running one has its Dagster run terminated (202, ``canceling`` until the run
   worker stops, then ``canceled``). 409 for a job that has ended, 503 when the run could not be
@@ -30,7 +30,7 @@
   "timeout", "done": true, ...job}`` after ``FWA_PIPELINE_WAIT_MAX_S``. A client that disconnects
   stops the polling (the job itself goes on).
 
-Dagster and the store are read in worker threads: the instance's storage calls block.
+The store and Dagster (to cancel a run) are called in worker threads: their calls block.
 """
 
 from __future__ import annotations

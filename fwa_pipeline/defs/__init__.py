@@ -1,5 +1,5 @@
-"""Dagster: partitions, resources, IO, assets, checks, jobs, sensors, schedules, run mirror.
+"""Dagster: partitions, resources, IO, assets, checks, hooks, jobs, sensors, schedules.
 
-Nothing is imported here, so the API can import ``run_mirror`` without loading the definitions;
-launching, the run tags and the API's view of jobs live in ``fwa_pipeline.runs``.
+Nothing is imported here; launching, the run record, the run tags and the API's view of jobs live
+in ``fwa_pipeline.runs``, which the API imports without loading the definitions.
 """

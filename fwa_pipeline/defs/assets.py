@@ -35,6 +35,7 @@ from fwa_pipeline.domain.evaluation import precision_recall
 from fwa_pipeline.domain.quality import KEY_COLUMNS, held_back
 from fwa_pipeline.domain.scoring import HIT_COLUMNS, score_claims
 from fwa_pipeline.domain.tally import counts
+from fwa_pipeline.runs import ledger
 from fwa_pipeline.runs.tags import JOB_ID_TAG
 from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, gated, new_counts
 from fwa_pipeline.steps.commit import commit_run
@@ -50,9 +51,9 @@ from fwa_pipeline.store.claims import (
     run_batches,
     workspace_id,
 )
-from fwa_pipeline.store.models import InvestigationCase, utcnow
+from fwa_pipeline.store.models import InvestigationCase
 from fwa_pipeline.store.reference_hash import reference_hashes
-from fwa_pipeline.store.runs import RunSupersededError, get_request, mark_request, upsert_run
+from fwa_pipeline.store.runs import RunSupersededError, get_request
 from fwa_pipeline.store.workspace_config import current_config
 
 
@@ -97,21 +98,16 @@ def landed_batches(
     # With the reference data as the store holds it now: what the run reads.
     snapshot = {**pipeline_config.snapshot(as_of), "reference": reference_hashes(engine, ws_id)}
     newest = int(batches["batch_id"].max()) if not batches.empty else None
-    with engine.begin() as connection:
-        upsert_run(
-            connection,
-            context.run.run_id,
-            ws_id,
-            status="running",
-            job_name=context.job_def.name,
-            started_at=utcnow(),
-            batch_id=newest,
-            force_reprocess=pipeline_config.force_reprocess,
-            config_snapshot=snapshot,
-        )
-        job_id = context.run.tags.get(JOB_ID_TAG)
-        if job_id:
-            mark_request(connection, job_id, status="launched", dagster_run_id=context.run.run_id)
+    ledger.started(
+        engine,
+        context.instance,
+        context.run,
+        ws_id,
+        batch_id=newest,
+        force_reprocess=pipeline_config.force_reprocess,
+        config=snapshot,
+    )
+    job_id = context.run.tags.get(JOB_ID_TAG)
     request = get_request(engine, job_id) if job_id else None
     if request is not None and request.status == "canceled":
         # Canceled while the daemon was creating this run: it ends canceled before reading a
@@ -178,8 +174,7 @@ def raw_claims(
     frames = read_claims(engine, scope, config)
     result = judge_quality(engine, scope, config, frames)
     frames["issues"] = result.issues
-    with engine.begin() as connection:
-        upsert_run(connection, context.run.run_id, scope.workspace_id, quality_report=result.report)
+    ledger.gated(engine, context.run.run_id, scope.workspace_id, result.report)
     new = new_counts(frames)
     yield dg.Output(
         frames,

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from fwa_pipeline.defs.hooks import HOOKS
+
 PIPELINE_JOB = "fwa_pipeline"
 
 pipeline_job = dg.define_asset_job(
     PIPELINE_JOB,
     selection=dg.AssetSelection.all(),
     executor_def=dg.in_process_executor,
+    hooks=HOOKS,
     description="Quality gate, enrichment, rules, scoring and cases for one workspace: its new "
     "claims (or all of them with force_reprocess) plus the history the rules need.",
 )

@@ -23,9 +23,7 @@ from sqlalchemy import Engine
 
 from fwa_pipeline.domain.config import PipelineConfig, resolve_config
 from fwa_pipeline.kit.version import code_version
-from fwa_pipeline.runs.tags import STORE_TAG
 from fwa_pipeline.settings import Settings
-from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.crypto import FieldCipher
 from fwa_pipeline.store.db import get_engine
 from fwa_pipeline.store.pii import cipher_from_settings
@@ -57,14 +55,6 @@ class StoreResource(dg.ConfigurableResource):
         # Dagster sets up a copy of the resource for each run (and sensor tick): Settings are
         # read from the environment once for it, not on each of the dozens of calls a run makes.
         self._settings = self._read_settings()
-        if context.run is not None and context.instance is not None:
-            # The run writes to this store, whoever launched it: the tag is set here, over
-            # none (a run started from the UI) or a copied one (a re-execution of another
-            # store's run), so the run mirror of this store, and only this one, takes it.
-            # A run its launcher tagged already (the CLI, the sensors) costs no write.
-            ours = store_id(self.engine())
-            if context.run.tags.get(STORE_TAG) != ours:
-                context.instance.add_run_tags(context.run.run_id, {STORE_TAG: ours})
 
     def settings(self) -> Settings:
         # Outside a run (the CLI, the benchmark) nothing set it up: read the environment as

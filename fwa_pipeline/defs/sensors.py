@@ -1,33 +1,33 @@
-"""Automation: runs for newly landed batches and for pipeline requests, and the ``PipelineRun``
-mirror (run-status sensors, plus a reconciliation for whatever they missed).
+"""Automation: runs for newly landed batches and for pipeline requests, and the ending of the
+``PipelineRun`` rows their runs could not write themselves.
 
 * ``landed_batch_sensor``: a batch landed (CLI or API upload) adds its workspace's partition and
   requests a run for the workspace, keyed by the newest batch id so a batch never starts two
   runs. Batches a run already consumed (``fwa run`` in-process) are skipped.
 * ``pipeline_request_sensor``: a queued ``PipelineRequest`` (the API's enqueue) becomes a run
-  tagged with its job id; the request is marked launched, and the run writes its Dagster run id
-  back when it starts.
-* ``pipeline_run_{success,failure,canceled}``: mirror the finished run into ``PipelineRun``.
-* ``pipeline_run_reconciliation``: every few minutes, mirror runs the sensors missed (daemon
-  down, runs executed in-process by the CLI).
+  tagged with its job id; the run marks the request launched, with its Dagster run id, when it
+  starts.
+* ``pipeline_run_ending``: every minute, record what runs could not record themselves
+  (``runs.ending.sweep``): a run waiting in the run queue, one that ended before its first step
+  (canceled while queued, an invalid config), one whose process died, one deleted from Dagster.
+  A run records its own start, progress and end (``runs.ledger``).
 """
 
 import datetime as dt
 
 import dagster as dg
-from dagster import DagsterRunStatus
 
 from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
-from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
+from fwa_pipeline.runs.ending import sweep
 from fwa_pipeline.runs.tags import run_tags
 from fwa_pipeline.store.claims import store_id, unconsumed_batches
 from fwa_pipeline.store.runs import queued_requests
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
-# The reconciliation re-reads this much before its cursor: run records are updated out of order.
-RECONCILE_OVERLAP = dt.timedelta(minutes=10)
+# The ending sensor re-reads this much before its cursor: run records are updated out of order.
+ENDING_OVERLAP = dt.timedelta(minutes=10)
 
 
 def _new_partitions(
@@ -81,8 +81,8 @@ def landed_batch_sensor(
 def pipeline_request_sensor(
     context: dg.SensorEvaluationContext, store: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    # A request stays queued until its run starts and links itself (``landed_batches``, or the
-    # run mirror): marking it here would strand it if this tick's runs were never created.
+    # A request stays queued until its run links itself (``runs.ledger``): marking it here
+    # would strand it if this tick's runs were never created.
     # Requested again each tick meanwhile, it still makes one run: its run key is its job id.
     queued = queued_requests(store.engine())
     if not queued:
@@ -112,42 +112,18 @@ def pipeline_request_sensor(
     )
 
 
-def _mirror_sensor(status: DagsterRunStatus) -> dg.RunStatusSensorDefinition:
-    @dg.run_status_sensor(
-        run_status=status,
-        name=f"pipeline_run_{status.value.lower()}",
-        default_status=RUNNING,
-        description=f"Mirror a run that ended in {status.value} into PipelineRun.",
-    )
-    def mirror(context: dg.RunStatusSensorContext, store: StoreResource) -> None:
-        mirror_run(store.engine(), context.instance, context.dagster_run.run_id)
-
-    return mirror
-
-
 @dg.sensor(
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=60,
     default_status=RUNNING,
-    description="Mirror into PipelineRun every run the run-status sensors missed.",
+    description="Record the runs that could not record themselves in PipelineRun: waiting in "
+    "the run queue, ended before their first step, their process dead, deleted from Dagster.",
 )
-def pipeline_run_reconciliation(
-    context: dg.SensorEvaluationContext, store: StoreResource
-) -> dg.SkipReason:
+def pipeline_run_ending(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SkipReason:
     started = dt.datetime.now(dt.UTC)
-    since = (
-        dt.datetime.fromisoformat(context.cursor) - RECONCILE_OVERLAP if context.cursor else None
-    )
-    mirrored = reconcile(store.engine(), context.instance, updated_after=since)
+    since = dt.datetime.fromisoformat(context.cursor) - ENDING_OVERLAP if context.cursor else None
+    recorded = sweep(store.engine(), context.instance, updated_after=since)
     context.update_cursor(started.isoformat())
-    return dg.SkipReason(f"mirrored {mirrored} run(s)")
+    return dg.SkipReason(f"recorded {recorded} run(s)")
 
 
-SENSORS = [
-    landed_batch_sensor,
-    pipeline_request_sensor,
-    *(
-        _mirror_sensor(s)
-        for s in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
-    ),
-    pipeline_run_reconciliation,
-]
+SENSORS = [landed_batch_sensor, pipeline_request_sensor, pipeline_run_ending]

@@ -2,10 +2,11 @@
 cancel it.
 
 A job is a ``PipelineRequest`` row; the request sensor turns it into a Dagster run tagged with
-the job id. Its status, phase (the asset running), progress (steps done of planned), claims
-processed, errors, times and, once it has ended, its result are read from that run's record and
-event log through the Dagster instance API, which also cancels or terminates the run. Nothing
-here loads the Dagster definitions.
+the job id, and the run records itself in its ``PipelineRun`` row as it goes (``runs.ledger``).
+A job's status, phase (the step executing), progress (steps done of planned), claims processed,
+errors, times and, once it has ended, its result are read from those two rows alone. Canceling
+asks the Dagster instance to cancel or terminate the run. Nothing here loads the Dagster
+definitions.
 """
 
 from __future__ import annotations
@@ -15,39 +16,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster import DagsterEventType, DagsterRunStatus
-from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy import Engine
 
-from fwa_pipeline.defs.run_mirror import STATUS, mirror_run, requested_config, run_stats
+from fwa_pipeline.runs import ledger
+from fwa_pipeline.runs.ending import WAITING, end_run
 from fwa_pipeline.runs.tags import JOB_ID_TAG
 from fwa_pipeline.store.claims import workspace_id
+from fwa_pipeline.store.models import PipelineRun
 from fwa_pipeline.store.runs import (
     FINAL_STATUSES,
-    as_utc,
     cancel_queued_request,
     claims_processed,
     enqueue_request,
     get_request,
+    get_run,
 )
 
-STEP_EVENTS = {
-    DagsterEventType.STEP_START,
-    DagsterEventType.STEP_SUCCESS,
-    DagsterEventType.STEP_FAILURE,
-    DagsterEventType.STEP_SKIPPED,
-    DagsterEventType.RUN_FAILURE,
-}
-DONE_EVENTS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_SKIPPED}
-# Failures the pipeline raises on purpose, whose messages are written for the job's requester
-# (a missing workspace, a run another run superseded, a quality gate that halts the run).
-STATED_FAILURES = {"Failure", "DagsterAssetCheckFailedError"}
-# How a step is stopped when its run is terminated (or canceled as it starts).
-INTERRUPTS = {"KeyboardInterrupt", "DagsterExecutionInterruptedError"}
-
-
-# A run created or queued, that no run worker has picked up.
-WAITING = {DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED}
 # A job has ended: its run finished, it was canceled before it launched, or it failed to launch.
 JOB_ENDED = FINAL_STATUSES | {"failed"}
 
@@ -123,7 +107,7 @@ def find_run(instance: dg.DagsterInstance, job_id: str, run_id: str | None) -> d
     return records[0] if records else None
 
 
-def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> JobStatus | None:
+def job_status(engine: Engine, job_id: str) -> JobStatus | None:
     """The job's state, or None for an unknown job id."""
     request = get_request(engine, job_id)
     if request is None:
@@ -139,20 +123,23 @@ def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Job
         errors=[request.error] if request.error else [],
         quality_mode=request.quality_mode,
     )
-    record = find_run(instance, job_id, request.dagster_run_id)
-    if record is None:
+    row = get_run(engine, request.dagster_run_id) if request.dagster_run_id else None
+    if row is None:
         status.result = _result(status, {})
         return status
-    run = record.dagster_run
-    status.dagster_run_id = run.run_id
-    status.config_version = requested_config(run).get("config_version")
-    # Termination asked for, the run worker not yet stopped.
-    canceling = run.status == DagsterRunStatus.CANCELING
-    status.status = "canceling" if canceling else STATUS.get(run.status, "running")
-    status.started_at = as_utc(record.start_time)
-    status.completed_at = as_utc(record.end_time)
-    _read_events(instance, run, status)
-    stats = run_stats(instance, run.run_id)
+    status.dagster_run_id = row.run_id
+    status.config_version = _config_version(row)
+    # A run waiting in Dagster's queue leaves its request's status ("launched") as it is.
+    if row.status != "queued":
+        status.status = row.status
+    status.phase = ledger.phase(row)
+    progress = row.progress or {}
+    done = len(progress.get("done", []))
+    status.progress = {"done": done, "total": max(len(progress.get("planned", [])), done)}
+    status.started_at = row.started_at
+    status.completed_at = row.completed_at
+    status.errors.extend(row.errors or [])
+    stats = row.stats or {}
     # Until its results commit, a run has processed the claims it read.
     status.claims_processed = (
         claims_processed(stats) if stats.get("written") else int(stats.get("claims_in", 0))
@@ -161,13 +148,23 @@ def job_status(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Job
     return status
 
 
+def _config_version(row: PipelineRun) -> int | None:
+    """The workspace configuration version the run applies (as requested, for a run whose
+    config was invalid)."""
+    snapshot = row.config_snapshot or {}
+    version = snapshot.get(
+        "config_version", (snapshot.get("requested") or {}).get("config_version")
+    )
+    return int(version) if version is not None else None
+
+
 def _result(status: JobStatus, stats: dict[str, Any]) -> JobResult | None:
     if status.status not in JOB_ENDED:
         return None
     reasons = {
         "success": None,
         "canceled": "the job was canceled",
-        # The first error is the cause; a run failure's summary follows it.
+        # The first error is the cause.
         "failure": status.errors[0] if status.errors else "the run failed",
         "failed": status.errors[0] if status.errors else "the run could not be launched",
     }
@@ -186,7 +183,7 @@ def cancel_job(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Non
     """Cancel a job that has not ended: a queued request is canceled before the sensor launches
     it; its Dagster run, once there is one, is canceled at once while it waits in the run
     queue, or terminated through the instance's run launcher once a run worker has it (it ends
-    as canceled when the worker stops). The run's ``PipelineRun`` row is mirrored.
+    as canceled when the worker stops; its row reads canceling until then).
 
     Raises :class:`JobEndedError` for a job that has ended, and
     :class:`RunNotTerminatedError` when the run launcher could not reach the run."""
@@ -208,55 +205,11 @@ def cancel_job(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Non
     cancel_queued_request(engine, job_id)  # linked to its run only once the run starts
     if run.status in WAITING:  # no run worker yet: the run ends where it waits
         instance.report_run_canceled(run, message="The pipeline job was canceled.")
-        terminated = True
-    else:
-        terminated = instance.run_launcher.terminate(run.run_id)
-    mirror_run(engine, instance, run.run_id)
-    if not terminated:
+        end_run(engine, instance, run.run_id)
+        return
+    ledger.canceling(engine, run.run_id)
+    if not instance.run_launcher.terminate(run.run_id):
         raise RunNotTerminatedError(run.run_id)
-
-
-def _read_events(instance: dg.DagsterInstance, run: dg.DagsterRun, status: JobStatus) -> None:
-    plan = (
-        instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-        if run.execution_plan_snapshot_id
-        else None
-    )
-    started: dict[str, None] = {}
-    done = 0
-    for entry in instance.all_logs(run.run_id, of_type=STEP_EVENTS):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type == DagsterEventType.STEP_START:
-            started[event.step_key or ""] = None
-            continue
-        started.pop(event.step_key or "", None)
-        if event.event_type in DONE_EVENTS:
-            done += 1
-        elif event.event_type == DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error if event.step_failure_data else None
-            # A canceled run's step may fail with whatever the interrupt broke (a query cut
-            # off mid-wait) instead of Dagster's interrupt: the cancel is still its cause.
-            said = "interrupted" if status.status == "canceled" else step_error(error)
-            status.errors.append(f"{event.step_key}: {said}")
-        elif event.event_type == DagsterEventType.RUN_FAILURE and entry.message:
-            status.errors.append(entry.message)
-    total = len(plan.step_keys_to_execute) if plan else 0
-    status.progress = {"done": done, "total": max(total, done)}
-    if status.status in ("success", "failure", "canceled"):
-        status.phase = "done"
-    elif started:
-        status.phase = next(reversed(started))
-
-
-def step_error(error: SerializableErrorInfo | None) -> str:
-    """What a job's requester reads of a failed step: the message of a failure the pipeline
-    states on purpose, without Dagster's class path; that it was interrupted; for anything else
-    only that it failed. Exception details (class paths, reprs, stack) stay in the run's event
-    log, for operators."""
-    if error is not None and error.cls_name in INTERRUPTS:
-        return "interrupted"
-    if error is None or error.cls_name not in STATED_FAILURES:
-        return "failed (the run's event log in Dagster has the details)"
-    return error.message.split(": ", 1)[-1].strip()
+    # The run worker records the run canceled as it stops; one that stopped at once is ended
+    # here, before the job is read again.
+    end_run(engine, instance, run.run_id)

@@ -1,6 +1,7 @@
 """Running the pipeline in-process (``fwa run``, ``fwa demo``, the benchmark, the tests) against a
-real Dagster instance, so the run shows in the Dagster UI like any other, then mirroring it into
-``PipelineRun`` without waiting for the daemon's sensors."""
+real Dagster instance, so the run shows in the Dagster UI like any other, then recording what the
+run could not record itself (it failed before its first step) without waiting for the daemon's
+ending sensor."""
 
 import datetime as dt
 import uuid
@@ -14,7 +15,7 @@ from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import ensure_partition
 from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
-from fwa_pipeline.defs.run_mirror import mirror_run
+from fwa_pipeline.runs.ending import end_run
 from fwa_pipeline.runs.tags import process_tags, run_tags
 from fwa_pipeline.store.claims import store_id
 
@@ -23,7 +24,7 @@ from fwa_pipeline.store.claims import store_id
 class LaunchResult:
     run_id: str
     success: bool
-    status: str | None  # as mirrored into PipelineRun
+    status: str | None  # as its PipelineRun row records it
 
 
 def run_pipeline(
@@ -72,5 +73,5 @@ def run_pipeline(
         run_id=run_id,
         raise_on_error=False,
     )
-    status = mirror_run(store.engine(), instance, result.run_id)
+    status = end_run(store.engine(), instance, result.run_id)
     return LaunchResult(run_id=result.run_id, success=result.success, status=status)

@@ -11,13 +11,15 @@ import dagster as dg
 WORKSPACE_TAG = "fwa/workspace"
 JOB_ID_TAG = "fwa/job_id"  # the PipelineRequest that asked for the run
 TRIGGER_TAG = "fwa/trigger"  # cli | demo | batch_sensor | request_sensor | nightly
-# The claims store a run was launched for (store.claims.store_id): the run mirror copies only its
-# own store's runs, so two stores sharing a Dagster home never take each other's runs.
+# The claims store a run was launched for (store.claims.store_id): a run that ended before
+# recording itself is recorded by its own store's ending sensor only, so two stores sharing a
+# Dagster home never take each other's runs (a run that started records itself in the store
+# its resource points at, whatever its tag).
 STORE_TAG = "fwa/store"
 # Host and pid of a process running a run in-process (fwa run/demo), and the run they were
-# recorded for: a run whose process died without the daemon to notice is failed by the
-# reconciliation (run_mirror.fail_orphaned_runs). A re-execution from the UI copies its parent's
-# tags but runs elsewhere; PID_RUN_TAG names the parent, so its pid is not taken for the copy's.
+# recorded for: a run whose process died without the daemon to notice is failed by the ending
+# sensor (runs.ending.orphaned_runs). A re-execution from the UI copies its parent's tags but
+# runs elsewhere; PID_RUN_TAG names the parent, so its pid is not taken for the copy's.
 HOST_TAG = "fwa/host"
 PID_TAG = "fwa/pid"
 PID_RUN_TAG = "fwa/pid_run"

@@ -9,8 +9,9 @@ staged, and made current only once the commit has succeeded.
 """
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -20,6 +21,7 @@ from fwa_pipeline.domain.cases import case_proposals, case_subjects
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.scoring import ordered_levels
 from fwa_pipeline.domain.tally import counts
+from fwa_pipeline.runs import ledger
 from fwa_pipeline.steps.claims import (
     CLAIM_TYPES,
     STORED_COLUMNS,
@@ -61,6 +63,18 @@ class CommitSummary:
     # Why the peers' copy was not kept (None: it was, or the run had none to keep). A cache:
     # losing it costs the next run a read, not this run.
     copy_not_kept: str | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """The commit's figures among the run's statistics (``runs.ledger.STATS_KEYS``)."""
+        return {
+            "cases_opened": self.opened,
+            "cases_updated": self.updated,
+            "cases_unchanged": self.unchanged,
+            "cases_by_level": self.cases_by_level,
+            "flagged_billed": self.flagged_billed,
+            "flagged_paid": self.flagged_paid,
+            "written": self.written,
+        }
 
 
 def commit_run(
@@ -159,22 +173,26 @@ def commit_run(
             finish_workspace_run(
                 connection, scope.workspace_id, run_id, scope.batch_ids, after=scope.last_run_id
             )
+            summary = CommitSummary(
+                opened=upserted["opened"],
+                updated=upserted["updated"],
+                unchanged=upserted["unchanged"],
+                withdrawn=withdrawn,
+                cases=cases,
+                cases_by_level=counts(
+                    proposals.loc[proposals["qualifies"].astype(bool), "risk_level"]
+                ),
+                flagged_billed=round(float(claims["amount_billed"].sum()), 2),
+                flagged_paid=round(float(claims["amount_paid"].sum()), 2),
+                written=written,
+                subjects_rebuilt=len(subjects),
+            )
+            # The run's record takes the commit's figures with the results they describe.
+            ledger.committed(connection, run_id, summary.stats())
         failure = staged.exception() if staged is not None else None
         if staged is not None and failure is None:
             try:
                 make_current(peer_directory, run_id)
             except OSError as exc:
                 failure = exc
-    return CommitSummary(
-        opened=upserted["opened"],
-        updated=upserted["updated"],
-        unchanged=upserted["unchanged"],
-        withdrawn=withdrawn,
-        cases=cases,
-        cases_by_level=counts(proposals.loc[proposals["qualifies"].astype(bool), "risk_level"]),
-        flagged_billed=round(float(claims["amount_billed"].sum()), 2),
-        flagged_paid=round(float(claims["amount_paid"].sum()), 2),
-        written=written,
-        subjects_rebuilt=len(subjects),
-        copy_not_kept=repr(failure) if failure is not None else None,
-    )
+    return replace(summary, copy_not_kept=repr(failure) if failure is not None else None)

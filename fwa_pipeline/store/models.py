@@ -290,7 +290,7 @@ class StoreIdentity(Base):
 
 
 class PipelineRun(Base):
-    """One pipeline execution, mirrored from Dagster."""
+    """One pipeline execution, as the run records it (``runs.ledger`` is its only writer)."""
 
     __tablename__ = "pipeline_runs"
 
@@ -305,6 +305,10 @@ class PipelineRun(Base):
     config_snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
     quality_report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {"planned": step keys fixed as the run starts, "done": those finished}, and one line per
+    # failed step for its requester: the run writes both as it goes (``runs.ledger``).
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    errors: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default=text("'[]'"))
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_pipeline_runs_ws_created", "workspace_id", "created_at"),)

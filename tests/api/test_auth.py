@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from typing import Annotated, Any
 
 import httpx
@@ -459,31 +460,17 @@ def test_an_expired_tokens_use_is_not_recorded(pg_engine: Engine) -> None:
 
 
 def test_tokens_get_the_default_lifetime_or_a_shorter_one(pg_engine: Engine) -> None:
-    _, default = create_token(pg_engine, TOKEN_SETTINGS, name="a", role="viewer", workspaces=["a"])
-    assert default.expires_at - default.created_at == dt.timedelta(days=90)
-    _, short = create_token(
-        pg_engine,
-        TOKEN_SETTINGS,
-        name="b",
-        role="viewer",
-        workspaces=["a"],
-        expires_in=dt.timedelta(days=30),
+    viewer = functools.partial(
+        create_token, pg_engine, TOKEN_SETTINGS, role="viewer", workspaces=["a"]
     )
+    _, default = viewer(name="a")
+    assert default.expires_at - default.created_at == dt.timedelta(days=90)
+    _, short = viewer(name="b", expires_in=dt.timedelta(days=30))
     assert short.expires_at - short.created_at == dt.timedelta(days=30)
     year = dt.timedelta(days=365)
     with pytest.raises(ValueError, match="over the default 90 days needs --long-lived"):
-        create_token(
-            pg_engine, TOKEN_SETTINGS, name="c", role="viewer", workspaces=["a"], expires_in=year
-        )
-    _, long = create_token(
-        pg_engine,
-        TOKEN_SETTINGS,
-        name="c",
-        role="viewer",
-        workspaces=["a"],
-        expires_in=year,
-        long_lived=True,
-    )
+        viewer(name="c", expires_in=year)
+    _, long = viewer(name="c", expires_in=year, long_lived=True)
     assert long.expires_at - long.created_at == year
 
 

@@ -21,7 +21,7 @@ from fwa_api.app import create_app
 from fwa_api.middleware.route_templates import UNMATCHED
 from fwa_api.services import services
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.run_mirror import reconcile
+from fwa_pipeline.runs.ending import sweep
 from fwa_pipeline.runs.tags import PARTITION_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import session_scope
@@ -295,11 +295,11 @@ async def test_run_metrics_come_from_real_runs_and_counters_only_rise(
                 status=dg.DagsterRunStatus.NOT_STARTED,  # created, not yet taken up
             )
         )
-        reconcile(sqlite_engine, instance)
+        sweep(sqlite_engine, instance)
         before = await scrape_app()
 
         instance.report_run_canceled(waiting)
-        reconcile(sqlite_engine, instance)
+        sweep(sqlite_engine, instance)
         after = await scrape_app()
 
     ws = ("workspace", WORKSPACE)

@@ -30,8 +30,8 @@ from fwa_api.app import create_app
 from fwa_api.pipeline import queries as pipeline_queries
 from fwa_api.pipeline import routes as pipeline_routes
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.sensors import pipeline_request_sensor
+from fwa_pipeline.runs.ending import sweep
 from fwa_pipeline.runs.tags import PARTITION_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.models import PipelineRequest, utcnow
@@ -118,7 +118,7 @@ async def world(
 def daemon(pipeline: Pipeline, run_config: dict[str, Any] | None = None) -> Iterator[None]:
     """In a thread: wait for a queued request, turn it into a run as the sensor and the run
     launcher would (with ``run_config`` instead of the request's, if given), execute it in
-    process and mirror it."""
+    process and tick the ending sensor."""
     failures: list[BaseException] = []
 
     def work() -> None:
@@ -133,7 +133,7 @@ def daemon(pipeline: Pipeline, run_config: dict[str, Any] | None = None) -> Iter
             if run_config is not None:
                 request = request.with_replaced_attrs(run_config=run_config)
             launch(pipeline, result, request)
-            reconcile(pipeline.engine, pipeline.instance)
+            sweep(pipeline.engine, pipeline.instance)
         except BaseException as exc:
             failures.append(exc)
 
@@ -525,7 +525,7 @@ async def test_a_running_job_is_terminated_and_ends_canceled(
         await until(lambda: instance.get_run_by_id(run.run_id).is_finished)
 
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
-    reconcile(world.pipeline.engine, instance)
+    sweep(world.pipeline.engine, instance)
     row = get_run(world.pipeline.engine, run.run_id)
     assert row is not None and row.status == "canceled"
     job_now = (await world.call("GET", f"/jobs/{job_id}")).json()
@@ -553,7 +553,7 @@ async def test_a_job_canceled_while_the_daemon_creates_its_run_ends_canceled(
     response = await world.call("POST", f"/jobs/{job_id}/cancel")
     assert (response.status_code, response.json()["status"]) == (200, "canceled")
     launch(world.pipeline, result)  # the run the daemon made of the tick's request
-    reconcile(world.pipeline.engine, world.pipeline.instance)
+    sweep(world.pipeline.engine, world.pipeline.instance)
 
     job = (await world.call("GET", f"/jobs/{job_id}")).json()
     assert job["status"] == "canceled" and job["dagster_run_id"] is not None

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from fwa_pipeline.defs.resources import StoreResource
-from fwa_pipeline.defs.sensors import SENSORS
 from fwa_pipeline.ingest import load_directory
 from fwa_pipeline.runs.launch import LaunchResult, run_pipeline
 from fwa_pipeline.settings import Settings
@@ -136,23 +135,3 @@ def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, An
         evaluation = event.event_specific_data
         found[evaluation.check_name] = evaluation
     return found
-
-
-def status_tick(
-    sensor: str, pipeline: Pipeline, run_id: str, event_type: dg.DagsterEventType
-) -> object:
-    """Run-status sensor ``sensor`` on run ``run_id``'s ``event_type`` event, as the daemon runs
-    it. The context is closed here, not whenever it is collected: its teardown resets Dagster's
-    context-local instance state, and must not do so in the middle of a later test."""
-    run = pipeline.instance.get_run_by_id(run_id)
-    (entry,) = pipeline.instance.all_logs(run_id, of_type=event_type)
-    definition = next(s for s in SENSORS if s.name == sensor)
-    assert isinstance(definition, dg.RunStatusSensorDefinition)
-    with dg.build_run_status_sensor_context(
-        sensor_name="mirror",
-        dagster_event=entry.dagster_event,
-        dagster_instance=pipeline.instance,
-        dagster_run=run,
-        resources={"store": pipeline.store},
-    ) as context:
-        return definition(context)

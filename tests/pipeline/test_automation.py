@@ -1,5 +1,5 @@
-"""Sensors, the schedule, the PipelineRun mirror and job status, ticked by hand against a real
-Dagster instance."""
+"""Sensors, the schedule, the run record (what a run records of itself, what the ending sensor
+records for it) and job status, ticked by hand against a real Dagster instance."""
 
 from __future__ import annotations
 
@@ -10,19 +10,20 @@ import uuid
 
 import dagster as dg
 import pytest
-from dagster import DagsterEventType, DagsterRunStatus
+from dagster import DagsterRunStatus
 
 from fwa_pipeline.definitions import build_defs
+from fwa_pipeline.defs import assets
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import WORKSPACES
-from fwa_pipeline.defs.run_mirror import reconcile
 from fwa_pipeline.defs.schedules import nightly_rescore
 from fwa_pipeline.defs.sensors import (
     landed_batch_sensor,
     pipeline_request_sensor,
-    pipeline_run_reconciliation,
+    pipeline_run_ending,
 )
-from fwa_pipeline.runs.jobs import UnknownWorkspaceError, enqueue, job_status
+from fwa_pipeline.runs.ending import end_run, sweep
+from fwa_pipeline.runs.jobs import JobStatus, UnknownWorkspaceError, enqueue, job_status
 from fwa_pipeline.runs.tags import (
     JOB_ID_TAG,
     PARENT_RUN_TAG,
@@ -35,7 +36,7 @@ from fwa_pipeline.runs.tags import (
 from fwa_pipeline.store.claims import store_id
 from fwa_pipeline.store.runs import get_request, get_run
 from tests.pipeline import batch
-from tests.pipeline.conftest import WORKSPACE, Pipeline, status_tick
+from tests.pipeline.conftest import WORKSPACE, Pipeline
 
 
 def tick(sensor: dg.SensorDefinition, pipeline: Pipeline) -> object:
@@ -112,7 +113,7 @@ def test_a_requested_run_consumes_the_batch_and_later_ticks_skip_it(pipeline: Pi
 def test_an_enqueued_job_runs_and_reports_its_status(pipeline: Pipeline) -> None:
     pipeline.land(batch.batch_one())
     job_id = enqueue(pipeline.engine, WORKSPACE, force_reprocess=False, requested_by="api:test")
-    queued = job_status(pipeline.engine, pipeline.instance, job_id)
+    queued = job_status(pipeline.engine, job_id)
     assert queued is not None and queued.status == "queued" and queued.dagster_run_id is None
 
     result = tick(pipeline_request_sensor, pipeline)
@@ -133,7 +134,7 @@ def test_an_enqueued_job_runs_and_reports_its_status(pipeline: Pipeline) -> None
     assert get_request(pipeline.engine, job_id).status == "launched"
     assert get_request(pipeline.engine, job_id).dagster_run_id == run.run_id
     assert isinstance(tick(pipeline_request_sensor, pipeline), dg.SkipReason)
-    status = job_status(pipeline.engine, pipeline.instance, job_id)
+    status = job_status(pipeline.engine, job_id)
     assert status is not None
     assert status.status == "success" and status.phase == "done" and status.errors == []
     assert status.progress == {"done": 9, "total": 9}
@@ -155,10 +156,10 @@ def test_a_failed_job_reports_its_errors(pipeline: Pipeline) -> None:
     }
     launch(pipeline, result, request.with_replaced_attrs(run_config=halting))
 
-    status = job_status(pipeline.engine, pipeline.instance, job_id)
+    status = job_status(pipeline.engine, job_id)
     assert status is not None and status.status == "failure"
     assert status.progress["done"] < status.progress["total"]
-    # The gate's own words, without Dagster's class path; the run failure's summary after it.
+    # The gate's own words, without Dagster's class path.
     assert status.errors[0] == (
         "raw_claims: 2 blocking asset checks failed with ERROR severity:\n"
         "raw_claims: conformance,referential_integrity"
@@ -180,7 +181,7 @@ def test_a_job_that_failed_unexpectedly_does_not_show_why(
     monkeypatch.setattr("fwa_pipeline.defs.assets.read_reference", broken)
     launch(pipeline, result, result.run_requests[0])
 
-    status = job_status(pipeline.engine, pipeline.instance, job_id)
+    status = job_status(pipeline.engine, job_id)
     assert status is not None and status.status == "failure"
     assert (
         status.errors[0]
@@ -194,32 +195,92 @@ def test_enqueue_refuses_an_unknown_workspace_and_status_an_unknown_job(
 ) -> None:
     with pytest.raises(UnknownWorkspaceError):
         enqueue(pipeline.engine, "nobody")
-    assert job_status(pipeline.engine, pipeline.instance, str(uuid.uuid4())) is None
+    assert job_status(pipeline.engine, str(uuid.uuid4())) is None
 
 
-# --------------------------------------------------------------------------- run mirror
+# --------------------------------------------------------------------------- run record
 
 
-def test_run_status_sensors_mirror_success_and_failure(pipeline: Pipeline) -> None:
+def test_a_run_records_its_success_and_its_failure(pipeline: Pipeline) -> None:
     pipeline.land(batch.batch_one())
     ok = pipeline.run()
     failed = pipeline.run(force_reprocess=True, pipeline={"quality": {"mode": "halt_on_errors"}})
-    with pipeline.engine.begin() as connection:  # as if nothing had been mirrored
-        connection.exec_driver_sql("DELETE FROM pipeline_runs")
-
-    status_tick("pipeline_run_success", pipeline, ok.run_id, DagsterEventType.RUN_SUCCESS)
-    status_tick("pipeline_run_failure", pipeline, failed.run_id, DagsterEventType.RUN_FAILURE)
 
     row = get_run(pipeline.engine, ok.run_id)
     assert row is not None and row.status == "success" and row.completed_at is not None
     assert row.stats["claims_in"] == 9 and row.stats["hits"] >= 4
     assert row.config_snapshot["quality"]["mode"] == "skip_invalid"
+    assert row.progress["done"] == row.progress["planned"] and len(row.progress["done"]) == 9
     failure = get_run(pipeline.engine, failed.run_id)
     assert failure is not None and failure.status == "failure" and failure.force_reprocess
     assert failure.config_snapshot["quality"]["mode"] == "halt_on_errors"
+    assert failure.completed_at is not None
+    assert failure.errors == [
+        "raw_claims: 2 blocking asset checks failed with ERROR severity:\n"
+        "raw_claims: conformance,referential_integrity"
+    ]
 
 
-def test_a_canceled_run_is_mirrored_as_canceled(pipeline: Pipeline) -> None:
+def test_a_run_records_its_progress_as_it_goes(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.land(batch.batch_one())
+    job_id = enqueue(pipeline.engine, WORKSPACE)
+    result = tick(pipeline_request_sensor, pipeline)
+    assert isinstance(result, dg.SensorResult)
+    seen: list[object] = []
+    detect = assets.detect
+
+    def watched(*args: object, **kwargs: object) -> object:
+        # As the API reads it while the rules run: from the rows alone.
+        seen.append(job_status(pipeline.engine, job_id))
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(assets, "detect", watched)
+    launch(pipeline, result)
+
+    (midway,) = seen
+    assert isinstance(midway, JobStatus)
+    assert (midway.status, midway.phase) == ("running", "rule_hits")
+    assert midway.progress == {"done": 5, "total": 9}
+    assert midway.claims_processed == 9  # the claims it read, until its results commit
+    assert midway.result is None and midway.completed_at is None
+    done = job_status(pipeline.engine, job_id)
+    assert done is not None and (done.status, done.phase) == ("success", "done")
+
+
+def test_the_ending_sensor_records_a_run_canceled_while_queued(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    job_id = enqueue(pipeline.engine, WORKSPACE)
+    result = tick(pipeline_request_sensor, pipeline)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    run = pipeline.instance.add_run(
+        dg.DagsterRun(
+            job_name=PIPELINE_JOB,
+            run_id=str(uuid.uuid4()),
+            run_config=request.run_config,
+            tags={**request.tags, PARTITION_TAG: WORKSPACE},
+            status=DagsterRunStatus.NOT_STARTED,  # created by the daemon, waiting its turn
+        )
+    )
+
+    assert isinstance(tick(pipeline_run_ending, pipeline), dg.SkipReason)
+    waiting = get_run(pipeline.engine, run.run_id)
+    assert waiting is not None and waiting.status == "queued"
+    assert get_request(pipeline.engine, job_id).dagster_run_id == run.run_id
+    # Canceled in Dagster's queue (the UI), not through the API: no step ever records it.
+    pipeline.instance.report_run_canceled(run)
+    tick(pipeline_run_ending, pipeline)
+
+    row = get_run(pipeline.engine, run.run_id)
+    assert row is not None and row.status == "canceled" and row.completed_at is not None
+    status = job_status(pipeline.engine, job_id)
+    assert status is not None and (status.status, status.errors) == ("canceled", [])
+    assert status.result is not None and status.result.failure_reason == "the job was canceled"
+
+
+def test_a_run_canceled_before_a_worker_took_it_is_recorded_canceled(pipeline: Pipeline) -> None:
     pipeline.land(batch.batch_one())
     run = pipeline.instance.add_run(
         dg.DagsterRun(
@@ -231,25 +292,26 @@ def test_a_canceled_run_is_mirrored_as_canceled(pipeline: Pipeline) -> None:
     )
     pipeline.instance.report_run_canceled(run)
 
-    status_tick("pipeline_run_canceled", pipeline, run.run_id, DagsterEventType.RUN_CANCELED)
+    assert end_run(pipeline.engine, pipeline.instance, run.run_id) == "canceled"
 
     row = get_run(pipeline.engine, run.run_id)
     assert row is not None and row.status == "canceled"
 
 
-def test_reconciliation_catches_what_the_sensors_missed(pipeline: Pipeline) -> None:
+def test_the_ending_sensor_ends_a_row_its_run_left_open(pipeline: Pipeline) -> None:
     pipeline.land(batch.batch_one())
     result = pipeline.run()
+    # As if the run's last hook had not reached the store.
     with pipeline.engine.begin() as connection:
-        connection.exec_driver_sql("UPDATE pipeline_runs SET status = 'running', stats = '{}'")
+        connection.exec_driver_sql("UPDATE pipeline_runs SET status = 'running'")
 
-    outcome = tick(pipeline_run_reconciliation, pipeline)
+    outcome = tick(pipeline_run_ending, pipeline)
 
     assert isinstance(outcome, dg.SkipReason)
     row = get_run(pipeline.engine, result.run_id)
     assert row is not None and row.status == "success" and row.stats["claims_in"] == 9
     # A final status is never replaced by an earlier one.
-    reconcile(pipeline.engine, pipeline.instance)
+    sweep(pipeline.engine, pipeline.instance)
     assert get_run(pipeline.engine, result.run_id).status == "success"
 
 
@@ -275,20 +337,21 @@ def started_run(pipeline: Pipeline, run_id: str, tags: dict[str, str]) -> dg.Dag
     )
 
 
-def test_reconciliation_fails_a_run_whose_process_died(pipeline: Pipeline) -> None:
+def test_the_ending_sensor_fails_a_run_whose_process_died(pipeline: Pipeline) -> None:
     pipeline.land(batch.batch_one())
     run_id = str(uuid.uuid4())
     run = started_run(pipeline, run_id, {**process_tags(run_id), PID_TAG: dead_pid()})
 
-    reconcile(pipeline.engine, pipeline.instance)
+    sweep(pipeline.engine, pipeline.instance)
 
     assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
     row = get_run(pipeline.engine, run.run_id)
     assert row is not None and row.status == "failure"
+    assert row.errors == [f"the process running it (pid {run.tags[PID_TAG]}) is gone"]
 
 
 @pytest.mark.parametrize("with_pid_run", [True, False], ids=["tagged", "tagged-before-pid-run"])
-def test_reconciliation_leaves_a_reexecution_that_copied_a_dead_runs_tags(
+def test_the_ending_sensor_leaves_a_reexecution_that_copied_a_dead_runs_tags(
     pipeline: Pipeline, with_pid_run: bool
 ) -> None:
     # Re-executed from the UI: the parent's tags (its dead process's pid among them) are
@@ -300,19 +363,21 @@ def test_reconciliation_leaves_a_reexecution_that_copied_a_dead_runs_tags(
         del tags[PID_RUN_TAG]
     run = started_run(pipeline, str(uuid.uuid4()), tags)
 
-    reconcile(pipeline.engine, pipeline.instance)
+    sweep(pipeline.engine, pipeline.instance)
 
     assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
 
 
-def test_reconciliation_fails_a_dead_run_tagged_before_pid_run_existed(pipeline: Pipeline) -> None:
+def test_the_ending_sensor_fails_a_dead_run_tagged_before_pid_run_existed(
+    pipeline: Pipeline,
+) -> None:
     pipeline.land(batch.batch_one())
     run_id = str(uuid.uuid4())
     tags = {**process_tags(run_id), PID_TAG: dead_pid()}
     del tags[PID_RUN_TAG]
     run = started_run(pipeline, run_id, tags)
 
-    reconcile(pipeline.engine, pipeline.instance)
+    sweep(pipeline.engine, pipeline.instance)
 
     assert pipeline.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
 
@@ -343,7 +408,7 @@ def test_the_nightly_schedule_reprocesses_every_workspace(pipeline: Pipeline) ->
     assert {r.tags[STORE_TAG] for r in requests} == {store_id(pipeline.engine)}
 
 
-def test_reconciliation_ends_a_run_whose_dagster_record_was_deleted(pipeline: Pipeline) -> None:
+def test_the_ending_sensor_ends_a_run_whose_dagster_record_was_deleted(pipeline: Pipeline) -> None:
     pipeline.land(batch.batch_one())
     result = pipeline.run()
     # Deleted from Dagster (the UI's "delete run") while its row still read running.
@@ -351,9 +416,10 @@ def test_reconciliation_ends_a_run_whose_dagster_record_was_deleted(pipeline: Pi
         connection.exec_driver_sql("UPDATE pipeline_runs SET status = 'running'")
     pipeline.instance.delete_run(result.run_id)
 
-    reconcile(pipeline.engine, pipeline.instance)
+    sweep(pipeline.engine, pipeline.instance)
 
     row = get_run(pipeline.engine, result.run_id)
     assert row is not None and row.status == "failure" and row.completed_at is not None
     assert row.stats["failure"] == "the Dagster run was deleted"
+    assert row.errors == ["the Dagster run was deleted"]
     assert row.stats["claims_in"] == 9  # what it had recorded stays

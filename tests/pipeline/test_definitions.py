@@ -74,10 +74,7 @@ def test_the_job_runs_in_process_and_automation_is_on(resolved: dg.Definitions) 
     assert set(sensors) == {
         "landed_batch_sensor",
         "pipeline_request_sensor",
-        "pipeline_run_success",
-        "pipeline_run_failure",
-        "pipeline_run_canceled",
-        "pipeline_run_reconciliation",
+        "pipeline_run_ending",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     (schedule,) = resolved.schedules or []

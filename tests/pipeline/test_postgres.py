@@ -24,8 +24,8 @@ from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import ensure_partition
 from fwa_pipeline.defs.resources import run_config
-from fwa_pipeline.defs.run_mirror import mirror_run, reconcile
-from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_reconciliation
+from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_ending
+from fwa_pipeline.runs.ending import end_run, sweep
 from fwa_pipeline.runs.tags import STORE_TAG
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.claims import store_id
@@ -37,7 +37,6 @@ from tests.pipeline.conftest import (
     WORKSPACE,
     Pipeline,
     materializations,
-    status_tick,
 )
 from tests.pipeline.test_automation import tick
 from tests.pipeline.test_synthetic import split_latest
@@ -147,10 +146,7 @@ def test_the_production_instance_runs_the_pipeline_and_the_sensors(
             assert "investigation_cases" in materializations(other, result.run_id)
             assert production_instance.has_dynamic_partition("workspaces", WORKSPACE)
         assert isinstance(landed_batch_sensor(context), dg.SkipReason)
-    # The mirror, as the daemon's sensors run it: the run-status sensor, then the reconciliation.
-    with pipeline.engine.begin() as connection:
-        connection.exec_driver_sql("DELETE FROM pipeline_runs")
-    status_tick("pipeline_run_success", pipeline, result.run_id, DagsterEventType.RUN_SUCCESS)
+    # The run recorded itself; the ending sensor, as the daemon runs it, ends a row left open.
     row = get_run(pipeline.engine, result.run_id)
     assert row is not None and row.status == "success" and row.stats["claims_in"] == 9
     with pipeline.engine.begin() as connection:
@@ -158,8 +154,8 @@ def test_the_production_instance_runs_the_pipeline_and_the_sensors(
     with dg.build_sensor_context(
         instance=production_instance, resources={"store": pipeline.store}
     ) as context:
-        reconciled = pipeline_run_reconciliation(context)
-    assert isinstance(reconciled, dg.SkipReason)
+        ended = pipeline_run_ending(context)
+    assert isinstance(ended, dg.SkipReason)
     assert get_run(pipeline.engine, result.run_id).status == "success"
 
 
@@ -214,8 +210,8 @@ def test_a_killed_run_run_again_gives_the_clean_result(
                 "(SELECT id FROM workspaces WHERE name = :ws)",
                 ws=WORKSPACE,
             ) == [(0,)]
-            # Without a daemon, the reconciliation notices the dead process.
-            reconcile(pg_pipeline.engine, instance)
+            # Without a daemon, the ending sensor's sweep notices the dead process.
+            sweep(pg_pipeline.engine, instance)
             (killed,) = instance.get_run_records()
             assert killed.dagster_run.status == dg.DagsterRunStatus.FAILURE
             assert get_run(pg_pipeline.engine, killed.dagster_run.run_id).status == "failure"
@@ -264,7 +260,7 @@ def test_a_batch_committed_after_a_later_one_still_gets_its_run(pg_pipeline: Pip
     )
 
 
-def test_two_stores_sharing_a_dagster_home_never_mirror_each_others_runs(
+def test_two_stores_sharing_a_dagster_home_never_record_each_others_runs(
     pipeline: Pipeline, pg_pipeline: Pipeline
 ) -> None:
     # The README's path: the demo on SQLite, then PostgreSQL, one Dagster home, the same
@@ -273,21 +269,26 @@ def test_two_stores_sharing_a_dagster_home_never_mirror_each_others_runs(
     pipeline.land(batch.batch_one())
     pg_pipeline.land(batch.batch_one())
     on_sqlite, on_postgres = pipeline.run(), pg_pipeline.run()
+    # Refused before its first step: only its store tag says whose it is.
+    refused = pg_pipeline.run(pipeline={"quality": {"mode": "sometimes"}})
 
     for store in (pipeline, pg_pipeline):
-        reconcile(store.engine, store.instance)
+        sweep(store.engine, store.instance)
 
     assert pipeline.query("SELECT run_id FROM pipeline_runs") == [(on_sqlite.run_id,)]
-    assert pg_pipeline.query("SELECT run_id FROM pipeline_runs") == [(on_postgres.run_id,)]
-    # A run of the other store is not this store's to mirror, whoever asks.
-    assert mirror_run(pipeline.engine, pipeline.instance, on_postgres.run_id) is None
+    assert sorted(pg_pipeline.query("SELECT run_id, status FROM pipeline_runs")) == sorted(
+        [(on_postgres.run_id, "success"), (refused.run_id, "failure")]
+    )
+    # A run of the other store is not this store's to record, whoever asks.
+    for other in (on_postgres, refused):
+        assert end_run(pipeline.engine, pipeline.instance, other.run_id) is None
 
 
-def test_a_run_started_elsewhere_is_mirrored_by_the_store_it_ran_on(
+def test_a_run_started_elsewhere_is_recorded_by_the_store_it_ran_on(
     pipeline: Pipeline, pg_pipeline: Pipeline
 ) -> None:
     # Started from the Dagster UI: no store tag at all, or (a re-execution of the other
-    # store's run) a copied one. The store the run writes to stamps it as the run starts.
+    # store's run) a copied one. The run records itself in the store its resource points at.
     pg_pipeline.land(batch.batch_one())
     pipeline.land(batch.batch_one())
     ensure_partition(pg_pipeline.instance, WORKSPACE)
@@ -303,7 +304,7 @@ def test_a_run_started_elsewhere_is_mirrored_by_the_store_it_ran_on(
     ]
 
     for store in (pipeline, pg_pipeline):
-        reconcile(store.engine, store.instance)
+        sweep(store.engine, store.instance)
 
     assert pipeline.query("SELECT run_id FROM pipeline_runs") == []
     assert sorted(pg_pipeline.query("SELECT run_id, status FROM pipeline_runs")) == sorted(

@@ -117,7 +117,7 @@ def test_an_enqueued_job_applies_the_version_and_its_quality_mode(pipeline: Pipe
     assert snapshot["config_version"] == 1
     assert snapshot["quality"]["mode"] == "flag_only"
     assert snapshot["rules"]["RULE-MED-006"]["weight"] == 3.5
-    status = job_status(pipeline.engine, pipeline.instance, job_id)
+    status = job_status(pipeline.engine, job_id)
     assert status is not None and status.config_version == 1
 
 

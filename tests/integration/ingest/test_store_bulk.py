@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from sqlalchemy import Connection, Engine, event, insert, select, text
+from sqlalchemy import Connection, Engine, event, select, text
 
 from fwa_pipeline.ingest import load_files
 from fwa_pipeline.settings import Settings
@@ -20,8 +20,8 @@ from fwa_pipeline.store.bulk import (
     read_frame,
     upsert_frame,
 )
-from fwa_pipeline.store.models import Base, Batch, MedicalClaim, Workspace
-from tests.unit.ingest.batch import files
+from fwa_pipeline.store.models import Base, MedicalClaim
+from tests.unit.ingest.batch import empty_batch, files
 
 pytestmark = pytest.mark.postgres
 
@@ -40,11 +40,7 @@ AWKWARD = [
 
 @pytest.fixture
 def batch_id(pg_engine: Engine) -> int:
-    with pg_engine.begin() as conn:
-        conn.execute(insert(Workspace).values(id=1, name="acme"))
-        return conn.execute(
-            insert(Batch).values(workspace_id=1, source="cli").returning(Batch.id)
-        ).scalar_one()
+    return empty_batch(pg_engine)
 
 
 def test_copy_round_trips_awkward_text(pg_engine: Engine, batch_id: int) -> None:

@@ -34,49 +34,53 @@ MEMBERS = ["M1", "M2", "M3"]
 CONFIG = QualityConfig(outlier_sd=3.0, outlier_min_peers=10)
 
 
-def medical(n: int = 3, **columns: list[object]) -> pd.DataFrame:
-    """``n`` clean, distinct medical claims; ``columns`` override whole columns."""
+def claims(
+    prefix: str, n: int, values: dict[str, object], columns: dict[str, list[object]]
+) -> pd.DataFrame:
+    """``n`` distinct claims ``<prefix>1`` .. of members M1, M2, M3 in turn, with ``values``;
+    ``columns`` override whole columns."""
     frame = pd.DataFrame(
         {
             "claim_pk": np.arange(1, n + 1),
-            "claim_id": [f"MC{i}" for i in range(1, n + 1)],
+            "claim_id": [f"{prefix}{i}" for i in range(1, n + 1)],
             "member_id": [MEMBERS[i % len(MEMBERS)] for i in range(n)],
-            "provider_id": PROVIDER,
-            "service_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="D"),
-            "cpt_code": "99213",
-            "modifier": None,
-            "diagnosis_code": "E11.9",
-            "units": 1,
-            "place_of_service": "11",
-            "amount_billed": 100.0,
-            "amount_paid": 80.0,
+            **values,
         }
     )
-    for name, values in columns.items():
-        frame[name] = values
+    for name, column in columns.items():
+        frame[name] = column
     return frame
+
+
+def medical(n: int = 3, **columns: list[object]) -> pd.DataFrame:
+    """``n`` clean, distinct medical claims; ``columns`` override whole columns."""
+    values = {
+        "provider_id": PROVIDER,
+        "service_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="D"),
+        "cpt_code": "99213",
+        "modifier": None,
+        "diagnosis_code": "E11.9",
+        "units": 1,
+        "place_of_service": "11",
+        "amount_billed": 100.0,
+        "amount_paid": 80.0,
+    }
+    return claims("MC", n, values, columns)
 
 
 def pharmacy(n: int = 3, **columns: list[object]) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            "claim_pk": np.arange(1, n + 1),
-            "claim_id": [f"RX{i}" for i in range(1, n + 1)],
-            "member_id": [MEMBERS[i % len(MEMBERS)] for i in range(n)],
-            "prescriber_id": PRESCRIBER,
-            "pharmacy_id": PHARMACY,
-            "fill_date": pd.Timestamp("2024-02-01") + pd.to_timedelta(np.arange(n), unit="D"),
-            "ndc_code": "00002323230",
-            "quantity": 30.0,
-            "days_supply": 30,
-            "refill_number": 0,
-            "amount_billed": 25.0,
-            "amount_paid": 20.0,
-        }
-    )
-    for name, values in columns.items():
-        frame[name] = values
-    return frame
+    values = {
+        "prescriber_id": PRESCRIBER,
+        "pharmacy_id": PHARMACY,
+        "fill_date": pd.Timestamp("2024-02-01") + pd.to_timedelta(np.arange(n), unit="D"),
+        "ndc_code": "00002323230",
+        "quantity": 30.0,
+        "days_supply": 30,
+        "refill_number": 0,
+        "amount_billed": 25.0,
+        "amount_paid": 20.0,
+    }
+    return claims("RX", n, values, columns)
 
 
 def no_pharmacy() -> pd.DataFrame:

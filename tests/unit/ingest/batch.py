@@ -6,10 +6,10 @@ import csv
 import io
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from fwa_pipeline.npi import make_npis
-from fwa_pipeline.store.models import Base, Workspace
+from fwa_pipeline.store.models import Base, Batch, Workspace
 
 RENDERING, ORGANIZATION, PHARMACY, PRESCRIBER = (
     str(n) for n in make_npis([123456789, 223456789, 323456789, 423456789])
@@ -218,3 +218,12 @@ def changed(file: str, row: int, column: str, value: str) -> dict[str, bytes]:
     batch = rows()
     batch[file][row][column] = value
     return files(batch)
+
+
+def empty_batch(engine: Engine) -> int:
+    """Workspace 1 ("acme") and a batch of it with no rows yet; returns the batch id."""
+    with engine.begin() as conn:
+        conn.execute(insert(Workspace).values(id=1, name="acme"))
+        return conn.execute(
+            insert(Batch).values(workspace_id=1, source="cli").returning(Batch.id)
+        ).scalar_one()

@@ -325,24 +325,6 @@ def test_money_not_a_number(reject: Reject, value: str) -> None:
     )
 
 
-def test_money_with_more_than_two_decimals(reject: Reject) -> None:
-    message = reject(changed("pharmacy_claims.csv", 1, "amount_paid", "10.125"))
-    assert (
-        "pharmacy_claims.csv, row 2, column amount_paid: money has more than 2 decimal places: "
-        "'10.125'" in message
-    )
-
-
-def test_money_too_large_for_the_store(reject: Reject) -> None:
-    message = reject(changed("medical_claims.csv", 0, "amount_billed", "1234567890123"))
-    assert "column amount_billed: too large (at most 12 digits before the point)" in message
-
-
-def test_decimal_not_a_number(reject: Reject) -> None:
-    message = reject(changed("pharmacy_claims.csv", 0, "quantity", "sixty"))
-    assert "pharmacy_claims.csv, row 1, column quantity: not a number: 'sixty'" in message
-
-
 @pytest.mark.parametrize("value", ["1.5", "two", "0x10"])
 def test_integer_expected(reject: Reject, value: str) -> None:
     message = reject(changed("medical_claims.csv", 1, "units", value))
@@ -366,11 +348,6 @@ def test_problems_are_listed_in_reading_order_whichever_check_found_them(
     ]
 
 
-def test_integer_too_large(reject: Reject) -> None:
-    message = reject(changed("pharmacy_claims.csv", 0, "days_supply", "12345678901"))
-    assert "column days_supply: too large (at most 9 digits)" in message
-
-
 @pytest.mark.parametrize(
     "value",
     ["0406051201", "00406-512-1", "406-0512-01", "00406-0512-001", "00406 0512 01", "NDC123"],
@@ -380,19 +357,6 @@ def test_ndc_not_in_an_accepted_form(reject: Reject, value: str) -> None:
     assert (
         "pharmacy_claims.csv, row 2, column ndc_code: expected an NDC: 11 digits, or 10 digits "
         f"with dashes in 4-4-2, 5-3-2 or 5-4-1 form: {value!r}" in message
-    )
-
-
-def test_boolean_not_true_or_false(reject: Reject) -> None:
-    message = reject(changed("providers.csv", 0, "excluded", "yes"))
-    assert "providers.csv, row 1, column excluded: expected true or false: 'yes'" in message
-
-
-def test_provider_type_not_allowed(reject: Reject) -> None:
-    message = reject(changed("providers.csv", 2, "provider_type", "doctor"))
-    assert (
-        "providers.csv, row 3, column provider_type: expected one of individual, organization, "
-        "pharmacy: 'doctor'" in message
     )
 
 
@@ -436,12 +400,72 @@ def test_npi_not_ten_digits(reject: Reject, file: str, column: str) -> None:
     assert f"{file}, row 1, column {column}: expected an NPI: 10 digits: '123456789'" in message
 
 
-def test_provider_npi_with_a_wrong_check_digit(reject: Reject) -> None:
-    message = reject(changed("providers.csv", 0, "provider_id", BAD_CHECK_DIGIT))
-    assert (
-        f"providers.csv, row 1, column provider_id: the NPI check digit is wrong: "
-        f"{BAD_CHECK_DIGIT!r}" in message
-    )
+@pytest.mark.parametrize(
+    ("file", "row", "column", "value", "problem"),
+    [
+        pytest.param(
+            "pharmacy_claims.csv",
+            1,
+            "amount_paid",
+            "10.125",
+            "money has more than 2 decimal places: '10.125'",
+            id="money with more than two decimals",
+        ),
+        pytest.param(
+            "medical_claims.csv",
+            0,
+            "amount_billed",
+            "1234567890123",
+            "too large (at most 12 digits before the point)",
+            id="money too large for the store",
+        ),
+        pytest.param(
+            "pharmacy_claims.csv",
+            0,
+            "quantity",
+            "sixty",
+            "not a number: 'sixty'",
+            id="decimal not a number",
+        ),
+        pytest.param(
+            "pharmacy_claims.csv",
+            0,
+            "days_supply",
+            "12345678901",
+            "too large (at most 9 digits)",
+            id="integer too large",
+        ),
+        pytest.param(
+            "providers.csv",
+            0,
+            "excluded",
+            "yes",
+            "expected true or false: 'yes'",
+            id="boolean not true or false",
+        ),
+        pytest.param(
+            "providers.csv",
+            2,
+            "provider_type",
+            "doctor",
+            "expected one of individual, organization, pharmacy: 'doctor'",
+            id="provider type not allowed",
+        ),
+        pytest.param(
+            "providers.csv",
+            0,
+            "provider_id",
+            BAD_CHECK_DIGIT,
+            f"the NPI check digit is wrong: {BAD_CHECK_DIGIT!r}",
+            id="provider NPI with a wrong check digit",
+        ),
+    ],
+)
+def test_a_bad_value_is_named_by_file_row_and_column(
+    reject: Reject, file: str, row: int, column: str, value: str, problem: str
+) -> None:
+    message = reject(changed(file, row, column, value))
+    assert f"{file}, row {row + 1}, column {column}: {problem}" in message
 
 
 # --------------------------------------------------------------------------- keys, required

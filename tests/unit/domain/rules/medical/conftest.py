@@ -13,6 +13,7 @@ import pandas as pd
 from fwa_pipeline.domain.config import RuleParams, default_config
 from fwa_pipeline.domain.enrich import enrich_medical
 from fwa_pipeline.domain.rules import REGISTRY, RuleContext
+from tests.unit.domain.rules.batch_files import read_batch_csv
 
 AS_OF = dt.date(2025, 6, 30)
 DAY = "2024-03-01"
@@ -169,45 +170,21 @@ def peer_providers(specs: dict[str, tuple[str, str]]) -> pd.DataFrame:
 
 # --- synth batch reader ----------------------------------------------------------------------
 
-DATES = {
-    "members": ["date_of_birth", "date_of_death"],
-    "providers": ["exclusion_date"],
-    "medical_claims": ["service_date"],
-}
-NUMBERS = {
-    "cpt_reference": ["minutes_per_unit", "mue_limit", "min_age", "max_age", "em_level"],
-    "medical_claims": ["units", "amount_billed", "amount_paid"],
-}
-BOOLEANS = {"providers": ["excluded"], "ncci_edits": ["modifier_allowed"]}
-
-
-def read_batch_file(directory: Path, name: str) -> pd.DataFrame:
-    """One batch CSV read as text, then typed: dates, numbers, ``true``/``false`` flags."""
-    frame = pd.read_csv(directory / f"{name}.csv", dtype=str, keep_default_na=False)
-    frame = frame.replace("", None)
-    for column in DATES.get(name, []):
-        frame[column] = pd.to_datetime(frame[column])
-    for column in NUMBERS.get(name, []):
-        frame[column] = pd.to_numeric(frame[column]).astype("float64")
-    for column in BOOLEANS.get(name, []):
-        frame[column] = frame[column].fillna("false").str.lower().eq("true")
-    return frame
-
 
 def batch_context(directory: Path) -> RuleContext:
-    claims = read_batch_file(directory, "medical_claims")
+    claims = read_batch_csv(directory, "medical_claims")
     claims.insert(0, "claim_pk", range(1, len(claims) + 1))
     claims["units"] = claims["units"].astype("Int64")
     claims["in_scope"] = True
     medical = enrich_medical(
         claims,
-        read_batch_file(directory, "members"),
-        read_batch_file(directory, "providers"),
-        read_batch_file(directory, "cpt_reference"),
+        read_batch_csv(directory, "members"),
+        read_batch_csv(directory, "providers"),
+        read_batch_csv(directory, "cpt_reference"),
     )
     return RuleContext(
         medical=medical,
         pharmacy=NO_PHARMACY,
-        ncci=read_batch_file(directory, "ncci_edits"),
+        ncci=read_batch_csv(directory, "ncci_edits"),
         as_of=AS_OF,
     )

@@ -12,7 +12,8 @@ from fwa_pipeline.domain.config import PipelineConfig, default_config
 from fwa_pipeline.domain.evaluation import precision_recall
 from fwa_pipeline.domain.rules import evaluate
 from fwa_pipeline.synth import generate
-from tests.unit.domain.rules.medical.conftest import batch_context, read_batch_file
+from tests.unit.domain.rules.batch_files import read_batch_csv
+from tests.unit.domain.rules.medical.conftest import batch_context
 
 MEDICAL_RULES = [f"RULE-MED-{i:03d}" for i in range(1, 13)]
 CLAIMS = 20_000
@@ -36,7 +37,7 @@ def hits(batch: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def scores(batch: Path, hits: pd.DataFrame) -> pd.DataFrame:
-    labels = read_batch_file(batch, "labels")
+    labels = read_batch_csv(batch, "labels")
     labels = labels[labels["rule_id"].isin(MEDICAL_RULES)]
     return precision_recall(hits, labels).set_index("rule_id")
 
@@ -65,8 +66,8 @@ def test_no_evidence_carries_phi_or_a_value_derived_from_it(
         "last_name",
     }
     # Nor does any hit's evidence hold its member's date of death under another name.
-    members = read_batch_file(batch, "members").set_index("member_id")["date_of_death"]
-    claims = read_batch_file(batch, "medical_claims").set_index("claim_id")["member_id"]
+    members = read_batch_csv(batch, "members").set_index("member_id")["date_of_death"]
+    claims = read_batch_csv(batch, "medical_claims").set_index("claim_id")["member_id"]
     death = members.reindex(claims.loc[hits["claim_id"]]).dt.strftime("%Y-%m-%d").tolist()
     assert not any(
         d in map(str, e.values()) for d, e in zip(death, hits["evidence"], strict=True) if d

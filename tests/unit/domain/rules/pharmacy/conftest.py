@@ -4,7 +4,6 @@ runner for one rule with threshold overrides, and a reader for a synthetic batch
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,6 +13,7 @@ from fwa_pipeline.domain.config import PipelineConfig, RuleParams, default_confi
 from fwa_pipeline.domain.enrich import enrich_pharmacy
 from fwa_pipeline.domain.rules import REGISTRY, RuleContext, evaluate
 from fwa_pipeline.synth import generate
+from tests.unit.domain.rules.batch_files import read_batch_csv
 
 START = dt.date(2024, 1, 1)
 STEMS = ["azepam", "azolam"]
@@ -156,29 +156,6 @@ def severity(hits: pd.DataFrame, claim_id: str) -> float:
 
 
 # --- a synthetic batch, read the way the pipeline would type it ---------------------------------
-
-DATES = {
-    "members": ["date_of_birth", "date_of_death"],
-    "providers": ["exclusion_date"],
-    "pharmacy_claims": ["fill_date"],
-}
-NUMBERS = {
-    "pharmacy_claims": ["quantity", "days_supply", "refill_number", "amount_billed", "amount_paid"],
-    "ndc_reference": ["dea_schedule", "mme_factor", "strength_per_unit", "max_daily_quantity"],
-}
-
-
-def read_batch_csv(directory: Path, name: str) -> pd.DataFrame:
-    """A batch CSV read as text, then typed: dates, numbers, ``true``/``false`` flags."""
-    frame = pd.read_csv(directory / f"{name}.csv", dtype=str, keep_default_na=False)
-    frame = frame.replace("", None)
-    for column in DATES.get(name, []):
-        frame[column] = pd.to_datetime(frame[column])
-    for column in NUMBERS.get(name, []):
-        frame[column] = pd.to_numeric(frame[column])
-    if name == "providers":
-        frame["excluded"] = frame["excluded"].fillna("false").str.lower().eq("true")
-    return frame
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Bulk I/O on SQLite (the embedded default); tests/integration/ingest/test_store_bulk.py runs
-the PostgreSQL COPY paths against the same expectations."""
+"""Bulk I/O on both engines: frames copied in and read back typed, upserts by primary key,
+parameters quoted. The PostgreSQL-only COPY paths are in
+``tests/integration/ingest/test_store_bulk.py``."""
 
 from __future__ import annotations
 
@@ -8,19 +9,16 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from fwa_pipeline.store.bulk import copy_frame, copy_frames, read_frame, upsert_frame
-from fwa_pipeline.store.models import Batch, MedicalClaim, Provider, Workspace
+from fwa_pipeline.store.models import MedicalClaim, Provider
+from tests.unit.ingest.batch import empty_batch
 
 
 @pytest.fixture
-def batch_id(sqlite_engine: Engine) -> int:
-    with sqlite_engine.begin() as conn:
-        conn.execute(insert(Workspace).values(id=1, name="acme"))
-        return conn.execute(
-            insert(Batch).values(workspace_id=1, source="cli").returning(Batch.id)
-        ).scalar_one()
+def batch_id(store_engine: Engine) -> int:
+    return empty_batch(store_engine)
 
 
 def claims_frame(batch_id: int) -> pd.DataFrame:
@@ -37,11 +35,11 @@ def claims_frame(batch_id: int) -> pd.DataFrame:
     )
 
 
-def test_copy_frame_appends_typed_rows(sqlite_engine: Engine, batch_id: int) -> None:
-    with sqlite_engine.begin() as conn:
+def test_copy_frame_appends_typed_rows(store_engine: Engine, batch_id: int) -> None:
+    with store_engine.begin() as conn:
         assert copy_frame(conn, "medical_claims", claims_frame(batch_id)) == 3
         assert copy_frame(conn, MedicalClaim.__table__, claims_frame(batch_id).iloc[:0]) == 0
-    stored = read_frame(sqlite_engine, "SELECT * FROM medical_claims ORDER BY id")
+    stored = read_frame(store_engine, "SELECT * FROM medical_claims ORDER BY id")
     assert stored["id"].tolist() == [1, 2, 3]
     assert stored["claim_id"].tolist() == ["A", 'B, "quoted"\nline', "C"]
     assert stored["member_id"].tolist()[2] == ""
@@ -52,18 +50,14 @@ def test_copy_frame_appends_typed_rows(sqlite_engine: Engine, batch_id: int) -> 
     assert stored["amount_billed"].tolist()[::2] == [10.5, 0.01]
 
 
-def test_copy_frame_is_part_of_the_callers_transaction(
-    sqlite_engine: Engine, batch_id: int
-) -> None:
-    with pytest.raises(RuntimeError), sqlite_engine.begin() as conn:
+def test_copy_frame_is_part_of_the_callers_transaction(store_engine: Engine, batch_id: int) -> None:
+    with pytest.raises(RuntimeError), store_engine.begin() as conn:
         copy_frame(conn, "medical_claims", claims_frame(batch_id))
         raise RuntimeError("later failure")
-    assert read_frame(sqlite_engine, "SELECT count(*) AS n FROM medical_claims")["n"][0] == 0
+    assert read_frame(store_engine, "SELECT count(*) AS n FROM medical_claims")["n"][0] == 0
 
 
-def test_copy_frames_appends_frames_made_one_at_a_time(
-    sqlite_engine: Engine, batch_id: int
-) -> None:
+def test_copy_frames_appends_frames_made_one_at_a_time(store_engine: Engine, batch_id: int) -> None:
     frame = claims_frame(batch_id)
     made: list[int] = []
 
@@ -72,11 +66,11 @@ def test_copy_frames_appends_frames_made_one_at_a_time(
             made.append(len(part))
             yield part
 
-    with sqlite_engine.begin() as conn:
+    with store_engine.begin() as conn:
         assert copy_frames(conn, "medical_claims", frames()) == 3
         assert copy_frames(conn, "medical_claims", []) == 0
     assert made == [2, 0, 1]
-    stored = read_frame(sqlite_engine, "SELECT claim_id FROM medical_claims ORDER BY id")
+    stored = read_frame(store_engine, "SELECT claim_id FROM medical_claims ORDER BY id")
     assert stored["claim_id"].tolist() == frame["claim_id"].tolist()
 
 
@@ -89,8 +83,8 @@ def provider(npi: str, name: str, **extra: object) -> dict[str, object]:
     } | extra
 
 
-def test_upsert_frame_replaces_by_primary_key(sqlite_engine: Engine, batch_id: int) -> None:
-    with sqlite_engine.begin() as conn:
+def test_upsert_frame_replaces_by_primary_key(store_engine: Engine, batch_id: int) -> None:
+    with store_engine.begin() as conn:
         first = pd.DataFrame(
             [provider("1", "One", specialty="Cardiology"), provider("2", "Two", specialty="X")]
         )
@@ -101,17 +95,17 @@ def test_upsert_frame_replaces_by_primary_key(sqlite_engine: Engine, batch_id: i
             Provider.__table__,
             pd.DataFrame([provider("2", "Two again"), provider("3", "Three")]),
         )
-    stored = read_frame(sqlite_engine, "SELECT * FROM providers ORDER BY provider_id")
+    stored = read_frame(store_engine, "SELECT * FROM providers ORDER BY provider_id")
     assert stored["name"].tolist() == ["One", "Two again", "Three"]
     assert stored["specialty"].tolist()[:2] == ["Cardiology", "X"]
     assert stored["excluded"].tolist() == [False, False, False]  # the model default
 
 
-def test_read_frame_types_follow_the_database_types(sqlite_engine: Engine, batch_id: int) -> None:
-    with sqlite_engine.begin() as conn:
+def test_read_frame_types_follow_the_database_types(store_engine: Engine, batch_id: int) -> None:
+    with store_engine.begin() as conn:
         copy_frame(conn, "medical_claims", claims_frame(batch_id))
     frame = read_frame(
-        sqlite_engine,
+        store_engine,
         "SELECT m.claim_id, m.service_date, m.units, m.amount_billed, b.landed_at, "
         "w.needs_reprocessing, b.files, m.units * 2 AS doubled "
         "FROM medical_claims m JOIN batches b ON b.id = m.batch_id "
@@ -131,24 +125,24 @@ def test_read_frame_types_follow_the_database_types(sqlite_engine: Engine, batch
     assert frame["landed_at"].iloc[0].date() == dt.datetime.now(dt.UTC).date()
 
 
-def test_read_frame_parameters(sqlite_engine: Engine, batch_id: int) -> None:
-    with sqlite_engine.begin() as conn:
+def test_read_frame_parameters(store_engine: Engine, batch_id: int) -> None:
+    with store_engine.begin() as conn:
         copy_frame(conn, "medical_claims", claims_frame(batch_id))
     sql = (
         "SELECT claim_id FROM medical_claims WHERE claim_id IN :ids AND service_date >= :since "
         "AND claim_id != :other ORDER BY claim_id"
     )
     params = {"ids": ["A", "C", "x"], "since": dt.date(2023, 1, 1), "other": "O'Brien; --"}
-    assert read_frame(sqlite_engine, sql, params)["claim_id"].tolist() == ["A", "C"]
+    assert read_frame(store_engine, sql, params)["claim_id"].tolist() == ["A", "C"]
     statement = select(MedicalClaim.claim_id, MedicalClaim.units).where(
         MedicalClaim.claim_id == "C"
     )
-    with sqlite_engine.connect() as conn:
+    with store_engine.connect() as conn:
         selected = read_frame(conn, statement)
     assert selected.to_dict("list") == {"claim_id": ["C"], "units": [3]}
 
 
-def test_read_frame_of_no_rows_keeps_the_types(sqlite_engine: Engine, batch_id: int) -> None:
-    frame = read_frame(sqlite_engine, "SELECT claim_id, service_date, units FROM medical_claims")
+def test_read_frame_of_no_rows_keeps_the_types(store_engine: Engine, batch_id: int) -> None:
+    frame = read_frame(store_engine, "SELECT claim_id, service_date, units FROM medical_claims")
     assert frame.empty
     assert frame.dtypes.astype(str).tolist() == ["str", "datetime64[us]", "Int64"]
