@@ -207,7 +207,7 @@ def cancel_job(engine: Engine, instance: dg.DagsterInstance, job_id: str) -> Non
         instance.report_run_canceled(run, message="The pipeline job was canceled.")
         end_run(engine, instance, run.run_id)
         return
-    ledger.canceling(engine, run.run_id)
+    ledger.canceling(engine, instance, run)
     if not instance.run_launcher.terminate(run.run_id):
         raise RunNotTerminatedError(run.run_id)
     # The run worker records the run canceled as it stops; one that stopped at once is ended

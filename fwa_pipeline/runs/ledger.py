@@ -207,12 +207,15 @@ def failed(
 # --------------------------------------------------------------------------- from outside
 
 
-def canceling(engine: Engine, run_id: str) -> None:
-    """Termination was asked for: the row reads canceling until the run ends."""
+def canceling(engine: Engine, instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Termination was asked for: the row (made now if the run has not recorded its start yet)
+    reads canceling until the run ends."""
     with engine.begin() as connection:
-        row = _locked(connection, run_id)
-        if row is not None and row.status not in FINAL_STATUSES:
-            upsert_run(connection, run_id, row.workspace_id, status="canceling")
+        row = _locked(connection, run.run_id)
+        if row is None:
+            _opened(connection, instance, run, status="canceling")
+        elif row.status not in FINAL_STATUSES:
+            upsert_run(connection, run.run_id, row.workspace_id, status="canceling")
 
 
 def waiting(engine: Engine, instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
@@ -320,7 +323,7 @@ def _opened(
         ws_id,
         status=status,
         job_name=run.job_name,
-        started_at=started_at or (utcnow() if status == "running" else None),
+        started_at=started_at or (utcnow() if status in ("running", "canceling") else None),
         force_reprocess=bool(snapshot.get("force_reprocess", False)),
         config_snapshot=snapshot,
         progress={"planned": planned_steps(instance, run), "done": []},

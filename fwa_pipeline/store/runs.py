@@ -30,7 +30,8 @@ def claims_processed(stats: Mapping[str, Any]) -> int:
 
 def upsert_run(connection: Connection, run_id: str, workspace_id: int, **fields: Any) -> None:
     """Create the run's row or update the given fields of it. A final status is never replaced
-    by an earlier one (sensors and the reconciliation may see a run's events out of order)."""
+    (whoever records a run's end first wins), and a run being canceled goes back to running or
+    queued no more (termination may be asked for before the run records its start)."""
     dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = dialect_insert(PipelineRun).values(
         run_id=run_id, workspace_id=workspace_id, **fields
@@ -46,7 +47,12 @@ def upsert_run(connection: Connection, run_id: str, workspace_id: int, **fields:
 
 def _status_update(statement: Any) -> Any:
     final = PipelineRun.status.in_(sorted(FINAL_STATUSES))
-    return case((final, PipelineRun.status), else_=statement.excluded.status)
+    canceling = PipelineRun.status == "canceling"
+    return case(
+        (final, PipelineRun.status),
+        (canceling & statement.excluded.status.in_(ACTIVE_STATUSES), PipelineRun.status),
+        else_=statement.excluded.status,
+    )
 
 
 def get_run(source: Engine | Connection, run_id: str) -> PipelineRun | None:

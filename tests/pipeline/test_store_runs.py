@@ -28,6 +28,17 @@ def test_a_final_status_is_never_replaced_by_an_earlier_one(sqlite_engine: Engin
     assert (row.status, row.config_snapshot, row.stats) == ("failure", {"a": 1}, {"claims_in": 3})
 
 
+def test_a_run_being_canceled_goes_back_to_running_no_more(sqlite_engine: Engine) -> None:
+    ws = workspace(sqlite_engine)
+    with sqlite_engine.begin() as connection:
+        upsert_run(connection, "r1", ws, status="canceling")
+        upsert_run(connection, "r1", ws, status="running", config_snapshot={"a": 1})
+    assert get_run(sqlite_engine, "r1").status == "canceling"
+    with sqlite_engine.begin() as connection:
+        upsert_run(connection, "r1", ws, status="canceled")
+    assert get_run(sqlite_engine, "r1").status == "canceled"
+
+
 def test_a_run_consumes_its_batches_and_leaves_later_ones_waiting(sqlite_engine: Engine) -> None:
     ws = workspace(sqlite_engine)
     with sqlite_engine.begin() as connection:
