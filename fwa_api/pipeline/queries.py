@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from fwa_api.pipeline.models import JobOut, RunDetail, RunList, RunOut
-from fwa_api.services import Services
 from fwa_pipeline.runs.jobs import job_status
 from fwa_pipeline.store.models import PipelineRun
 from fwa_pipeline.store.runs import get_request
 
 
-def find_job(app: Services, workspace_id: int, job_id: str) -> JobOut | None:
+def find_job(engine: Engine, workspace_id: int, job_id: str) -> JobOut | None:
     """Blocking (the store): call from a worker thread."""
-    request = get_request(app.engine, job_id)
+    request = get_request(engine, job_id)
     if request is None or request.workspace_id != workspace_id:
         return None
-    status = job_status(app.engine, job_id)
+    status = job_status(engine, job_id)
     return None if status is None else JobOut.model_validate(status.as_dict())
 
 

@@ -87,7 +87,7 @@ IdempotencyKey = Annotated[
 
 
 async def _read_job(app: Services, workspace_id: int, job_id: str) -> JobOut:
-    found = await run_in_threadpool(queries.find_job, app, workspace_id, job_id)
+    found = await run_in_threadpool(queries.find_job, app.engine, workspace_id, job_id)
     if found is None:
         raise HTTPException(404, "job not found")
     return found
