@@ -84,7 +84,7 @@ class Services:
     workspace_ids: TtlCache[str, int] = field(default_factory=lambda: TtlCache(WORKSPACE_ID_TTL_S))
     clients: Clients | None = None
     rate_limiter: RateLimiter | None = None
-    # Pipeline job status reads Dagster's run records and event log. Opened on first use (it
+    # Canceling a pipeline job cancels or terminates its Dagster run. Opened on first use (it
     # reads DAGSTER_HOME's configuration and storage, which most requests never need) and kept
     # for the life of the process. Set it to use an instance of the caller's own.
     dagster: DagsterInstance | None = None

@@ -1,6 +1,6 @@
 """``StoreCollector``: what only the database knows, added to the API's Prometheus registry,
 read at scrape time and cached for ``STORE_TTL_S``: ``active_cases_by_risk_level`` (cases not
-closed), and, from the pipeline runs Dagster mirrors into ``pipeline_runs``, per workspace:
+closed), and, from the ``pipeline_runs`` rows the pipeline's runs record, per workspace:
 
 * counters, which only rise (a finished run's row keeps its final status and statistics):
   ``pipeline_runs_total{status}`` (finished runs by final status), the histogram

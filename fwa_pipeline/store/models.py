@@ -279,7 +279,7 @@ class ClaimLabel(Base):
 
 class StoreIdentity(Base):
     """This store's id (one row, made by its migration): the pipeline tags the Dagster runs it
-    launches with it, and the run mirror copies only runs of its own store."""
+    launches with it, and the ending sensor records only runs of its own store."""
 
     __tablename__ = "store_identity"
 

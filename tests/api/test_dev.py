@@ -168,12 +168,12 @@ def test_fwa_dev_runs_the_stack_and_stops_all_of_it(stack: Stack, tmp_path: Path
         assert job["status"] == "success", (job, stack.log()[-5000:])
         assert job["phase"] == "done" and job["claims_processed"] > 0
 
-        def mirrored() -> dict[str, Any] | None:
+        def recorded() -> dict[str, Any] | None:
             runs = http.get("/api/pipeline/runs", params=params).json()["runs"]
             mine = [r for r in runs if r["run_id"] == job["dagster_run_id"]]
             return mine[0] if mine and mine[0]["status"] == "success" else None
 
-        run_row = wait_for("the run's PipelineRun row", mirrored, START_S, every_s=2)
+        run_row = wait_for("the run's PipelineRun row", recorded, START_S, every_s=2)
         assert run_row["stats"]["claims_scored"] > 0
         detail = http.get(f"/api/pipeline/runs/{run_row['run_id']}", params=params).json()
         assert detail["config_snapshot"]["quality"]["mode"] == "skip_invalid"

@@ -1,7 +1,7 @@
 """``/api/pipeline``: jobs, runs, run-full and run-stream against the real PostgreSQL and a Dagster
 instance on a temporary ``DAGSTER_HOME`` (the app opens it as in production). Where a job must
 run, a thread does what the Dagster daemon would: tick the request sensor, execute the run in
-process, mirror it."""
+process, tick the ending sensor."""
 
 from __future__ import annotations
 
