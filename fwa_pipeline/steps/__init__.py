@@ -1,3 +1,5 @@
-"""The pipeline's steps as plain functions, testable without Dagster: the run's scope, the
-claim frames a run passes along, the history it reads and its commit. The assets
+"""The pipeline's steps as plain functions, testable without Dagster: the run's scope
+(``scope``), what it reads and the quality of its new claims (``intake``, over the frames of
+``claims``), the rules (``detection``, ``selection``), its commit (``commit``), and the files its
+frames and the peers' history are kept in (``frame_files``, ``peer_history``). The assets
 (``fwa_pipeline.defs.assets``) read their inputs, call these and describe what came out."""
