@@ -79,27 +79,26 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Migrate the database to REVISION (default: head)."""
-    from fwa_pipeline.store import migrate
-    from fwa_pipeline.store.db import get_engine
-
-    settings = load_settings()
-    try:
-        migrate.upgrade(get_engine(settings), revision, settings=settings)
-    except migrate.MigrationRefusedError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"database at {revision}")
+    _migrate(revision, down=False)
 
 
 @db.command("downgrade")
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     """Migrate the database down to REVISION (``base`` drops everything)."""
+    _migrate(revision, down=True)
+
+
+def _migrate(revision: str, *, down: bool) -> None:
+    """Migrate the configured database to ``revision``; a migration that refuses says why, as
+    the user's error rather than a traceback."""
     from fwa_pipeline.store import migrate
     from fwa_pipeline.store.db import get_engine
 
     settings = load_settings()
+    step = migrate.downgrade if down else migrate.upgrade
     try:
-        migrate.downgrade(get_engine(settings), revision, settings=settings)
+        step(get_engine(settings), revision, settings=settings)
     except migrate.MigrationRefusedError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"database at {revision}")
