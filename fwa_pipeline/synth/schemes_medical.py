@@ -411,29 +411,31 @@ class Planter:
         n = len(member)
         return self.free_days(member, provider, np.full(n, WINDOW_START), np.full(n, ANCHOR))
 
-    def add_priced(
+    def add_one_line(
         self,
         provider: np.ndarray,
+        fits: np.ndarray,
         code: np.ndarray,
         rule: str,
         *,
-        units: np.ndarray,
-        fee_range: tuple[float, float],
         dx: tuple[str, ...],
+        units: np.ndarray | None = None,
+        fee_range: tuple[float, float] | None = None,
     ) -> None:
-        """One encounter per row with one line of ``code`` labelled ``rule``, for an adult
-        patient of the provider on a free day, priced as fee x ``units`` x a factor drawn from
-        ``fee_range``."""
-        member = self.patients(provider, self.alive_adults())
+        """One encounter per row with one line of ``code`` labelled ``rule``, for a patient of
+        the provider who ``fits``, on a free day; priced as fee x ``units`` x a factor drawn
+        from ``fee_range`` when that is given, else as the provider charges."""
+        member = self.patients(provider, fits)
         day = self.anytime(member, provider)
+        fee_factor = None if fee_range is None else self.rng.uniform(*fee_range, len(code))
         self.add(
             member,
             provider,
             day,
             [code],
             [rule],
-            units=[units],
-            fee_factor=self.rng.uniform(*fee_range, len(code)),
+            units=None if units is None else [units],
+            fee_factor=fee_factor,
             dx=dx,
         )
 
@@ -601,8 +603,9 @@ def _units_over_mue(p: Planter, target: int) -> None:
     # A line of a random clean (code, provider) line: codes and billers by clean volume.
     row = pairs.iloc[p.rng.choice(len(pairs), size=target, replace=True)]
     code, provider = row["cpt"].to_numpy(), row["provider"].to_numpy()
-    p.add_priced(
+    p.add_one_line(
         provider,
+        p.alive_adults(),
         code,
         "RULE-MED-003",
         units=book.mue[code] + 1,
@@ -668,14 +671,11 @@ def _gender(p: Planter, target: int) -> None:
     for i, (code, gender, name) in enumerate(entries):
         n = int((which == i).sum())
         provider = p.by_volume(name, n, (code,))
-        member = p.patients(provider, p.fitting(gender, 25, 70))
-        day = p.anytime(member, provider)
-        p.add(
-            member,
+        p.add_one_line(
             provider,
-            day,
-            [np.full(n, p.book[code])],
-            ["RULE-MED-007"],
+            p.fitting(gender, 25, 70),
+            np.full(n, p.book[code]),
+            "RULE-MED-007",
             dx=("Z01.419", "Z12.5", "N40.1"),
         )
 
@@ -687,14 +687,11 @@ def _age(p: Planter, target: int) -> None:
     for i, (code, low, high, name) in enumerate(entries):
         n = int((which == i).sum())
         provider = p.by_volume(name, n, (code,))
-        member = p.patients(provider, p.fitting(None, low, high - 2))
-        day = p.anytime(member, provider)
-        p.add(
-            member,
+        p.add_one_line(
             provider,
-            day,
-            [np.full(n, p.book[code])],
-            ["RULE-MED-008"],
+            p.fitting(None, low, high - 2),
+            np.full(n, p.book[code]),
+            "RULE-MED-008",
             dx=("Z00.00", "Z00.129"),
         )
 
@@ -728,8 +725,9 @@ def _amount_outliers(p: Planter, target: int) -> None:
     turn = pairs.groupby("provider").cumcount().to_numpy()
     pairs = pairs.iloc[np.argsort(turn, kind="stable")][:target]
     code, provider = pairs["cpt"].to_numpy(), pairs["provider"].to_numpy()
-    p.add_priced(
+    p.add_one_line(
         provider,
+        p.alive_adults(),
         code,
         "RULE-MED-012",
         units=np.ones(len(code), np.int64),
