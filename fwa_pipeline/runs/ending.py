@@ -32,7 +32,6 @@ ENDED = {
 }
 # A run created or queued, that no run worker has picked up.
 WAITING = {DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED}
-DELETED = "the Dagster run was deleted"
 
 
 def end_run(
@@ -51,17 +50,14 @@ def end_run(
     row = get_run(engine, run_id)
     record = instance.get_run_record_by_id(run_id)
     if record is None:
-        if row is None:
-            return None
-        return ledger.ended(engine, None, run_id, status="failure", reason=DELETED)
+        return ledger.deleted(engine, run_id)
     run = record.dagster_run
     if row is None:
         ours = store or store_id(engine)
         if run.tags.get(STORE_TAG, ours) != ours or _stepped(instance, run_id):
             return None
         if run.status in WAITING:
-            ledger.waiting(engine, instance, run)
-            return "queued" if get_run(engine, run_id) is not None else None
+            return ledger.waiting(engine, instance, run)
     elif row.status in FINAL_STATUSES:
         return row.status
     status = ENDED.get(run.status)

@@ -57,6 +57,7 @@ STATED_FAILURES = {"Failure", "DagsterAssetCheckFailedError"}
 # How a step is stopped when its run is terminated (or canceled as it starts).
 INTERRUPTS = {"KeyboardInterrupt", "DagsterExecutionInterruptedError"}
 UNSTATED = "failed (the run's event log in Dagster has the details)"
+DELETED = "the Dagster run was deleted"
 
 
 def run_workspace(run: dg.DagsterRun) -> str | None:
@@ -167,7 +168,7 @@ def step_done(
     planned step, the run has succeeded."""
     with engine.begin() as connection:
         row = _locked(connection, run.run_id) or _opened(connection, instance, run)
-        if row is None:
+        if row is None or row.status in FINAL_STATUSES:  # a late writer adds nothing to an end
             return
         planned = list(row.progress.get("planned", []))
         done = [s for s in row.progress.get("done", []) if s != step] + [step]
@@ -192,7 +193,7 @@ def failed(
     said = step_error(error)
     with engine.begin() as connection:
         row = _locked(connection, run.run_id) or _opened(connection, instance, run)
-        if row is None:
+        if row is None or row.status in FINAL_STATUSES:
             return
         upsert_run(
             connection,
@@ -218,17 +219,18 @@ def canceling(engine: Engine, instance: dg.DagsterInstance, run: dg.DagsterRun) 
             upsert_run(connection, run.run_id, row.workspace_id, status="canceling")
 
 
-def waiting(engine: Engine, instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
-    """``run`` waits in Dagster's queue: it is recorded queued (until it starts or ends)."""
+def waiting(engine: Engine, instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """``run`` waits in Dagster's queue: it is recorded queued (until it starts or ends).
+    Returns the row's status, None for a run of no workspace of this store."""
     with engine.begin() as connection:
-        if _locked(connection, run.run_id) is None:
-            _opened(connection, instance, run, status="queued")
+        row = _locked(connection, run.run_id) or _opened(connection, instance, run, status="queued")
+        return None if row is None else str(row.status)
 
 
 def ended(
     engine: Engine,
-    instance: dg.DagsterInstance | None,
-    run: dg.DagsterRun | str,
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
     *,
     status: str,
     started_at: dt.datetime | None = None,
@@ -237,36 +239,56 @@ def ended(
 ) -> str | None:
     """``run`` ended (``status``) without recording it: its row, made now if it has none, ends
     with ``reason`` (why, for its requester) or, for a run canceled mid-step, that step
-    interrupted. ``run`` is a run id when Dagster no longer has the run (and its row exists).
-    Returns the row's status (a final one already recorded stays), or None for a run of no
-    workspace of this store."""
-    run_id = run if isinstance(run, str) else run.run_id
+    interrupted. Returns the row's status (a final one already recorded stays), or None for a
+    run of no workspace of this store."""
     with engine.begin() as connection:
-        row = _locked(connection, run_id)
-        if row is None and isinstance(run, dg.DagsterRun) and instance is not None:
-            row = _opened(connection, instance, run, status="queued", started_at=started_at)
+        row = _locked(connection, run.run_id) or _opened(
+            connection, instance, run, status="queued", started_at=started_at
+        )
         if row is None:
             return None
-        if row.status in FINAL_STATUSES:
-            return row.status
-        errors = list(row.errors)
-        stats = dict(row.stats)
-        if reason is not None:
-            errors.append(reason)
-            stats["failure"] = reason
-        elif status == "canceled" and not errors and row.status in ("running", "canceling"):
-            step = _current_step(row.progress)
-            if step is not None:
-                errors.append(f"{step}: interrupted")
-        upsert_run(
-            connection,
-            run_id,
-            row.workspace_id,
-            status=status,
-            completed_at=completed_at or utcnow(),
-            errors=errors,
-            stats=stats,
-        )
+        return _end(connection, run.run_id, row, status, completed_at, reason)
+
+
+def deleted(engine: Engine, run_id: str) -> str | None:
+    """Dagster no longer has run ``run_id``: its row, still open, ends as a failure (nothing
+    else ever would; had it committed, it would be final). Returns the row's status, None
+    without a row."""
+    with engine.begin() as connection:
+        row = _locked(connection, run_id)
+        if row is None:
+            return None
+        return _end(connection, run_id, row, "failure", None, DELETED)
+
+
+def _end(
+    connection: Connection,
+    run_id: str,
+    row: Row[Any],
+    status: str,
+    completed_at: dt.datetime | None,
+    reason: str | None,
+) -> str:
+    if row.status in FINAL_STATUSES:
+        return str(row.status)
+    errors = list(row.errors)
+    stats = dict(row.stats)
+    if reason is not None:
+        errors.append(reason)
+        stats["failure"] = reason
+    elif status == "canceled" and not errors and row.status in ("running", "canceling"):
+        step = _current_step(row.progress)
+        if step is not None:
+            errors.append(f"{step}: interrupted")
+    upsert_run(
+        connection,
+        run_id,
+        row.workspace_id,
+        status=status,
+        completed_at=completed_at or utcnow(),
+        errors=errors,
+        stats=stats,
+    )
     return status
 
 

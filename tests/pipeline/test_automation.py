@@ -66,6 +66,16 @@ def launch(
     )
 
 
+def requested(pipeline: Pipeline) -> tuple[str, dg.SensorResult]:
+    """A batch landed and a job enqueued for it, and the request sensor's tick that asks for its
+    run: (the job id, the tick's result)."""
+    pipeline.land(batch.batch_one())
+    job_id = enqueue(pipeline.engine, WORKSPACE)
+    result = tick(pipeline_request_sensor, pipeline)
+    assert isinstance(result, dg.SensorResult)
+    return job_id, result
+
+
 # --------------------------------------------------------------------------- batch sensor
 
 
@@ -144,10 +154,7 @@ def test_an_enqueued_job_runs_and_reports_its_status(pipeline: Pipeline) -> None
 
 
 def test_a_failed_job_reports_its_errors(pipeline: Pipeline) -> None:
-    pipeline.land(batch.batch_one())
-    job_id = enqueue(pipeline.engine, WORKSPACE)
-    result = tick(pipeline_request_sensor, pipeline)
-    assert isinstance(result, dg.SensorResult)
+    job_id, result = requested(pipeline)
     request = result.run_requests[0]
     halting = {
         "resources": {
@@ -170,10 +177,7 @@ def test_a_failed_job_reports_its_errors(pipeline: Pipeline) -> None:
 def test_a_job_that_failed_unexpectedly_does_not_show_why(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline.land(batch.batch_one())
-    job_id = enqueue(pipeline.engine, WORKSPACE)
-    result = tick(pipeline_request_sensor, pipeline)
-    assert isinstance(result, dg.SensorResult)
+    job_id, result = requested(pipeline)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("SELECT * FROM providers WHERE dsn='postgresql://fwa:secret@db'")
@@ -224,10 +228,7 @@ def test_a_run_records_its_success_and_its_failure(pipeline: Pipeline) -> None:
 def test_a_run_records_its_progress_as_it_goes(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline.land(batch.batch_one())
-    job_id = enqueue(pipeline.engine, WORKSPACE)
-    result = tick(pipeline_request_sensor, pipeline)
-    assert isinstance(result, dg.SensorResult)
+    job_id, result = requested(pipeline)
     seen: list[object] = []
     detect = assets.detect
 
@@ -249,11 +250,25 @@ def test_a_run_records_its_progress_as_it_goes(
     assert done is not None and (done.status, done.phase) == ("success", "done")
 
 
-def test_the_ending_sensor_records_a_run_canceled_while_queued(pipeline: Pipeline) -> None:
+def test_a_run_of_later_steps_only_records_itself_from_its_hooks(pipeline: Pipeline) -> None:
+    # A re-execution from the UI of the steps after the first: no asset records the start.
     pipeline.land(batch.batch_one())
-    job_id = enqueue(pipeline.engine, WORKSPACE)
-    result = tick(pipeline_request_sensor, pipeline)
-    assert isinstance(result, dg.SensorResult)
+    pipeline.instance.add_dynamic_partitions(WORKSPACES.name, [WORKSPACE])
+    job = build_defs({"store": pipeline.store}).resolve_job_def(PIPELINE_JOB)
+    result = job.execute_in_process(
+        instance=pipeline.instance,
+        partition_key=WORKSPACE,
+        asset_selection=[dg.AssetKey("reference_data")],
+    )
+
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.status == "success" and row.completed_at is not None
+    assert row.progress == {"planned": ["reference_data"], "done": ["reference_data"]}
+    assert row.config_snapshot["quality"]["mode"] == "skip_invalid"
+
+
+def test_the_ending_sensor_records_a_run_canceled_while_queued(pipeline: Pipeline) -> None:
+    job_id, result = requested(pipeline)
     (request,) = result.run_requests
     run = pipeline.instance.add_run(
         dg.DagsterRun(

@@ -70,6 +70,8 @@ def test_the_quality_checks_block_only_where_errors_can_halt(resolved: dg.Defini
 def test_the_job_runs_in_process_and_automation_is_on(resolved: dg.Definitions) -> None:
     job = resolved.resolve_job_def(PIPELINE_JOB)
     assert job.executor_def.name == "in_process"
+    # Each step's end is recorded in the run's row as it happens.
+    assert {hook.name for hook in job.hook_defs} == {"step_recorded", "step_failure_recorded"}
     sensors = {s.name: s for s in resolved.sensors or []}
     assert set(sensors) == {
         "landed_batch_sensor",
