@@ -48,7 +48,6 @@ from fwa_pipeline.store.claims import (
     read_labels,
     read_reference,
     read_rule_hit_keys,
-    run_batches,
     workspace_id,
 )
 from fwa_pipeline.store.models import InvestigationCase
@@ -85,8 +84,8 @@ def landed_batches(
 ) -> dg.Output[Frames]:
     engine = store.engine()
     ws_id = _workspace_id(store, context.partition_key)
-    batches = run_batches(engine, ws_id, force=pipeline_config.force_reprocess)
     as_of = pipeline_config.as_of_date()
+    scope, batches = fix_scope(engine, ws_id, as_of=as_of, force=pipeline_config.force_reprocess)
     stored = current_config(engine, ws_id)
     if pipeline_config.config_version is None and stored is not None:
         # Launchers pin the workspace's version; a run launched by hand (Dagster's launchpad)
@@ -97,7 +96,7 @@ def landed_batches(
         )
     # With the reference data as the store holds it now: what the run reads.
     snapshot = {**pipeline_config.snapshot(as_of), "reference": reference_hashes(engine, ws_id)}
-    newest = int(batches["batch_id"].max()) if not batches.empty else None
+    newest = max(scope.batch_ids, default=None)
     ledger.started(
         engine,
         context.instance,
@@ -114,7 +113,6 @@ def landed_batches(
         # claim (an interrupt while the run is canceling is how Dagster ends a run canceled).
         context.instance.report_run_canceling(context.run)
         raise dg.DagsterExecutionInterruptedError("the job was canceled before its run started")
-    scope = fix_scope(engine, ws_id, batches, as_of=as_of, force=pipeline_config.force_reprocess)
     fingerprint = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
     return dg.Output(
         scope.frames(batches),

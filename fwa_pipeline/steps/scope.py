@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from fwa_pipeline.steps.frame_files import Frames
-from fwa_pipeline.store.claims import Source, has_processed_batches, last_run_id
+from fwa_pipeline.store.claims import Source, has_processed_batches, last_run_id, run_batches
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,21 @@ class RunScope:
 
 
 def fix_scope(
-    source: Source, workspace_id: int, batches: pd.DataFrame, *, as_of: dt.date, force: bool
-) -> RunScope:
-    """The scope of a run of ``workspace_id`` over ``batches`` (``batch_id``), as the store is
-    now."""
-    return RunScope(
+    source: Source, workspace_id: int, *, as_of: dt.date, force: bool
+) -> tuple[RunScope, pd.DataFrame]:
+    """The scope of a run of ``workspace_id`` as the store is now, and the batches it consumes
+    (``store.claims.run_batches``)."""
+    # The last run first: a run committing while this one reads the rest makes this one's
+    # commit fail, instead of passing with batches and history read before that commit.
+    last = last_run_id(source, workspace_id)
+    fresh = not has_processed_batches(source, workspace_id)
+    batches = run_batches(source, workspace_id, force=force)
+    scope = RunScope(
         workspace_id=workspace_id,
         batch_ids=tuple(int(b) for b in batches["batch_id"]),
         as_of=as_of,
-        fresh=not has_processed_batches(source, workspace_id),
-        last_run_id=last_run_id(source, workspace_id),
+        fresh=fresh,
+        last_run_id=last,
         force=force,
     )
+    return scope, batches

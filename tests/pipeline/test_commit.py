@@ -66,8 +66,7 @@ class Store:
         config = config or default_config()
         ws_id = workspace_id(self.engine, WORKSPACE)
         assert ws_id is not None
-        batches = run_batches(self.engine, ws_id, force=force)
-        scope = fix_scope(self.engine, ws_id, batches, as_of=AS_OF, force=force)
+        scope, _ = fix_scope(self.engine, ws_id, as_of=AS_OF, force=force)
         raw = read_claims(self.engine, scope, config)
         quality = judge_quality(self.engine, scope, config, raw)
         claims_in = gated(raw, held_back(quality.issues, config.quality.mode))
@@ -227,3 +226,26 @@ def test_the_scope_sees_the_last_commit(store: Store) -> None:
 
     assert (second.fresh, second.last_run_id, second.covers_all) == (False, "run-1", False)
     assert second.batch_ids == (batch_id,)
+
+
+def test_a_run_committing_while_the_scope_is_fixed_supersedes_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.land(batch.batch_one())
+    other = store.find()
+
+    def overtaken(*args: object, **kwargs: object) -> pd.DataFrame:
+        # Another run commits after this one read the workspace's last run, as it chooses
+        # its batches.
+        store.commit(other, "run-b")
+        return run_batches(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("fwa_pipeline.steps.scope.run_batches", overtaken)
+    found = store.find()
+    monkeypatch.undo()
+    before = store.stored()
+
+    with pytest.raises(RunSupersededError):
+        store.commit(found, "run-a")
+
+    assert store.stored() == before
