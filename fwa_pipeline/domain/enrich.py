@@ -36,6 +36,12 @@ PROVIDER_COLUMNS = {
 }
 CPT_COLUMNS = ["minutes_per_unit", "mue_limit", "gender", "min_age", "max_age", "em_level"]
 NDC_COLUMNS = ["drug_name", "dea_schedule", "mme_factor", "strength_per_unit", "max_daily_quantity"]
+# The claim columns enrichment reads without members, by claim type: a frame cut to some rules'
+# columns (the peer frames of ``steps.selection``) keeps these too, so it can be enriched.
+ENRICHMENT_READS = {
+    "medical": ("provider_id", "cpt_code"),
+    "pharmacy": ("prescriber_id", "pharmacy_id", "ndc_code", "fill_date", "days_supply"),
+}
 
 
 def members_needing_age(medical: pd.DataFrame, cpt_reference: pd.DataFrame) -> set[str]:

@@ -23,7 +23,7 @@ from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.steps.claims import CLAIM_TYPES, DATE_COLUMN, enrich, in_scope
 from fwa_pipeline.steps.frame_files import Frames, load, publish, stage
 from fwa_pipeline.steps.scope import RunScope
-from fwa_pipeline.steps.selection import peer_columns, plan_history
+from fwa_pipeline.steps.selection import plan_history
 from fwa_pipeline.store.claims import CLAIM_TABLES, Source, read_processed
 
 DIRECTORY = "_peer_history"
@@ -68,17 +68,6 @@ def stage_run(directory: Path, run_id: str, before: Frames | None, processed: Fr
     stage(directory, run_id, frames)
 
 
-# The members of history enriched for a rule selection does not know (``steps.selection``).
-NO_MEMBERS = pd.DataFrame(
-    {
-        "member_id": pd.Series(dtype=str),
-        "gender": pd.Series(dtype=str),
-        "date_of_birth": pd.Series(dtype="datetime64[us]"),
-        "date_of_death": pd.Series(dtype="datetime64[us]"),
-    }
-)
-
-
 def peer_frames(
     source: Source,
     directory: Path,
@@ -105,13 +94,11 @@ def peer_frames(
         start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
         dates = processed[t][DATE_COLUMN[t]]
         window = (dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))
-        columns = ["claim_pk", *peer_columns(plans[t])]
+        columns = ["claim_pk", *plans[t].peer_columns]
         recent = processed[t].loc[window, columns].assign(in_scope=False)
         if recent.empty:
             continue
-        # Peer rules read no member attribute: the history is enriched without members. A rule
-        # selection does not know runs here reading every column: it gets them, empty.
-        members = None if plans[t].peer_columns is not None else NO_MEMBERS
-        history = enrich(t, recent, members, reference_data)
+        # Peer rules read no member attribute: the history is enriched without members.
+        history = enrich(t, recent, None, reference_data)
         frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
     return frames

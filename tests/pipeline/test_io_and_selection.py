@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -21,9 +22,10 @@ from fwa_pipeline.defs import io
 from fwa_pipeline.defs.io import COLUMNS, ArrowFramesIOManager
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.config import RuleParams, default_config
+from fwa_pipeline.domain.rules import REGISTRY, Key
 from fwa_pipeline.steps import frame_files
 from fwa_pipeline.steps.claims import in_scope
-from fwa_pipeline.steps.selection import PEER_COLUMNS, RULE_SCOPES, plan_history, split_rules
+from fwa_pipeline.steps.selection import plan_history, split_rules
 from tests.pipeline import batch
 from tests.pipeline.conftest import Pipeline, materializations
 
@@ -107,18 +109,36 @@ def test_the_default_plan_reads_history_by_key_and_peers_narrowly() -> None:
     assert medical.same_day == ("member_id", "provider_id")
     assert medical.windows == {}
     assert medical.peer_rules == ("RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012")
-    assert medical.peer_columns == PEER_COLUMNS["medical"]
+    # What the peer rules declare they read, with what enrichment needs (provider, code).
+    assert medical.peer_columns == (
+        "claim_id",
+        "member_id",
+        "provider_id",
+        "cpt_code",
+        "modifier",
+        "amount_billed",
+    )
     assert medical.peer_lookback_days == 365
     pharmacy = plan_history(config, "pharmacy")
     assert pharmacy.same_day == ("member_id",)
     assert pharmacy.windows == {"member_id": 365}
     assert pharmacy.peer_rules == ("RULE-RX-010",)
+    assert pharmacy.peer_columns == (
+        "claim_id",
+        "member_id",
+        "prescriber_id",
+        "pharmacy_id",
+        "fill_date",
+        "ndc_code",
+        "days_supply",
+        "amount_billed",
+    )
 
     dates = pd.Series(pd.to_datetime(["2024-03-01", "2024-02-01"]))
     assert pharmacy.date_windows(dates) == {"member_id": (dt.date(2023, 2, 1), dt.date(2025, 3, 1))}
 
 
-def test_disabled_rules_need_no_history_and_unknown_rules_read_everything() -> None:
+def test_disabled_rules_need_no_history_and_unknown_rules_are_refused() -> None:
     config = default_config()
     rules = {
         rule_id: params.model_copy(update={"enabled": rule_id == "RULE-MED-006"})
@@ -130,19 +150,43 @@ def test_disabled_rules_need_no_history_and_unknown_rules_read_everything() -> N
         {},
         (),
     )
+    assert only_line_edits.peer_columns == ()
 
+    # A configured rule no code implements has no facts to plan by: refused, as evaluate does.
     unknown = RuleParams(
         name="New", family="medical", version="1", weight=1, cap=1, lookback_days=30
     )
     extended = config.model_copy(update={"rules": {**config.rules, "RULE-MED-099": unknown}})
-    plan = plan_history(extended, "medical")
-    assert "RULE-MED-099" in plan.peer_rules and plan.peer_columns is None
+    with pytest.raises(KeyError, match="RULE-MED-099 is configured but no rule implements it"):
+        plan_history(extended, "medical")
 
 
-def test_every_catalogue_rule_has_a_scope() -> None:
-    # A rule without one runs as a peer rule over every claim of its look-back: correct, but a
-    # small batch would pay for the whole workspace.
-    assert set(default_config().rules) <= set(RULE_SCOPES)
+def test_the_peer_frame_carries_what_the_enabled_peer_rules_read() -> None:
+    config = default_config()
+    rules = {
+        rule_id: params.model_copy(update={"enabled": rule_id == "RULE-MED-012"})
+        for rule_id, params in config.rules.items()
+    }
+    plan = plan_history(config.model_copy(update={"rules": rules}), "medical")
+    assert plan.peer_rules == ("RULE-MED-012",)
+    assert plan.peer_columns == ("claim_id", "provider_id", "cpt_code", "amount_billed")
+
+
+def test_a_rule_reading_a_column_its_claims_lack_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    facts = replace(REGISTRY["RULE-MED-012"], reads=("amount_billed", "fill_date"))
+    monkeypatch.setitem(REGISTRY, "RULE-MED-012", facts)
+    with pytest.raises(ValueError, match="RULE-MED-012 reads fill_date: not a medical claim"):
+        plan_history(default_config(), "medical")
+
+
+def test_every_catalogue_rule_is_registered_with_its_facts() -> None:
+    # Selection plans each rule's history from its key and columns; a rule registered without
+    # them fails at import (tests/unit/domain/rules/test_registration.py).
+    for rule_id in default_config().rules:
+        facts = REGISTRY[rule_id]
+        assert isinstance(facts.key, Key) and facts.reads, rule_id
 
 
 def test_split_rules_partitions_the_enabled_rules() -> None:

@@ -4,6 +4,7 @@ quality modes, incremental runs against force_reprocess, idempotence, the run re
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import dagster as dg
 import pytest
@@ -11,11 +12,13 @@ import pytest
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.resources import PipelineRunConfig, run_config
+from fwa_pipeline.domain.rules import REGISTRY, Key
 from fwa_pipeline.reference import load_default_reference
 from fwa_pipeline.runs.launch import LaunchResult
-from fwa_pipeline.steps import commit, selection
+from fwa_pipeline.steps import commit
 from fwa_pipeline.steps.frame_files import load
 from fwa_pipeline.steps.peer_history import peer_history_dir
+from fwa_pipeline.store.claims import CLAIM_TABLES
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
 from tests.pipeline.conftest import WORKSPACE, Pipeline, check_evaluations, materializations
@@ -247,13 +250,15 @@ def test_incremental_run_reads_only_the_history_it_needs(pipeline: Pipeline) -> 
     assert first.run_id != second.run_id
 
 
-def test_a_rule_selection_does_not_know_runs_with_the_peers_and_finds_the_same(
+def test_a_rule_declared_a_peer_rule_reading_every_column_finds_the_same(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As a rule added to the catalogue without a scope would: run on the peer frame, over
-    # every claim of its look-back, member columns included.
-    unscoped = {r: s for r, s in selection.RULE_SCOPES.items() if r != "RULE-MED-006"}
-    monkeypatch.setattr(selection, "RULE_SCOPES", unscoped)
+    # The widest facts a rule can declare: its incremental run compares the new claims with
+    # every claim of its look-back, each column of them, and finds what a reprocess finds.
+    every_column = replace(
+        REGISTRY["RULE-MED-001"], key=Key.PEERS, reads=CLAIM_TABLES["medical"].columns
+    )
+    monkeypatch.setitem(REGISTRY, "RULE-MED-001", every_column)
     pipeline.land(batch.batch_one())
     pipeline.run()
     pipeline.land(batch.batch_two())
@@ -262,6 +267,8 @@ def test_a_rule_selection_does_not_know_runs_with_the_peers_and_finds_the_same(
 
     assert second.success
     incremental = pipeline.outcome()
+    # The third copy of MC-1 is found on the peer frame, from batch one's claims.
+    assert ("RULE-MED-001", "MC-11") in pipeline.hits()
     assert pipeline.run(force_reprocess=True).success
     assert pipeline.outcome() == incremental
 

@@ -11,7 +11,15 @@ import pandas as pd
 
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.rules import medical, pharmacy  # noqa: F401  (registration)
-from fwa_pipeline.domain.rules.base import HIT_COLUMNS, REGISTRY, RuleContext, empty_hits
+from fwa_pipeline.domain.rules.base import (
+    CLAIM_IDENTITY,
+    HIT_COLUMNS,
+    REGISTRY,
+    Key,
+    RuleContext,
+    empty_hits,
+    registered,
+)
 
 HIT_FRAME_COLUMNS = ["rule_id", "rule_version", "weight", *HIT_COLUMNS]
 
@@ -24,8 +32,7 @@ def evaluate(ctx: RuleContext, config: PipelineConfig) -> pd.DataFrame:
     thread-safe). A rule reading the other family's frame fails loudly (``_OtherFamily``)."""
     families: dict[str, list[str]] = {}
     for rule_id, params in config.enabled_rules().items():
-        if rule_id not in REGISTRY:
-            raise KeyError(f"{rule_id} is configured but no rule implements it")
+        registered(rule_id)  # an unknown id fails before any rule runs
         families.setdefault(params.family, []).append(rule_id)
 
     def run(family: str) -> list[pd.DataFrame]:
@@ -36,7 +43,7 @@ def evaluate(ctx: RuleContext, config: PipelineConfig) -> pd.DataFrame:
         frames = []
         for rule_id in families[family]:
             params = config.rules[rule_id]
-            hits = REGISTRY[rule_id](own, params)
+            hits = REGISTRY[rule_id].fn(own, params)
             if not hits.empty:
                 frames.append(
                     hits.assign(rule_id=rule_id, rule_version=params.version, weight=params.weight)
@@ -80,4 +87,12 @@ class _OtherFamily:
         raise TypeError(f"a {self.family} rule read another family's claims")
 
 
-__all__ = ["HIT_FRAME_COLUMNS", "REGISTRY", "RuleContext", "evaluate"]
+__all__ = [
+    "CLAIM_IDENTITY",
+    "HIT_FRAME_COLUMNS",
+    "REGISTRY",
+    "Key",
+    "RuleContext",
+    "evaluate",
+    "registered",
+]

@@ -1,4 +1,5 @@
-"""What a rule is: a function from the enriched claims to hit rows, registered under its id.
+"""What a rule is: a function from the enriched claims to hit rows, registered under its id with
+the facts a run plans by (``RegisteredRule``).
 
 A rule sees every claim it is given (new claims plus the history its look-back needs) and returns
 one row per (claim, finding) with the columns of ``HIT_COLUMNS``; ``evaluate`` then keeps the hits
@@ -8,8 +9,9 @@ on claims in scope and stamps rule id, version and weight from the run's config.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pandas as pd
 
@@ -39,17 +41,67 @@ class RuleContext:
 
 
 RuleFn = Callable[[RuleContext, RuleParams], pd.DataFrame]
-REGISTRY: dict[str, RuleFn] = {}
 
 
-def rule(rule_id: str) -> Callable[[RuleFn], RuleFn]:
+class Key(StrEnum):
+    """What a rule compares a claim with, which bounds the history an incremental run reads for
+    it (``steps.selection``)."""
+
+    LINE = "line"  # the claim alone
+    MEMBER_DAY = "member_day"  # the member's claims of the same date
+    PROVIDER_DAY = "provider_day"  # the provider's (prescriber's, pharmacy's) claims of the date
+    MEMBER_WINDOW = "member_window"  # the member's claims within the look-back
+    PEERS = "peers"  # every claim within the look-back: a peer group's distribution
+
+
+# Every rule reads these: its hits name the claim. ``reads`` declares the rest.
+CLAIM_IDENTITY = ("claim_pk", "claim_id")
+
+
+@dataclass(frozen=True)
+class RegisteredRule:
+    """A rule function and its facts: its ``key`` and the claim columns it ``reads`` besides
+    ``CLAIM_IDENTITY`` (a column it reads through enrichment, such as a provider's specialty or
+    a code's E/M level, counts as the claim column enrichment looks it up by)."""
+
+    fn: RuleFn
+    key: Key
+    reads: tuple[str, ...]
+
+
+REGISTRY: dict[str, RegisteredRule] = {}
+
+
+def rule(
+    rule_id: str,
+    *,
+    key: Key | None = None,
+    reads: Iterable[str] = (),
+) -> Callable[[RuleFn], RuleFn]:
+    """Register a rule under ``rule_id`` with its facts. A rule without a key or without the
+    columns it reads is refused: selection plans history and peer frames from them."""
+    if not isinstance(key, Key):
+        raise TypeError(f"{rule_id} declares no key (one of {', '.join(k.name for k in Key)})")
+    if isinstance(reads, str):
+        raise TypeError(f"{rule_id} reads must be a sequence of column names, not one string")
+    columns = tuple(reads)
+    if not columns:
+        raise ValueError(f"{rule_id} declares no column it reads")
+
     def register(fn: RuleFn) -> RuleFn:
         if rule_id in REGISTRY:
             raise ValueError(f"{rule_id} registered twice")
-        REGISTRY[rule_id] = fn
+        REGISTRY[rule_id] = RegisteredRule(fn, key, columns)
         return fn
 
     return register
+
+
+def registered(rule_id: str) -> RegisteredRule:
+    """The rule registered under ``rule_id``; a configured id no rule implements is an error."""
+    if rule_id not in REGISTRY:
+        raise KeyError(f"{rule_id} is configured but no rule implements it")
+    return REGISTRY[rule_id]
 
 
 def empty_hits() -> pd.DataFrame:

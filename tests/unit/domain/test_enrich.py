@@ -3,10 +3,14 @@ turns member dates into what the rules need."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import pytest
 
-from fwa_pipeline.domain.enrich import _lookup, enrich_medical
+from fwa_pipeline.domain.enrich import ENRICHMENT_READS, _lookup, enrich_medical, enrich_pharmacy
+from tests.unit.domain.rules.medical import conftest as medical
+from tests.unit.domain.rules.pharmacy import conftest as pharmacy
 
 
 @pytest.fixture
@@ -101,3 +105,35 @@ def test_member_dates_leave_only_the_values_rules_need() -> None:
     assert out["member_age_bound"].tolist() == ["below min_age", None, None]
     # Before the death nothing; after it, the days since (a claim on another code too).
     assert out["member_days_after_death"].tolist() == [pd.NA, pd.NA, 15]
+
+
+def _without_members(
+    claim_type: str,
+) -> tuple[pd.DataFrame, Callable[[pd.DataFrame], pd.DataFrame]]:
+    """A few claims of ``claim_type`` and how to enrich them without members."""
+    if claim_type == "medical":
+        lines = [medical.claim("C1"), medical.claim("C2", cpt_code="97110", provider_id="PX")]
+        return medical.claims_frame(lines), lambda c: enrich_medical(
+            c, None, medical.PROVIDERS, medical.CPT
+        )
+    fills = [
+        pharmacy.fill("R1", 0),
+        pharmacy.fill("R2", 3, ndc=pharmacy.OXY, pharmacy="P2", prescriber="EXCL"),
+    ]
+    return pd.DataFrame(fills).assign(claim_pk=[1, 2]), lambda c: enrich_pharmacy(
+        c, None, pharmacy.PROVIDERS, pharmacy.NDC, pharmacy.STEMS
+    )
+
+
+@pytest.mark.parametrize("claim_type", ["medical", "pharmacy"])
+def test_enrichment_without_members_reads_only_its_declared_columns(claim_type: str) -> None:
+    # The peer frames carry these besides what the peer rules read, and are enriched so.
+    claims, enrich = _without_members(claim_type)
+    needed = ["claim_pk", *ENRICHMENT_READS[claim_type]]
+    full = enrich(claims)
+    cut = enrich(claims[needed])
+    pd.testing.assert_frame_equal(cut, full[cut.columns])
+    assert set(full.columns) - set(cut.columns) <= set(claims.columns)
+    for column in ENRICHMENT_READS[claim_type]:
+        with pytest.raises(KeyError):
+            enrich(claims[[c for c in needed if c != column]])

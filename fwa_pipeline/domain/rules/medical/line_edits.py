@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.medical._common import (
     codes,
     medical_hits,
@@ -18,7 +18,7 @@ from fwa_pipeline.domain.rules.medical._common import (
 GENDERS = ["F", "M"]
 
 
-@rule("RULE-MED-006")
+@rule("RULE-MED-006", key=Key.LINE, reads=("member_id", "service_date"))
 def service_after_death(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A line whose service date is after the member's date of death. The evidence says how
     many days after, not the date of death (PHI, shown only on the member record)."""
@@ -35,7 +35,7 @@ def service_after_death(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-007")
+@rule("RULE-MED-007", key=Key.LINE, reads=("member_id", "cpt_code"))
 def gender_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A code restricted to one gender billed for a member recorded as the other."""
     claims = ctx.medical
@@ -54,7 +54,7 @@ def gender_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-008")
+@rule("RULE-MED-008", key=Key.LINE, reads=("member_id", "service_date", "cpt_code"))
 def age_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A member's age on the service date below the code's ``min_age`` or above its
     ``max_age`` (a blank bound is no bound; an unknown age never hits), as enrichment found
@@ -76,7 +76,7 @@ def age_inconsistent(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-009")
+@rule("RULE-MED-009", key=Key.LINE, reads=("provider_id", "service_date"))
 def excluded_provider(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """Every line of an excluded provider serviced on or after its exclusion date. An exclusion
     without a date covers every line: the provider is on the list, and nothing dates it later."""
@@ -95,7 +95,7 @@ def excluded_provider(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="provider", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-012")
+@rule("RULE-MED-012", key=Key.PEERS, reads=("cpt_code", "amount_billed"))
 def amount_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A line billed more than ``sd`` standard deviations above the mean of its code's lines
     (codes with fewer than ``min_lines`` lines are not judged); severity grows with the distance,

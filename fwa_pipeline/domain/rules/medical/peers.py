@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.medical._common import (
     code_set,
     codes,
@@ -53,7 +53,7 @@ def _share_outliers(
     return findings, z_severity(findings["z"], t["full_severity_z"])
 
 
-@rule("RULE-MED-005")
+@rule("RULE-MED-005", key=Key.PEERS, reads=("member_id", "provider_id", "cpt_code"))
 def em_upcoding(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A provider (with office E/M visits for >= ``min_members`` members) whose share of E/M
     lines at ``high_levels`` is a peer outlier within its specialty: hits its high-level lines."""
@@ -79,7 +79,7 @@ def em_upcoding(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return _provider_lines(claims, high, findings.assign(min_members=t["min_members"]), severity)
 
 
-@rule("RULE-MED-010")
+@rule("RULE-MED-010", key=Key.PEERS, reads=("provider_id", "modifier"))
 def modifier_overuse(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A provider (with >= ``min_lines`` lines) whose share of lines carrying one of
     ``modifiers`` is a peer outlier within its specialty: hits those modifier lines."""
@@ -121,7 +121,7 @@ def _specialty_state_stats(
     )
 
 
-@rule("RULE-MED-011")
+@rule("RULE-MED-011", key=Key.PEERS, reads=("member_id", "provider_id", "amount_billed"))
 def billing_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A provider whose billed amount per member or lines (services) per member has robust
     z >= ``min_robust_z`` among its peers (specialty, and state when that group is large enough;

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.medical._common import (
     code_set,
     codes,
@@ -22,7 +22,11 @@ VISIT = ["member_id", "provider_id", "service_date"]
 DUPLICATE_KEYS = [*VISIT, "cpt_code", "units", "amount_billed"]
 
 
-@rule("RULE-MED-001")
+@rule(
+    "RULE-MED-001",
+    key=Key.MEMBER_DAY,
+    reads=("member_id", "provider_id", "service_date", "cpt_code", "units", "amount_billed"),
+)
 def duplicate_claim(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """Same member, provider, date, code, units and amount under another claim id: every copy but
     the one with the smallest claim id."""
@@ -52,7 +56,11 @@ def duplicate_claim(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(lines, subject="claim", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-002")
+@rule(
+    "RULE-MED-002",
+    key=Key.MEMBER_DAY,
+    reads=("member_id", "provider_id", "service_date", "cpt_code", "modifier"),
+)
 def unbundling(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """The column-2 line of an NCCI pair billed with its column-1 code for the same member,
     provider and date, unless the pair allows a modifier and the column-2 line carries one of
@@ -105,7 +113,11 @@ def unbundling(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-003")
+@rule(
+    "RULE-MED-003",
+    key=Key.MEMBER_DAY,
+    reads=("member_id", "provider_id", "service_date", "cpt_code", "units"),
+)
 def units_over_mue(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """Every line of a (member, provider, code, date) whose summed units exceed the code's
     ``mue_limit`` (codes without a limit are never checked)."""
@@ -134,7 +146,9 @@ def units_over_mue(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="claim", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-004")
+@rule(
+    "RULE-MED-004", key=Key.PROVIDER_DAY, reads=("provider_id", "service_date", "cpt_code", "units")
+)
 def impossible_day(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """Every timed line of a provider whose day sums (minutes per unit x units) above
     ``impossible_minutes`` (severity 1) or above ``improbable_minutes`` (``improbable_severity``).

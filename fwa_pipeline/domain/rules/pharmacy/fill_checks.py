@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.pharmacy._common import (
     duplicate_copies,
     flag,
@@ -43,7 +43,7 @@ def claim_hits(
     )
 
 
-@rule("RULE-RX-005")
+@rule("RULE-RX-005", key=Key.LINE, reads=("ndc_code", "quantity", "days_supply"))
 def quantity_limit(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """quantity / days supply above the NDC's ``max_daily_quantity``; severity grows with the
     ratio of the two."""
@@ -65,7 +65,7 @@ def quantity_limit(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     )
 
 
-@rule("RULE-RX-006")
+@rule("RULE-RX-006", key=Key.LINE, reads=("ndc_code", "refill_number"))
 def illegal_refill(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A refill number above what the schedule allows: schedule 2 none (``max_refills_c2``),
     schedules 3-4 ``max_refills_c34``; schedule 5 and non-controlled drugs have no federal
@@ -89,7 +89,7 @@ def illegal_refill(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     )
 
 
-@rule("RULE-RX-007")
+@rule("RULE-RX-007", key=Key.LINE, reads=("prescriber_id", "fill_date"))
 def excluded_or_invalid_prescriber(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """The prescriber is excluded on or before the fill date (an exclusion without a date counts
     from always), or is a known provider whose type is not one that may prescribe. An unknown
@@ -116,7 +116,7 @@ def excluded_or_invalid_prescriber(ctx: RuleContext, params: RuleParams) -> pd.D
     )
 
 
-@rule("RULE-RX-008")
+@rule("RULE-RX-008", key=Key.LINE, reads=("member_id", "fill_date"))
 def fill_after_death(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A fill dated after the member's date of death. The evidence says how many days after,
     not the date of death (PHI, shown only on the member record)."""
@@ -129,7 +129,9 @@ def fill_after_death(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     )
 
 
-@rule("RULE-RX-009")
+@rule(
+    "RULE-RX-009", key=Key.MEMBER_DAY, reads=("member_id", "pharmacy_id", "fill_date", "ndc_code")
+)
 def duplicate_fill(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """Same member, NDC, fill date and pharmacy under another claim id: every copy but the
     first (smallest claim id) is a hit."""

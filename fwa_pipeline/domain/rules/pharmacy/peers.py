@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, robust_z, rule
+from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, robust_z, rule
 from fwa_pipeline.domain.rules.pharmacy._common import numeric, pharmacy_hits, ramp
 
 # The measures a pharmacy is compared on.
@@ -36,7 +36,7 @@ def pharmacy_measures(frame: pd.DataFrame, min_fills: int) -> pd.DataFrame:
     )
 
 
-@rule("RULE-RX-010")
+@rule("RULE-RX-010", key=Key.PEERS, reads=("member_id", "pharmacy_id", "ndc_code", "amount_billed"))
 def pharmacy_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A pharmacy whose schedule-2 share of fills, or billed amount per member, has robust
     z = 0.6745 (x - median) / MAD >= ``min_robust_z`` among all pharmacies with at least

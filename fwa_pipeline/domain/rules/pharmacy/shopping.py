@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.pharmacy._common import (
     dates_from_days,
     day_numbers,
@@ -16,7 +16,11 @@ from fwa_pipeline.domain.rules.pharmacy._common import (
 )
 
 
-@rule("RULE-RX-002")
+@rule(
+    "RULE-RX-002",
+    key=Key.MEMBER_WINDOW,
+    reads=("member_id", "prescriber_id", "pharmacy_id", "fill_date", "ndc_code"),
+)
 def doctor_and_pharmacy_shopping(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A member's controlled-substance fills (schedule 2-5) from at least ``min_prescribers``
     distinct prescribers and ``min_pharmacies`` distinct pharmacies within ``window_days`` days.

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.pharmacy._common import (
     day_numbers,
     dispensed,
@@ -52,7 +52,11 @@ def elapsed_share_threshold(schedule: np.ndarray, thresholds: dict) -> np.ndarra
     )
 
 
-@rule("RULE-RX-001")
+@rule(
+    "RULE-RX-001",
+    key=Key.MEMBER_WINDOW,
+    reads=("member_id", "pharmacy_id", "fill_date", "ndc_code", "days_supply"),
+)
 def early_refill(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A fill of the same member and drug before the threshold share of the previous fill's
     supply has elapsed, counting supply carried over from earlier fills.
@@ -127,7 +131,11 @@ def daily_mme(fills: pd.DataFrame) -> pd.Series:
     )
 
 
-@rule("RULE-RX-003")
+@rule(
+    "RULE-RX-003",
+    key=Key.MEMBER_WINDOW,
+    reads=("member_id", "pharmacy_id", "fill_date", "ndc_code", "quantity", "days_supply"),
+)
 def high_opioid_dose(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A member's daily MME, summed over the opioid fills whose supply covers the day, at or
     above the threshold on at least ``min_days`` days (not necessarily consecutive); hits are the
@@ -167,7 +175,11 @@ def high_opioid_dose(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     )
 
 
-@rule("RULE-RX-004")
+@rule(
+    "RULE-RX-004",
+    key=Key.MEMBER_WINDOW,
+    reads=("member_id", "pharmacy_id", "fill_date", "ndc_code", "days_supply"),
+)
 def opioid_with_benzodiazepine(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     """A member with opioid and benzodiazepine supply on the same days for at least
     ``min_overlap_days`` days in total, from at least ``min_benzo_fills`` benzodiazepine fills

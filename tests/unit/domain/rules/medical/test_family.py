@@ -4,6 +4,7 @@ that serialises, and incremental runs through ``evaluate``."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -25,7 +26,7 @@ def test_every_medical_rule_is_registered_and_configured() -> None:
 
 @pytest.mark.parametrize("rule_id", MEDICAL_RULES)
 def test_empty_claims_give_empty_hits(rule_id: str) -> None:
-    hits = REGISTRY[rule_id](context([]), params(rule_id))
+    hits = REGISTRY[rule_id].fn(context([]), params(rule_id))
     assert hits.empty
     assert list(hits.columns) == HIT_COLUMNS
 
@@ -113,7 +114,9 @@ def test_a_rule_reading_the_other_familys_claims_fails_loudly(
     def crosses_over(ctx: RuleContext, _: RuleParams) -> pd.DataFrame:
         return ctx.pharmacy.head(0)
 
-    monkeypatch.setitem(REGISTRY, "RULE-MED-001", crosses_over)
+    monkeypatch.setitem(
+        REGISTRY, "RULE-MED-001", replace(REGISTRY["RULE-MED-001"], fn=crosses_over)
+    )
     config = PipelineConfig(rules={"RULE-MED-001": params("RULE-MED-001")})
     with pytest.raises(TypeError, match="a medical rule read another family's claims"):
         evaluate(context([claim("C1")]), config)

@@ -11,22 +11,10 @@ import pytest
 from fwa_pipeline.domain.config import PipelineConfig, default_config
 from fwa_pipeline.domain.evaluation import precision_recall
 from fwa_pipeline.domain.rules import evaluate
-from fwa_pipeline.synth import generate
 from tests.unit.domain.rules.batch_files import read_batch_csv
 from tests.unit.domain.rules.medical.conftest import batch_context
 
 MEDICAL_RULES = [f"RULE-MED-{i:03d}" for i in range(1, 13)]
-CLAIMS = 20_000
-# Some seeds plant clean providers past a peer rule's threshold (see the family's report);
-# this one does not.
-SEED = 5
-
-
-@pytest.fixture(scope="session")
-def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory: Path = tmp_path_factory.mktemp("medical-synth")
-    generate(directory, CLAIMS, SEED)
-    return directory
 
 
 @pytest.fixture(scope="session")

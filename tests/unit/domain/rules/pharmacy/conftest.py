@@ -12,6 +12,7 @@ import pytest
 from fwa_pipeline.domain.config import PipelineConfig, RuleParams, default_config
 from fwa_pipeline.domain.enrich import enrich_pharmacy
 from fwa_pipeline.domain.rules import REGISTRY, RuleContext, evaluate
+from fwa_pipeline.reference import BENZODIAZEPINE_STEMS
 from fwa_pipeline.synth import generate
 from tests.unit.domain.rules.batch_files import read_batch_csv
 
@@ -134,7 +135,7 @@ def context(pharmacy: pd.DataFrame) -> RuleContext:
 
 def run(rule_id: str, fills: list[dict[str, Any]], **thresholds: Any) -> pd.DataFrame:
     """One rule's raw hits (before the in-scope filter) over the enriched ``fills``."""
-    return REGISTRY[rule_id](context(enriched(fills)), params(rule_id, **thresholds))
+    return REGISTRY[rule_id].fn(context(enriched(fills)), params(rule_id, **thresholds))
 
 
 def run_scoped(rule_id: str, fills: list[dict[str, Any]]) -> pd.DataFrame:
@@ -169,3 +170,15 @@ def synth_batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFr
     claims = frames["pharmacy_claims"]
     frames["pharmacy_claims"] = claims.assign(claim_pk=range(1, len(claims) + 1), in_scope=True)
     return frames
+
+
+@pytest.fixture(scope="session")
+def synth_enriched(synth_batch: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The synthetic batch's pharmacy claims, enriched as a run enriches them."""
+    return enrich_pharmacy(
+        synth_batch["pharmacy_claims"],
+        synth_batch["members"],
+        synth_batch["providers"],
+        synth_batch["ndc_reference"],
+        BENZODIAZEPINE_STEMS,
+    )

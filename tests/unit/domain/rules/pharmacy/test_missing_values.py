@@ -18,7 +18,7 @@ def test_family_registers_ten_rules() -> None:
 @pytest.mark.parametrize("rule_id", RX_RULES)
 def test_empty_frame_gives_empty_hits(rule_id: str) -> None:
     frame = enriched([fill("A", 0)]).iloc[:0]
-    hits = REGISTRY[rule_id](context(frame), params(rule_id))
+    hits = REGISTRY[rule_id].fn(context(frame), params(rule_id))
     assert hits.empty
     assert list(hits.columns) == HIT_COLUMNS
 
@@ -31,5 +31,5 @@ def test_unknown_references_and_blanks_never_hit(rule_id: str) -> None:
         fill(f"U{i}", 40 * i, quantity=500, days=d, refill=r, **unknown)
         for i, (d, r) in enumerate([(30, 90), (None, None), (5, 0)])
     ]
-    hits = REGISTRY[rule_id](context(enriched(fills)), params(rule_id))
+    hits = REGISTRY[rule_id].fn(context(enriched(fills)), params(rule_id))
     assert hits.empty

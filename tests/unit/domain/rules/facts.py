@@ -1,0 +1,99 @@
+"""Checks of a rule's registered facts against what its function does on an enriched frame: the
+claim columns it declares it reads are all it reads, and none of them is superfluous."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+import pandas as pd
+
+from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.quality import MEDICAL_COLUMNS, PHARMACY_COLUMNS
+from fwa_pipeline.domain.rules import REGISTRY, Key, RuleContext
+
+CLAIM_COLUMNS = {"medical": set(MEDICAL_COLUMNS), "pharmacy": set(PHARMACY_COLUMNS)}
+DATE_COLUMN = {"medical": "service_date", "pharmacy": "fill_date"}
+# Every rule may read these: its hits name the claim, and evaluate reads the scope.
+ALWAYS = {"claim_pk", "claim_id", "in_scope"}
+# Enriched columns named for the claim column they are looked up by.
+PREFIXES = {
+    "medical": {"member_": "member_id", "provider_": "provider_id", "cpt_": "cpt_code"},
+    "pharmacy": {
+        "member_": "member_id",
+        "prescriber_": "prescriber_id",
+        "pharmacy_": "pharmacy_id",
+        "ndc_": "ndc_code",
+    },
+}
+NDC_FLAGS = {"is_opioid", "is_benzodiazepine", "is_controlled"}
+# Member attributes: what enrichment adds from the members, which the peer frames go without.
+MEMBER_ATTRIBUTE = "member_"
+
+
+def sources(column: str, claim_type: str) -> set[str]:
+    """The claim columns enrichment computes ``column`` from (itself for a claim column)."""
+    date = DATE_COLUMN[claim_type]
+    if column in CLAIM_COLUMNS[claim_type]:
+        return {column}
+    if column == "member_days_after_death":
+        return {"member_id", date}
+    if column == "member_age_bound":
+        return {"member_id", date, "cpt_code"}
+    if column == "supply_end":
+        return {"fill_date", "days_supply"}
+    if column in NDC_FLAGS:
+        return {"ndc_code"}
+    for prefix, key in PREFIXES[claim_type].items():
+        if column.startswith(prefix):
+            return {key}
+    raise AssertionError(f"which {claim_type} claim columns is {column} enriched from?")
+
+
+def restricted(
+    frame: pd.DataFrame, claim_type: str, reads: Collection[str], *, members: bool
+) -> pd.DataFrame:
+    """``frame`` (enriched) cut to the columns a rule reading the claim columns ``reads`` may
+    see: those and what enrichment computes from them alone (without member attributes unless
+    ``members``)."""
+
+    def kept(column: str) -> bool:
+        if column in ALWAYS:
+            return True
+        if not members and column.startswith(MEMBER_ATTRIBUTE) and column != "member_id":
+            return False
+        return sources(column, claim_type) <= set(reads)
+
+    return frame[[c for c in frame.columns if kept(c)]]
+
+
+def same(left: pd.DataFrame, right: pd.DataFrame) -> bool:
+    try:
+        pd.testing.assert_frame_equal(left, right, check_exact=True)
+    except AssertionError:
+        return False
+    return True
+
+
+def check_reads(
+    rule_id: str,
+    params: RuleParams,
+    frame: pd.DataFrame,
+    claim_type: str,
+    context: Callable[[pd.DataFrame], RuleContext],
+) -> None:
+    """The rule finds the same on ``frame`` cut to its declared columns as on all of it (a peer
+    rule without member attributes, as its peer frame is enriched), and without any one declared
+    column it fails or finds something else."""
+    facts = REGISTRY[rule_id]
+    full = facts.fn(context(frame), params)
+    assert not full.empty, f"the batch plants no {rule_id} finding to compare"
+    members = facts.key is not Key.PEERS
+    cut = facts.fn(context(restricted(frame, claim_type, facts.reads, members=members)), params)
+    pd.testing.assert_frame_equal(cut, full, check_exact=True)
+    for column in facts.reads:
+        fewer = [c for c in facts.reads if c != column]
+        try:
+            hits = facts.fn(context(restricted(frame, claim_type, fewer, members=members)), params)
+        except KeyError:
+            continue
+        assert not same(hits, full), f"{rule_id} declares {column} but finds the same without it"

@@ -1,0 +1,29 @@
+"""Each medical rule's registered facts against what it does on a generated demo batch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fwa_pipeline.domain.rules import RuleContext
+from tests.unit.domain.rules.facts import check_reads
+from tests.unit.domain.rules.medical.conftest import batch_context, params
+from tests.unit.domain.rules.medical.test_synth_batch import MEDICAL_RULES
+
+
+@pytest.fixture(scope="session")
+def batch_ctx(batch: Path) -> RuleContext:
+    return batch_context(batch)
+
+
+@pytest.mark.parametrize("rule_id", MEDICAL_RULES)
+def test_a_rule_reads_exactly_the_columns_it_declares(rule_id: str, batch_ctx: RuleContext) -> None:
+    check_reads(
+        rule_id,
+        params(rule_id),
+        batch_ctx.medical,
+        "medical",
+        lambda frame: replace(batch_ctx, medical=frame),
+    )

@@ -1,0 +1,19 @@
+"""Each pharmacy rule's registered facts against what it does on a generated demo batch."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fwa_pipeline.domain.rules import REGISTRY
+from tests.unit.domain.rules.facts import check_reads
+from tests.unit.domain.rules.pharmacy.conftest import context, params
+
+RX_RULES = sorted(r for r in REGISTRY if r.startswith("RULE-RX-"))
+
+
+@pytest.mark.parametrize("rule_id", RX_RULES)
+def test_a_rule_reads_exactly_the_columns_it_declares(
+    rule_id: str, synth_enriched: pd.DataFrame
+) -> None:
+    check_reads(rule_id, params(rule_id), synth_enriched, "pharmacy", context)

@@ -1,0 +1,53 @@
+"""Registering a rule: its facts are mandatory, checked when the decorator runs (at import)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules import REGISTRY, Key, RuleContext
+from fwa_pipeline.domain.rules.base import empty_hits, rule
+
+
+def throwaway(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    return empty_hits()
+
+
+def test_a_rule_without_a_key_is_refused() -> None:
+    with pytest.raises(TypeError, match="RULE-TEST-001 declares no key"):
+        rule("RULE-TEST-001", reads=("member_id",))(throwaway)
+    assert "RULE-TEST-001" not in REGISTRY
+
+
+def test_a_rule_without_the_columns_it_reads_is_refused() -> None:
+    with pytest.raises(ValueError, match="RULE-TEST-001 declares no column it reads"):
+        rule("RULE-TEST-001", key=Key.LINE)(throwaway)
+    # One column name given as a string would read as its letters.
+    with pytest.raises(TypeError, match="RULE-TEST-001 reads must be a sequence"):
+        rule("RULE-TEST-001", key=Key.LINE, reads="member_id")(throwaway)
+    assert "RULE-TEST-001" not in REGISTRY
+
+
+def test_a_rule_id_is_registered_once() -> None:
+    registered = REGISTRY["RULE-MED-001"]
+    with pytest.raises(ValueError, match="RULE-MED-001 registered twice"):
+        rule("RULE-MED-001", key=Key.LINE, reads=("member_id",))(throwaway)
+    assert REGISTRY["RULE-MED-001"] is registered
+
+
+def test_registration_keeps_the_function_and_its_facts() -> None:
+    try:
+
+        @rule("RULE-TEST-001", key=Key.MEMBER_DAY, reads=["member_id", "service_date"])
+        def same_day(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+            return empty_hits()
+
+        facts = REGISTRY["RULE-TEST-001"]
+    finally:
+        REGISTRY.pop("RULE-TEST-001", None)
+    assert (facts.fn, facts.key, facts.reads) == (
+        same_day,
+        Key.MEMBER_DAY,
+        ("member_id", "service_date"),
+    )
