@@ -57,6 +57,29 @@ class Key(StrEnum):
 # Every rule reads these: its hits name the claim. ``reads`` declares the rest.
 CLAIM_IDENTITY = ("claim_pk", "claim_id")
 
+# Per subject statistics of a frame of claims (indexed by subject), and the hits of comparing
+# each subject's statistics with its peers' on a frame of claims.
+StatisticsFn = Callable[[pd.DataFrame, RuleParams], pd.DataFrame]
+CompareFn = Callable[[pd.DataFrame, pd.DataFrame, RuleParams], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class PeerPhases:
+    """A peer rule as two phases, so claims can be split into shards by ``subject``:
+    ``statistics`` of each shard, concatenated, are those of all the claims (a subject's claims
+    all sit in one shard), and ``compare`` judges every subject against its peers from them,
+    turning findings into hits on the lines of the claims it is given."""
+
+    subject: str  # the claim column a subject's claims share
+    statistics: StatisticsFn
+    compare: CompareFn
+
+    def run(self, claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+        """Both phases over one frame: what the rule finds (nothing on no claims)."""
+        if claims.empty:
+            return empty_hits()
+        return self.compare(claims, self.statistics(claims, params), params)
+
 
 @dataclass(frozen=True)
 class RegisteredRule:
@@ -67,6 +90,7 @@ class RegisteredRule:
     fn: RuleFn
     key: Key
     reads: tuple[str, ...]
+    phases: PeerPhases | None = None
 
 
 REGISTRY: dict[str, RegisteredRule] = {}
@@ -77,6 +101,7 @@ def rule(
     *,
     key: Key | None = None,
     reads: Iterable[str] = (),
+    phases: PeerPhases | None = None,
 ) -> Callable[[RuleFn], RuleFn]:
     """Register a rule under ``rule_id`` with its facts. A rule without a key or without the
     columns it reads is refused: selection plans history and peer frames from them."""
@@ -87,11 +112,13 @@ def rule(
     columns = tuple(reads)
     if not columns:
         raise ValueError(f"{rule_id} declares no column it reads")
+    if phases is not None and key is not Key.PEERS:
+        raise ValueError(f"{rule_id} has peer phases but key {key.name}, not PEERS")
 
     def register(fn: RuleFn) -> RuleFn:
         if rule_id in REGISTRY:
             raise ValueError(f"{rule_id} registered twice")
-        REGISTRY[rule_id] = RegisteredRule(fn, key, columns)
+        REGISTRY[rule_id] = RegisteredRule(fn, key, columns, phases)
         return fn
 
     return register

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, PeerPhases, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.medical._common import (
     codes,
     medical_hits,
@@ -95,19 +95,22 @@ def excluded_provider(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="provider", severity=1.0, evidence=evidence)
 
 
-@rule("RULE-MED-012", key=Key.PEERS, reads=("cpt_code", "amount_billed"))
-def amount_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
-    """A line billed more than ``sd`` standard deviations above the mean of its code's lines
-    (codes with fewer than ``min_lines`` lines are not judged); severity grows with the distance,
-    reaching 1 at ``full_severity_sd``."""
-    claims = ctx.medical
-    if claims.empty:
-        return empty_hits()
+def code_amount_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+    """Per code: its lines with an amount, their mean amount and standard deviation."""
+    grouped = numeric(claims["amount_billed"]).groupby(claims["cpt_code"], sort=False)
+    return pd.DataFrame(
+        {"cpt_mean": grouped.mean(), "cpt_sd": grouped.std(), "cpt_lines": grouped.count()}
+    )
+
+
+def code_amount_compare(
+    claims: pd.DataFrame, statistics: pd.DataFrame, params: RuleParams
+) -> pd.DataFrame:
+    """Hits on the lines billed far above their code's mean."""
     t = params.thresholds
     amount = numeric(claims["amount_billed"])
-    grouped = amount.groupby(claims["cpt_code"], sort=False)
-    mean, sd = grouped.transform("mean"), grouped.transform("std")
-    lines = grouped.transform("count")
+    per_line = statistics.reindex(claims["cpt_code"]).set_axis(claims.index)
+    mean, sd, lines = per_line["cpt_mean"], per_line["cpt_sd"], per_line["cpt_lines"]
     z = (amount - mean) / sd.where(sd > 0)
     hit = (z > t["sd"]) & (lines >= t["min_lines"])
     rows = claims[hit]
@@ -124,3 +127,15 @@ def amount_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     )
     severity = z_severity(z[hit], t["full_severity_sd"])
     return medical_hits(rows, subject="claim", severity=severity, evidence=evidence)
+
+
+# A line is judged against every line of its code: the code is the subject to shard by.
+AMOUNT_OUTLIER = PeerPhases("cpt_code", code_amount_statistics, code_amount_compare)
+
+
+@rule("RULE-MED-012", key=Key.PEERS, reads=("cpt_code", "amount_billed"), phases=AMOUNT_OUTLIER)
+def amount_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A line billed more than ``sd`` standard deviations above the mean of its code's lines
+    (codes with fewer than ``min_lines`` lines are not judged); severity grows with the distance,
+    reaching 1 at ``full_severity_sd``."""
+    return AMOUNT_OUTLIER.run(ctx.medical, params)

@@ -1,5 +1,8 @@
 """A provider measured against its specialty peers by robust z: E/M upcoding, modifier overuse and
-billing outliers. Each finding is about the provider and lists the lines it rests on."""
+billing outliers. Each finding is about the provider and lists the lines it rests on.
+
+Each rule is two phases (``base.PeerPhases``): per provider counts and sums of its lines, then
+the comparison of every provider with its peers from those counts, and the hits on its lines."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, rule
+from fwa_pipeline.domain.rules.base import Key, PeerPhases, RuleContext, rule
 from fwa_pipeline.domain.rules.medical._common import (
     code_set,
     codes,
@@ -53,18 +56,17 @@ def _share_outliers(
     return findings, z_severity(findings["z"], t["full_severity_z"])
 
 
-@rule("RULE-MED-005", key=Key.PEERS, reads=("member_id", "provider_id", "cpt_code"))
-def em_upcoding(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
-    """A provider (with office E/M visits for >= ``min_members`` members) whose share of E/M
-    lines at ``high_levels`` is a peer outlier within its specialty: hits its high-level lines."""
-    claims = ctx.medical
-    if claims.empty:
-        return empty_hits()
-    t = params.thresholds
+def _high_level(claims: pd.DataFrame, t: dict[str, Any]) -> tuple[pd.Series, pd.Series]:
+    """(E/M level, is at one of ``high_levels``) of each line."""
     level = numeric(claims["cpt_em_level"])
-    high = level.isin([float(v) for v in t["high_levels"]])
+    return level, level.isin([float(v) for v in t["high_levels"]])
+
+
+def em_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+    """Per provider with E/M lines: specialty, distinct members, E/M lines and high-level ones."""
+    level, high = _high_level(claims, params.thresholds)
     em = claims.loc[level.notna(), ["provider_id", "provider_specialty", "member_id"]]
-    providers = (
+    return (
         em.assign(high=high)
         .groupby("provider_id")
         .agg(
@@ -74,24 +76,44 @@ def em_upcoding(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
             high_lines=("high", "sum"),
         )
     )
+
+
+def em_compare(claims: pd.DataFrame, statistics: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+    """Hits on the high-level lines of the providers whose share of them is a peer outlier."""
+    t = params.thresholds
+    providers = statistics.sort_index()  # concatenated shards come in any order
     providers["share"] = providers["high_lines"] / providers["em_lines"]
     findings, severity = _share_outliers(providers, providers["members"] >= t["min_members"], t)
+    _, high = _high_level(claims, t)
     return _provider_lines(claims, high, findings.assign(min_members=t["min_members"]), severity)
 
 
-@rule("RULE-MED-010", key=Key.PEERS, reads=("provider_id", "modifier"))
-def modifier_overuse(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
-    """A provider (with >= ``min_lines`` lines) whose share of lines carrying one of
-    ``modifiers`` is a peer outlier within its specialty: hits those modifier lines."""
-    claims = ctx.medical
-    if claims.empty:
-        return empty_hits()
-    t = params.thresholds
+EM_UPCODING = PeerPhases("provider_id", em_statistics, em_compare)
+
+
+@rule(
+    "RULE-MED-005",
+    key=Key.PEERS,
+    reads=("member_id", "provider_id", "cpt_code"),
+    phases=EM_UPCODING,
+)
+def em_upcoding(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A provider (with office E/M visits for >= ``min_members`` members) whose share of E/M
+    lines at ``high_levels`` is a peer outlier within its specialty: hits its high-level lines."""
+    return EM_UPCODING.run(ctx.medical, params)
+
+
+def _modified(claims: pd.DataFrame, t: dict[str, Any]) -> pd.Series:
+    """Whether each line carries one of ``modifiers``."""
     modified = codes(claims["modifier"]).isin(code_set(t["modifiers"])).fillna(False)
-    modified = modified.astype(bool)
-    providers = (
+    return modified.astype(bool)
+
+
+def modifier_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+    """Per provider: specialty, lines and lines carrying one of ``modifiers``."""
+    return (
         claims[["provider_id", "provider_specialty"]]
-        .assign(modified=modified)
+        .assign(modified=_modified(claims, params.thresholds))
         .groupby("provider_id")
         .agg(
             specialty=("provider_specialty", "first"),
@@ -99,9 +121,33 @@ def modifier_overuse(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
             modifier_lines=("modified", "sum"),
         )
     )
+
+
+def modifier_compare(
+    claims: pd.DataFrame, statistics: pd.DataFrame, params: RuleParams
+) -> pd.DataFrame:
+    """Hits on the modifier lines of the providers whose share of them is a peer outlier."""
+    t = params.thresholds
+    providers = statistics.sort_index()
     providers["share"] = providers["modifier_lines"] / providers["lines"]
     findings, severity = _share_outliers(providers, providers["lines"] >= t["min_lines"], t)
+    modified = _modified(claims, t)
     return _provider_lines(claims, modified, findings.assign(min_lines=t["min_lines"]), severity)
+
+
+MODIFIER_OVERUSE = PeerPhases("provider_id", modifier_statistics, modifier_compare)
+
+
+@rule(
+    "RULE-MED-010",
+    key=Key.PEERS,
+    reads=("provider_id", "modifier"),
+    phases=MODIFIER_OVERUSE,
+)
+def modifier_overuse(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A provider (with >= ``min_lines`` lines) whose share of lines carrying one of
+    ``modifiers`` is a peer outlier within its specialty: hits those modifier lines."""
+    return MODIFIER_OVERUSE.run(ctx.medical, params)
 
 
 BILLING_METRICS = ("billed_per_member", "services_per_member")
@@ -121,16 +167,9 @@ def _specialty_state_stats(
     )
 
 
-@rule("RULE-MED-011", key=Key.PEERS, reads=("member_id", "provider_id", "amount_billed"))
-def billing_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
-    """A provider whose billed amount per member or lines (services) per member has robust
-    z >= ``min_robust_z`` among its peers (specialty, and state when that group is large enough;
-    at least ``min_peers``): hits every line of the provider."""
-    claims = ctx.medical
-    if claims.empty:
-        return empty_hits()
-    t = params.thresholds
-    providers = (
+def billing_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+    """Per provider: specialty, state, distinct members, lines and billed amount."""
+    return (
         claims[["provider_id", "provider_specialty", "provider_state", "member_id"]]
         .assign(amount=numeric(claims["amount_billed"]))
         .groupby("provider_id")
@@ -142,6 +181,14 @@ def billing_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
             billed=("amount", "sum"),
         )
     )
+
+
+def billing_compare(
+    claims: pd.DataFrame, statistics: pd.DataFrame, params: RuleParams
+) -> pd.DataFrame:
+    """Hits on every line of the providers whose billing per member is a peer outlier."""
+    t = params.thresholds
+    providers = statistics.sort_index()
     # A provider none of whose lines names a member has no per-member figures.
     members = providers["members"].where(providers["members"] > 0)
     providers["billed_per_member"] = providers["billed"] / members
@@ -162,3 +209,19 @@ def billing_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     findings = providers[flagged].assign(min_robust_z=t["min_robust_z"])
     lines = pd.Series(True, index=claims.index)
     return _provider_lines(claims, lines, findings, z_severity(z[flagged], t["full_severity_z"]))
+
+
+BILLING_OUTLIER = PeerPhases("provider_id", billing_statistics, billing_compare)
+
+
+@rule(
+    "RULE-MED-011",
+    key=Key.PEERS,
+    reads=("member_id", "provider_id", "amount_billed"),
+    phases=BILLING_OUTLIER,
+)
+def billing_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A provider whose billed amount per member or lines (services) per member has robust
+    z >= ``min_robust_z`` among its peers (specialty, and state when that group is large enough;
+    at least ``min_peers``): hits every line of the provider."""
+    return BILLING_OUTLIER.run(ctx.medical, params)

@@ -1,23 +1,31 @@
-"""The pharmacy outlier among its peers (RULE-RX-010)."""
+"""The pharmacy outlier among its peers (RULE-RX-010), in two phases (``base.PeerPhases``): per
+pharmacy counts and sums of its fills, then each pharmacy against all of them."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
-from fwa_pipeline.domain.rules.base import Key, RuleContext, empty_hits, robust_z, rule
+from fwa_pipeline.domain.rules.base import (
+    Key,
+    PeerPhases,
+    RuleContext,
+    empty_hits,
+    robust_z,
+    rule,
+)
 from fwa_pipeline.domain.rules.pharmacy._common import numeric, pharmacy_hits, ramp
 
 # The measures a pharmacy is compared on.
 METRICS = ["schedule2_share", "cost_per_member"]
 
 
-def pharmacy_measures(frame: pd.DataFrame, min_fills: int) -> pd.DataFrame:
-    """Per pharmacy of provider type ``pharmacy`` with at least ``min_fills`` fills: fills,
-    members, share of schedule-2 fills and billed amount per member."""
+def pharmacy_statistics(frame: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+    """Per pharmacy of provider type ``pharmacy``: fills, distinct members, schedule-2 fills and
+    billed amount."""
     columns = ["pharmacy_id", "claim_id", "member_id", "ndc_dea_schedule", "amount_billed"]
     fills = frame.loc[frame["pharmacy_type"].eq("pharmacy").fillna(False).astype(bool), columns]
-    measures = (
+    return (
         fills.assign(
             _c2=numeric(fills, "ndc_dea_schedule").eq(2), _billed=numeric(fills, "amount_billed")
         )
@@ -29,6 +37,12 @@ def pharmacy_measures(frame: pd.DataFrame, min_fills: int) -> pd.DataFrame:
             billed=("_billed", "sum"),
         )
     )
+
+
+def pharmacy_measures(statistics: pd.DataFrame, min_fills: int) -> pd.DataFrame:
+    """The pharmacies with at least ``min_fills`` fills (and a member) of ``statistics``, with
+    their share of schedule-2 fills and billed amount per member."""
+    measures = statistics.sort_index()  # concatenated shards come in any order
     measures = measures.loc[(measures["fills"] >= min_fills) & (measures["members"] > 0)]
     return measures.assign(
         schedule2_share=measures["schedule2_fills"] / measures["fills"],
@@ -36,14 +50,12 @@ def pharmacy_measures(frame: pd.DataFrame, min_fills: int) -> pd.DataFrame:
     )
 
 
-@rule("RULE-RX-010", key=Key.PEERS, reads=("member_id", "pharmacy_id", "ndc_code", "amount_billed"))
-def pharmacy_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
-    """A pharmacy whose schedule-2 share of fills, or billed amount per member, has robust
-    z = 0.6745 (x - median) / MAD >= ``min_robust_z`` among all pharmacies with at least
-    ``min_fills`` fills (when there are at least ``min_peers`` of them); every fill of the
-    pharmacy is a hit. Severity grows with the larger z, up to ``full_severity_z``."""
+def pharmacy_compare(
+    frame: pd.DataFrame, statistics: pd.DataFrame, params: RuleParams
+) -> pd.DataFrame:
+    """Hits on every fill of the pharmacies whose measures are outliers among all of them."""
     thresholds = params.thresholds
-    measures = pharmacy_measures(ctx.pharmacy, thresholds["min_fills"])
+    measures = pharmacy_measures(statistics, thresholds["min_fills"])
     if len(measures) < thresholds["min_peers"]:
         return empty_hits()
     z = pd.DataFrame({metric: robust_z(measures[metric]) for metric in METRICS})
@@ -76,7 +88,7 @@ def pharmacy_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
         thresholds["full_severity_z"],
         thresholds["min_severity"],
     )
-    rows = ctx.pharmacy.loc[ctx.pharmacy["pharmacy_id"].isin(stats.index)]
+    rows = frame.loc[frame["pharmacy_id"].isin(stats.index)]
     position = stats.index.get_indexer(rows["pharmacy_id"])
     per_fill = stats.iloc[position]
     return pharmacy_hits(
@@ -86,3 +98,20 @@ def pharmacy_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
         severity=severity[position],
         evidence={c: per_fill[c] for c in per_fill.columns},
     )
+
+
+PHARMACY_OUTLIER = PeerPhases("pharmacy_id", pharmacy_statistics, pharmacy_compare)
+
+
+@rule(
+    "RULE-RX-010",
+    key=Key.PEERS,
+    reads=("member_id", "pharmacy_id", "ndc_code", "amount_billed"),
+    phases=PHARMACY_OUTLIER,
+)
+def pharmacy_outlier(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
+    """A pharmacy whose schedule-2 share of fills, or billed amount per member, has robust
+    z = 0.6745 (x - median) / MAD >= ``min_robust_z`` among all pharmacies with at least
+    ``min_fills`` fills (when there are at least ``min_peers`` of them); every fill of the
+    pharmacy is a hit. Severity grows with the larger z, up to ``full_severity_z``."""
+    return PHARMACY_OUTLIER.run(ctx.pharmacy, params)

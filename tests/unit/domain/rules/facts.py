@@ -1,10 +1,12 @@
 """Checks of a rule's registered facts against what its function does on an enriched frame: the
-claim columns it declares it reads are all it reads, and none of them is superfluous."""
+claim columns it declares it reads are all it reads, none of them is superfluous, and a peer
+rule's two phases over shards of the claims find what the rule finds."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+import numpy as np
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
@@ -97,3 +99,37 @@ def check_reads(
         except KeyError:
             continue
         assert not same(hits, full), f"{rule_id} declares {column} but finds the same without it"
+
+
+SHARDS = 4
+
+
+def check_phases(
+    rule_id: str,
+    params: RuleParams,
+    frame: pd.DataFrame,
+    context: Callable[[pd.DataFrame], RuleContext],
+) -> None:
+    """The rule's statistics of ``SHARDS`` shards of ``frame`` (hashed by its subject),
+    concatenated, then compared, give exactly its hits on the whole frame; and compared on each
+    shard, its hits on that shard's lines."""
+    facts = REGISTRY[rule_id]
+    assert facts.key is Key.PEERS and facts.phases is not None
+    phases = facts.phases
+    full = facts.fn(context(frame), params)
+    assert not full.empty, f"the batch plants no {rule_id} finding to compare"
+    shard = pd.util.hash_pandas_object(frame[phases.subject], index=False).to_numpy() % SHARDS
+    shards = [frame[shard == i] for i in range(SHARDS)]
+    assert all(not part.empty for part in shards)
+    statistics = pd.concat([phases.statistics(part, params) for part in shards])
+    assert len(statistics) == len(phases.statistics(frame, params))
+
+    pd.testing.assert_frame_equal(phases.compare(frame, statistics, params), full, check_exact=True)
+    hits = [phases.compare(part, statistics, params) for part in shards]
+    # Concatenated as evaluate does, leaving out shards without hits.
+    per_shard = pd.concat([h for h in hits if not h.empty], ignore_index=True)
+    order = np.argsort(per_shard["claim_pk"].to_numpy(), kind="stable")
+    expected = full.sort_values("claim_pk", kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(
+        per_shard.iloc[order].reset_index(drop=True), expected, check_exact=True
+    )

@@ -29,6 +29,14 @@ def test_a_rule_without_the_columns_it_reads_is_refused() -> None:
     assert "RULE-TEST-001" not in REGISTRY
 
 
+def test_peer_phases_belong_to_peer_rules_only() -> None:
+    phases = REGISTRY["RULE-MED-012"].phases
+    assert phases is not None
+    with pytest.raises(ValueError, match="RULE-TEST-001 has peer phases but key LINE"):
+        rule("RULE-TEST-001", key=Key.LINE, reads=("cpt_code",), phases=phases)(throwaway)
+    assert "RULE-TEST-001" not in REGISTRY
+
+
 def test_a_rule_id_is_registered_once() -> None:
     registered = REGISTRY["RULE-MED-001"]
     with pytest.raises(ValueError, match="RULE-MED-001 registered twice"):

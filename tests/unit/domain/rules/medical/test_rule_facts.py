@@ -1,4 +1,5 @@
-"""Each medical rule's registered facts against what it does on a generated demo batch."""
+"""Each medical rule's registered facts against what it does on a generated demo batch, and the
+peer rules' two phases over shards of it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fwa_pipeline.domain.rules import RuleContext
-from tests.unit.domain.rules.facts import check_reads
+from tests.unit.domain.rules.facts import check_phases, check_reads
 from tests.unit.domain.rules.medical.conftest import batch_context, params
 from tests.unit.domain.rules.medical.test_synth_batch import MEDICAL_RULES
 
@@ -26,4 +27,15 @@ def test_a_rule_reads_exactly_the_columns_it_declares(rule_id: str, batch_ctx: R
         batch_ctx.medical,
         "medical",
         lambda frame: replace(batch_ctx, medical=frame),
+    )
+
+
+@pytest.mark.parametrize(
+    "rule_id", ["RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012"]
+)
+def test_peer_phases_over_shards_find_what_the_rule_finds(
+    rule_id: str, batch_ctx: RuleContext
+) -> None:
+    check_phases(
+        rule_id, params(rule_id), batch_ctx.medical, lambda frame: replace(batch_ctx, medical=frame)
     )
