@@ -83,9 +83,10 @@ class PeerPhases:
 
 @dataclass(frozen=True)
 class RegisteredRule:
-    """A rule function and its facts: its ``key`` and the claim columns it ``reads`` besides
+    """A rule function and its facts: its ``key``, the claim columns it ``reads`` besides
     ``CLAIM_IDENTITY`` (a column it reads through enrichment, such as a provider's specialty or
-    a code's E/M level, counts as the claim column enrichment looks it up by)."""
+    a code's E/M level, counts as the claim columns enrichment computes it from) and, for a peer
+    rule, its two ``phases``."""
 
     fn: RuleFn
     key: Key
