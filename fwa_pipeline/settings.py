@@ -373,3 +373,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def environment_variables() -> set[str]:
+    """Every ``FWA_`` variable the settings read, the assistant's flat ones included."""
+    names = [n for n in Settings.model_fields if n != "assistant"]
+    return {f"FWA_{n.upper()}" for n in [*names, *AssistantSettings.model_fields]}
