@@ -18,8 +18,9 @@ COPY fwa_api ./fwa_api
 COPY migrations ./migrations
 COPY dagster_home/production ./dagster_home/production
 COPY workspace.yaml ./
-# Editable so Alembic finds migrations/ beside the packages, as in a checkout.
-RUN pip install -c constraints.txt -e . \
+# Editable so Alembic finds migrations/ beside the packages, as in a checkout; Bokeh serves the
+# Dask scheduler's dashboard when this image runs one.
+RUN pip install -c constraints.txt -e '.[dashboard]' \
     && mkdir -p /app/data /app/dagster_home/production/storage \
     && chown -R fwa:fwa /app/data /app/dagster_home/production
 
