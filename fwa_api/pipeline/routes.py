@@ -7,7 +7,7 @@
   a run (``fwa_pipeline.runs.jobs``).
   With an ``Idempotency-Key`` header, a retry (same key, same workspace, same body) within
   ``FWA_PIPELINE_IDEMPOTENCY_HOURS`` answers 200 with the first job instead of queueing another;
-  the same key with another body is a 422.
+  the same key with another body is a 409 (the key is taken), and nothing is queued.
 * ``GET /api/pipeline/jobs/{job_id}``: status, phase, progress, claims processed, errors and
   times, read from the job's request and the row its run records itself in, and once the job
   has ended its ``result`` (what the run recorded, and why it did not succeed); a job of
@@ -124,14 +124,17 @@ async def _enqueue(
         )
     except IdempotencyKeyReusedError:
         raise HTTPException(
-            422, "Idempotency-Key: this key was used with a different request body"
+            409, "Idempotency-Key: this key was used with a different request body"
         ) from None
 
 
 @router.post(
     "/enqueue",
     status_code=202,
-    responses={200: {"model": EnqueuedOut, "description": "a retry: the key's first job"}},
+    responses={
+        200: {"model": EnqueuedOut, "description": "a retry: the key's first job"},
+        409: {"description": "the Idempotency-Key was used with a different request body"},
+    },
 )
 async def enqueue(
     request: Request,

@@ -607,7 +607,7 @@ async def test_a_retry_with_the_same_idempotency_key_returns_the_first_job(world
     # Another body under the key is refused; nothing is queued.
     other = await world.call("POST", "/enqueue", json={"force_reprocess": False}, headers=key)
     assert (other.status_code, other.json()["detail"]) == (
-        422,
+        409,
         "Idempotency-Key: this key was used with a different request body",
     )
     # Without a key, or in another workspace, the same request is a new job.
