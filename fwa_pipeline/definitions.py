@@ -3,9 +3,10 @@ sensors, the nightly schedule and resources.
 
 :func:`build_defs` is the seam tests use: ``resource_overrides`` replaces resources by key (a
 ``StoreResource`` pointing at a test database, a ``PipelineRunConfig`` with another quality
-mode). Resources are chosen from the environment through ``Settings`` (``FWA_ENVIRONMENT``,
-``FWA_DATABASE_URL``...): the embedded default uses SQLite under the data directory, production
-PostgreSQL, with one code path for both.
+mode, a ``ComputeResource`` with more shards). Resources are chosen from the environment
+through ``Settings`` (``FWA_ENVIRONMENT``, ``FWA_DATABASE_URL``, ``FWA_COMPUTE``...): the
+embedded default uses SQLite under the data directory, production PostgreSQL, with one code
+path for both.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from fwa_pipeline.defs.assets import ASSETS
+from fwa_pipeline.defs.compute import COMPUTE_KEY, ComputeResource
 from fwa_pipeline.defs.io import ArrowFramesIOManager
 from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig, StoreResource
@@ -29,6 +31,7 @@ def default_resources(store: StoreResource | None = None) -> dict[str, Any]:
         "store": store,
         "io_manager": ArrowFramesIOManager(store=store),
         PIPELINE_CONFIG_KEY: PipelineRunConfig(),
+        COMPUTE_KEY: ComputeResource(),
     }
 
 

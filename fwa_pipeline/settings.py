@@ -251,6 +251,14 @@ class Settings(BaseSettings):
     daemon_heartbeat_tolerance_s: int = Field(300, ge=60)
     # How long an enqueue's Idempotency-Key returns its first job (then a new job may reuse it).
     pipeline_idempotency_hours: int = Field(24, ge=1)
+    # Where a run computes: in its own process, or on Dask (the scheduler at
+    # dask_scheduler_address, which implies dask unless FWA_COMPUTE says local; without one, a
+    # LocalCluster of dask_workers processes, 0: one per core, that the run starts and stops).
+    compute: Literal["local", "dask"] = "local"
+    dask_scheduler_address: str = ""
+    dask_workers: int = Field(0, ge=0)
+    # How many parts the claims are split into (0: one in process, twice the workers on Dask).
+    shards: int = Field(0, ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -272,6 +280,32 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("dask_scheduler_address")
+    @classmethod
+    def _scheduler_address(cls, value: str) -> str:
+        if value == "":
+            return value
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            port = None
+        if (
+            port is None
+            or parts.scheme not in ("tcp", "tls")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or value != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise ValueError("expected tcp://host:port or tls://host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _scheduler_means_dask(self) -> Self:
+        if self.dask_scheduler_address and "compute" not in self.model_fields_set:
+            self.compute = "dask"
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -27,6 +27,7 @@ import dagster as dg
 import pandas as pd
 
 from fwa_pipeline.defs.checks import check_results, check_specs
+from fwa_pipeline.defs.compute import ComputeResource
 from fwa_pipeline.defs.io import COLUMNS
 from fwa_pipeline.defs.metadata import frame_metadata, table_schema
 from fwa_pipeline.defs.partitions import WORKSPACES
@@ -77,10 +78,14 @@ GATE_COLUMNS = ["in_scope"]
     description="The batches whose claims the run processes: those landed in the workspace "
     "that no run has consumed yet (every batch with force_reprocess; a batch landing mid-run "
     "waits for the next run), the as-of date and the run's config snapshot (configuration "
-    "version, reference data hashes, code version), recorded as the run starts.",
+    "version, reference data hashes, code version, where it computes), recorded as the run "
+    "starts.",
 )
 def landed_batches(
-    context: dg.AssetExecutionContext, store: StoreResource, pipeline_config: PipelineRunConfig
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    pipeline_config: PipelineRunConfig,
+    compute: ComputeResource,
 ) -> dg.Output[Frames]:
     engine = store.engine()
     ws_id = _workspace_id(store, context.partition_key)
@@ -104,7 +109,8 @@ def landed_batches(
         ws_id,
         batch_id=newest,
         force_reprocess=pipeline_config.force_reprocess,
-        config=snapshot,
+        # Where it ran is recorded, but left out of the fingerprint: it changes no result.
+        config={**snapshot, "compute": compute.describe()},
     )
     job_id = context.run.tags.get(JOB_ID_TAG)
     request = get_request(engine, job_id) if job_id else None

@@ -78,7 +78,16 @@ def test_the_run_record_carries_config_stats_and_quality_report(pipeline: Pipeli
     assert row.started_at <= row.completed_at
     # The snapshot is exactly the config the run applied, with the reference data it read.
     expected = PipelineRunConfig(pipeline=overrides).snapshot()
-    assert {k: v for k, v in row.config_snapshot.items() if k != "reference"} == expected
+    assert {
+        k: v for k, v in row.config_snapshot.items() if k not in ("reference", "compute")
+    } == expected
+    # And where it computed: in process, in one shard, by default.
+    assert row.config_snapshot["compute"] == {
+        "mode": "local",
+        "shards": 1,
+        "workers": 1,
+        "address": None,
+    }
     assert row.config_snapshot["rules"]["RULE-MED-006"]["weight"] == 3.5
     assert row.config_snapshot["quality"]["mode"] == "skip_invalid"
     assert pipeline.query("SELECT weight FROM rule_hits WHERE rule_id = 'RULE-MED-006'") == [(3.5,)]

@@ -1,0 +1,10 @@
+"""Where the pipeline computes: in this process or on a Dask cluster, behind one interface.
+
+* ``base``: :class:`Compute` (``shards``, ``map``, ``describe``), :class:`LocalCompute` and
+  :class:`ComputeError`.
+* ``dask``: :class:`DaskCompute`, on an existing cluster or a ``LocalCluster`` of its own.
+* ``factory``: :func:`compute_from_settings`, the one the settings ask for.
+* ``shards``: :func:`shard_of` and :func:`split`, the stable hash partition of claims by a key.
+
+In a Dagster run, ``defs.resources.ComputeResource`` (key ``compute``) gives assets theirs.
+"""

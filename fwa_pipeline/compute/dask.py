@@ -1,0 +1,118 @@
+"""The pipeline's tasks on a Dask cluster: an existing one (``FWA_DASK_SCHEDULER_ADDRESS``) or a
+``LocalCluster`` of worker processes that the run starts and stops.
+
+A worker process that dies while running a task (killed for memory, crashed) fails the run with
+a :class:`~fwa_pipeline.compute.base.ComputeError` naming the task, after the scheduler has seen
+``ALLOWED_FAILURES + 1`` workers die on it, rather than retrying it indefinitely. On a cluster
+of its own the run sets that limit; a shared scheduler reads it from its own configuration
+(``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES``, set in docker-compose.yml).
+
+Workers unpickle the task's function by its module path: it must be a module-level function
+of an installed package, and a ``LocalCluster`` must be created from an importable module or
+under ``if __name__ == "__main__"`` (its workers are spawned processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import dask
+from distributed import Client, LocalCluster
+from distributed.scheduler import KilledWorker
+
+from fwa_pipeline.compute.base import ComputeError, Description
+
+# One retry on another worker (a worker may die for a reason of its own), then the run fails.
+ALLOWED_FAILURES = 1
+CONNECT_TIMEOUT_S = 10
+# A scheduler started with its workers may have none yet: how long a run waits for the first.
+WORKER_WAIT_S = 60
+
+
+def local_cluster(workers: int = 0) -> LocalCluster:
+    """Worker processes on this machine, one thread each (pandas holds the GIL); ``workers`` 0:
+    one per core. No dashboard: each run's cluster would take another port."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        return LocalCluster(
+            n_workers=workers or dask.system.CPU_COUNT,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+
+
+class DaskCompute:
+    """Tasks on the cluster ``client`` is connected to; ``shards`` 0: twice its workers.
+
+    Built from a client, it closes nothing; :meth:`connect` and :meth:`start_local` make a
+    client (and a cluster) that :meth:`close` closes.
+    """
+
+    def __init__(self, client: Client, shards: int = 0, *, address: str | None = None) -> None:
+        if shards < 0:
+            raise ValueError(f"shards must be 0 (automatic) or more, got {shards}")
+        self.client = client
+        self.address = address
+        self.workers = len(client.nthreads())
+        self.shards = shards or 2 * max(self.workers, 1)
+        self._owned = ExitStack()
+
+    @classmethod
+    def connect(cls, address: str, shards: int = 0) -> DaskCompute:
+        """A client of the scheduler at ``address``, once at least one worker has joined it."""
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except OSError as exc:  # refused, unresolvable, or timed out (TimeoutError)
+            raise ComputeError(f"cannot reach the Dask scheduler at {address}") from exc
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except TimeoutError as exc:
+            client.close()
+            raise ComputeError(
+                f"no Dask worker joined the scheduler at {address} within {WORKER_WAIT_S} s"
+            ) from exc
+        compute = cls(client, shards, address=address)
+        compute._owned.callback(client.close)
+        return compute
+
+    @classmethod
+    def start_local(cls, workers: int = 0, shards: int = 0) -> DaskCompute:
+        """A ``LocalCluster`` of ``workers`` processes (0: one per core) and a client of it."""
+        cluster = local_cluster(workers)
+        try:
+            client = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+        compute = cls(client, shards)
+        compute._owned.callback(cluster.close)
+        compute._owned.callback(client.close)  # last in, first out: the client closes first
+        return compute
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        futures = self.client.map(fn, list(items), pure=False)
+        position = {future.key: n for n, future in enumerate(futures, start=1)}
+        try:
+            return self.client.gather(futures)
+        except KilledWorker as exc:
+            raise ComputeError(
+                f"task {fn.__name__} ({position.get(exc.task, '?')} of {len(futures)}) failed: "
+                f"the Dask worker running it died, {exc.allowed_failures + 1} times in a row; "
+                "the workers' logs say why (often their memory limit)"
+            ) from exc
+        finally:
+            # A task failed: the others are not wanted any more.
+            self.client.cancel(futures)
+
+    def describe(self) -> Description:
+        return {
+            "mode": "dask",
+            "shards": self.shards,
+            "workers": self.workers,
+            "address": self.address,
+        }
+
+    def close(self) -> None:
+        self._owned.close()
