@@ -57,6 +57,10 @@ class Key(StrEnum):
 # Every rule reads these: its hits name the claim. ``reads`` declares the rest.
 CLAIM_IDENTITY = ("claim_pk", "claim_id")
 
+# The claim columns naming a provider (a pharmacy claim names two): a PROVIDER_DAY rule reads
+# exactly one, the provider whose days it compares.
+PROVIDER_ID_COLUMNS = ("provider_id", "prescriber_id", "pharmacy_id")
+
 # Per subject statistics of a frame of claims (indexed by subject), and the hits of comparing
 # each subject's statistics with its peers' on a frame of claims.
 StatisticsFn = Callable[[pd.DataFrame, RuleParams], pd.DataFrame]
@@ -93,6 +97,17 @@ class RegisteredRule:
     reads: tuple[str, ...]
     phases: PeerPhases | None = None
 
+    @property
+    def shard_column(self) -> str | None:
+        """The claim column by which claims can be split into shards the rule runs on apart:
+        every claim it compares a claim with shares the claim's value. None for a peer rule
+        without phases, which needs every claim at once."""
+        if self.key is Key.PEERS:
+            return None if self.phases is None else self.phases.subject
+        if self.key is Key.PROVIDER_DAY:
+            return next(c for c in self.reads if c in PROVIDER_ID_COLUMNS)
+        return "member_id"  # the claim alone, or the member's claims
+
 
 REGISTRY: dict[str, RegisteredRule] = {}
 
@@ -115,6 +130,11 @@ def rule(
         raise ValueError(f"{rule_id} declares no column it reads")
     if phases is not None and key is not Key.PEERS:
         raise ValueError(f"{rule_id} has peer phases but key {key.name}, not PEERS")
+    providers = [c for c in columns if c in PROVIDER_ID_COLUMNS]
+    if key is Key.PROVIDER_DAY and len(providers) != 1:
+        raise ValueError(
+            f"{rule_id} has key PROVIDER_DAY but reads {len(providers)} provider columns, not one"
+        )
 
     def register(fn: RuleFn) -> RuleFn:
         if rule_id in REGISTRY:
