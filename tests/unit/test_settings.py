@@ -213,3 +213,49 @@ def test_a_bad_assistant_setting_is_refused_at_start_up(
     assert named in result.stderr
     assert message in result.stderr
     assert "nonsense" not in result.stderr and "many" not in result.stderr
+
+
+def test_runs_compute_in_process_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None)
+    assert (settings.compute, settings.shards, settings.dask_workers) == ("local", 0, 0)
+    assert settings.dask_scheduler_address == ""
+    monkeypatch.setenv("FWA_COMPUTE", "dask")
+    monkeypatch.setenv("FWA_SHARDS", "8")
+    monkeypatch.setenv("FWA_DASK_WORKERS", "3")
+    settings = Settings(_env_file=None)
+    assert (settings.compute, settings.shards, settings.dask_workers) == ("dask", 8, 3)
+
+
+@pytest.mark.parametrize("address", ["tcp://dask-scheduler:8786", "tls://10.0.0.5:8786"])
+def test_a_scheduler_address_means_dask_unless_local_is_asked(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    monkeypatch.setenv("FWA_DASK_SCHEDULER_ADDRESS", address)
+    assert Settings(_env_file=None).compute == "dask"
+    # Set explicitly, local wins: a cluster can be left out without removing its address.
+    monkeypatch.setenv("FWA_COMPUTE", "local")
+    assert Settings(_env_file=None).compute == "local"
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"FWA_DASK_SCHEDULER_ADDRESS": "dask-scheduler:8786"}, "tcp://host:port"),
+        ({"FWA_DASK_SCHEDULER_ADDRESS": "http://dask-scheduler:8786"}, "tcp://host:port"),
+        ({"FWA_DASK_SCHEDULER_ADDRESS": "tcp://dask-scheduler"}, "tcp://host:port"),
+        ({"FWA_DASK_SCHEDULER_ADDRESS": "tcp://dask-scheduler:port"}, "tcp://host:port"),
+        ({"FWA_DASK_SCHEDULER_ADDRESS": "tcp://:8786"}, "tcp://host:port"),
+        ({"FWA_DASK_SCHEDULER_ADDRESS": "tcp://u:p@dask-scheduler:8786"}, "tcp://host:port"),
+        ({"FWA_DASK_SCHEDULER_ADDRESS": "tcp://dask-scheduler:8786/x"}, "tcp://host:port"),
+        ({"FWA_COMPUTE": "ray"}, "'local' or 'dask'"),
+        ({"FWA_SHARDS": "-1"}, "greater than or equal to 0"),
+        ({"FWA_DASK_WORKERS": "-2"}, "greater than or equal to 0"),
+    ],
+)
+def test_a_bad_compute_setting_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None)
