@@ -33,13 +33,15 @@ WORKER_WAIT_S = 60
 
 def local_cluster(workers: int = 0) -> LocalCluster:
     """Worker processes on this machine, one thread each (pandas holds the GIL); ``workers`` 0:
-    one per core. No dashboard: each run's cluster would take another port."""
+    one per core. No dashboard, and the scheduler's HTTP server on a free port: clusters side
+    by side must not contend for 8787."""
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         return LocalCluster(
             n_workers=workers or dask.system.CPU_COUNT,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},
         )
 
 
