@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from fwa_pipeline.settings import environment_variables
+from fwa_pipeline.settings import Settings, environment_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -96,6 +96,35 @@ def test_every_service_command_is_provided_by_the_project(compose: dict) -> None
         else:
             assert Path(sys.executable).with_name(program).exists(), f"{name}: no {program}"
             assert "workspace.yaml" not in args or (ROOT / "workspace.yaml").exists()
+
+
+def test_the_runs_compute_on_the_compose_dask_cluster(compose: dict) -> None:
+    services = compose["services"]
+    scheduler, worker, daemon = (
+        services[name] for name in ("dask-scheduler", "dask-worker", "dagster-daemon")
+    )
+    # The daemon launches the runs: they reach the scheduler at the port it serves.
+    address = daemon["environment"]["FWA_DASK_SCHEDULER_ADDRESS"]
+    settings = Settings(dask_scheduler_address=address, _env_file=None)
+    assert settings.compute == "dask"
+    assert address == "tcp://dask-scheduler:8786"
+    assert scheduler["command"][:2] == ["dask", "scheduler"]
+    assert scheduler["command"][scheduler["command"].index("--port") + 1] == "8786"
+    assert daemon["depends_on"]["dask-scheduler"] == {"condition": "service_healthy"}
+    # Workers connect to it, one process each, threads and memory from the environment.
+    command = worker["command"]
+    assert command[:3] == ["dask", "worker", address]
+    assert command[command.index("--nworkers") + 1] == "1"
+    assert command[command.index("--nthreads") + 1] == "${FWA_DASK_WORKER_THREADS:-1}"
+    assert command[command.index("--memory-limit") + 1] == "${FWA_DASK_WORKER_MEMORY:-3GB}"
+    for dask in (scheduler, worker):
+        # The app's image (the task functions), its data directory, none of its secrets.
+        assert (dask["build"], dask["image"]) == (daemon["build"], daemon["image"])
+        assert dask["volumes"] == daemon["volumes"]
+        assert not [v for v in dask.get("environment", {}) if v.startswith(("FWA_", "DAGSTER"))]
+        assert dask["environment"]["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] == "1"
+    # The dashboard is for operators only, on the host's loopback.
+    assert scheduler["ports"] == ["127.0.0.1:8787:8787"]
 
 
 def test_dockerfile_copies_only_what_exists() -> None:
