@@ -287,12 +287,14 @@ def enriched_claims(
     description="Every enabled rule of the catalogue over the enriched claims; one row per "
     "rule and claim hit, with severity, weight and evidence (values and the thresholds they "
     "crossed). In incremental runs the peer rules run on the new claims together with every "
-    "processed claim in their look-back, read from the last run's copy.",
+    "processed claim in their look-back, read from the last run's copy. The rules run in the "
+    "compute's shards, split by what each rule compares (member, provider, peer subject).",
 )
 def rule_hits(
     context: dg.AssetExecutionContext,
     store: StoreResource,
     pipeline_config: PipelineRunConfig,
+    compute: ComputeResource,
     enriched_claims: Frames,
     reference_data: Frames,
     landed_batches: Frames,
@@ -305,6 +307,7 @@ def rule_hits(
         config,
         enriched_claims,
         reference_data,
+        compute.get(),
     )
     hits = found.hits
     versions = {r: p.version for r, p in config.enabled_rules().items()}

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
+from fwa_pipeline.compute.base import LocalCompute
 from fwa_pipeline.domain.config import PipelineConfig, default_config, resolve_config
 from fwa_pipeline.domain.quality import held_back
 from fwa_pipeline.domain.scoring import score_claims
@@ -80,7 +81,9 @@ class Store:
             reference["cpt_reference"],
         )
         enriched = {t: enrich(t, claims_in[t], members, reference) for t in CLAIM_TYPES}
-        hits = detect(self.engine, self.peers, scope, config, enriched, reference).hits
+        hits = detect(
+            self.engine, self.peers, scope, config, enriched, reference, LocalCompute()
+        ).hits
         return Found(scope, claims_in, hits, score_claims(hits, config), config)
 
     def commit(self, found: Found, run_id: str) -> commit.CommitSummary:

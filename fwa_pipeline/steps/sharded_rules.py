@@ -1,0 +1,144 @@
+"""The rules over claims split into shards, each shard a task on the run's ``Compute``.
+
+A rule compares a claim only with claims sharing one column's value (``RegisteredRule.
+shard_column``): its member's for LINE and MEMBER_* rules, its provider's for PROVIDER_DAY rules.
+Such rules run through ``evaluate`` on each shard of their family's claims split by that column.
+A peer rule compares a subject with every other one, so it runs in two rounds: its statistics
+per shard of claims split by its subject, concatenated (those of all the claims), then its
+comparison on each shard, with every shard's statistics. A peer rule without phases runs on its
+family's whole frame, in one task. With one shard, ``evaluate`` runs once on the whole frames.
+
+Hits come back in ``HIT_ORDER``: any shard count, here or on a cluster, gives the same frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import pandas as pd
+
+from fwa_pipeline.compute.base import Compute
+from fwa_pipeline.compute.shards import split
+from fwa_pipeline.domain.config import PipelineConfig
+from fwa_pipeline.domain.rules import (
+    REGISTRY,
+    RuleContext,
+    combined,
+    evaluate,
+    in_scope_hits,
+    registered,
+    stamped,
+)
+from fwa_pipeline.domain.rules.base import PeerPhases
+from fwa_pipeline.steps.claims import CLAIM_TYPES
+from fwa_pipeline.steps.selection import split_rules
+
+
+class _Task(Protocol):
+    def run(self) -> Any: ...
+
+
+def _run(task: _Task) -> Any:
+    """What ``Compute.map`` runs: one task of any kind (a module-level function ships by name)."""
+    return task.run()
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """``config``'s enabled rules over a context holding one shard of one family's claims."""
+
+    ctx: RuleContext
+    config: PipelineConfig
+
+    def run(self) -> pd.DataFrame:
+        return evaluate(self.ctx, self.config)
+
+
+@dataclass(frozen=True)
+class _Statistics:
+    """The statistics of peer ``rules`` sharing a subject over one shard of claims split by it."""
+
+    claims: pd.DataFrame
+    rules: tuple[str, ...]
+    config: PipelineConfig
+
+    def run(self) -> dict[str, pd.DataFrame]:
+        return {r: _phases(r).statistics(self.claims, self.config.rules[r]) for r in self.rules}
+
+
+@dataclass(frozen=True)
+class _Compare:
+    """Peer ``rules``' hits on one shard of ``family``'s claims, from every shard's
+    ``statistics``, on claims in scope."""
+
+    family: str
+    claims: pd.DataFrame
+    statistics: Mapping[str, pd.DataFrame]
+    config: PipelineConfig
+
+    def run(self) -> pd.DataFrame:
+        hits = [
+            stamped(_phases(r).compare(self.claims, s, self.config.rules[r]), r, self.config)
+            for r, s in self.statistics.items()
+        ]
+        return in_scope_hits(combined(hits), {self.family: self.claims})
+
+
+def _phases(rule_id: str) -> PeerPhases:
+    phases = REGISTRY[rule_id].phases
+    assert phases is not None, f"{rule_id} has no peer phases"
+    return phases
+
+
+def evaluate_sharded(ctx: RuleContext, config: PipelineConfig, compute: Compute) -> pd.DataFrame:
+    """``evaluate(ctx, config)``, run in ``compute.shards`` shards on ``compute``."""
+    if compute.shards == 1:
+        return evaluate(ctx, config)
+    # (family, column to split by or None, peer phases or not) -> rule ids
+    groups: dict[tuple[str, str | None, bool], list[str]] = {}
+    for rule_id, params in config.enabled_rules().items():
+        facts = registered(rule_id)
+        group = (params.family, facts.shard_column, facts.phases is not None)
+        groups.setdefault(group, []).append(rule_id)
+
+    rules: list[_Task] = []
+    statistics: list[_Task] = []
+    peers: list[tuple[str, tuple[str, ...], list[pd.DataFrame]]] = []
+    for (family, column, phased), rule_ids in groups.items():
+        frame: pd.DataFrame = getattr(ctx, family)
+        shards = [frame] if column is None else split(frame, column, compute.shards)
+        shards = [s for s in shards if not s.empty]
+        if not shards:
+            continue
+        if phased:
+            peers.append((family, tuple(rule_ids), shards))
+            statistics += [_Statistics(s, tuple(rule_ids), config) for s in shards]
+        else:
+            only = split_rules(config, rule_ids)[1]
+            rules += [_Rules(_one_family(ctx, family, s), only) for s in shards]
+
+    # One round for the rules and the peer statistics, a second for the peer comparisons.
+    found = compute.map(_run, [*rules, *statistics])
+    hits, per_shard = found[: len(rules)], iter(found[len(rules) :])
+    compare: list[_Task] = []
+    for family, rule_ids, shards in peers:
+        parts = [next(per_shard) for _ in shards]
+        together = {r: _concatenated([p[r] for p in parts]) for r in rule_ids}
+        compare += [_Compare(family, s, together, config) for s in shards]
+    return combined([*hits, *compute.map(_run, compare)])
+
+
+def _one_family(ctx: RuleContext, family: str, claims: pd.DataFrame) -> RuleContext:
+    """``ctx`` with ``claims`` as ``family``'s frame and no claim of the other families (so a
+    task ships one shard only)."""
+    frames = {t: claims if t == family else getattr(ctx, t).iloc[:0] for t in CLAIM_TYPES}
+    return replace(ctx, **frames)
+
+
+def _concatenated(statistics: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every shard's statistics of one rule as one frame (a shard without any, say without an
+    E/M line, adds nothing; it would turn the columns' types into ``object``)."""
+    found = [s for s in statistics if not s.empty]
+    return pd.concat(found) if found else statistics[0]
