@@ -1,0 +1,62 @@
+"""Runs in four shards leave what runs in one leave: hits, scores, cases and claim statuses, on
+the small batches (a full run, then an incremental one) and on a generated batch with every
+scheme planted, peer rules included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fwa_pipeline.domain.config import default_config
+from fwa_pipeline.store.runs import get_run
+from fwa_pipeline.synth import generate
+from tests.pipeline import batch
+from tests.pipeline.conftest import WORKSPACE, Pipeline, materializations
+from tests.pipeline.test_synthetic import PEER_RULES, split_latest
+
+SHARDED = "sharded"
+
+
+def run(
+    pipeline: Pipeline, workspace: str, shards: int, overrides: dict[str, Any] | None = None
+) -> str:
+    """A run of ``workspace`` in ``shards`` shards, as the environment sets them; its id."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FWA_SHARDS", str(shards))
+        result = pipeline.run(workspace, pipeline=overrides)
+    assert result.success
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.config_snapshot["compute"]["shards"] == shards
+    return result.run_id
+
+
+def test_four_shards_leave_what_one_leaves(pipeline: Pipeline) -> None:
+    for workspace, shards in ((WORKSPACE, 1), (SHARDED, 4)):
+        pipeline.land(batch.batch_one(), workspace)
+        run(pipeline, workspace, shards)
+        pipeline.land(batch.batch_two(), workspace)
+        run(pipeline, workspace, shards)  # incremental: the peer rules on the peers' copy
+
+    assert pipeline.outcome(SHARDED) == pipeline.outcome(WORKSPACE)
+    assert pipeline.outcome(WORKSPACE)["hits"]
+
+
+@pytest.mark.slow
+def test_four_shards_find_what_one_finds_on_every_scheme(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    generate(tmp_path / "all", n_claims=6000, seed=11)
+    first, second, _ = split_latest(tmp_path / "all", tmp_path, share=0.1)
+    wide = {"rules": {rule_id: {"lookback_days": 3650} for rule_id in default_config().rules}}
+    last = {}
+    for workspace, shards in ((WORKSPACE, 1), (SHARDED, 4)):
+        pipeline.land_directory(first, workspace)
+        run(pipeline, workspace, shards, wide)
+        pipeline.land_directory(second, workspace)
+        last[workspace] = run(pipeline, workspace, shards, wide)
+
+    assert pipeline.outcome(SHARDED) == pipeline.outcome(WORKSPACE)
+    hits_by_rule = materializations(pipeline.instance, last[SHARDED])["rule_hits"]["hits_by_rule"]
+    assert set(hits_by_rule) & PEER_RULES, "no peer rule fired on the new claims"
