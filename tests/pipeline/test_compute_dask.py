@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Iterator
 
+import dagster as dg
 import pytest
 from distributed import Client, LocalCluster
 
@@ -17,10 +18,11 @@ from fwa_pipeline.compute import dask as dask_compute
 from fwa_pipeline.compute.base import ComputeError, LocalCompute
 from fwa_pipeline.compute.dask import DaskCompute, local_cluster
 from fwa_pipeline.compute.factory import compute_from_settings
+from fwa_pipeline.runs.ledger import UNSTATED
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
-from tests.pipeline.conftest import Pipeline
+from tests.pipeline.conftest import Pipeline, materializations
 
 pytestmark = [pytest.mark.dask, pytest.mark.xdist_group("dask")]
 
@@ -104,17 +106,19 @@ def test_connecting_to_a_scheduler_records_its_address_and_closes_its_client(
     assert compute.client.status == "closed"
 
 
+def unused_address() -> str:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{unused.getsockname()[1]}"
+
+
 def test_a_scheduler_that_cannot_be_reached_fails_cleanly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(dask_compute, "CONNECT_TIMEOUT_S", 1)
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    with pytest.raises(
-        ComputeError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"
-    ):
-        DaskCompute.connect(f"tcp://127.0.0.1:{port}")
+    address = unused_address()
+    with pytest.raises(ComputeError, match=f"cannot reach the Dask scheduler at {address}$"):
+        DaskCompute.connect(address)
 
 
 @pytest.mark.slow
@@ -144,3 +148,33 @@ def test_a_pipeline_run_pointed_at_a_cluster_records_where_it_computed(
         "workers": 2,
         "address": cluster.scheduler_address,
     }
+
+
+def test_a_run_that_cannot_reach_its_scheduler_fails_at_its_first_step(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dask_compute, "CONNECT_TIMEOUT_S", 1)
+    address = unused_address()
+    monkeypatch.setenv("FWA_DASK_SCHEDULER_ADDRESS", address)
+    batch_id = pipeline.land(batch.batch_one())
+    result = pipeline.run()
+    assert not result.success and result.status == "failure"
+    # Nothing after the first step ran (the reference data does not depend on it).
+    assert set(materializations(pipeline.instance, result.run_id)) == {"reference_data"}
+    # Operators read why in the run's event log; the requester, that the step failed.
+    failures = [
+        entry.dagster_event.step_failure_data.error
+        for entry in pipeline.instance.all_logs(
+            result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+        )
+        if entry.dagster_event and entry.dagster_event.step_failure_data
+    ]
+    assert [error.cause.message for error in failures if error and error.cause] == [
+        f"fwa_pipeline.compute.base.ComputeError: cannot reach the Dask scheduler at {address}\n"
+    ]
+    row = get_run(pipeline.engine, result.run_id)
+    assert row is not None and row.errors == [f"landed_batches: {UNSTATED}"]
+    # Nothing was consumed: the batch waits for the next run.
+    assert pipeline.query("SELECT processed_run_id FROM batches WHERE id = :b", b=batch_id) == [
+        (None,)
+    ]
