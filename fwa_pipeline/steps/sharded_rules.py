@@ -23,7 +23,6 @@ from fwa_pipeline.compute.base import Compute
 from fwa_pipeline.compute.shards import split
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.rules import (
-    REGISTRY,
     RuleContext,
     combined,
     evaluate,
@@ -58,76 +57,81 @@ class _Rules:
 
 @dataclass(frozen=True)
 class _Statistics:
-    """The statistics of peer ``rules`` sharing a subject over one shard of claims split by it."""
+    """The statistics of peer rules sharing a subject (rule id -> its phases) over one shard of
+    claims split by it."""
 
     claims: pd.DataFrame
-    rules: tuple[str, ...]
+    rules: Mapping[str, PeerPhases]
     config: PipelineConfig
 
     def run(self) -> dict[str, pd.DataFrame]:
-        return {r: _phases(r).statistics(self.claims, self.config.rules[r]) for r in self.rules}
+        return {
+            r: phases.statistics(self.claims, self.config.rules[r])
+            for r, phases in self.rules.items()
+        }
 
 
 @dataclass(frozen=True)
 class _Compare:
-    """Peer ``rules``' hits on one shard of ``family``'s claims, from every shard's
-    ``statistics``, on claims in scope."""
+    """Peer rules' hits on one shard of ``family``'s claims, from every shard's ``statistics``
+    (rule id -> phases, statistics), on claims in scope."""
 
     family: str
     claims: pd.DataFrame
-    statistics: Mapping[str, pd.DataFrame]
+    rules: Mapping[str, tuple[PeerPhases, pd.DataFrame]]
     config: PipelineConfig
 
     def run(self) -> pd.DataFrame:
         hits = [
-            stamped(_phases(r).compare(self.claims, s, self.config.rules[r]), r, self.config)
-            for r, s in self.statistics.items()
+            stamped(phases.compare(self.claims, statistics, self.config.rules[r]), r, self.config)
+            for r, (phases, statistics) in self.rules.items()
         ]
         return in_scope_hits(combined(hits), {self.family: self.claims})
-
-
-def _phases(rule_id: str) -> PeerPhases:
-    phases = REGISTRY[rule_id].phases
-    assert phases is not None, f"{rule_id} has no peer phases"
-    return phases
 
 
 def evaluate_sharded(ctx: RuleContext, config: PipelineConfig, compute: Compute) -> pd.DataFrame:
     """``evaluate(ctx, config)``, run in ``compute.shards`` shards on ``compute``."""
     if compute.shards == 1:
         return evaluate(ctx, config)
-    # (family, column to split by or None, peer phases or not) -> rule ids
-    groups: dict[tuple[str, str | None, bool], list[str]] = {}
+    # The rules by family and the column their claims split by (None: not split), the peer
+    # rules with phases by family and subject.
+    plain: dict[tuple[str, str | None], list[str]] = {}
+    peer: dict[tuple[str, str], dict[str, PeerPhases]] = {}
     for rule_id, params in config.enabled_rules().items():
         facts = registered(rule_id)
-        group = (params.family, facts.shard_column, facts.phases is not None)
-        groups.setdefault(group, []).append(rule_id)
-
-    rules: list[_Task] = []
-    statistics: list[_Task] = []
-    peers: list[tuple[str, tuple[str, ...], list[pd.DataFrame]]] = []
-    for (family, column, phased), rule_ids in groups.items():
-        frame: pd.DataFrame = getattr(ctx, family)
-        shards = [frame] if column is None else split(frame, column, compute.shards)
-        shards = [s for s in shards if not s.empty]
-        if not shards:
-            continue
-        if phased:
-            peers.append((family, tuple(rule_ids), shards))
-            statistics += [_Statistics(s, tuple(rule_ids), config) for s in shards]
+        if facts.phases is None:
+            plain.setdefault((params.family, facts.shard_column), []).append(rule_id)
         else:
-            only = split_rules(config, rule_ids)[1]
-            rules += [_Rules(_one_family(ctx, family, s), only) for s in shards]
+            peer.setdefault((params.family, facts.phases.subject), {})[rule_id] = facts.phases
 
+    rules: list[_Task] = [
+        _Rules(_one_family(ctx, family, shard), split_rules(config, rule_ids)[1])
+        for (family, column), rule_ids in plain.items()
+        for shard in _shards(getattr(ctx, family), column, compute.shards)
+    ]
+    peers = [
+        (family, phases, shards)
+        for (family, subject), phases in peer.items()
+        if (shards := _shards(getattr(ctx, family), subject, compute.shards))
+    ]
+    statistics = [
+        _Statistics(shard, phases, config) for _, phases, shards in peers for shard in shards
+    ]
     # One round for the rules and the peer statistics, a second for the peer comparisons.
     found = compute.map(_run, [*rules, *statistics])
     hits, per_shard = found[: len(rules)], iter(found[len(rules) :])
     compare: list[_Task] = []
-    for family, rule_ids, shards in peers:
+    for family, phases, shards in peers:
         parts = [next(per_shard) for _ in shards]
-        together = {r: _concatenated([p[r] for p in parts]) for r in rule_ids}
-        compare += [_Compare(family, s, together, config) for s in shards]
+        together = {r: (p, _concatenated([part[r] for part in parts])) for r, p in phases.items()}
+        compare += [_Compare(family, shard, together, config) for shard in shards]
     return combined([*hits, *compute.map(_run, compare)])
+
+
+def _shards(frame: pd.DataFrame, column: str | None, shards: int) -> list[pd.DataFrame]:
+    """The non-empty shards of ``frame`` split by ``column`` (None: the frame whole)."""
+    parts = [frame] if column is None else split(frame, column, shards)
+    return [part for part in parts if not part.empty]
 
 
 def _one_family(ctx: RuleContext, family: str, claims: pd.DataFrame) -> RuleContext:
