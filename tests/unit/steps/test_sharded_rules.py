@@ -29,6 +29,9 @@ AS_OF = dt.date(2026, 6, 30)
 SHARDS = 4
 REFERENCE = ["providers", "cpt_reference", "ndc_reference", "ncci_edits"]
 
+# The generated batch and the cluster are made once for the module.
+pytestmark = pytest.mark.xdist_group("sharded_rules")
+
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory) -> RuleContext:
@@ -169,6 +172,7 @@ def dask() -> Iterator[Compute]:
 
 
 @pytest.mark.slow
+@pytest.mark.dask
 def test_four_shards_on_a_dask_cluster_find_what_one_pass_finds(
     one_pass: tuple[RuleContext, dict], dask: Compute
 ) -> None:
