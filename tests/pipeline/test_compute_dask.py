@@ -133,13 +133,17 @@ def test_dask_without_an_address_runs_on_a_cluster_of_its_own_closed_after() -> 
     assert cluster is not None and cluster.status.name == "closed"
 
 
-def test_a_pipeline_run_pointed_at_a_cluster_records_where_it_computed(
+def test_a_pipeline_run_on_a_cluster_leaves_what_one_in_process_leaves_and_says_where(
     cluster: LocalCluster, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pipeline.land(batch.batch_one(), workspace="here")
+    assert pipeline.run("here").success
     # What every launcher does: the run's compute comes from the FWA_ environment.
     monkeypatch.setenv("FWA_DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
     pipeline.land(batch.batch_one())
+    transitions = cluster.scheduler.transition_counter
     result = pipeline.run()
+    assert cluster.scheduler.transition_counter > transitions  # its tasks went through it
     row = get_run(pipeline.engine, result.run_id)
     assert row is not None and row.status == "success"
     assert row.config_snapshot["compute"] == {
@@ -148,6 +152,8 @@ def test_a_pipeline_run_pointed_at_a_cluster_records_where_it_computed(
         "workers": 2,
         "address": cluster.scheduler_address,
     }
+    outcome = pipeline.outcome()
+    assert outcome["hits"] and outcome == pipeline.outcome("here")
 
 
 def test_a_run_that_cannot_reach_its_scheduler_fails_at_its_first_step(
