@@ -46,10 +46,6 @@ class ComputeResource(dg.ConfigurableResource):
         self._open.close()
 
     def _settings(self) -> Settings:
-        fields = {
-            "compute": self.compute,
-            "dask_scheduler_address": self.dask_scheduler_address,
-            "shards": self.shards,
-            "dask_workers": self.dask_workers,
-        }
-        return Settings(**{k: v for k, v in fields.items() if v is not None})
+        # Each field is named as the setting it overrides.
+        set_here = {name: getattr(self, name) for name in type(self).model_fields}
+        return Settings(**{k: v for k, v in set_here.items() if v is not None})
