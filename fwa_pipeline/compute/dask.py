@@ -3,9 +3,11 @@
 
 A worker process that dies while running a task (killed for memory, crashed) fails the run with
 a :class:`~fwa_pipeline.compute.base.ComputeError` naming the task, after the scheduler has seen
-``ALLOWED_FAILURES + 1`` workers die on it, rather than retrying it indefinitely. On a cluster
-of its own the run sets that limit; a shared scheduler reads it from its own configuration
-(``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES``, set in docker-compose.yml).
+``ALLOWED_FAILURES + 1`` workers die on it, rather than retrying it indefinitely; so does a task
+left without any worker for ``NO_WORKERS_TIMEOUT``, rather than waiting for one forever. On a
+cluster of its own the run sets both limits; a shared scheduler reads them from its own
+configuration (``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES`` and ``..._NO_WORKERS_TIMEOUT``,
+set in docker-compose.yml).
 
 Workers unpickle the task's function by its module path: it must be a module-level function
 of an installed package, and a ``LocalCluster`` must be created from an importable module or
@@ -20,12 +22,13 @@ from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
-from distributed.scheduler import KilledWorker
+from distributed.scheduler import KilledWorker, NoWorkerError
 
 from fwa_pipeline.compute.base import ComputeError, Description
 
 # One retry on another worker (a worker may die for a reason of its own), then the run fails.
 ALLOWED_FAILURES = 1
+NO_WORKERS_TIMEOUT = "5 minutes"
 CONNECT_TIMEOUT_S = 10
 # A scheduler started with its workers may have none yet: how long a run waits for the first.
 WORKER_WAIT_S = 60
@@ -35,7 +38,11 @@ def local_cluster(workers: int = 0) -> LocalCluster:
     """Worker processes on this machine, one thread each (pandas holds the GIL); ``workers`` 0:
     one per core. No dashboard, and the scheduler's HTTP server on a free port: clusters side
     by side must not contend for 8787."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    limits = {
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        "distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT,
+    }
+    with dask.config.set(limits):
         return LocalCluster(
             n_workers=workers or dask.system.CPU_COUNT,
             threads_per_worker=1,
@@ -100,9 +107,14 @@ class DaskCompute:
             return self.client.gather(futures)
         except KilledWorker as exc:
             raise ComputeError(
-                f"task {fn.__name__} ({position.get(exc.task, '?')} of {len(futures)}) failed: "
-                f"the Dask worker running it died, {exc.allowed_failures + 1} times in a row; "
-                "the workers' logs say why (often their memory limit)"
+                f"{_task(fn, position.get(exc.task), len(futures))} failed: the Dask worker "
+                f"running it died, {exc.allowed_failures + 1} times in a row; the workers' logs "
+                "say why (often their memory limit)"
+            ) from exc
+        except NoWorkerError as exc:
+            raise ComputeError(
+                f"{_task(fn, position.get(exc.task), len(futures))} failed: the Dask cluster "
+                f"had no worker to run it for {exc.timeout:.0f} s"
             ) from exc
         finally:
             # A task failed: the others are not wanted any more.
@@ -118,3 +130,7 @@ class DaskCompute:
 
     def close(self) -> None:
         self._owned.close()
+
+
+def _task(fn: Callable[[Any], Any], position: int | None, tasks: int) -> str:
+    return f"task {fn.__name__} ({position or '?'} of {tasks})"

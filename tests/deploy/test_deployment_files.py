@@ -14,6 +14,7 @@ import click
 import pytest
 import yaml
 
+from fwa_pipeline.compute.dask import ALLOWED_FAILURES, NO_WORKERS_TIMEOUT
 from fwa_pipeline.settings import Settings, environment_variables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +123,12 @@ def test_the_runs_compute_on_the_compose_dask_cluster(compose: dict) -> None:
         assert (dask["build"], dask["image"]) == (daemon["build"], daemon["image"])
         assert dask["volumes"] == daemon["volumes"]
         assert not [v for v in dask.get("environment", {}) if v.startswith(("FWA_", "DAGSTER"))]
-        assert dask["environment"]["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] == "1"
+        # The limits a run's own cluster sets (compute.dask), for the shared scheduler.
+        limits = {
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES),
+            "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": NO_WORKERS_TIMEOUT,
+        }
+        assert {k: dask["environment"][k] for k in limits} == limits
     # The dashboard is for operators only, on the host's loopback.
     assert scheduler["ports"] == ["127.0.0.1:8787:8787"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -86,6 +87,26 @@ def test_a_worker_dying_mid_task_fails_the_map_naming_the_task(client: Client) -
     # The nannies start new workers: the cluster serves the next map.
     client.wait_for_workers(2, timeout=60)
     assert DaskCompute(client).map(triple, [2]) == [(2, 6)]
+
+
+@pytest.mark.slow
+def test_a_task_left_without_any_worker_fails_the_map_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dask_compute, "NO_WORKERS_TIMEOUT", "1s")
+    with local_cluster(workers=1) as lonely, Client(lonely, set_as_default=False) as client:
+        lonely.scale(0)
+        for _ in range(100):
+            if not client.nthreads():
+                break
+            time.sleep(0.1)
+        assert not client.nthreads()
+        with pytest.raises(ComputeError) as info:
+            DaskCompute(client).map(triple, [1, 2])
+    assert str(info.value) in {
+        f"task triple ({n} of 2) failed: the Dask cluster had no worker to run it for 1 s"
+        for n in (1, 2)
+    }
 
 
 def test_connecting_to_a_scheduler_records_its_address_and_closes_its_client(
