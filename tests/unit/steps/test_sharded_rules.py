@@ -18,7 +18,7 @@ from fwa_pipeline.compute.base import Compute, Description, LocalCompute
 from fwa_pipeline.compute.shards import split
 from fwa_pipeline.domain.cases import case_proposals
 from fwa_pipeline.domain.config import PipelineConfig, default_config
-from fwa_pipeline.domain.rules import REGISTRY, Key, RuleContext, evaluate
+from fwa_pipeline.domain.rules import HIT_ORDER, REGISTRY, Key, RuleContext, evaluate
 from fwa_pipeline.domain.scoring import score_claims
 from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, flagged_claims
 from fwa_pipeline.steps.sharded_rules import evaluate_sharded
@@ -96,7 +96,11 @@ def one_pass(request: pytest.FixtureRequest, batch: RuleContext) -> tuple[RuleCo
 
 def test_four_shards_find_what_one_pass_finds(one_pass: tuple[RuleContext, dict]) -> None:
     ctx, expected = one_pass
-    assert set(expected["hits"]["rule_id"]) == set(default_config().enabled_rules())
+    hits = expected["hits"]
+    assert set(hits["rule_id"]) == set(default_config().enabled_rules())
+    # One pass gives its hits in HIT_ORDER, which names each hit once: a total order.
+    assert not hits.duplicated(HIT_ORDER).any()
+    pd.testing.assert_frame_equal(hits, hits.sort_values(HIT_ORDER, ignore_index=True))
     config = default_config()
 
     found = evaluate_sharded(ctx, config, LocalCompute(SHARDS))
