@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any, Protocol
 
 import pandas as pd
@@ -104,15 +105,22 @@ def evaluate_sharded(ctx: RuleContext, config: PipelineConfig, compute: Compute)
         else:
             peer.setdefault((params.family, facts.phases.subject), {})[rule_id] = facts.phases
 
+    @cache  # provider-day and provider peer rules split the medical claims alike
+    def shards_of(family: str, column: str | None) -> list[pd.DataFrame]:
+        """The non-empty shards of ``family``'s claims split by ``column`` (None: whole)."""
+        frame: pd.DataFrame = getattr(ctx, family)
+        parts = [frame] if column is None else split(frame, column, compute.shards)
+        return [part for part in parts if not part.empty]
+
     rules: list[_Task] = [
         _Rules(_one_family(ctx, family, shard), split_rules(config, rule_ids)[1])
         for (family, column), rule_ids in plain.items()
-        for shard in _shards(getattr(ctx, family), column, compute.shards)
+        for shard in shards_of(family, column)
     ]
     peers = [
         (family, phases, shards)
         for (family, subject), phases in peer.items()
-        if (shards := _shards(getattr(ctx, family), subject, compute.shards))
+        if (shards := shards_of(family, subject))
     ]
     statistics = [
         _Statistics(shard, phases, config) for _, phases, shards in peers for shard in shards
@@ -126,12 +134,6 @@ def evaluate_sharded(ctx: RuleContext, config: PipelineConfig, compute: Compute)
         together = {r: (p, _concatenated([part[r] for part in parts])) for r, p in phases.items()}
         compare += [_Compare(family, shard, together, config) for shard in shards]
     return combined([*hits, *compute.map(_run, compare)])
-
-
-def _shards(frame: pd.DataFrame, column: str | None, shards: int) -> list[pd.DataFrame]:
-    """The non-empty shards of ``frame`` split by ``column`` (None: the frame whole)."""
-    parts = [frame] if column is None else split(frame, column, shards)
-    return [part for part in parts if not part.empty]
 
 
 def _one_family(ctx: RuleContext, family: str, claims: pd.DataFrame) -> RuleContext:
