@@ -101,23 +101,31 @@ class DaskCompute:
         return compute
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        futures = self.client.map(fn, list(items), pure=False)
-        position = {future.key: n for n, future in enumerate(futures, start=1)}
+        items = list(items)
+        futures = self.client.map(fn, items, pure=False)
+        position = {future.key: n for n, future in enumerate(futures)}
+
+        def task(key: Any) -> str:
+            n = position.get(key)
+            if n is None:
+                return f"a task of {fn.__name__}"
+            return f"task {fn.__name__}({type(items[n]).__name__}) {n + 1} of {len(items)}"
+
         try:
             return self.client.gather(futures)
         except KilledWorker as exc:
             raise ComputeError(
-                f"{_task(fn, position.get(exc.task), len(futures))} failed: the Dask worker "
-                f"running it died, {exc.allowed_failures + 1} times in a row; the workers' logs "
-                "say why (often their memory limit)"
+                f"{task(exc.task)} failed: the Dask worker running it died, "
+                f"{exc.allowed_failures + 1} times in a row; the workers' logs say why (often "
+                "their memory limit)"
             ) from exc
         except NoWorkerError as exc:
             raise ComputeError(
-                f"{_task(fn, position.get(exc.task), len(futures))} failed: the Dask cluster "
-                f"had no worker to run it for {exc.timeout:.0f} s"
+                f"{task(exc.task)} failed: the Dask cluster had no worker to run it for "
+                f"{exc.timeout:.0f} s"
             ) from exc
         finally:
-            # A task failed: the others are not wanted any more.
+            # Released whatever happened; after a failure, the tasks still running are not wanted.
             self.client.cancel(futures)
 
     def describe(self) -> Description:
@@ -130,7 +138,3 @@ class DaskCompute:
 
     def close(self) -> None:
         self._owned.close()
-
-
-def _task(fn: Callable[[Any], Any], position: int | None, tasks: int) -> str:
-    return f"task {fn.__name__} ({position or '?'} of {tasks})"

@@ -81,7 +81,7 @@ def test_a_worker_dying_mid_task_fails_the_map_naming_the_task(client: Client) -
     with pytest.raises(ComputeError) as info:
         DaskCompute(client).map(die, [1])
     assert str(info.value) == (
-        "task die (1 of 1) failed: the Dask worker running it died, 2 times in a row; the "
+        "task die(int) 1 of 1 failed: the Dask worker running it died, 2 times in a row; the "
         "workers' logs say why (often their memory limit)"
     )
     # The nannies start new workers: the cluster serves the next map.
@@ -104,7 +104,7 @@ def test_a_task_left_without_any_worker_fails_the_map_naming_it(
         with pytest.raises(ComputeError) as info:
             DaskCompute(client).map(triple, [1, 2])
     assert str(info.value) in {
-        f"task triple ({n} of 2) failed: the Dask cluster had no worker to run it for 1 s"
+        f"task triple(int) {n} of 2 failed: the Dask cluster had no worker to run it for 1 s"
         for n in (1, 2)
     }
 
