@@ -1,12 +1,13 @@
 """The rules over claims split into shards, each shard a task on the run's ``Compute``.
 
-A rule compares a claim only with claims sharing one column's value (``RegisteredRule.
-shard_column``): its member's for LINE and MEMBER_* rules, its provider's for PROVIDER_DAY rules.
-Such rules run through ``evaluate`` on each shard of their family's claims split by that column.
-A peer rule compares a subject with every other one, so it runs in two rounds: its statistics
-per shard of claims split by its subject, concatenated (those of all the claims), then its
-comparison on each shard, with every shard's statistics. A peer rule without phases runs on its
-family's whole frame, in one task. With one shard, ``evaluate`` runs once on the whole frames.
+A rule other than a peer rule compares a claim only with claims sharing one column's value
+(``RegisteredRule.shard_column``): its member's for LINE and MEMBER_* rules, its provider's for
+PROVIDER_DAY rules. Such rules run through ``evaluate`` on each shard of their family's claims
+split by that column. A peer rule compares a subject with every other one, so it runs in two
+rounds: its statistics per shard of claims split by its subject, concatenated (those of all the
+claims), then its comparison on each shard, with every shard's statistics. A peer rule without
+phases runs on its family's whole frame, in one task. With one shard, ``evaluate`` runs once on
+the whole frames.
 
 Hits come back in ``HIT_ORDER``: any shard count, here or on a cluster, gives the same frame.
 """
