@@ -219,7 +219,7 @@ def _execute(
     daemon's ending sensor."""
     from dagster import DagsterInstance
 
-    from fwa_pipeline.defs.resources import PipelineRunConfig
+    from fwa_pipeline.runs.config import PipelineRunConfig
     from fwa_pipeline.runs.ending import sweep
     from fwa_pipeline.runs.home import default_dagster_home
     from fwa_pipeline.runs.launch import run_pipeline

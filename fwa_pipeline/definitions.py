@@ -20,9 +20,10 @@ from fwa_pipeline.defs.assets import ASSETS
 from fwa_pipeline.defs.compute import COMPUTE_KEY, ComputeResource
 from fwa_pipeline.defs.io import ArrowFramesIOManager
 from fwa_pipeline.defs.jobs import pipeline_job
-from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig, StoreResource
+from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.defs.schedules import SCHEDULES
 from fwa_pipeline.defs.sensors import SENSORS
+from fwa_pipeline.runs.config import PIPELINE_CONFIG_KEY, PipelineRunConfig
 
 
 def default_resources(store: StoreResource | None = None) -> dict[str, Any]:

@@ -6,5 +6,5 @@
 * ``factory``: :func:`compute_from_settings`, the one the settings ask for.
 * ``shards``: :func:`shard_of` and :func:`split`, the stable hash partition of claims by a key.
 
-In a Dagster run, ``defs.resources.ComputeResource`` (key ``compute``) gives assets theirs.
+In a Dagster run, ``defs.compute.ComputeResource`` (key ``compute``) gives assets theirs.
 """

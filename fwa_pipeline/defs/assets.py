@@ -31,12 +31,13 @@ from fwa_pipeline.defs.compute import ComputeResource
 from fwa_pipeline.defs.io import COLUMNS
 from fwa_pipeline.defs.metadata import frame_metadata, table_schema
 from fwa_pipeline.defs.partitions import WORKSPACES
-from fwa_pipeline.defs.resources import PipelineRunConfig, StoreResource
+from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.evaluation import precision_recall
 from fwa_pipeline.domain.quality import KEY_COLUMNS, held_back
 from fwa_pipeline.domain.scoring import HIT_COLUMNS, score_claims
 from fwa_pipeline.domain.tally import counts
 from fwa_pipeline.runs import ledger
+from fwa_pipeline.runs.config import PipelineRunConfig
 from fwa_pipeline.runs.tags import JOB_ID_TAG
 from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, gated, new_counts
 from fwa_pipeline.steps.commit import commit_run

@@ -14,7 +14,8 @@ import dagster as dg
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import ensure_partition
-from fwa_pipeline.defs.resources import StoreResource, workspace_run_config
+from fwa_pipeline.defs.resources import StoreResource
+from fwa_pipeline.runs.config import workspace_run_config
 from fwa_pipeline.runs.ending import end_run
 from fwa_pipeline.runs.tags import process_tags, run_tags
 from fwa_pipeline.store.claims import store_id

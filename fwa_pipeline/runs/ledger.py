@@ -22,7 +22,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Connection, Engine, Row, select
 
-from fwa_pipeline.defs.resources import PIPELINE_CONFIG_KEY, PipelineRunConfig
+from fwa_pipeline.runs.config import PIPELINE_CONFIG_KEY, PipelineRunConfig
 from fwa_pipeline.runs.tags import JOB_ID_TAG, PARTITION_TAG, WORKSPACE_TAG
 from fwa_pipeline.store.claims import workspace_id
 from fwa_pipeline.store.models import PipelineRun, utcnow

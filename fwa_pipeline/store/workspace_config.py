@@ -1,6 +1,6 @@
 """Each workspace's pipeline configuration, versioned: every change is a new ``WorkspaceConfig``
 row holding the full validated document, who set it, when and why. Runs that do not override it
-apply the newest version (see ``defs.resources.workspace_run_config``), and record its number.
+apply the newest version (see ``runs.config.workspace_run_config``), and record its number.
 
 A document is validated exactly as a run's override is (``domain.config.resolve_config``: laid
 over the catalogue defaults, unknown rules refused by name), and stored whole, so a version

@@ -13,7 +13,8 @@ from fwa_pipeline.definitions import build_defs, defs
 from fwa_pipeline.defs.io import ArrowFramesIOManager
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import WORKSPACES
-from fwa_pipeline.defs.resources import PipelineRunConfig, StoreResource
+from fwa_pipeline.defs.resources import StoreResource
+from fwa_pipeline.runs.config import PipelineRunConfig
 from fwa_pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ import pytest
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
-from fwa_pipeline.defs.resources import PipelineRunConfig, run_config
 from fwa_pipeline.domain.rules import REGISTRY, Key
 from fwa_pipeline.reference import load_default_reference
+from fwa_pipeline.runs.config import PipelineRunConfig, run_config
 from fwa_pipeline.runs.launch import LaunchResult
 from fwa_pipeline.steps import commit
 from fwa_pipeline.steps.frame_files import load

@@ -23,8 +23,8 @@ from sqlalchemy import text
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import ensure_partition
-from fwa_pipeline.defs.resources import run_config
 from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_run_ending
+from fwa_pipeline.runs.config import run_config
 from fwa_pipeline.runs.ending import end_run, sweep
 from fwa_pipeline.runs.tags import STORE_TAG
 from fwa_pipeline.settings import Settings

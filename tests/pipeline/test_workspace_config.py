@@ -13,10 +13,10 @@ import dagster as dg
 from sqlalchemy import insert
 
 from fwa_pipeline.defs.partitions import WORKSPACES
-from fwa_pipeline.defs.resources import run_config
 from fwa_pipeline.defs.schedules import nightly_rescore
 from fwa_pipeline.defs.sensors import landed_batch_sensor, pipeline_request_sensor
 from fwa_pipeline.kit.version import code_version
+from fwa_pipeline.runs.config import run_config
 from fwa_pipeline.runs.jobs import job_status
 from fwa_pipeline.store.claims import workspace_id
 from fwa_pipeline.store.models import CptReference
