@@ -17,28 +17,60 @@ from tests.unit.ingest.conftest import Reject
 # --------------------------------------------------------------------------- bytes
 
 
-def test_not_utf8(reject: Reject) -> None:
+# One file's bytes edited in place, and the problem the contract names for the edit.
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        pytest.param(
+            "providers.csv",
+            b"Lakeside",
+            b"Lake\xe9side",
+            "providers.csv, line 3, column name: not valid UTF-8 text",
+            id="not-utf8",
+        ),
+        pytest.param(
+            "medical_claims.csv",
+            b"MC-2",
+            b"MC\x00-2",
+            "medical_claims.csv, line 3, column claim_id: a NUL byte",
+            id="nul-byte",
+        ),
+        pytest.param(
+            "pharmacy_claims.csv",
+            b"RX-1",
+            b"RX\x1b-1",
+            "pharmacy_claims.csv, line 2, column claim_id: binary content (control byte 0x1b)",
+            id="other-binary-content",
+        ),
+        pytest.param(
+            "medical_claims.csv",
+            b"MC-2",
+            b"MC\r-2\xff",
+            "medical_claims.csv, line 3: not valid UTF-8 text",
+            id="bad-utf8-after-a-bare-carriage-return",
+        ),
+        pytest.param(
+            "medical_claims.csv",
+            b"MC-2",
+            b"MC-2" + b"y" * (200 * 1024) + b"\x1b",
+            "medical_claims.csv, line 3: binary content (control byte 0x1b)",
+            id="binary-content-after-a-long-cell",
+        ),
+        pytest.param(
+            "providers.csv",
+            b"Main Street",
+            b"Main, Street",
+            "providers.csv, row 3: the row does not have the header's 7 fields",
+            id="wrong-number-of-fields",
+        ),
+    ],
+)
+def test_bad_bytes_are_located(
+    reject: Reject, file: str, old: bytes, new: bytes, expected: str
+) -> None:
     batch = files()
-    batch["providers.csv"] = batch["providers.csv"].replace(b"Lakeside", b"Lake\xe9side")
-    message = reject(batch)
-    assert "providers.csv, line 3, column name: not valid UTF-8 text" in message
-
-
-def test_nul_byte(reject: Reject) -> None:
-    batch = files()
-    batch["medical_claims.csv"] = batch["medical_claims.csv"].replace(b"MC-2", b"MC\x00-2")
-    message = reject(batch)
-    assert "medical_claims.csv, line 3, column claim_id: a NUL byte" in message
-
-
-def test_other_binary_content(reject: Reject) -> None:
-    batch = files()
-    batch["pharmacy_claims.csv"] = batch["pharmacy_claims.csv"].replace(b"RX-1", b"RX\x1b-1")
-    message = reject(batch)
-    assert (
-        "pharmacy_claims.csv, line 2, column claim_id: binary content (control byte 0x1b)"
-        in message
-    )
+    batch[file] = batch[file].replace(old, new)
+    assert expected in reject(batch)
 
 
 def test_binary_file_under_a_contract_name(reject: Reject) -> None:
@@ -160,28 +192,6 @@ def test_a_cell_longer_than_the_parser_block_is_named_not_misread(
         in message
     )
     assert "unterminated" not in message
-
-
-def test_bad_utf8_after_a_bare_carriage_return_is_located(reject: Reject) -> None:
-    batch = files()
-    batch["medical_claims.csv"] = batch["medical_claims.csv"].replace(b"MC-2", b"MC\r-2\xff")
-    message = reject(batch)
-    assert "medical_claims.csv, line 3: not valid UTF-8 text" in message
-
-
-def test_binary_content_after_a_long_cell_is_located(reject: Reject) -> None:
-    batch = files()
-    long_cell = b"MC-2" + b"y" * (200 * 1024) + b"\x1b"
-    batch["medical_claims.csv"] = batch["medical_claims.csv"].replace(b"MC-2", long_cell)
-    message = reject(batch)
-    assert "medical_claims.csv, line 3: binary content (control byte 0x1b)" in message
-
-
-def test_row_with_the_wrong_number_of_fields(reject: Reject) -> None:
-    batch = files()
-    batch["providers.csv"] = batch["providers.csv"].replace(b"Main Street", b"Main, Street")
-    message = reject(batch)
-    assert "providers.csv, row 3: the row does not have the header's 7 fields" in message
 
 
 def test_empty_file(reject: Reject) -> None:
@@ -471,27 +481,24 @@ def test_a_bad_value_is_named_by_file_row_and_column(
 # --------------------------------------------------------------------------- keys, required
 
 
-@pytest.mark.parametrize("file", ["medical_claims.csv", "pharmacy_claims.csv", "labels.csv"])
-def test_empty_claim_id(reject: Reject, file: str) -> None:
-    message = reject(changed(file, 0, "claim_id", "  "))
-    assert f"{file}, row 1, column claim_id: required value is empty" in message
-
-
 @pytest.mark.parametrize(
-    ("file", "column"),
+    ("file", "column", "value"),
     [
-        ("providers.csv", "provider_id"),
-        ("providers.csv", "name"),
-        ("members.csv", "member_id"),
-        ("members.csv", "gender"),
-        ("cpt_reference.csv", "cpt_code"),
-        ("ncci_edits.csv", "column1_code"),
-        ("ndc_reference.csv", "ndc_code"),
-        ("labels.csv", "rule_id"),
+        ("medical_claims.csv", "claim_id", "  "),
+        ("pharmacy_claims.csv", "claim_id", "  "),
+        ("labels.csv", "claim_id", "  "),
+        ("providers.csv", "provider_id", ""),
+        ("providers.csv", "name", ""),
+        ("members.csv", "member_id", ""),
+        ("members.csv", "gender", ""),
+        ("cpt_reference.csv", "cpt_code", ""),
+        ("ncci_edits.csv", "column1_code", ""),
+        ("ndc_reference.csv", "ndc_code", ""),
+        ("labels.csv", "rule_id", ""),
     ],
 )
-def test_reference_file_required_value_empty(reject: Reject, file: str, column: str) -> None:
-    message = reject(changed(file, 0, column, ""))
+def test_required_value_empty(reject: Reject, file: str, column: str, value: str) -> None:
+    message = reject(changed(file, 0, column, value))
     assert f"{file}, row 1, column {column}: required value is empty" in message
 
 
