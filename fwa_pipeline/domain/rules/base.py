@@ -16,6 +16,7 @@ from enum import StrEnum
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules.aggregates import PeerAggregates
 
 # What a rule function returns. ``evidence`` holds a dict per hit: the values and the threshold
 # they crossed (and peer statistics for peer rules).
@@ -61,22 +62,46 @@ CLAIM_IDENTITY = ("claim_pk", "claim_id")
 # exactly one, the provider whose days it compares.
 PROVIDER_ID_COLUMNS = ("provider_id", "prescriber_id", "pharmacy_id")
 
-# Per subject statistics of a frame of claims (indexed by subject), and the hits of comparing
-# each subject's statistics with its peers' on a frame of claims.
-StatisticsFn = Callable[[pd.DataFrame, RuleParams], pd.DataFrame]
+# A peer rule's aggregates of a frame of claims (``aggregates.PeerAggregates``), and the hits of
+# comparing each subject's statistics with its peers' on a frame of claims.
+AggregateFn = Callable[[pd.DataFrame, RuleParams], PeerAggregates]
 CompareFn = Callable[[pd.DataFrame, pd.DataFrame, RuleParams], pd.DataFrame]
 
 
 @dataclass(frozen=True)
 class PeerPhases:
-    """A peer rule as two phases, so claims can be split into shards by ``subject``:
-    ``statistics`` of each shard, concatenated, are those of all the claims (a subject's claims
-    all sit in one shard), and ``compare`` judges every subject against its peers from them,
-    turning findings into hits on the lines of the claims it is given."""
+    """A peer rule as two phases, so claims can be split into shards by ``subject`` and a run
+    can add its new claims to the statistics of the claims before them: ``aggregate`` sums each
+    subject's claims in a form that merges exactly (``aggregates.PeerAggregates``), and
+    ``compare`` judges every subject against its peers from the finished statistics, turning
+    findings into hits on the lines of the claims it is given.
+
+    ``attributes`` are the subject's provider attributes (columns of the providers reference,
+    such as ``specialty``) compare reads: they are looked up when comparing, never summed, so a
+    reference change needs no recomputation. ``thresholds`` and ``reference`` name what the
+    aggregates themselves depend on (threshold keys; reference frames read through enrichment,
+    such as a code's E/M level): aggregates kept from a run with other values are stale."""
 
     subject: str  # the claim column a subject's claims share
-    statistics: StatisticsFn
+    aggregate: AggregateFn
     compare: CompareFn
+    attributes: tuple[str, ...] = ()
+    thresholds: tuple[str, ...] = ()
+    reference: tuple[str, ...] = ()
+
+    def claim_attributes(self, claims: pd.DataFrame) -> pd.DataFrame:
+        """Each subject's ``attributes`` as enrichment joined them to ``claims`` (the subject
+        ``provider_id``'s ``specialty`` is the claim column ``provider_specialty``)."""
+        role = self.subject.removesuffix("_id")
+        columns = {f"{role}_{a}": a for a in self.attributes}
+        return claims.groupby(self.subject)[list(columns)].first().rename(columns=columns)
+
+    def statistics(self, claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
+        """The statistics ``compare`` reads, from ``claims`` alone (per subject, indexed by it)."""
+        finished = self.aggregate(claims, params).finished()
+        if not self.attributes:
+            return finished
+        return finished.join(self.claim_attributes(claims))
 
     def run(self, claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
         """Both phases over one frame: what the rule finds (nothing on no claims)."""

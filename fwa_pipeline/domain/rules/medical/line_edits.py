@@ -3,9 +3,18 @@ gender and age inconsistent with the code, excluded provider, amount far above t
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules.aggregates import (
+    PeerAggregates,
+    cents,
+    from_square_digits,
+    square_digits,
+)
 from fwa_pipeline.domain.rules.base import Key, PeerPhases, RuleContext, empty_hits, rule
 from fwa_pipeline.domain.rules.medical._common import (
     codes,
@@ -95,11 +104,42 @@ def excluded_provider(ctx: RuleContext, params: RuleParams) -> pd.DataFrame:
     return medical_hits(rows, subject="provider", severity=1.0, evidence=evidence)
 
 
-def code_amount_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
-    """Per code: its lines with an amount, their mean amount and standard deviation."""
-    grouped = numeric(claims["amount_billed"]).groupby(claims["cpt_code"], sort=False)
+def code_amount_aggregates(claims: pd.DataFrame, params: RuleParams) -> PeerAggregates:
+    """Per code: its lines with an amount, the sum of their cents and of its squares."""
+    amount = numeric(claims["amount_billed"])
+    billed = cents(amount[amount.notna()])
+    sums = pd.concat([billed.rename("cents"), square_digits(billed)], axis=1)
+    totals = sums.groupby(claims.loc[billed.index, "cpt_code"].rename("cpt_code")).sum()
+    # A code none of whose lines has an amount still counts its zero lines (as before: NaN
+    # mean and SD, never judged).
+    codes = claims["cpt_code"].dropna().unique()
+    totals = totals.reindex(pd.Index(codes, name="cpt_code"), fill_value=0)
+    lines = amount.notna().groupby(claims["cpt_code"]).sum().rename("cpt_lines")
+    return PeerAggregates.of(totals.join(lines))
+
+
+def code_amount_statistics(totals: pd.DataFrame) -> pd.DataFrame:
+    """Per code: its lines with an amount, their mean and sample standard deviation, exact
+    from the integer sums (rounded once each)."""
+    rows = []
+    for n, total, squares in zip(
+        totals["cpt_lines"].tolist(),
+        totals["cents"].tolist(),
+        totals.apply(from_square_digits, axis=1).tolist() if len(totals) else [],
+        strict=True,
+    ):
+        mean = Fraction(total, 100 * n) if n else None
+        variance = Fraction(n * squares - total * total, 10_000 * n * (n - 1)) if n > 1 else None
+        rows.append(
+            (
+                float(mean) if mean is not None else math.nan,
+                math.sqrt(variance) if variance is not None else math.nan,
+            )
+        )
+    mean, sd = zip(*rows, strict=True) if rows else ((), ())
     return pd.DataFrame(
-        {"cpt_mean": grouped.mean(), "cpt_sd": grouped.std(), "cpt_lines": grouped.count()}
+        {"cpt_mean": mean, "cpt_sd": sd, "cpt_lines": totals["cpt_lines"]},
+        index=totals.index,
     )
 
 
@@ -109,7 +149,8 @@ def code_amount_compare(
     """Hits on the lines billed far above their code's mean."""
     t = params.thresholds
     amount = numeric(claims["amount_billed"])
-    per_line = statistics.reindex(claims["cpt_code"]).set_axis(claims.index)
+    judged = statistics[statistics.index.isin(claims["cpt_code"])]
+    per_line = code_amount_statistics(judged).reindex(claims["cpt_code"]).set_axis(claims.index)
     mean, sd, lines = per_line["cpt_mean"], per_line["cpt_sd"], per_line["cpt_lines"]
     z = (amount - mean) / sd.where(sd > 0)
     hit = (z > t["sd"]) & (lines >= t["min_lines"])
@@ -130,7 +171,7 @@ def code_amount_compare(
 
 
 # A line is judged against every line of its code: the code is the subject to shard by.
-AMOUNT_OUTLIER = PeerPhases("cpt_code", code_amount_statistics, code_amount_compare)
+AMOUNT_OUTLIER = PeerPhases("cpt_code", code_amount_aggregates, code_amount_compare)
 
 
 @rule("RULE-MED-012", key=Key.PEERS, reads=("cpt_code", "amount_billed"), phases=AMOUNT_OUTLIER)

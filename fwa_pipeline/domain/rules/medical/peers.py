@@ -1,7 +1,8 @@
 """A provider measured against its specialty peers by robust z: E/M upcoding, modifier overuse and
 billing outliers. Each finding is about the provider and lists the lines it rests on.
 
-Each rule is two phases (``base.PeerPhases``): per provider counts and sums of its lines, then
+Each rule is two phases (``base.PeerPhases``): per provider counts and sums of its lines (in a form
+that merges exactly, ``aggregates.PeerAggregates``), then
 the comparison of every provider with its peers from those counts, and the hits on its lines."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules.aggregates import PeerAggregates, cents
 from fwa_pipeline.domain.rules.base import Key, PeerPhases, RuleContext, rule
 from fwa_pipeline.domain.rules.medical._common import (
     code_set,
@@ -62,33 +64,33 @@ def _high_level(claims: pd.DataFrame, t: dict[str, Any]) -> tuple[pd.Series, pd.
     return level, level.isin([float(v) for v in t["high_levels"]])
 
 
-def em_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
-    """Per provider with E/M lines: specialty, distinct members, E/M lines and high-level ones."""
+def em_aggregates(claims: pd.DataFrame, params: RuleParams) -> PeerAggregates:
+    """Per provider with E/M lines: E/M lines, high-level ones, and its members' pairs."""
     level, high = _high_level(claims, params.thresholds)
-    em = claims.loc[level.notna(), ["provider_id", "provider_specialty", "member_id"]]
-    return (
-        em.assign(high=high)
-        .groupby("provider_id")
-        .agg(
-            specialty=("provider_specialty", "first"),
-            members=("member_id", "nunique"),
-            em_lines=("high", "size"),
-            high_lines=("high", "sum"),
-        )
-    )
+    em = claims.loc[level.notna(), ["provider_id", "member_id"]].assign(high=high)
+    totals = em.groupby("provider_id").agg(em_lines=("high", "size"), high_lines=("high", "sum"))
+    return PeerAggregates.of(totals, em)
 
 
 def em_compare(claims: pd.DataFrame, statistics: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
     """Hits on the high-level lines of the providers whose share of them is a peer outlier."""
     t = params.thresholds
-    providers = statistics.sort_index()  # concatenated shards come in any order
+    # Concatenated shards come in any order; the columns in the order the evidence lists them.
+    providers = statistics[["specialty", "members", "em_lines", "high_lines"]].sort_index()
     providers["share"] = providers["high_lines"] / providers["em_lines"]
     findings, severity = _share_outliers(providers, providers["members"] >= t["min_members"], t)
     _, high = _high_level(claims, t)
     return _provider_lines(claims, high, findings.assign(min_members=t["min_members"]), severity)
 
 
-EM_UPCODING = PeerPhases("provider_id", em_statistics, em_compare)
+EM_UPCODING = PeerPhases(
+    "provider_id",
+    em_aggregates,
+    em_compare,
+    attributes=("specialty",),
+    thresholds=("high_levels",),
+    reference=("cpt_reference",),  # a code's E/M level
+)
 
 
 @rule(
@@ -109,18 +111,15 @@ def _modified(claims: pd.DataFrame, t: dict[str, Any]) -> pd.Series:
     return modified.astype(bool)
 
 
-def modifier_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
-    """Per provider: specialty, lines and lines carrying one of ``modifiers``."""
-    return (
-        claims[["provider_id", "provider_specialty"]]
+def modifier_aggregates(claims: pd.DataFrame, params: RuleParams) -> PeerAggregates:
+    """Per provider: lines and lines carrying one of ``modifiers``."""
+    totals = (
+        claims[["provider_id"]]
         .assign(modified=_modified(claims, params.thresholds))
         .groupby("provider_id")
-        .agg(
-            specialty=("provider_specialty", "first"),
-            lines=("modified", "size"),
-            modifier_lines=("modified", "sum"),
-        )
+        .agg(lines=("modified", "size"), modifier_lines=("modified", "sum"))
     )
+    return PeerAggregates.of(totals)
 
 
 def modifier_compare(
@@ -128,14 +127,20 @@ def modifier_compare(
 ) -> pd.DataFrame:
     """Hits on the modifier lines of the providers whose share of them is a peer outlier."""
     t = params.thresholds
-    providers = statistics.sort_index()
+    providers = statistics[["specialty", "lines", "modifier_lines"]].sort_index()
     providers["share"] = providers["modifier_lines"] / providers["lines"]
     findings, severity = _share_outliers(providers, providers["lines"] >= t["min_lines"], t)
     modified = _modified(claims, t)
     return _provider_lines(claims, modified, findings.assign(min_lines=t["min_lines"]), severity)
 
 
-MODIFIER_OVERUSE = PeerPhases("provider_id", modifier_statistics, modifier_compare)
+MODIFIER_OVERUSE = PeerPhases(
+    "provider_id",
+    modifier_aggregates,
+    modifier_compare,
+    attributes=("specialty",),
+    thresholds=("modifiers",),
+)
 
 
 @rule(
@@ -167,20 +172,15 @@ def _specialty_state_stats(
     )
 
 
-def billing_statistics(claims: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
-    """Per provider: specialty, state, distinct members, lines and billed amount."""
-    return (
-        claims[["provider_id", "provider_specialty", "provider_state", "member_id"]]
-        .assign(amount=numeric(claims["amount_billed"]))
+def billing_aggregates(claims: pd.DataFrame, params: RuleParams) -> PeerAggregates:
+    """Per provider: lines, billed cents, and its members' pairs."""
+    lines = claims[["provider_id", "member_id"]]
+    totals = (
+        lines.assign(billed_cents=cents(numeric(claims["amount_billed"])))
         .groupby("provider_id")
-        .agg(
-            specialty=("provider_specialty", "first"),
-            state=("provider_state", "first"),
-            members=("member_id", "nunique"),
-            lines=("amount", "size"),
-            billed=("amount", "sum"),
-        )
+        .agg(lines=("billed_cents", "size"), billed_cents=("billed_cents", "sum"))
     )
+    return PeerAggregates.of(totals, lines)
 
 
 def billing_compare(
@@ -188,9 +188,10 @@ def billing_compare(
 ) -> pd.DataFrame:
     """Hits on every line of the providers whose billing per member is a peer outlier."""
     t = params.thresholds
-    providers = statistics.sort_index()
+    providers = statistics[["specialty", "state", "members", "lines"]].sort_index()
     # A provider none of whose lines names a member has no per-member figures.
     members = providers["members"].where(providers["members"] > 0)
+    providers["billed"] = statistics["billed_cents"] / 100
     providers["billed_per_member"] = providers["billed"] / members
     providers["services_per_member"] = providers["lines"] / members
     specialty = providers["specialty"].astype("string")
@@ -211,7 +212,9 @@ def billing_compare(
     return _provider_lines(claims, lines, findings, z_severity(z[flagged], t["full_severity_z"]))
 
 
-BILLING_OUTLIER = PeerPhases("provider_id", billing_statistics, billing_compare)
+BILLING_OUTLIER = PeerPhases(
+    "provider_id", billing_aggregates, billing_compare, attributes=("specialty", "state")
+)
 
 
 @rule(

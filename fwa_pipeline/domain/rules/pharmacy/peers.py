@@ -1,11 +1,13 @@
 """The pharmacy outlier among its peers (RULE-RX-010), in two phases (``base.PeerPhases``): per
-pharmacy counts and sums of its fills, then each pharmacy against all of them."""
+pharmacy counts and sums of its fills (merging exactly, ``aggregates.PeerAggregates``), then each
+pharmacy against all of them."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from fwa_pipeline.domain.config import RuleParams
+from fwa_pipeline.domain.rules.aggregates import PeerAggregates, cents
 from fwa_pipeline.domain.rules.base import (
     Key,
     PeerPhases,
@@ -20,33 +22,37 @@ from fwa_pipeline.domain.rules.pharmacy._common import numeric, pharmacy_hits, r
 METRICS = ["schedule2_share", "cost_per_member"]
 
 
-def pharmacy_statistics(frame: pd.DataFrame, params: RuleParams) -> pd.DataFrame:
-    """Per pharmacy of provider type ``pharmacy``: fills, distinct members, schedule-2 fills and
-    billed amount."""
-    columns = ["pharmacy_id", "claim_id", "member_id", "ndc_dea_schedule", "amount_billed"]
-    fills = frame.loc[frame["pharmacy_type"].eq("pharmacy").fillna(False).astype(bool), columns]
-    return (
+def pharmacy_aggregates(frame: pd.DataFrame, params: RuleParams) -> PeerAggregates:
+    """Per pharmacy (of any provider type: compare keeps those of type ``pharmacy``): fills,
+    schedule-2 fills, billed cents, and its members' pairs."""
+    fills = frame[["pharmacy_id", "member_id"]]
+    totals = (
         fills.assign(
-            _c2=numeric(fills, "ndc_dea_schedule").eq(2), _billed=numeric(fills, "amount_billed")
+            _c2=numeric(frame, "ndc_dea_schedule").eq(2),
+            _cents=cents(numeric(frame, "amount_billed")),
         )
         .groupby("pharmacy_id")
         .agg(
-            fills=("claim_id", "size"),
-            members=("member_id", "nunique"),
+            fills=("_c2", "size"),
             schedule2_fills=("_c2", "sum"),
-            billed=("_billed", "sum"),
+            billed_cents=("_cents", "sum"),
         )
     )
+    return PeerAggregates.of(totals, fills)
 
 
 def pharmacy_measures(statistics: pd.DataFrame, min_fills: int) -> pd.DataFrame:
-    """The pharmacies with at least ``min_fills`` fills (and a member) of ``statistics``, with
-    their share of schedule-2 fills and billed amount per member."""
+    """The pharmacies of provider type ``pharmacy`` with at least ``min_fills`` fills (and a
+    member) of ``statistics``, with their share of schedule-2 fills and billed amount per
+    member."""
     measures = statistics.sort_index()  # concatenated shards come in any order
-    measures = measures.loc[(measures["fills"] >= min_fills) & (measures["members"] > 0)]
-    return measures.assign(
+    kept = measures["type"].eq("pharmacy").fillna(False).astype(bool)
+    measures = measures.loc[kept & (measures["fills"] >= min_fills) & (measures["members"] > 0)]
+    billed = measures["billed_cents"] / 100
+    return measures[["fills", "members", "schedule2_fills"]].assign(
+        billed=billed,
         schedule2_share=measures["schedule2_fills"] / measures["fills"],
-        cost_per_member=measures["billed"] / measures["members"],
+        cost_per_member=billed / measures["members"],
     )
 
 
@@ -100,7 +106,13 @@ def pharmacy_compare(
     )
 
 
-PHARMACY_OUTLIER = PeerPhases("pharmacy_id", pharmacy_statistics, pharmacy_compare)
+PHARMACY_OUTLIER = PeerPhases(
+    "pharmacy_id",
+    pharmacy_aggregates,
+    pharmacy_compare,
+    attributes=("type",),
+    reference=("ndc_reference",),  # a drug's DEA schedule
+)
 
 
 @rule(

@@ -1,6 +1,7 @@
 """Checks of a rule's registered facts against what its function does on an enriched frame: the
 claim columns it declares it reads are all it reads, none of them is superfluous, and a peer
-rule's two phases over shards of the claims find what the rule finds."""
+rule's two phases over shards of the claims find what the rule finds, and its aggregates of
+batches merged in sequence are those of all of them at once."""
 
 from __future__ import annotations
 
@@ -133,3 +134,49 @@ def check_phases(
     pd.testing.assert_frame_equal(
         per_shard.iloc[order].reset_index(drop=True), expected, check_exact=True
     )
+
+
+def check_increments(
+    rule_id: str,
+    params: RuleParams,
+    frame: pd.DataFrame,
+    context: Callable[[pd.DataFrame], RuleContext],
+) -> None:
+    """The rule's aggregates of ``frame`` in one pass are exactly those of batches of it merged
+    in sequence, as runs add their new claims to the last run's: a first batch, one touching
+    only some subjects, and the rest (repeating subjects' members already seen); and the hits
+    compared from the merged statistics are the rule's own."""
+    facts = REGISTRY[rule_id]
+    assert facts.key is Key.PEERS and facts.phases is not None
+    phases = facts.phases
+    subject = frame[phases.subject]
+    order = np.random.default_rng(7).permutation(len(frame))
+    first = np.zeros(len(frame), dtype=bool)
+    first[order[: len(frame) // 2]] = True
+    some = subject.isin(subject[~first].dropna().unique()[::3]).to_numpy() & ~first
+    batches = [frame[first], frame[some], frame[~first & ~some]]
+    touched = batches[1][phases.subject].nunique()
+    assert 0 < touched < subject.nunique(), "the second batch touches only some subjects"
+
+    one_pass = phases.aggregate(frame, params)
+    stored = phases.aggregate(batches[0], params)
+    for delta in batches[1:]:
+        aggregated = phases.aggregate(delta, params)
+        if stored.pairs is not None:
+            assert aggregated.pairs is not None
+            seen = aggregated.pairs.merge(stored.pairs)
+            assert len(seen) or delta is batches[1], "the last batch repeats pairs already seen"
+        stored = stored.merged(aggregated)
+
+    pd.testing.assert_frame_equal(stored.totals, one_pass.totals, check_exact=True)
+    if one_pass.pairs is None:
+        assert stored.pairs is None
+    else:
+        assert stored.pairs is not None
+        pd.testing.assert_frame_equal(stored.pairs, one_pass.pairs, check_exact=True)
+    statistics = stored.finished()
+    if phases.attributes:
+        statistics = statistics.join(phases.claim_attributes(frame))
+    full = facts.fn(context(frame), params)
+    hits = phases.compare(frame, statistics, params)
+    pd.testing.assert_frame_equal(hits, full, check_exact=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fwa_pipeline.domain.rules import RuleContext
-from tests.unit.domain.rules.facts import check_phases, check_reads
+from tests.unit.domain.rules.facts import check_increments, check_phases, check_reads
 from tests.unit.domain.rules.medical.conftest import batch_context, params
 from tests.unit.domain.rules.medical.test_synth_batch import MEDICAL_RULES
 
@@ -37,5 +37,16 @@ def test_peer_phases_over_shards_find_what_the_rule_finds(
     rule_id: str, batch_ctx: RuleContext
 ) -> None:
     check_phases(
+        rule_id, params(rule_id), batch_ctx.medical, lambda frame: replace(batch_ctx, medical=frame)
+    )
+
+
+@pytest.mark.parametrize(
+    "rule_id", ["RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012"]
+)
+def test_peer_aggregates_of_batches_merged_are_those_of_one_pass(
+    rule_id: str, batch_ctx: RuleContext
+) -> None:
+    check_increments(
         rule_id, params(rule_id), batch_ctx.medical, lambda frame: replace(batch_ctx, medical=frame)
     )
