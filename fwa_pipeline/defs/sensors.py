@@ -14,8 +14,12 @@
 """
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
+from sqlalchemy import Engine
 
 from fwa_pipeline.defs.jobs import pipeline_job
 from fwa_pipeline.defs.partitions import WORKSPACES
@@ -31,12 +35,42 @@ RUNNING = dg.DefaultSensorStatus.RUNNING
 ENDING_OVERLAP = dt.timedelta(minutes=10)
 
 
-def _new_partitions(
-    instance: dg.DagsterInstance, workspaces: set[str]
-) -> list[dg.AddDynamicPartitionsRequest]:
-    known = set(instance.get_dynamic_partitions(WORKSPACES.name))
-    new = sorted(workspaces - known)
-    return [WORKSPACES.build_add_request(new)] if new else []
+@dataclass(frozen=True)
+class _Wanted:
+    """A run a sensor asks for: its workspace, its run key and what its run config sets."""
+
+    workspace: str
+    run_key: str
+    job_id: str | None = None
+    force_reprocess: bool = False
+    pipeline: Mapping[str, Any] | None = None
+
+
+def _runs(
+    context: dg.SensorEvaluationContext, engine: Engine, trigger: str, wanted: list[_Wanted]
+) -> dg.SensorResult:
+    """A run for each of ``wanted``, pinned to its workspace's newest configuration and tagged
+    with ``trigger``, and the partitions of the workspaces Dagster does not know yet."""
+    this_store = store_id(engine)
+    known = set(context.instance.get_dynamic_partitions(WORKSPACES.name))
+    new = sorted({run.workspace for run in wanted} - known)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                partition_key=run.workspace,
+                run_key=run.run_key,
+                run_config=workspace_run_config(
+                    engine,
+                    run.workspace,
+                    force_reprocess=run.force_reprocess,
+                    pipeline=run.pipeline,
+                ),
+                tags=run_tags(run.workspace, trigger, this_store, job_id=run.job_id),
+            )
+            for run in wanted
+        ],
+        dynamic_partitions_requests=[WORKSPACES.build_add_request(new)] if new else [],
+    )
 
 
 @dg.sensor(
@@ -55,21 +89,11 @@ def landed_batch_sensor(
     landed = unconsumed_batches(store.engine())
     if not landed:
         return dg.SkipReason("no unconsumed batch")
-    engine = store.engine()
-    this_store = store_id(engine)
     newest = {workspace: batch_id for batch_id, workspace in landed}  # the last one wins
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                partition_key=workspace,
-                run_key=f"batch-{batch_id}",
-                run_config=workspace_run_config(engine, workspace),
-                tags=run_tags(workspace, "batch_sensor", this_store),
-            )
-            for workspace, batch_id in sorted(newest.items())
-        ],
-        dynamic_partitions_requests=_new_partitions(context.instance, set(newest)),
-    )
+    wanted = [
+        _Wanted(workspace, f"batch-{batch_id}") for workspace, batch_id in sorted(newest.items())
+    ]
+    return _runs(context, store.engine(), "batch_sensor", wanted)
 
 
 @dg.sensor(
@@ -88,29 +112,17 @@ def pipeline_request_sensor(
     queued = queued_requests(store.engine())
     if not queued:
         return dg.SkipReason("no queued pipeline request")
-    engine = store.engine()
-    this_store = store_id(engine)
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                partition_key=request.workspace,
-                run_key=f"request-{request.job_id}",
-                run_config=workspace_run_config(
-                    engine,
-                    request.workspace,
-                    force_reprocess=request.force_reprocess,
-                    pipeline=request.override(),
-                ),
-                tags=run_tags(
-                    request.workspace, "request_sensor", this_store, job_id=request.job_id
-                ),
-            )
-            for request in queued
-        ],
-        dynamic_partitions_requests=_new_partitions(
-            context.instance, {request.workspace for request in queued}
-        ),
-    )
+    wanted = [
+        _Wanted(
+            request.workspace,
+            f"request-{request.job_id}",
+            job_id=request.job_id,
+            force_reprocess=request.force_reprocess,
+            pipeline=request.override(),
+        )
+        for request in queued
+    ]
+    return _runs(context, store.engine(), "request_sensor", wanted)
 
 
 @dg.sensor(
