@@ -19,11 +19,13 @@ details name the column and the kind of problem, never a value (member ids are P
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -181,14 +183,20 @@ def _amount_columns() -> dict[str, pa.Column]:
     }
 
 
-def _duplicate_claim_id(taken: Collection[str]) -> pa.Check:
+def _duplicate_claim_id(taken: Collection[str], first_pks: pd.Series | None) -> pa.Check:
     """A claim id is unique within the workspace (data contract): a later row repeating an
     earlier one's is a duplicate, and so is one of ``taken``, ids of claims judged before and
-    not among the rows (held ones: history carries only the claims that passed)."""
+    not among the rows (held ones: history carries only the claims that passed). A shard of the
+    rows also gets ``first_pks``, the first ``claim_pk`` of the ids other shards hold too
+    (:func:`first_claim_pks`): a row after it is a later copy."""
     taken_ids = _id_set(taken)
 
     def unique(df: pd.DataFrame) -> pd.Series:
-        return _not_a_later_copy(df, ["claim_id"]) & ~_isin(df["claim_id"], taken_ids)
+        fine = _not_a_later_copy(df, ["claim_id"]) & ~_isin(df["claim_id"], taken_ids)
+        if first_pks is None or first_pks.empty:
+            return fine
+        first = df["claim_id"].map(first_pks)
+        return fine & ~(df["claim_pk"] > first).fillna(False).astype(bool)
 
     return _check(
         "duplicate_claim_id", "claim_id already used by an earlier claim", unique, wide=True
@@ -204,12 +212,15 @@ def _optional() -> pa.Column:
 
 
 def medical_schema(
-    as_of: dt.date | None = None, taken_claim_ids: Collection[str] = ()
+    as_of: dt.date | None = None,
+    taken_claim_ids: Collection[str] = (),
+    first_pks: pd.Series | None = None,
 ) -> pa.DataFrameSchema:
     """Conformance of a medical claim frame: required values, NPI, dates not after ``as_of``
     (today when None), amounts and units in range, and claim ids not reused (the later rows by
     ``claim_pk``, and any of ``taken_claim_ids``; the frame's index must be unique, as a fresh
-    RangeIndex is)."""
+    RangeIndex is). A shard of the claims gets the other shards' ``first_pks``
+    (:func:`first_claim_pks`)."""
     return pa.DataFrameSchema(
         {
             "claim_pk": _required(),
@@ -224,13 +235,15 @@ def medical_schema(
             "place_of_service": _optional(),
             **_amount_columns(),
         },
-        checks=[_duplicate_claim_id(taken_claim_ids)],
+        checks=[_duplicate_claim_id(taken_claim_ids, first_pks)],
         name="medical_claims",
     )
 
 
 def pharmacy_schema(
-    as_of: dt.date | None = None, taken_claim_ids: Collection[str] = ()
+    as_of: dt.date | None = None,
+    taken_claim_ids: Collection[str] = (),
+    first_pks: pd.Series | None = None,
 ) -> pa.DataFrameSchema:
     """Conformance of a pharmacy claim frame (see :func:`medical_schema`)."""
     return pa.DataFrameSchema(
@@ -254,7 +267,7 @@ def pharmacy_schema(
             ),
             **_amount_columns(),
         },
-        checks=[_duplicate_claim_id(taken_claim_ids)],
+        checks=[_duplicate_claim_id(taken_claim_ids, first_pks)],
         name="pharmacy_claims",
     )
 
@@ -307,18 +320,84 @@ def duplicate_schema(claim_type: ClaimType) -> pa.DataFrameSchema:
     )
 
 
-def outlier_schema(claim_type: ClaimType, outlier_sd: float, min_peers: int) -> pa.DataFrameSchema:
+# Per code and binary exponent, what amount figures hold: the count of positive amounts and the
+# integer parts of their sum and sum of squares (mantissas split so that the sums of up to 2**26
+# lines of one code and exponent stay exact in int64).
+FIGURE_COLUMNS = ["lines", "sum_hi", "sum_lo", "sq_72", "sq_54", "sq_36", "sq_18", "sq_0"]
+
+
+def amount_figures(claim_type: ClaimType, frame: pd.DataFrame) -> pd.DataFrame:
+    """The exact figures of ``frame``'s positive ``amount_billed`` per code (index: code and
+    binary exponent, columns ``FIGURE_COLUMNS``). Exact, so the figures of any split of the
+    lines add up (:func:`merged_figures`) to those of all of them, and every split gives the
+    same mean and SD."""
+    code = _CODE_COLUMN[claim_type]
+    amount = pd.to_numeric(frame["amount_billed"], errors="coerce").astype("float64")
+    peers = ((amount > 0) & np.isfinite(amount) & frame[code].notna()).to_numpy()
+    mantissa, exponent = np.frexp(amount.to_numpy()[peers])
+    m = (mantissa * 2.0**53).astype(np.int64)  # amount == m * 2**(exponent - 53), exactly
+    a, b, c = m >> 36, (m >> 18) & 0x3FFFF, m & 0x3FFFF
+    parts = pd.DataFrame(
+        {
+            "code": frame[code].to_numpy()[peers],
+            "exponent": exponent - 53,
+            "lines": np.ones(len(m), dtype=np.int64),
+            "sum_hi": m >> 27,
+            "sum_lo": m & 0x7FFFFFF,
+            # m * m == sq_72 << 72 + sq_54 << 54 + sq_36 << 36 + sq_18 << 18 + sq_0
+            "sq_72": a * a,
+            "sq_54": 2 * a * b,
+            "sq_36": 2 * a * c + b * b,
+            "sq_18": 2 * b * c,
+            "sq_0": c * c,
+        }
+    )
+    return parts.groupby(["code", "exponent"]).sum()
+
+
+def merged_figures(figures: list[pd.DataFrame]) -> pd.DataFrame:
+    """The figures of all lines, from those of each part (:func:`amount_figures`)."""
+    return pd.concat(figures).groupby(level=["code", "exponent"]).sum()
+
+
+def amount_limits(figures: pd.DataFrame, outlier_sd: float, min_peers: int) -> pd.Series:
+    """Per code with at least ``min_peers`` positive amounts, the amount above which a line is an
+    outlier: their mean plus ``outlier_sd`` sample standard deviations (NaN for a single line),
+    from exact sums (a code billed at one amount has a limit of that very amount)."""
+    lines: dict[Any, int] = {}
+    total: dict[Any, Fraction] = {}
+    squares: dict[Any, Fraction] = {}
+    for (code, exponent), row in zip(figures.index, figures.itertuples(index=False), strict=True):
+        scale = Fraction(2) ** int(exponent)
+        amounts = (int(row.sum_hi) << 27) + int(row.sum_lo)
+        square = sum(int(getattr(row, f"sq_{bit}")) << bit for bit in (72, 54, 36, 18, 0))
+        lines[code] = lines.get(code, 0) + int(row.lines)
+        total[code] = total.get(code, Fraction(0)) + amounts * scale
+        squares[code] = squares.get(code, Fraction(0)) + square * scale * scale
+    limits = {}
+    for code, n in lines.items():
+        if n < min_peers:
+            continue
+        mean = total[code] / n
+        sd = math.sqrt((squares[code] - total[code] * mean) / (n - 1)) if n > 1 else math.nan
+        limits[code] = float(mean) + outlier_sd * sd
+    return pd.Series(limits, dtype="float64")
+
+
+def outlier_schema(
+    claim_type: ClaimType, outlier_sd: float, min_peers: int, limits: pd.Series | None = None
+) -> pa.DataFrameSchema:
     """``amount_billed`` more than ``outlier_sd`` standard deviations above the mean of its code's
-    lines; codes with fewer than ``min_peers`` lines (with a positive amount) are not judged."""
+    lines; codes with fewer than ``min_peers`` lines (with a positive amount) are not judged. A
+    shard of the lines gets the ``limits`` of all of them (:func:`amount_limits`)."""
     code = _CODE_COLUMN[claim_type]
 
     def within_range(df: pd.DataFrame) -> pd.Series:
         amount = pd.to_numeric(df["amount_billed"], errors="coerce").astype("float64")
-        peers = amount.where(amount > 0)
-        grouped = peers.groupby(df[code])
-        limit = grouped.transform("mean") + outlier_sd * grouped.transform("std")
-        judged = grouped.transform("count") >= min_peers
-        return ~(judged & (amount > limit)).fillna(False).astype(bool)
+        found = limits
+        if found is None:
+            found = amount_limits(amount_figures(claim_type, df), outlier_sd, min_peers)
+        return ~(amount > df[code].map(found)).fillna(False).astype(bool)
 
     return pa.DataFrameSchema(
         {
@@ -336,6 +415,27 @@ def outlier_schema(claim_type: ClaimType, outlier_sd: float, min_peers: int) -> 
         ],
         name=f"{claim_type}_amount_outliers",
     )
+
+
+def first_claim_pks(frame: pd.DataFrame) -> pd.Series:
+    """Each claim id of ``frame`` and the first (lowest) ``claim_pk`` using it."""
+    return frame.groupby("claim_id")["claim_pk"].min()
+
+
+def shared_first_pks(parts: list[pd.Series]) -> pd.Series:
+    """The claim ids in more than one of ``parts`` (:func:`first_claim_pks` of each shard) and
+    the first ``claim_pk`` among all of them: the duplicates no shard sees whole."""
+    every = pd.concat(parts)
+    grouped = every.groupby(level=0)
+    return grouped.min()[grouped.size() > 1]
+
+
+class Elsewhere(NamedTuple):
+    """What a shard's checks need of all the claims: ``first_pks`` (:func:`shared_first_pks`)
+    and the amount ``limits`` per code (:func:`amount_limits`)."""
+
+    first_pks: pd.Series
+    limits: pd.Series
 
 
 @dataclass(frozen=True)
@@ -356,10 +456,13 @@ def quality_checks(
     provider_ids: Collection[str],
     config: QualityConfig,
     taken_claim_ids: Collection[str] = (),
+    elsewhere: Elsewhere | None = None,
 ) -> list[QualityCheck]:
-    """Every quality check for ``claim_type``, errors first."""
+    """Every quality check for ``claim_type``, errors first; over a shard of the claims, with
+    what the checks need of the ``elsewhere`` shards."""
     schema = medical_schema if claim_type == "medical" else pharmacy_schema
-    conformance = schema(as_of, taken_claim_ids)
+    first_pks, limits = (None, None) if elsewhere is None else elsewhere
+    conformance = schema(as_of, taken_claim_ids, first_pks)
     return [
         QualityCheck("conformance", claim_type, "error", conformance),
         QualityCheck(
@@ -373,7 +476,7 @@ def quality_checks(
             "outliers",
             claim_type,
             "warning",
-            outlier_schema(claim_type, config.outlier_sd, config.outlier_min_peers),
+            outlier_schema(claim_type, config.outlier_sd, config.outlier_min_peers, limits),
         ),
     ]
 
@@ -440,7 +543,7 @@ def _register_backends() -> None:
     pa.DataFrameSchema.get_backend(check_type=pd.DataFrame)
 
 
-def _check_shape(claim_type: ClaimType, frame: pd.DataFrame) -> None:
+def check_shape(claim_type: ClaimType, frame: pd.DataFrame) -> None:
     missing = [c for c in _COLUMNS[claim_type] if c not in frame.columns]
     if missing:
         raise ValueError(f"{claim_type} claims frame lacks columns: {', '.join(missing)}")
@@ -463,22 +566,18 @@ def assess_quality(
     """
     frames: dict[ClaimType, pd.DataFrame] = {"medical": medical, "pharmacy": pharmacy}
     for claim_type, frame in frames.items():
-        _check_shape(claim_type, frame)
+        check_shape(claim_type, frame)
 
     def issues_of(claim_type: ClaimType) -> list[pd.DataFrame]:
-        frame = frames[claim_type]
-        if frame.empty:
-            return []
-        positional = frame.reset_index(drop=True)
-        checks = quality_checks(
+        return claim_issues(
             claim_type,
+            frames[claim_type],
             as_of=as_of,
             member_ids=member_ids,
             provider_ids=provider_ids,
             config=config,
             taken_claim_ids=(taken_claim_ids or {}).get(claim_type, ()),
         )
-        return [_issues_from(check, positional) for check in checks]
 
     # The two claim types are checked in two threads (a fifth less time on a million claims:
     # the Arrow kernels under the checks release the GIL). Each thread reads its own frame
@@ -486,11 +585,49 @@ def assess_quality(
     _register_backends()
     with ThreadPoolExecutor(len(frames)) as pool:
         found = [issues for part in pool.map(issues_of, frames) for issues in part]
+    return quality_result(found, {claim_type: len(frame) for claim_type, frame in frames.items()})
+
+
+def claim_issues(
+    claim_type: ClaimType,
+    frame: pd.DataFrame,
+    *,
+    as_of: dt.date | None,
+    member_ids: Collection[str],
+    provider_ids: Collection[str],
+    config: QualityConfig,
+    taken_claim_ids: Collection[str] = (),
+    elsewhere: Elsewhere | None = None,
+) -> list[pd.DataFrame]:
+    """The issues of every check over ``frame``'s claims of ``claim_type`` (over a shard of them,
+    with what the checks need of the ``elsewhere`` shards), one frame per check."""
+    if frame.empty:
+        return []
+    _register_backends()
+    positional = frame.reset_index(drop=True)
+    checks = quality_checks(
+        claim_type,
+        as_of=as_of,
+        member_ids=member_ids,
+        provider_ids=provider_ids,
+        config=config,
+        taken_claim_ids=taken_claim_ids,
+        elsewhere=elsewhere,
+    )
+    return [_issues_from(check, positional) for check in checks]
+
+
+def quality_result(found: list[pd.DataFrame], totals: dict[ClaimType, int]) -> QualityResult:
+    """The issues ``found`` (:func:`claim_issues`) in one order, errors first, and the report
+    over ``totals`` claims per claim type. Each claim's issues come in the order its checks
+    found them; the claims and checks may come in any order."""
+    # Empty frames are left out: their text columns are ``object``, which would turn the
+    # others' strings into ``object`` depending on which checks (or shards) found nothing.
+    found = [issues for issues in found if not issues.empty]
     issues = pd.concat(found, ignore_index=True) if found else empty_issues()
     issues = issues.sort_values(
         ["severity", "claim_type", "claim_pk", "issue_type"], kind="stable"
     ).reset_index(drop=True)  # "error" sorts before "warning"
-    totals = {claim_type: len(frame) for claim_type, frame in frames.items()}
     return QualityResult(issues=issues, report=quality_report(issues, totals))
 
 

@@ -286,6 +286,30 @@ def test_pharmacy_outliers_use_the_ndc() -> None:
     assert found(result) == {("pharmacy", n, "amount_outlier", "warning")}
 
 
+def test_a_code_billed_at_one_amount_has_no_outlier() -> None:
+    # Summed in floating point, the mean of 38 times 123.45 falls below 123.45.
+    result = assess(medical(38, amount_billed=[123.45] * 38))
+    assert result.issues.empty
+
+
+def test_outlier_limits_are_the_same_from_any_split_of_the_lines() -> None:
+    rng = np.random.default_rng(3)
+    frame = medical(
+        400,
+        amount_billed=list(np.round(rng.lognormal(4, 1, 400), 2)),
+        cpt_code=[f"9921{i % 3}" for i in range(400)],
+    )
+    whole = quality.amount_figures("medical", frame)
+    parts = quality.merged_figures(
+        [quality.amount_figures("medical", frame.iloc[i::3]) for i in range(3)]
+    )
+    limits = quality.amount_limits(whole, 3.0, 10)
+    pd.testing.assert_series_equal(quality.amount_limits(parts, 3.0, 10), limits)
+    amounts = frame.groupby("cpt_code")["amount_billed"]
+    expected = amounts.mean() + 3.0 * amounts.std()
+    pd.testing.assert_series_equal(limits, expected, check_names=False, rtol=1e-12)
+
+
 def test_outlier_thresholds_come_from_the_config() -> None:
     n = 21
     frame = medical(n, amount_billed=[100.0 + (i % 3) for i in range(n - 1)] + [5_000.0])
