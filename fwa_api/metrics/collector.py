@@ -107,13 +107,11 @@ class StoreCollector(Collector):
         try:
             self._snapshot = read_snapshot(self._engine())
         except Exception as exc:  # a scrape must not fail because the database did
-            held = self._warn.ready()
-            if held is not None:
-                logger.warning(
-                    "metrics: store unavailable (%s); serving the last snapshot",
-                    type(exc).__name__,
-                    extra={"suppressed_warnings": held},
-                )
+            self._warn.warning(
+                logger,
+                "metrics: store unavailable (%s); serving the last snapshot",
+                type(exc).__name__,
+            )
         # Also after a failure: retry once per TTL, not on every scrape.
         self._read_at = self._clock()
         return self._snapshot

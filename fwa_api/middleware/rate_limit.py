@@ -133,13 +133,9 @@ class RateLimiter:
         self.failing_open = True
         self._skip_until = self._clock() + self.cooldown_s
         self._errors.inc()
-        held = self._warn.ready()
-        if held is not None:
-            logger.warning(
-                "rate limiter failing open: Redis did not answer (%s)",
-                type(exc).__name__,
-                extra={"suppressed_warnings": held},
-            )
+        self._warn.warning(
+            logger, "rate limiter failing open: Redis did not answer (%s)", type(exc).__name__
+        )
 
 
 class ClientAddress:

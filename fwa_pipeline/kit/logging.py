@@ -106,3 +106,10 @@ class LogThrottle:
             return None
         held, self._held, self._next = self._held, 0, now + self.interval
         return held
+
+    def warning(self, logger: logging.Logger, message: str, *args: object) -> None:
+        """Log ``message`` unless it is held back, with the number held back since the last
+        one (``suppressed_warnings``)."""
+        held = self.ready()
+        if held is not None:
+            logger.warning(message, *args, extra={"suppressed_warnings": held})

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 
+import pytest
 from fastapi import APIRouter, FastAPI
 from starlette.staticfiles import StaticFiles
 
@@ -80,6 +81,21 @@ def test_log_throttle_lets_one_through_per_interval_and_counts_the_rest() -> Non
     now[0] = 60.0
     assert throttle.ready() == 3
     assert throttle.ready() is None
+
+
+def test_a_throttled_warning_carries_the_number_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    throttle = LogThrottle(60.0, clock=lambda: now[0])
+    logger = logging.getLogger("tests.throttled")
+    with caplog.at_level(logging.WARNING, logger="tests.throttled"):
+        for _ in range(3):
+            throttle.warning(logger, "store unavailable (%s)", "OperationalError")
+        now[0] = 60.0
+        throttle.warning(logger, "store unavailable (%s)", "TimeoutError")
+    assert [(r.getMessage(), r.suppressed_warnings) for r in caplog.records] == [
+        ("store unavailable (OperationalError)", 0),
+        ("store unavailable (TimeoutError)", 2),
+    ]
 
 
 def test_route_templates_carry_every_prefix() -> None:
