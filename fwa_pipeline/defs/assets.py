@@ -3,10 +3,12 @@ inputs, call the run's step (``fwa_pipeline.steps``), the domain or the store, a
 (``dagster/row_count``, ``dagster/column_schema`` and the figures an analyst reads: claims in,
 passed and held, hits per rule, cases opened and updated, flagged dollars).
 
-    landed_batches ─► raw_claims ─► validated_claims ─► enriched_claims ─► rule_hits ─► claim_scores
-                      (4 quality checks)                 ▲ reference_data                   │
-                                                         investigation_cases ◄──────────────┘
-                                                           └─► detection_evaluation
+    landed_batches ─► raw_claims ─► validated_claims ─► enriched_claims ─► peer_statistics
+                      (4 quality checks)              ▲           │               ▼
+                                                                  └─────────► rule_hits ─► claim_scores
+                                                      reference_data                            │
+                                                      investigation_cases ◄─────────────────────┘
+                                                        └─► detection_evaluation
 
 (``landed_batches`` fixes the run's scope (``steps.scope.RunScope``), which the later assets
 read as it was fixed. ``validated_claims`` is the gate's verdict, the claims it holds back:
@@ -39,13 +41,15 @@ from fwa_pipeline.domain.tally import counts
 from fwa_pipeline.runs import ledger
 from fwa_pipeline.runs.config import PipelineRunConfig
 from fwa_pipeline.runs.tags import JOB_ID_TAG
-from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, gated, new_counts
+from fwa_pipeline.steps.claims import CLAIM_TYPES, gated, new_counts
 from fwa_pipeline.steps.commit import commit_run
 from fwa_pipeline.steps.detection import detect
 from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
 from fwa_pipeline.steps.peer_history import peer_history_dir
+from fwa_pipeline.steps.peer_statistics import compared_rules, update_statistics
 from fwa_pipeline.steps.scope import RunScope, fix_scope
+from fwa_pipeline.steps.sharded_enrichment import enrich_sharded
 from fwa_pipeline.store.claims import (
     read_labels,
     read_reference,
@@ -164,20 +168,21 @@ def reference_data(context: dg.AssetExecutionContext, store: StoreResource) -> d
     check_specs=check_specs("raw_claims"),
     description="The claims of the run's batches (the pending ones; every one with "
     "force_reprocess) plus the processed history the rules' look-back needs for the members "
-    "and providers they touch. The quality checks run here; the quality report is stored with "
-    "the run.",
+    "and providers they touch. The quality checks run here, in the compute's shards split by "
+    "member; the quality report is stored with the run.",
 )
 def raw_claims(
     context: dg.AssetExecutionContext,
     store: StoreResource,
     pipeline_config: PipelineRunConfig,
+    compute: ComputeResource,
     landed_batches: Frames,
 ) -> Iterator[dg.Output[Frames] | dg.AssetCheckResult]:
     scope = RunScope.of(landed_batches)
     config = pipeline_config.effective()
     engine = store.engine()
     frames = read_claims(engine, scope, config)
-    result = judge_quality(engine, scope, config, frames)
+    result = judge_quality(engine, scope, config, frames, compute.get())
     frames["issues"] = result.issues
     ledger.gated(engine, context.run.run_id, scope.workspace_id, result.report)
     new = new_counts(frames)
@@ -245,12 +250,14 @@ def validated_claims(
     "the days from the member's death to a claim after it: the dates are decrypted in memory, "
     "dates of birth only for members with a claim on a code that has an age bound, dates of "
     "death only for members with a claim an enabled after-death rule judges, and neither "
-    "dates nor ages are written), providers and the code references.",
+    "dates nor ages are written), providers and the code references; in the compute's shards "
+    "split by member.",
 )
 def enriched_claims(
     context: dg.AssetExecutionContext,
     store: StoreResource,
     pipeline_config: PipelineRunConfig,
+    compute: ComputeResource,
     raw_claims: Frames,
     validated_claims: Frames,
     reference_data: Frames,
@@ -265,7 +272,9 @@ def enriched_claims(
         claims,
         reference_data["cpt_reference"],
     )
-    frames = {t: enrich(t, claims[t], members, reference_data) for t in CLAIM_TYPES}
+    frames = {
+        t: enrich_sharded(t, claims[t], members, reference_data, compute.get()) for t in CLAIM_TYPES
+    }
     return dg.Output(
         frames,
         metadata={
@@ -285,10 +294,59 @@ def enriched_claims(
     **ASSET,
     group_name="detection",
     kinds={"pandas"},
+    description="The peer rules' statistics over every processed claim and the run's new ones: "
+    "per subject (provider, pharmacy, code) counts and sums that merge exactly, and the "
+    "distinct subject-member pairs. A run over every claim computes them; an incremental run "
+    "adds its new claims to the last committed run's, reading no processed claim (a rule "
+    "whose kept statistics are missing or were computed with other thresholds or reference "
+    "data is recomputed in full). They become current when the run commits.",
+)
+def peer_statistics(
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    pipeline_config: PipelineRunConfig,
+    enriched_claims: Frames,
+    reference_data: Frames,
+    landed_batches: Frames,
+) -> dg.Output[Frames]:
+    config = pipeline_config.effective()
+    update = update_statistics(
+        store.engine(),
+        peer_history_dir(store.io_dir(), context.partition_key),
+        RunScope.of(landed_batches),
+        context.run.run_id,
+        config,
+        enriched_claims,
+        reference_data,
+    )
+    frames = update.compared(compared_rules(config), reference_data["providers"])
+    found = update.statistics.aggregates
+    return dg.Output(
+        frames,
+        metadata={
+            **frame_metadata(frames),
+            "subjects_by_rule": dg.MetadataValue.json({r: len(a.totals) for r, a in found.items()}),
+            "pairs_by_rule": dg.MetadataValue.json(
+                {r: len(a.pairs) for r, a in found.items() if a.pairs is not None}
+            ),
+            "subjects_updated": dg.MetadataValue.json(update.subjects_updated),
+            "subjects_carried_over": dg.MetadataValue.json(update.subjects_carried_over),
+            "full_recompute": dg.MetadataValue.bool(bool(update.recomputed)),
+            "recomputed": dg.MetadataValue.json(update.recomputed),
+            "processed_claims_read": dg.MetadataValue.int(update.processed_claims_read),
+        },
+    )
+
+
+@dg.asset(
+    **ASSET,
+    group_name="detection",
+    kinds={"pandas"},
     description="Every enabled rule of the catalogue over the enriched claims; one row per "
     "rule and claim hit, with severity, weight and evidence (values and the thresholds they "
-    "crossed). In incremental runs the peer rules run on the new claims together with every "
-    "processed claim in their look-back, read from the last run's copy. The rules run in the "
+    "crossed). The peer rules compare the new claims from peer_statistics; a peer rule "
+    "without phases runs, in incremental runs, on the new claims together with every "
+    "processed claim in its look-back, read from the last run's copy. The rules run in the "
     "compute's shards, split by what each rule compares (member, provider, peer subject).",
 )
 def rule_hits(
@@ -299,6 +357,7 @@ def rule_hits(
     enriched_claims: Frames,
     reference_data: Frames,
     landed_batches: Frames,
+    peer_statistics: Frames,
 ) -> dg.Output[pd.DataFrame]:
     config = pipeline_config.effective()
     found = detect(
@@ -308,6 +367,7 @@ def rule_hits(
         config,
         enriched_claims,
         reference_data,
+        peer_statistics,
         compute.get(),
     )
     hits = found.hits
@@ -453,6 +513,7 @@ ASSETS = [
     raw_claims,
     validated_claims,
     enriched_claims,
+    peer_statistics,
     rule_hits,
     claim_scores,
     investigation_cases,

@@ -87,6 +87,10 @@ _DUPLICATE_ISSUE: dict[ClaimType, str] = {
     "pharmacy": "duplicate_fill",
 }
 _CODE_COLUMN: dict[ClaimType, str] = {"medical": "cpt_code", "pharmacy": "ndc_code"}
+# The columns :func:`first_claim_pks` and :func:`amount_figures` read.
+FIGURES_READ: dict[ClaimType, list[str]] = {
+    t: ["claim_pk", "claim_id", code, "amount_billed"] for t, code in _CODE_COLUMN.items()
+}
 # Who each id column must name in the reference data.
 _REFERENCES: dict[ClaimType, dict[str, str]] = {
     "medical": {"member_id": "member", "provider_id": "provider"},

@@ -3,13 +3,15 @@ its rules need, the quality of its new claims, and the members its claims are en
 
 import pandas as pd
 
+from fwa_pipeline.compute.base import Compute
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.enrich import members_needing_age, members_needing_death_date
-from fwa_pipeline.domain.quality import QualityResult, assess_quality, quality_report
+from fwa_pipeline.domain.quality import QualityResult, quality_report
 from fwa_pipeline.steps.claims import CLAIM_TYPES, DATE_COLUMN, in_scope, new_counts
 from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.steps.selection import plan_history, touched_ids
+from fwa_pipeline.steps.sharded_quality import assess_quality_sharded
 from fwa_pipeline.store.claims import (
     Source,
     held_claim_ids,
@@ -52,10 +54,10 @@ def read_claims(source: Source, scope: RunScope, config: PipelineConfig) -> Fram
 
 
 def judge_quality(
-    source: Source, scope: RunScope, config: PipelineConfig, frames: Frames
+    source: Source, scope: RunScope, config: PipelineConfig, frames: Frames, compute: Compute
 ) -> QualityResult:
     """The quality of the run's new claims in ``frames`` (:func:`read_claims`), judged with their
-    history and the ids already taken."""
+    history and the ids already taken, in the shards of ``compute``."""
     member_ids, provider_ids = reference_ids(
         source, scope.workspace_id, scope.batch_ids, every_member=scope.covers_all
     )
@@ -65,13 +67,14 @@ def judge_quality(
         if scope.covers_all
         else {t: held_claim_ids(source, t, scope.workspace_id) for t in CLAIM_TYPES}
     )
-    assessed = assess_quality(
+    assessed = assess_quality_sharded(
         frames["medical"],
         frames["pharmacy"],
         member_ids,
         provider_ids,
         config.quality,
         scope.as_of,
+        compute,
         taken,
     )
     return new_claims_quality(assessed.issues, frames)

@@ -69,7 +69,7 @@ class Store:
         assert ws_id is not None
         scope, _ = fix_scope(self.engine, ws_id, as_of=AS_OF, force=force)
         raw = read_claims(self.engine, scope, config)
-        quality = judge_quality(self.engine, scope, config, raw)
+        quality = judge_quality(self.engine, scope, config, raw, LocalCompute())
         claims_in = gated(raw, held_back(quality.issues, config.quality.mode))
         reference = read_reference(self.engine, ws_id)
         members = read_run_members(
