@@ -103,23 +103,15 @@ def seed(engine: Engine) -> tuple[int, int]:
         s.flush()
         for case, claims in ((cases[0], acme_claims), (cases[3], globex_claims)):
             for claim in claims:
-                s.add(
-                    CaseClaim(
-                        case_id=case.id,
-                        claim_type="medical",
-                        claim_pk=claim.id,
-                        claim_id=claim.claim_id,
-                    )
-                )
+                ref = {"claim_type": "medical", "claim_pk": claim.id, "claim_id": claim.claim_id}
+                s.add(CaseClaim(case_id=case.id, **ref))
                 s.add(
                     RuleHit(
                         workspace_id=case.workspace_id,
                         run_id="run-1",
                         rule_id="RULE-MED-004",
                         rule_version="1.0",
-                        claim_type="medical",
-                        claim_pk=claim.id,
-                        claim_id=claim.claim_id,
+                        **ref,
                         subject_type="provider",
                         subject_id=case.subject_id,
                         severity=1.0,
@@ -129,9 +121,7 @@ def seed(engine: Engine) -> tuple[int, int]:
                 s.add(
                     ClaimScore(
                         workspace_id=case.workspace_id,
-                        claim_type="medical",
-                        claim_pk=claim.id,
-                        claim_id=claim.claim_id,
+                        **ref,
                         score=80.0,
                         risk_level="high",
                         hit_count=1,

@@ -31,6 +31,12 @@ def _degraded(reply: dict[str, Any], note: str) -> None:
     assert (reply["confidence"], reply["degraded"], reply["model_used"]) == ("low", True, MODEL)
 
 
+def _shows_the_gathered_data(reply: dict[str, Any], reason: str) -> None:
+    """A degraded answer that says why, then shows the cases the tools found."""
+    _degraded(reply, f"{reason} Here is the data gathered so far._")
+    assert CASES_TABLE in reply["response"]
+
+
 def test_template_text_echoed_back_is_not_an_answer(api_for: Any) -> None:
     with FakeLLM(models=PROMPT_FORMAT) as llm:
         api = api_for(agent_settings(llm.url))
@@ -66,12 +72,9 @@ def test_raw_json_is_not_shown_as_the_answer(api_for: Any, native: bool) -> None
         llm.script(call, Say([raw]))
         reply = api.chat("Which cases are critical at the moment?").json()
     assert '"action"' not in reply["response"]
-    _degraded(
-        reply,
-        "The model did not give a usable answer (it sent a raw JSON step instead of text). Here "
-        "is the data gathered so far._",
+    _shows_the_gathered_data(
+        reply, "The model did not give a usable answer (it sent a raw JSON step instead of text)."
     )
-    assert CASES_TABLE in reply["response"]
 
 
 def test_an_identical_tool_call_runs_once_a_turn(api: Api, llm: FakeLLM) -> None:
@@ -108,12 +111,9 @@ def test_output_without_end_stops_at_the_token_limit(
         if backend == "ollama":  # a context with room for the prompt's budget and the answer
             assert body["options"]["num_ctx"] == settings.agent_prompt_tokens + 64
     assert reply["llm_error"] is None
-    _degraded(
-        reply,
-        "The model's answer ran past its length limit (64 tokens) and was cut off. Here is the "
-        "data gathered so far._",
+    _shows_the_gathered_data(
+        reply, "The model's answer ran past its length limit (64 tokens) and was cut off."
     )
-    assert CASES_TABLE in reply["response"]
     assert "claim claim" not in reply["response"]
 
 
@@ -126,12 +126,9 @@ def test_a_turn_over_its_time_limit_ends_with_what_was_gathered(api_for: Any, ll
     reply = api.chat("Think hard about the critical cases and tell me everything.").json()
     assert llm.disconnected.wait(10), "the LLM call went on after the turn ended"
     assert reply["llm_error"] is None
-    _degraded(
-        reply,
-        "This answer was cut short: the turn reached its time limit (2 s). Here is the data "
-        "gathered so far._",
+    _shows_the_gathered_data(
+        reply, "This answer was cut short: the turn reached its time limit (2 s)."
     )
-    assert CASES_TABLE in reply["response"]
     assert "slowly" not in reply["response"]
 
 
