@@ -126,3 +126,15 @@ def api_for(pg_settings: Settings, world: World) -> Iterator[Any]:
 @pytest.fixture
 def api(api_for: Any, llm: FakeLLM) -> Api:
     return api_for(agent_settings(llm.url))
+
+
+@pytest.fixture
+def prompt_llm() -> Iterator[FakeLLM]:
+    """A server whose model has no tools, so the assistant uses the prompt format."""
+    with FakeLLM(models={MODEL: ["completion"]}) as server:
+        yield server
+
+
+@pytest.fixture
+def prompt_api(api_for: Any, prompt_llm: FakeLLM) -> Api:
+    return api_for(agent_settings(prompt_llm.url))

@@ -77,22 +77,18 @@ def test_the_loop_stops_after_five_calls_and_shows_what_it_found(api: Api, llm: 
     assert (reply["confidence"], reply["degraded"]) == ("low", True)
 
 
-def test_a_model_without_tools_uses_the_prompt_format(api_for: Any) -> None:
-    with FakeLLM(models={MODEL: ["completion"]}) as llm:
-        api = api_for(agent_settings(llm.url))
-        llm.script(
-            Say(
-                [
-                    '{"action": "tool", "tool": "query_cases", ',
-                    '"arguments": {"risk_level": "critical"}}',
-                ]
-            ),
-            Say(
-                ['```json\n{"action": "answer", "answer": "CASE-000001 is the critical one."}\n```']
-            ),
-        )
-        reply = api.chat("Which case is critical, and why does it matter?").json()
-        first, second = llm.chat_requests
+def test_a_model_without_tools_uses_the_prompt_format(prompt_api: Api, prompt_llm: FakeLLM) -> None:
+    prompt_llm.script(
+        Say(
+            [
+                '{"action": "tool", "tool": "query_cases", ',
+                '"arguments": {"risk_level": "critical"}}',
+            ]
+        ),
+        Say(['```json\n{"action": "answer", "answer": "CASE-000001 is the critical one."}\n```']),
+    )
+    reply = prompt_api.chat("Which case is critical, and why does it matter?").json()
+    first, second = prompt_llm.chat_requests
     assert reply["response"] == "[CASE-000001](/cases/CASE-000001) is the critical one."
     assert reply["confidence"] == "medium"
     assert "tools" not in first and "tools" not in second

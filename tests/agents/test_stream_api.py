@@ -18,13 +18,11 @@ def tokens(events: list[dict[str, Any]]) -> list[str]:
     return [e["token"] for e in events if e["type"] == "token"]
 
 
-def test_tokens_arrive_in_order_then_the_final_event(api_for: Any) -> None:
+def test_tokens_arrive_in_order_then_the_final_event(prompt_api: Api, prompt_llm: FakeLLM) -> None:
     pieces = ["The ", "riskiest ", "case ", "in this workspace ", "is ", "CASE-000001", ", by "]
     pieces += ["far.", " It ", "leads ", "on ", "score."]
-    with FakeLLM(models={MODEL: ["completion"]}) as llm:
-        api = api_for(agent_settings(llm.url))
-        llm.script(Say(['{"action": "answer", "answer": "', *pieces, '"}']))
-        events = api.stream("Which case is the riskiest, and by how much?")
+    prompt_llm.script(Say(['{"action": "answer", "answer": "', *pieces, '"}']))
+    events = prompt_api.stream("Which case is the riskiest, and by how much?")
     assert "".join(tokens(events)) == "".join(pieces)
     # The answer's first characters are held until they can be told from junk; then each
     # piece streams as it comes.
@@ -62,21 +60,21 @@ def test_a_foreign_id_never_reaches_the_client_even_mid_stream(api: Api, llm: Fa
     assert events[-1]["removed_ids"] == [FOREIGN_CASE]
 
 
-def test_the_prompt_format_streams_only_the_answer_text(api_for: Any) -> None:
-    with FakeLLM(models={MODEL: ["completion"]}) as llm:
-        api = api_for(agent_settings(llm.url))
-        llm.script(
-            Say(
-                [
-                    '{"action": "answer", ',
-                    '"answer": "Two ',
-                    "open cases\\n",
-                    'remain, both high risk and both unassigned",',
-                    ' "note": "not this"}',
-                ]
-            )
+def test_the_prompt_format_streams_only_the_answer_text(
+    prompt_api: Api, prompt_llm: FakeLLM
+) -> None:
+    prompt_llm.script(
+        Say(
+            [
+                '{"action": "answer", ',
+                '"answer": "Two ',
+                "open cases\\n",
+                'remain, both high risk and both unassigned",',
+                ' "note": "not this"}',
+            ]
         )
-        events = api.stream("How many cases remain open, roughly speaking?")
+    )
+    events = prompt_api.stream("How many cases remain open, roughly speaking?")
     assert "".join(tokens(events)) == "Two open cases\nremain, both high risk and both unassigned"
     assert events[-1]["response"] == "Two open cases\nremain, both high risk and both unassigned"
 
@@ -95,28 +93,28 @@ def test_llm_down_streams_a_low_confidence_answer(api_for: Any, llm: FakeLLM) ->
     assert (events[-1]["confidence"], events[-1]["llm_error"]) == ("low", "model_not_found")
 
 
-def test_a_client_that_disconnects_stops_the_llm_and_nothing_is_stored(api_for: Any) -> None:
-    with FakeLLM(models={MODEL: ["completion"]}) as llm:
-        api = api_for(agent_settings(llm.url))
-        session = api.new_session()
-        llm.script(Say(['{"action": "answer", "answer": "', *["word "] * 500], delay_s=0.02))
-        seen = 0
-        with api.http.stream(
-            "POST",
-            "/api/agents/chat/stream",
-            headers=api.headers("alice"),
-            params={"workspace": "acme"},
-            json={"message": "Write me a very long essay about claims.", "session_id": session},
-        ) as response:
-            for line in response.iter_lines():
-                if line.startswith("data:") and json.loads(line[5:])["type"] == "token":
-                    seen += 1
-                    if seen == 3:
-                        break
-        assert llm.disconnected.wait(10), "the LLM call went on after the client left"
-        assert not llm.records[0].finished
-        stored = api.request("GET", f"/api/agents/sessions/{session}").json()
-        assert stored["messages"] == []
+def test_a_client_that_disconnects_stops_the_llm_and_nothing_is_stored(
+    prompt_api: Api, prompt_llm: FakeLLM
+) -> None:
+    session = prompt_api.new_session()
+    prompt_llm.script(Say(['{"action": "answer", "answer": "', *["word "] * 500], delay_s=0.02))
+    seen = 0
+    with prompt_api.http.stream(
+        "POST",
+        "/api/agents/chat/stream",
+        headers=prompt_api.headers("alice"),
+        params={"workspace": "acme"},
+        json={"message": "Write me a very long essay about claims.", "session_id": session},
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:])["type"] == "token":
+                seen += 1
+                if seen == 3:
+                    break
+    assert prompt_llm.disconnected.wait(10), "the LLM call went on after the client left"
+    assert not prompt_llm.records[0].finished
+    stored = prompt_api.request("GET", f"/api/agents/sessions/{session}").json()
+    assert stored["messages"] == []
 
 
 def test_a_streamed_session_turn_is_stored(api: Api, llm: FakeLLM) -> None:
