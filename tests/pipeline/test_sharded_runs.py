@@ -1,6 +1,7 @@
 """Runs in four shards leave what runs in one leave: hits, scores, cases and claim statuses, on
 the small batches (a full run, then an incremental one) and on a generated batch with every
-scheme planted, peer rules included."""
+scheme planted, peer rules included; and the same quality report and held claims on a generated
+batch with quality defects planted."""
 
 from __future__ import annotations
 
@@ -41,6 +42,23 @@ def test_four_shards_leave_what_one_leaves(pipeline: Pipeline) -> None:
 
     assert pipeline.outcome(SHARDED) == pipeline.outcome(WORKSPACE)
     assert pipeline.outcome(WORKSPACE)["hits"]
+
+
+def test_four_shards_judge_quality_as_one_does(pipeline: Pipeline, tmp_path: Path) -> None:
+    # A generated batch with quality defects planted: claim ids reused across members, unknown
+    # members, bad NPIs, negative amounts, future dates; and its amount outliers.
+    generate(tmp_path / "defects", n_claims=1500, seed=13, quality_defects=True)
+    reports = {}
+    for workspace, shards in ((WORKSPACE, 1), (SHARDED, 4)):
+        pipeline.land_directory(tmp_path / "defects", workspace)
+        row = get_run(pipeline.engine, run(pipeline, workspace, shards))
+        assert row is not None
+        reports[workspace] = row.quality_report
+
+    assert reports[SHARDED] == reports[WORKSPACE]
+    assert reports[WORKSPACE]["failed"] > 0
+    assert {"duplicate_claim_id", "amount_outlier"} <= set(reports[WORKSPACE]["counts_by_type"])
+    assert pipeline.outcome(SHARDED) == pipeline.outcome(WORKSPACE)
 
 
 @pytest.mark.slow
