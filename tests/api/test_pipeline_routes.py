@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -112,6 +113,14 @@ async def world(
     }
     async with serve(create_app(wait_settings, redis_prefix=redis_prefix)) as http:
         yield World(http, pipeline, tokens, wait_settings)
+
+
+@pytest.fixture
+async def capped(world: World, api_settings: Settings, redis_prefix: str) -> AsyncIterator[World]:
+    """``world`` served by an app that lets a request wait on a job for 1 s at the most."""
+    settings = api_settings.model_copy(update={"pipeline_wait_max_s": 1})
+    async with serve(create_app(settings, redis_prefix=redis_prefix)) as http:
+        yield dataclasses.replace(world, http=http, settings=settings)
 
 
 @contextlib.contextmanager
@@ -220,16 +229,8 @@ async def test_run_full_times_out_with_the_job_to_poll(world: World) -> None:
     assert get_request(world.pipeline.engine, body["job_id"]) is not None
 
 
-async def test_run_full_waits_at_most_the_configured_cap(
-    world: World, api_settings: Settings, redis_prefix: str
-) -> None:
-    capped = api_settings.model_copy(update={"pipeline_wait_max_s": 1})
-    async with serve(create_app(capped, redis_prefix=redis_prefix)) as http:
-        response = await http.post(
-            "/api/pipeline/run-full",
-            params={"workspace": WORKSPACE, "timeout_s": 3600},
-            headers=bearer(world.tokens["ines"]),
-        )
+async def test_run_full_waits_at_most_the_configured_cap(capped: World) -> None:
+    response = await capped.call("POST", "/run-full", params={"timeout_s": 3600})
     assert response.status_code == 202 and response.json()["status"] == "queued"
 
 
@@ -311,16 +312,8 @@ async def test_run_stream_reports_progress_until_the_job_ends(world: World) -> N
     assert len(states) == len(set(states))  # an event only when something changed
 
 
-async def test_run_stream_ends_with_a_timeout_event(
-    world: World, api_settings: Settings, redis_prefix: str
-) -> None:
-    capped = api_settings.model_copy(update={"pipeline_wait_max_s": 1})
-    async with serve(create_app(capped, redis_prefix=redis_prefix)) as http:
-        response = await http.post(
-            "/api/pipeline/run-stream",
-            params={"workspace": WORKSPACE},
-            headers=bearer(world.tokens["ines"]),
-        )
+async def test_run_stream_ends_with_a_timeout_event(capped: World) -> None:
+    response = await capped.call("POST", "/run-stream")
     events = sse(response.text)
     assert events[-1]["type"] == "timeout" and events[-1]["done"] is True
     assert events[-1]["status"] == "queued"
