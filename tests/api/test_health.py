@@ -76,6 +76,12 @@ def with_ollama(
     )
 
 
+@pytest.fixture
+def ollama_settings(api_settings: Settings, pg_engine: Engine, llm: FakeLLM) -> Settings:
+    """The app's settings on the migrated test database, its assistant asking ``llm``."""
+    return with_ollama(api_settings, llm)
+
+
 async def get_health(
     settings: Settings,
     redis_prefix: str,
@@ -93,13 +99,9 @@ async def get_health(
 
 
 async def test_all_up_and_the_model_loaded_is_healthy(
-    api_settings: Settings,
-    pg_engine: Engine,
-    redis_prefix: str,
-    llm: FakeLLM,
-    daemon: dg.DagsterInstance,
+    ollama_settings: Settings, redis_prefix: str, daemon: dg.DagsterInstance
 ) -> None:
-    status, body = await get_health(with_ollama(api_settings, llm), redis_prefix, daemon)
+    status, body = await get_health(ollama_settings, redis_prefix, daemon)
     assert status == 200
     assert (body["status"], body["reasons"]) == ("healthy", [])
     components = body["components"]
@@ -148,32 +150,31 @@ async def test_ollama_states(
         assert body["reasons"] == [REASONS["llm", "unavailable"]]
 
 
-async def test_a_model_named_without_a_tag_means_latest(
+@pytest.mark.parametrize(
+    ("served", "assistant", "model"),
+    [
+        pytest.param("phi3:latest", {"ollama_model": "phi3"}, "phi3", id="no-tag-means-latest"),
+        # FWA_LLM_MODEL set, FWA_OLLAMA_MODEL left at another model.
+        pytest.param(
+            "qwen2.5:7b", {"llm_model": "qwen2.5:7b"}, "qwen2.5:7b", id="not-the-ollama-default"
+        ),
+    ],
+)
+async def test_the_assistants_model_is_the_one_probed(
     api_settings: Settings,
     pg_engine: Engine,
     redis_prefix: str,
     llm: FakeLLM,
     daemon: dg.DagsterInstance,
+    served: str,
+    assistant: dict[str, str],
+    model: str,
 ) -> None:
-    llm.models, llm.loaded = {"phi3:latest": TOOLS}, ["phi3:latest"]
-    settings = with_ollama(api_settings, llm, {"ollama_model": "phi3"})
-    _, body = await get_health(settings, redis_prefix, daemon)
-    assert body["components"]["llm"]["status"] == "ready"
-
-
-async def test_the_assistants_model_is_probed_not_the_ollama_default(
-    api_settings: Settings,
-    pg_engine: Engine,
-    redis_prefix: str,
-    llm: FakeLLM,
-    daemon: dg.DagsterInstance,
-) -> None:
-    llm.models, llm.loaded = {"qwen2.5:7b": TOOLS}, ["qwen2.5:7b"]
-    # FWA_LLM_MODEL set, FWA_OLLAMA_MODEL left at another model.
-    settings = with_ollama(api_settings, llm, {"llm_model": "qwen2.5:7b"})
+    llm.models, llm.loaded = {served: TOOLS}, [served]
+    settings = with_ollama(api_settings, llm, assistant)
     status, body = await get_health(settings, redis_prefix, daemon)
     assert (status, body["status"]) == (200, "healthy")
-    assert body["components"]["llm"]["model"] == "qwen2.5:7b"
+    assert body["components"]["llm"]["model"] == model
     assert body["components"]["llm"]["status"] == "ready"
 
 
@@ -241,32 +242,26 @@ async def test_a_late_daemon_heartbeat_is_stale_and_degraded(
 
 
 async def test_no_daemon_heartbeat_at_all_is_not_running(
-    api_settings: Settings,
-    pg_engine: Engine,
-    redis_prefix: str,
-    llm: FakeLLM,
-    instance: dg.DagsterInstance,
+    ollama_settings: Settings, redis_prefix: str, instance: dg.DagsterInstance
 ) -> None:
-    status, body = await get_health(with_ollama(api_settings, llm), redis_prefix, instance)
+    status, body = await get_health(ollama_settings, redis_prefix, instance)
     assert (status, body["status"]) == (200, "degraded")
     assert body["components"]["dagster_daemon"]["status"] == "not_running"
     assert body["reasons"] == [REASONS["dagster_daemon", "not_running"]]
 
 
 async def test_an_instance_that_needs_no_daemon_is_not_degraded_by_it(
-    api_settings: Settings, pg_engine: Engine, redis_prefix: str, llm: FakeLLM
+    ollama_settings: Settings, redis_prefix: str
 ) -> None:
     with dg.DagsterInstance.ephemeral() as ephemeral:
-        status, body = await get_health(with_ollama(api_settings, llm), redis_prefix, ephemeral)
+        status, body = await get_health(ollama_settings, redis_prefix, ephemeral)
     assert (status, body["status"]) == (200, "healthy")
     assert body["components"]["dagster_daemon"]["status"] == "not_required"
 
 
 async def test_a_dagster_storage_that_hangs_is_unavailable_not_a_hang(
-    api_settings: Settings,
-    pg_engine: Engine,
+    ollama_settings: Settings,
     redis_prefix: str,
-    llm: FakeLLM,
     silent_database: int,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -278,7 +273,7 @@ async def test_a_dagster_storage_that_hangs_is_unavailable_not_a_hang(
     (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {url}\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     now = [100.0]
-    app = create_app(with_ollama(api_settings, llm), redis_prefix=redis_prefix)
+    app = create_app(ollama_settings, redis_prefix=redis_prefix)
     app.state.services.health = HealthChecker(ttl=10.0, clock=lambda: now[0])
     with anyio.fail_after(HANG_GUARD_S):
         async with serve(app) as http:
@@ -372,14 +367,10 @@ async def test_a_database_that_hangs_gives_503_instead_of_hanging(
 
 
 async def test_component_checks_are_cached_for_the_ttl(
-    api_settings: Settings,
-    pg_engine: Engine,
-    redis_prefix: str,
-    llm: FakeLLM,
-    daemon: dg.DagsterInstance,
+    ollama_settings: Settings, redis_prefix: str, llm: FakeLLM, daemon: dg.DagsterInstance
 ) -> None:
     now = [100.0]
-    app = create_app(with_ollama(api_settings, llm), redis_prefix=redis_prefix)
+    app = create_app(ollama_settings, redis_prefix=redis_prefix)
     app.state.services.dagster = daemon
     app.state.services.health = HealthChecker(ttl=10.0, clock=lambda: now[0])
     async with serve(app) as http:
