@@ -14,9 +14,9 @@ def workspace_list(session: Session, names: frozenset[str]) -> WorkspaceList:
     rows = session.scalars(
         select(Workspace).where(Workspace.name.in_(names)).order_by(Workspace.name)
     )
-    return WorkspaceList(workspaces=[WorkspaceOut.of(row) for row in rows])
+    return WorkspaceList(workspaces=[WorkspaceOut.model_validate(row) for row in rows])
 
 
 def find_workspace(session: Session, workspace_id: int) -> WorkspaceOut | None:
     row = session.get(Workspace, workspace_id)
-    return None if row is None else WorkspaceOut.of(row)
+    return None if row is None else WorkspaceOut.model_validate(row)
