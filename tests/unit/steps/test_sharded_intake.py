@@ -6,7 +6,6 @@ itself."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from fwa_pipeline.steps.sharded_enrichment import enrich_sharded
 from fwa_pipeline.steps.sharded_quality import assess_quality_sharded
 from fwa_pipeline.synth import generate
 from tests.unit.domain.rules.batch_files import read_batch_csv
-from tests.unit.steps.test_sharded_rules import Recording
+from tests.unit.steps.recording import Recording
 
 AS_OF = dt.date(2026, 6, 30)
 SHARDS = 4
@@ -168,17 +167,6 @@ def test_one_shard_enriches_without_tasks(batch: dict[str, pd.DataFrame]) -> Non
     assert compute.batches == []
     expected = enrich("medical", batch["medical"], batch["members"], reference)
     pd.testing.assert_frame_equal(found, expected, check_exact=True)
-
-
-@pytest.fixture(scope="module")
-def dask() -> Iterator[Compute]:
-    from fwa_pipeline.compute.dask import DaskCompute
-
-    compute = DaskCompute.start_local(workers=2, shards=SHARDS)
-    try:
-        yield compute
-    finally:
-        compute.close()
 
 
 @pytest.mark.slow

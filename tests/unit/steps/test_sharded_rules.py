@@ -6,7 +6,6 @@ empty shard is no task."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from fwa_pipeline.compute.base import Compute, Description, LocalCompute
+from fwa_pipeline.compute.base import Compute, LocalCompute
 from fwa_pipeline.compute.shards import split
 from fwa_pipeline.domain.cases import case_proposals
 from fwa_pipeline.domain.config import PipelineConfig, default_config
@@ -24,6 +23,7 @@ from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, flagged_claims
 from fwa_pipeline.steps.sharded_rules import evaluate_sharded
 from fwa_pipeline.synth import generate
 from tests.unit.domain.rules.batch_files import read_batch_csv
+from tests.unit.steps.recording import Recording
 
 AS_OF = dt.date(2026, 6, 30)
 SHARDS = 4
@@ -57,21 +57,6 @@ def partly_new(ctx: RuleContext) -> RuleContext:
         medical=medical.assign(in_scope=medical["claim_pk"] % 2 == 0),
         pharmacy=pharmacy.assign(in_scope=pharmacy["claim_pk"] % 3 == 0),
     )
-
-
-class Recording:
-    """A ``Compute`` running tasks here and keeping every batch of items it was given."""
-
-    def __init__(self, shards: int) -> None:
-        self.shards = shards
-        self.batches: list[list[Any]] = []
-
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        self.batches.append(list(items))
-        return [fn(item) for item in items]
-
-    def describe(self) -> Description:
-        return {"mode": "local", "shards": self.shards, "workers": 1, "address": None}
 
 
 def outcome(ctx: RuleContext, hits: pd.DataFrame, config: PipelineConfig) -> dict[str, Any]:
@@ -162,17 +147,6 @@ def test_an_unknown_rule_fails_before_any_task(batch: RuleContext) -> None:
     with pytest.raises(KeyError, match="RULE-MED-999 is configured but no rule implements it"):
         evaluate_sharded(batch, config, compute)
     assert compute.batches == []
-
-
-@pytest.fixture(scope="module")
-def dask() -> Iterator[Compute]:
-    from fwa_pipeline.compute.dask import DaskCompute
-
-    compute = DaskCompute.start_local(workers=2, shards=SHARDS)
-    try:
-        yield compute
-    finally:
-        compute.close()
 
 
 @pytest.mark.slow
