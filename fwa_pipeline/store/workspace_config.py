@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
@@ -41,14 +41,8 @@ class ConfigVersion:
 
 
 def _version(row: Any) -> ConfigVersion:
-    return ConfigVersion(
-        workspace_id=row.workspace_id,
-        version=row.version,
-        document=row.document,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        note=row.note,
-    )
+    # The row holds every column of the table; a version is those of them it names.
+    return ConfigVersion(**{f.name: getattr(row, f.name) for f in fields(ConfigVersion)})
 
 
 def current_config(source: Source, workspace_id: int) -> ConfigVersion | None:
