@@ -3,10 +3,13 @@ inputs, call the run's step (``fwa_pipeline.steps``), the domain or the store, a
 (``dagster/row_count``, ``dagster/column_schema`` and the figures an analyst reads: claims in,
 passed and held, hits per rule, cases opened and updated, flagged dollars).
 
-    landed_batches ─► raw_claims ─► validated_claims ─► enriched_claims ─► rule_hits ─► claim_scores
-                      (4 quality checks)                 ▲ reference_data                   │
-                                                         investigation_cases ◄──────────────┘
-                                                           └─► detection_evaluation
+    landed_batches ─► raw_claims ─► validated_claims ─► enriched_claims ─► peer_statistics
+                      (4 quality checks)                 ▲     │               │
+                                         reference_data ─┘     └──► rule_hits ◄┘
+                                                                        │
+                                                                        ▼
+                                           investigation_cases ◄─ claim_scores
+                                             └─► detection_evaluation
 
 (``landed_batches`` fixes the run's scope (``steps.scope.RunScope``), which the later assets
 read as it was fixed. ``validated_claims`` is the gate's verdict, the claims it holds back:
@@ -45,6 +48,11 @@ from fwa_pipeline.steps.detection import detect
 from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
 from fwa_pipeline.steps.peer_history import peer_history_dir
+from fwa_pipeline.steps.peer_statistics import (
+    compared_rules,
+    stage_statistics,
+    update_statistics,
+)
 from fwa_pipeline.steps.scope import RunScope, fix_scope
 from fwa_pipeline.steps.sharded_enrichment import enrich_sharded
 from fwa_pipeline.store.claims import (
@@ -291,10 +299,60 @@ def enriched_claims(
     **ASSET,
     group_name="detection",
     kinds={"pandas"},
+    description="The peer rules' statistics over every processed claim and the run's new ones: "
+    "per subject (provider, pharmacy, code) counts and sums that merge exactly, and the "
+    "distinct subject-member pairs. A run over every claim computes them; an incremental run "
+    "adds its new claims to the last committed run's, reading no processed claim (a rule "
+    "whose kept statistics are missing or were computed with other thresholds or reference "
+    "data is recomputed in full). They become current when the run commits.",
+)
+def peer_statistics(
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    pipeline_config: PipelineRunConfig,
+    enriched_claims: Frames,
+    reference_data: Frames,
+    landed_batches: Frames,
+) -> dg.Output[Frames]:
+    config = pipeline_config.effective()
+    peer_directory = peer_history_dir(store.io_dir(), context.partition_key)
+    update = update_statistics(
+        store.engine(),
+        peer_directory,
+        RunScope.of(landed_batches),
+        config,
+        enriched_claims,
+        reference_data,
+    )
+    stage_statistics(peer_directory, context.run.run_id, update.statistics)
+    frames = update.compared(compared_rules(config), reference_data["providers"])
+    found = update.statistics.aggregates
+    return dg.Output(
+        frames,
+        metadata={
+            **frame_metadata(frames),
+            "subjects_by_rule": dg.MetadataValue.json({r: len(a.totals) for r, a in found.items()}),
+            "pairs_by_rule": dg.MetadataValue.json(
+                {r: len(a.pairs) for r, a in found.items() if a.pairs is not None}
+            ),
+            "subjects_updated": dg.MetadataValue.json(update.subjects_updated),
+            "subjects_carried_over": dg.MetadataValue.json(update.subjects_carried_over),
+            "full_recompute": dg.MetadataValue.bool(bool(update.recomputed)),
+            "recomputed": dg.MetadataValue.json(update.recomputed),
+            "processed_claims_read": dg.MetadataValue.int(update.processed_claims_read),
+        },
+    )
+
+
+@dg.asset(
+    **ASSET,
+    group_name="detection",
+    kinds={"pandas"},
     description="Every enabled rule of the catalogue over the enriched claims; one row per "
     "rule and claim hit, with severity, weight and evidence (values and the thresholds they "
-    "crossed). In incremental runs the peer rules run on the new claims together with every "
-    "processed claim in their look-back, read from the last run's copy. The rules run in the "
+    "crossed). The peer rules compare the new claims from peer_statistics; a peer rule "
+    "without phases runs, in incremental runs, on the new claims together with every "
+    "processed claim in its look-back, read from the last run's copy. The rules run in the "
     "compute's shards, split by what each rule compares (member, provider, peer subject).",
 )
 def rule_hits(
@@ -305,6 +363,7 @@ def rule_hits(
     enriched_claims: Frames,
     reference_data: Frames,
     landed_batches: Frames,
+    peer_statistics: Frames,
 ) -> dg.Output[pd.DataFrame]:
     config = pipeline_config.effective()
     found = detect(
@@ -314,6 +373,7 @@ def rule_hits(
         config,
         enriched_claims,
         reference_data,
+        peer_statistics,
         compute.get(),
     )
     hits = found.hits
@@ -459,6 +519,7 @@ ASSETS = [
     raw_claims,
     validated_claims,
     enriched_claims,
+    peer_statistics,
     rule_hits,
     claim_scores,
     investigation_cases,

@@ -31,6 +31,7 @@ from fwa_pipeline.steps.claims import (
 )
 from fwa_pipeline.steps.frame_files import Frames, make_current
 from fwa_pipeline.steps.peer_history import cached_processed, stage_run
+from fwa_pipeline.steps.peer_statistics import make_statistics_current
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.store.cases import (
     open_case_subjects,
@@ -60,8 +61,8 @@ class CommitSummary:
     # Rows written per table (``store.results.write_run_results``).
     written: dict[str, int]
     subjects_rebuilt: int
-    # Why the peers' copy was not kept (None: it was, or the run had none to keep). A cache:
-    # losing it costs the next run a read, not this run.
+    # Why the peers' copy or statistics were not kept (None: they were, or the run had none to
+    # keep). A cache: losing it costs the next run a read, not this run.
     copy_not_kept: str | None = None
 
     def stats(self) -> dict[str, Any]:
@@ -195,4 +196,6 @@ def commit_run(
                 make_current(peer_directory, run_id)
             except OSError as exc:
                 failure = exc
+        # The peer statistics the run staged: without them the next run recomputes them.
+        failure = failure or make_statistics_current(peer_directory, run_id)
     return replace(summary, copy_not_kept=repr(failure) if failure is not None else None)

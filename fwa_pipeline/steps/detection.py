@@ -1,8 +1,9 @@
-"""The rules over a run's enriched claims. A run over every claim evaluates the catalogue on its
-claims; an incremental run evaluates the peer rules apart, on its new claims together with the
-processed claims of their look-back (``steps.peer_history``), and the other rules on its claims
-and the history read for them. Each evaluation runs in the shards of the run's ``Compute``
-(``steps.sharded_rules``)."""
+"""The rules over a run's enriched claims. The peer rules with phases compare the run's new claims
+from the peer statistics (``steps.peer_statistics``); a run over every claim evaluates the other
+rules on its claims; an incremental run evaluates a peer rule without phases apart, on its new
+claims together with the processed claims of its look-back (``steps.peer_history``), and the
+other rules on its claims and the history read for them. Each evaluation runs in the shards of
+the run's ``Compute`` (``steps.sharded_rules``)."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +16,17 @@ from fwa_pipeline.domain.rules import RuleContext, combined
 from fwa_pipeline.steps.claims import CLAIM_TYPES
 from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.peer_history import peer_frames
+from fwa_pipeline.steps.peer_statistics import compared_rules
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.steps.selection import plan_history, split_rules
-from fwa_pipeline.steps.sharded_rules import evaluate_sharded
+from fwa_pipeline.steps.sharded_rules import compare_sharded, evaluate_sharded
 from fwa_pipeline.store.claims import Source
 
 
 @dataclass(frozen=True)
 class Detection:
     hits: pd.DataFrame
-    # Processed claims the peer rules compared the new claims with.
+    # Processed claims the peer rules without phases compared the new claims with.
     peer_claims: int
 
 
@@ -35,20 +37,29 @@ def detect(
     config: PipelineConfig,
     enriched_claims: Frames,
     reference_data: Frames,
+    peer_statistics: Frames,
     compute: Compute,
 ) -> Detection:
     """Every enabled rule's hits on the run's new claims (``peer_directory``: where the peers'
-    copy is kept), run on ``compute``."""
+    copy is kept; ``peer_statistics``: per compared peer rule, its statistics with the subject's
+    id as a column), run on ``compute``."""
     ncci = reference_data["ncci_edits"]
 
     def run(frames: Frames, rules_config: PipelineConfig) -> pd.DataFrame:
         ctx = RuleContext(frames["medical"], frames["pharmacy"], ncci, scope.as_of)
         return evaluate_sharded(ctx, rules_config, compute)
 
+    phases = compared_rules(config)
+    rest, compared = split_rules(config, phases)
+    statistics = {r: peer_statistics[r].set_index(p.subject) for r, p in phases.items()}
+    hits = [compare_sharded(enriched_claims, statistics, compared, compute)]
     if scope.covers_all:
-        return Detection(run(enriched_claims, config), 0)
-    peer_rules = [r for t in CLAIM_TYPES for r in plan_history(config, t).peer_rules]
-    own, peers_only = split_rules(config, peer_rules)
-    peers = peer_frames(source, peer_directory, config, enriched_claims, reference_data, scope)
-    hits = combined([run(enriched_claims, own), run(peers, peers_only)])
-    return Detection(hits, sum(int((~peers[t]["in_scope"]).sum()) for t in CLAIM_TYPES))
+        return Detection(combined([*hits, run(enriched_claims, rest)]), 0)
+    peer_rules = [r for t in CLAIM_TYPES for r in plan_history(rest, t).peer_rules]
+    own, peers_only = split_rules(rest, peer_rules)
+    hits.append(run(enriched_claims, own))
+    if not peer_rules:
+        return Detection(combined(hits), 0)
+    peers = peer_frames(source, peer_directory, peers_only, enriched_claims, reference_data, scope)
+    hits.append(run(peers, peers_only))
+    return Detection(combined(hits), sum(int((~peers[t]["in_scope"]).sum()) for t in CLAIM_TYPES))

@@ -1,12 +1,12 @@
-"""The peers' history for incremental runs.
+"""The processed claims for incremental runs.
 
-Peer rules (E/M upcoding, modifier overuse, billing and pharmacy outliers, amount outliers per
-code) compare a provider with every peer, so an incremental run needs every processed claim of
-the workspace within their look-back, not only the history of the entities it touches. Reading
-those from the claims tables costs seconds on a million claims (most of a small batch's run), so
-each run leaves the workspace's processed claims as Arrow files beside its frames
-(``steps.frame_files``), and the next run maps them instead: the peer rules' frames
-(:func:`peer_frames`) are cut from them.
+The peer rules with phases (E/M upcoding, modifier overuse, billing, pharmacy and per-code
+amount outliers) keep their statistics from run to run (``steps.peer_statistics``) and read
+processed claims only to recompute them in full; a peer rule without phases compares the new
+claims with every processed claim of its look-back (:func:`peer_frames`). Reading those from the
+claims tables costs seconds on a million claims (most of a small batch's run), so each run
+leaves the workspace's processed claims as Arrow files beside its frames
+(``steps.frame_files``), and the next run maps them instead.
 
 The copy is valid for the run that published it, and only while that run is the workspace's last
 (``workspaces.last_pipeline_run_id``, set in the run's commit): a run that failed changed no
@@ -23,7 +23,7 @@ from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.steps.claims import CLAIM_TYPES, DATE_COLUMN, enrich, in_scope
 from fwa_pipeline.steps.frame_files import Frames, load, publish, stage
 from fwa_pipeline.steps.scope import RunScope
-from fwa_pipeline.steps.selection import plan_history
+from fwa_pipeline.steps.selection import HistoryPlan, plan_history
 from fwa_pipeline.store.claims import CLAIM_TABLES, Source, read_processed
 
 DIRECTORY = "_peer_history"
@@ -94,11 +94,18 @@ def peer_frames(
         start, end = plans[t].peer_window(new[t][DATE_COLUMN[t]])
         dates = processed[t][DATE_COLUMN[t]]
         window = (dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))
-        columns = ["claim_pk", *plans[t].peer_columns]
-        recent = processed[t].loc[window, columns].assign(in_scope=False)
-        if recent.empty:
+        if not window.any():
             continue
-        # Peer rules read no member attribute: the history is enriched without members.
-        history = enrich(t, recent, None, reference_data)
+        history = enriched_processed(t, processed[t].loc[window], plans[t], reference_data)
         frames[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
     return frames
+
+
+def enriched_processed(
+    claim_type: str, processed: pd.DataFrame, plan: HistoryPlan, reference_data: Frames
+) -> pd.DataFrame:
+    """``processed`` claims of ``claim_type`` as history (``in_scope`` false) with the columns
+    ``plan``'s peer rules read, enriched. Peer rules read no member attribute: the history is
+    enriched without members."""
+    history = processed[["claim_pk", *plan.peer_columns]].assign(in_scope=False)
+    return enrich(claim_type, history, None, reference_data)

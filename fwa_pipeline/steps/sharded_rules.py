@@ -7,7 +7,8 @@ split by that column. A peer rule compares a subject with every other one, so it
 rounds: its statistics per shard of claims split by its subject, concatenated (those of all the
 claims), then its comparison on each shard, with every shard's statistics. A peer rule without
 phases runs on its family's whole frame, in one task. With one shard, ``evaluate`` runs once on
-the whole frames.
+the whole frames. A run compares its new claims from statistics it already holds
+(``steps.peer_statistics``) in the comparison round alone (:func:`compare_sharded`).
 
 Hits come back in ``HIT_ORDER``: any shard count, here or on a cluster, gives the same frame.
 """
@@ -33,7 +34,7 @@ from fwa_pipeline.domain.rules import (
     stamped,
 )
 from fwa_pipeline.domain.rules.base import PeerPhases
-from fwa_pipeline.steps.claims import CLAIM_TYPES
+from fwa_pipeline.steps.claims import CLAIM_TYPES, in_scope
 from fwa_pipeline.steps.selection import split_rules
 
 
@@ -135,6 +136,29 @@ def evaluate_sharded(ctx: RuleContext, config: PipelineConfig, compute: Compute)
         together = {r: (p, _concatenated([part[r] for part in parts])) for r, p in phases.items()}
         compare += [_Compare(family, shard, together, config) for shard in shards]
     return combined([*hits, *compute.map(_run, compare)])
+
+
+def compare_sharded(
+    claims: Mapping[str, pd.DataFrame],
+    statistics: Mapping[str, pd.DataFrame],
+    config: PipelineConfig,
+    compute: Compute,
+) -> pd.DataFrame:
+    """The hits of ``config``'s enabled peer rules with phases on the new claims of ``claims``
+    (per claim type), each compared from its ``statistics`` (rule id -> statistics indexed by
+    subject), in ``compute.shards`` shards of the claims split by subject."""
+    peer: dict[tuple[str, str], dict[str, tuple[PeerPhases, pd.DataFrame]]] = {}
+    for rule_id, params in config.enabled_rules().items():
+        phases = registered(rule_id).phases
+        if phases is not None:
+            group = peer.setdefault((params.family, phases.subject), {})
+            group[rule_id] = (phases, statistics[rule_id])
+    tasks: list[_Task] = []
+    for (family, subject), rules in peer.items():
+        new = in_scope(claims[family])
+        parts = [new] if compute.shards == 1 else split(new, subject, compute.shards)
+        tasks += [_Compare(family, part, rules, config) for part in parts if not part.empty]
+    return combined(compute.map(_run, tasks))
 
 
 def _one_family(ctx: RuleContext, family: str, claims: pd.DataFrame) -> RuleContext:

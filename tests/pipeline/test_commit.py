@@ -24,6 +24,12 @@ from fwa_pipeline.steps.commit import commit_run
 from fwa_pipeline.steps.detection import detect
 from fwa_pipeline.steps.frame_files import Frames, load
 from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
+from fwa_pipeline.steps.peer_statistics import (
+    PeerStatistics,
+    compared_rules,
+    stage_statistics,
+    update_statistics,
+)
 from fwa_pipeline.steps.scope import RunScope, fix_scope
 from fwa_pipeline.store.claims import read_reference, run_batches, workspace_id
 from fwa_pipeline.store.pii import cipher_from_settings
@@ -45,6 +51,7 @@ class Found:
     hits: pd.DataFrame
     scores: pd.DataFrame
     config: PipelineConfig
+    statistics: PeerStatistics
 
 
 class Store:
@@ -81,12 +88,15 @@ class Store:
             reference["cpt_reference"],
         )
         enriched = {t: enrich(t, claims_in[t], members, reference) for t in CLAIM_TYPES}
+        update = update_statistics(self.engine, self.peers, scope, config, enriched, reference)
+        statistics = update.compared(compared_rules(config), reference["providers"])
         hits = detect(
-            self.engine, self.peers, scope, config, enriched, reference, LocalCompute()
+            self.engine, self.peers, scope, config, enriched, reference, statistics, LocalCompute()
         ).hits
-        return Found(scope, claims_in, hits, score_claims(hits, config), config)
+        return Found(scope, claims_in, hits, score_claims(hits, config), config, update.statistics)
 
     def commit(self, found: Found, run_id: str) -> commit.CommitSummary:
+        stage_statistics(self.peers, run_id, found.statistics)
         return commit_run(
             self.engine,
             found.scope,

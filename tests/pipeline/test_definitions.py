@@ -47,7 +47,8 @@ def test_every_asset_is_partitioned_documented_grouped_and_kinded(
     resolved: dg.Definitions,
 ) -> None:
     graph = resolved.resolve_asset_graph()
-    assert len(graph.get_all_asset_keys()) == 9
+    assert len(graph.get_all_asset_keys()) == 10
+    assert graph.get(dg.AssetKey("peer_statistics")).group_name == "detection"
     for key in graph.get_all_asset_keys():
         spec = graph.get(key)
         name = key.to_user_string()

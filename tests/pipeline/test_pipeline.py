@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from fwa_pipeline.definitions import build_defs
@@ -18,6 +19,7 @@ from fwa_pipeline.runs.launch import LaunchResult
 from fwa_pipeline.steps import commit
 from fwa_pipeline.steps.frame_files import load
 from fwa_pipeline.steps.peer_history import peer_history_dir
+from fwa_pipeline.steps.peer_statistics import statistics_dir
 from fwa_pipeline.store.claims import CLAIM_TABLES
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
@@ -117,6 +119,7 @@ def test_assets_carry_row_counts_schemas_and_analyst_figures(pipeline: Pipeline)
         "raw_claims",
         "validated_claims",
         "enriched_claims",
+        "peer_statistics",
         "rule_hits",
         "claim_scores",
         "investigation_cases",
@@ -134,6 +137,8 @@ def test_assets_carry_row_counts_schemas_and_analyst_figures(pipeline: Pipeline)
         "raw_claims": claims,
         "validated_claims": len(ERRORS),
         "enriched_claims": claims - len(ERRORS),
+        # One row per compared peer rule and subject (provider, code, pharmacy).
+        "peer_statistics": sum(found["peer_statistics"]["subjects_by_rule"].values()),
         "rule_hits": 6,
         "claim_scores": 5,
         "investigation_cases": 3,
@@ -142,6 +147,17 @@ def test_assets_carry_row_counts_schemas_and_analyst_figures(pipeline: Pipeline)
     for name, metadata in found.items():
         assert metadata["dagster/column_schema"].columns, name
     assert found["raw_claims"]["claims_in"] == 9
+    peers = found["peer_statistics"]
+    compared = {"RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012", "RULE-RX-010"}
+    assert set(peers["subjects_by_rule"]) == compared
+    assert peers["subjects_by_rule"]["RULE-RX-010"] == 1  # the one pharmacy
+    assert set(peers["pairs_by_rule"]) == {"RULE-MED-005", "RULE-MED-011", "RULE-RX-010"}
+    # The first run computes every rule's statistics from its claims, and reads no other.
+    assert peers["full_recompute"] is True
+    assert peers["recomputed"] == dict.fromkeys(compared, "the run covers every claim")
+    assert peers["subjects_updated"] == peers["subjects_by_rule"]
+    assert set(peers["subjects_carried_over"].values()) == {0}
+    assert peers["processed_claims_read"] == 0
     assert found["validated_claims"]["claims_passed"] == 7
     assert found["rule_hits"]["hits_by_rule"]["RULE-RX-008"] == 1
     assert found["investigation_cases"]["cases_opened"] >= 1
@@ -282,18 +298,43 @@ def test_a_rule_declared_a_peer_rule_reading_every_column_finds_the_same(
     assert pipeline.outcome() == incremental
 
 
+def kept_peer_statistics(pipeline: Pipeline) -> tuple[str, dict[str, pd.DataFrame]]:
+    """The run that made the current peer statistics current, and them."""
+    found = load(statistics_dir(peer_history_dir(pipeline.store.io_dir(), WORKSPACE)))
+    assert found is not None and isinstance(found[1], dict)
+    return found  # type: ignore[return-value]
+
+
+def assert_same_statistics(one: dict[str, pd.DataFrame], other: dict[str, pd.DataFrame]) -> None:
+    assert set(one) == set(other)
+    for name, frame in one.items():
+        pd.testing.assert_frame_equal(frame, other[name], check_exact=True, obj=name)
+
+
 def test_force_reprocess_gives_the_incremental_result(pipeline: Pipeline) -> None:
     pipeline.land(batch.batch_one())
     pipeline.run()
     pipeline.land(batch.batch_two())
-    pipeline.run()
+    second = pipeline.run()
     incremental = pipeline.outcome()
+    _, incremental_statistics = kept_peer_statistics(pipeline)
     cases_before = pipeline.query("SELECT id, case_number FROM investigation_cases")
+    # The incremental run added batch two's claims to batch one's statistics, reading no
+    # processed claim; the subjects batch two does not touch were kept as they were.
+    peers = materializations(pipeline.instance, second.run_id)["peer_statistics"]
+    assert peers["full_recompute"] is False and peers["recomputed"] == {}
+    assert peers["processed_claims_read"] == 0
+    assert 0 < sum(peers["subjects_updated"].values()) < sum(peers["subjects_by_rule"].values())
+    assert sum(peers["subjects_carried_over"].values()) > 0
 
     forced = pipeline.run(force_reprocess=True)
 
     assert forced.success
     assert pipeline.outcome() == incremental
+    # The statistics themselves: exactly those of one pass over every claim.
+    version, forced_statistics = kept_peer_statistics(pipeline)
+    assert version == forced.run_id
+    assert_same_statistics(incremental_statistics, forced_statistics)
     # Every claim now points at the forced run; no case was opened twice.
     assert pipeline.query("SELECT DISTINCT last_run_id FROM claim_status") == [(forced.run_id,)]
     assert pipeline.query("SELECT id, case_number FROM investigation_cases") == cases_before
@@ -368,15 +409,43 @@ def test_a_failed_commit_keeps_the_peer_copy_of_the_last_committed_run(
     failed = pipeline.run()
 
     assert not failed.success
-    # The copy staged beside the commit never became current: the next run reads the one
-    # that matches what the store holds.
+    # The copy and the peer statistics staged beside the commit never became current: the
+    # next run reads the ones that match what the store holds.
     version, _ = load(directory)  # type: ignore[misc]
     assert version == first.run_id
+    assert kept_peer_statistics(pipeline)[0] == first.run_id
     monkeypatch.undo()
     again = pipeline.run()
     assert again.success
     assert load(directory)[0] == again.run_id  # type: ignore[index]
     assert [p.name for p in directory.iterdir() if p.is_dir()] == [again.run_id]
+    assert kept_peer_statistics(pipeline)[0] == again.run_id
+    kept = statistics_dir(directory)
+    assert [p.name for p in kept.iterdir() if p.is_dir()] == [again.run_id]
+    # Carried over from the first run's statistics, not recomputed.
+    assert materializations(pipeline.instance, again.run_id)["peer_statistics"]["recomputed"] == {}
+
+
+def test_a_changed_threshold_recomputes_that_rules_statistics_in_full(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.land(batch.batch_one())
+    assert pipeline.run().success
+    pipeline.land(batch.batch_two())
+    other_modifiers = {"rules": {"RULE-MED-010": {"thresholds": {"modifiers": ["25"]}}}}
+
+    changed = pipeline.run(pipeline=other_modifiers)
+
+    assert changed.success
+    peers = materializations(pipeline.instance, changed.run_id)["peer_statistics"]
+    assert peers["full_recompute"] is True
+    assert peers["recomputed"] == {
+        "RULE-MED-010": "its version, thresholds or reference data changed"
+    }
+    assert peers["processed_claims_read"] > 0  # batch one's claims, for that rule only
+    _, incremental = kept_peer_statistics(pipeline)
+    assert pipeline.run(force_reprocess=True, pipeline=other_modifiers).success
+    assert_same_statistics(incremental, kept_peer_statistics(pipeline)[1])
 
 
 def step_failures(pipeline: Pipeline, run_id: str) -> list[str]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fwa_pipeline.domain.config import default_config
 from fwa_pipeline.steps.frame_files import load
 from fwa_pipeline.steps.peer_history import peer_history_dir
+from fwa_pipeline.steps.peer_statistics import statistics_dir
 from fwa_pipeline.synth import generate
 from tests.pipeline.conftest import WORKSPACE, Pipeline, materializations
 
@@ -58,15 +60,23 @@ def test_an_incremental_run_finds_what_a_full_reprocess_finds(
     pipeline.land_directory(first)
     assert pipeline.run(pipeline=wide).success
     pipeline.land_directory(second)
-    if peer_copy == "lost":  # the run rebuilds the peers' history from the store
-        shutil.rmtree(peer_history_dir(pipeline.store.io_dir(), WORKSPACE))
+    peer_directory = peer_history_dir(pipeline.store.io_dir(), WORKSPACE)
+    if peer_copy == "lost":  # the run rebuilds the peers' history and statistics from the store
+        shutil.rmtree(peer_directory)
+        shutil.rmtree(statistics_dir(peer_directory))
 
     incremental = pipeline.run(pipeline=wide)
 
     assert incremental.success
     metadata = materializations(pipeline.instance, incremental.run_id)
     assert metadata["raw_claims"]["claims_in"] == len(later)
-    assert metadata["rule_hits"]["peer_claims"] > 0
+    peers = metadata["peer_statistics"]
+    if peer_copy == "lost":  # every processed claim, read to recompute the statistics
+        assert peers["processed_claims_read"] > 0
+    else:  # the new claims added to the statistics the first run kept
+        assert peers["processed_claims_read"] == 0
+        assert sum(peers["subjects_carried_over"].values()) > 0
+    _, statistics = load(statistics_dir(peer_directory))  # type: ignore[misc]
     found = findings(pipeline, later)
     assert {f[0] for f in found} & PEER_RULES, "no peer rule fired on the new claims"
     # The peers' history the next run maps is the store's processed claims, as of this run.
@@ -86,3 +96,7 @@ def test_an_incremental_run_finds_what_a_full_reprocess_finds(
 
     assert pipeline.run(pipeline=wide, force_reprocess=True).success
     assert findings(pipeline, later) == found
+    _, forced = load(statistics_dir(peer_directory))  # type: ignore[misc]
+    assert set(forced) == set(statistics)
+    for name, frame in statistics.items():
+        pd.testing.assert_frame_equal(frame, forced[name], check_exact=True, obj=name)
