@@ -188,16 +188,22 @@ class NdcReference(Base):
 CLAIM_STATUSES = ("pending", "processed", "held")
 
 
-class MedicalClaim(Base):
-    __tablename__ = "medical_claims"
+class _ClaimRow:
+    """The columns both claim tables start with (``sort_order``: a mixin's columns would
+    otherwise come after the table's own, unlike the migrations')."""
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True, sort_order=-1)
     # No foreign keys on the claim tables: their per-row triggers halved COPY throughput, and
     # the loader creates the workspace and batch rows in the same transaction as the claims.
-    workspace_id: Mapped[int] = mapped_column(Integer)
-    batch_id: Mapped[int] = mapped_column(Integer)
-    claim_id: Mapped[str] = mapped_column(String(64))
-    member_id: Mapped[str | None] = mapped_column(String(64))
+    workspace_id: Mapped[int] = mapped_column(Integer, sort_order=-1)
+    batch_id: Mapped[int] = mapped_column(Integer, sort_order=-1)
+    claim_id: Mapped[str] = mapped_column(String(64), sort_order=-1)
+    member_id: Mapped[str | None] = mapped_column(String(64), sort_order=-1)
+
+
+class MedicalClaim(_ClaimRow, Base):
+    __tablename__ = "medical_claims"
+
     provider_id: Mapped[str | None] = mapped_column(String(10))
     service_date: Mapped[dt.date | None] = mapped_column(Date)
     cpt_code: Mapped[str | None] = mapped_column(String(5))
@@ -217,15 +223,9 @@ class MedicalClaim(Base):
     )
 
 
-class PharmacyClaim(Base):
+class PharmacyClaim(_ClaimRow, Base):
     __tablename__ = "pharmacy_claims"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    # No foreign keys: see MedicalClaim.
-    workspace_id: Mapped[int] = mapped_column(Integer)
-    batch_id: Mapped[int] = mapped_column(Integer)
-    claim_id: Mapped[str] = mapped_column(String(64))
-    member_id: Mapped[str | None] = mapped_column(String(64))
     prescriber_id: Mapped[str | None] = mapped_column(String(10))
     pharmacy_id: Mapped[str | None] = mapped_column(String(10))
     fill_date: Mapped[dt.date | None] = mapped_column(Date)
