@@ -32,6 +32,19 @@ _CLAIM_FIELDS = (
     "amount_billed",
     "amount_paid",
 )
+_HIT_FIELDS = (
+    "rule_id",
+    "rule_version",
+    "weight",
+    "severity",
+    "subject_type",
+    "subject_id",
+    "evidence",
+)
+
+
+def _pick(row: Any, *keys: str) -> dict[str, Any]:
+    return {key: row[key] for key in keys}
 
 
 def _claim_rows(workspace_id: int, claim_id: str) -> Any:
@@ -148,11 +161,7 @@ def claim_provenance(
     chosen = (first["claim_type"], first["claim_pk"])
     mine = [r for r in rows if (r["claim_type"], r["claim_pk"]) == chosen]
     others = {
-        (r["claim_type"], r["claim_pk"]): {
-            "claim_type": r["claim_type"],
-            "claim_pk": r["claim_pk"],
-            "status": r["status"],
-        }
+        (r["claim_type"], r["claim_pk"]): _pick(r, "claim_type", "claim_pk", "status")
         for r in rows
         if (r["claim_type"], r["claim_pk"]) != chosen
     }
@@ -164,36 +173,21 @@ def claim_provenance(
         else {
             "run_id": first["last_run_id"],
             "status": first["run_status"],
-            "started_at": first["started_at"],
-            "completed_at": first["completed_at"],
+            **_pick(first, "started_at", "completed_at"),
             "config_snapshot": snapshot,
         }
     )
-    score = (
-        None
-        if first["score"] is None
-        else {
-            "score": first["score"],
-            "risk_level": first["risk_level"],
-            "hit_count": first["hit_count"],
-        }
-    )
+    score = None if first["score"] is None else _pick(first, "score", "risk_level", "hit_count")
     hits = [
         {
-            "rule_id": r["rule_id"],
-            "rule_version": r["rule_version"],
-            "weight": r["weight"],
-            "severity": r["severity"],
-            "subject_type": r["subject_type"],
-            "subject_id": r["subject_id"],
-            "evidence": r["evidence"],
+            **_pick(r, *_HIT_FIELDS),
             # The rule's settings in that run: weight, cap, thresholds.
             "rule_config": rule_config.get(r["rule_id"]),
         }
         for r in mine
         if r["rule_id"] is not None
     ]
-    claim = {key: first[key] for key in _CLAIM_FIELDS}
+    claim = _pick(first, *_CLAIM_FIELDS)
     return json_safe(
         {
             "claim": claim,
