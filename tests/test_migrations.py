@@ -4,6 +4,7 @@ up again cleanly."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +68,23 @@ def _case(rule_id: str, evidence: dict[str, Any]) -> InvestigationCase:
     )
 
 
-def test_migrations_round_trip(empty_store_url: str) -> None:
+@pytest.fixture
+def engine(empty_store_url: str) -> Iterator[Engine]:
+    """An engine on an empty database (SQLite, then PostgreSQL), disposed after the test."""
     engine = create_engine(empty_store_url)
-    try:
-        migrate.upgrade(engine)
-        assert set(inspect(engine).get_table_names()) >= EXPECTED
-        migrate.downgrade(engine, "base")
-        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-        migrate.upgrade(engine)
-        assert set(inspect(engine).get_table_names()) >= EXPECTED
-        with engine.connect() as conn:
-            assert conn.execute(text("select version_num from alembic_version")).scalar()
-    finally:
-        engine.dispose()
+    yield engine
+    engine.dispose()
+
+
+def test_migrations_round_trip(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    assert set(inspect(engine).get_table_names()) >= EXPECTED
+    migrate.downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(engine)
+    assert set(inspect(engine).get_table_names()) >= EXPECTED
+    with engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar()
 
 
 @pytest.mark.postgres
@@ -163,170 +168,158 @@ def test_claim_status_moves_to_batches_and_back(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_stored_evidence_loses_member_ages(empty_store_url: str) -> None:
+def test_stored_evidence_loses_member_ages(engine: Engine) -> None:
     """0004 rewrites RULE-MED-008 evidence stored with the member's age (derived from the date
     of birth) as the bound it crossed, in rule hits and in case explanations alike."""
-    engine = create_engine(empty_store_url)
     old = {"member_age": 7.0, "min_age": 18.0, "max_age": None, "cpt_code": "G0438"}
     new = {"age": "below min_age", "min_age": 18.0, "max_age": None, "cpt_code": "G0438"}
     other = {"member_gender": "M", "code_gender": "F", "cpt_code": "59400"}
-    try:
-        migrate.upgrade(engine, "0003")
-        with Session(engine) as session, session.begin():
-            session.add(Workspace(id=1, name="w"))
-            session.flush()
-            session.add(_hit("RULE-MED-008", 1, old))
-            session.add(_hit("RULE-MED-007", 2, other))
-            session.add(_case("RULE-MED-008", old))
+    migrate.upgrade(engine, "0003")
+    with Session(engine) as session, session.begin():
+        session.add(Workspace(id=1, name="w"))
+        session.flush()
+        session.add(_hit("RULE-MED-008", 1, old))
+        session.add(_hit("RULE-MED-007", 2, other))
+        session.add(_case("RULE-MED-008", old))
 
-        migrate.upgrade(engine)
+    migrate.upgrade(engine)
 
-        with Session(engine) as session:
-            evidence = dict(session.execute(select(RuleHit.rule_id, RuleHit.evidence)).all())
-            explanation = session.scalars(select(InvestigationCase.explanation)).one()
-        assert evidence == {"RULE-MED-008": new, "RULE-MED-007": other}
-        assert explanation["rules"][0]["samples"] == [{"claim_id": "C1", "evidence": new}]
-    finally:
-        engine.dispose()
+    with Session(engine) as session:
+        evidence = dict(session.execute(select(RuleHit.rule_id, RuleHit.evidence)).all())
+        explanation = session.scalars(select(InvestigationCase.explanation)).one()
+    assert evidence == {"RULE-MED-008": new, "RULE-MED-007": other}
+    assert explanation["rules"][0]["samples"] == [{"claim_id": "C1", "evidence": new}]
 
 
-def test_workspace_config_versions_migrate_up_and_down(empty_store_url: str) -> None:
+def test_workspace_config_versions_migrate_up_and_down(engine: Engine) -> None:
     """0008 adds the versioned workspace configuration (one row per version, a version number
     once per workspace) and a request's quality mode; going down drops both and keeps the
     requests."""
     from sqlalchemy.exc import IntegrityError
 
-    engine = create_engine(empty_store_url)
     version = (
         "INSERT INTO workspace_configs (workspace_id, version, document, created_by, created_at,"
         " note) VALUES (1, :v, '{}', 'admin', '2026-01-01', 'why')"
     )
-    try:
-        migrate.upgrade(engine, "0007")
-        with engine.begin() as conn:
-            _add_workspace(conn)
-            conn.execute(
-                text(
-                    "INSERT INTO pipeline_requests (job_id, workspace_id, force_reprocess, "
-                    "requested_at, status) VALUES ('j1', 1, false, '2026-01-01', 'queued')"
-                )
+    migrate.upgrade(engine, "0007")
+    with engine.begin() as conn:
+        _add_workspace(conn)
+        conn.execute(
+            text(
+                "INSERT INTO pipeline_requests (job_id, workspace_id, force_reprocess, "
+                "requested_at, status) VALUES ('j1', 1, false, '2026-01-01', 'queued')"
             )
-        migrate.upgrade(engine, "0008")
-        with engine.begin() as conn:
-            conn.execute(text(version), {"v": 1})
-            conn.execute(text("UPDATE pipeline_requests SET quality_mode = 'flag_only'"))
-        with pytest.raises(IntegrityError), engine.begin() as conn:
-            conn.execute(text(version), {"v": 1})  # one version 1 per workspace
-        with pytest.raises(IntegrityError), engine.begin() as conn:
-            conn.execute(text(version), {"v": 0})
+        )
+    migrate.upgrade(engine, "0008")
+    with engine.begin() as conn:
+        conn.execute(text(version), {"v": 1})
+        conn.execute(text("UPDATE pipeline_requests SET quality_mode = 'flag_only'"))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(version), {"v": 1})  # one version 1 per workspace
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(version), {"v": 0})
 
-        migrate.downgrade(engine, "0007")
-        inspector = inspect(engine)
-        assert "workspace_configs" not in inspector.get_table_names()
-        columns = {c["name"] for c in inspector.get_columns("pipeline_requests")}
-        assert "quality_mode" not in columns
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT job_id FROM pipeline_requests")).all() == [("j1",)]
-    finally:
-        engine.dispose()
+    migrate.downgrade(engine, "0007")
+    inspector = inspect(engine)
+    assert "workspace_configs" not in inspector.get_table_names()
+    columns = {c["name"] for c in inspector.get_columns("pipeline_requests")}
+    assert "quality_mode" not in columns
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT job_id FROM pipeline_requests")).all() == [("j1",)]
 
 
 def test_dates_of_death_are_encrypted_and_leave_the_evidence(
-    empty_store_url: str, settings: Settings
+    engine: Engine, settings: Settings
 ) -> None:
     """0007 encrypts the dates of death already stored (under each row's key id; plaintext rows
     of a keyless development store stay plaintext), drops them from stored evidence, refuses
     without the rows' key, and its downgrade gives the dates back."""
-    engine = create_engine(empty_store_url)
     cipher = cipher_from_settings(settings)
     assert cipher is not None
     old = {"service_date": "2024-02-20", "date_of_death": "2024-01-15", "days_after_death": 36}
     new = {"service_date": "2024-02-20", "days_after_death": 36}
-    try:
-        migrate.upgrade(engine, "0006")
-        with engine.begin() as conn:
-            _add_workspace(conn)
-            member = text(
-                "INSERT INTO members (workspace_id, member_id, first_name, last_name, "
-                "date_of_birth, pii_key_id, gender, date_of_death) "
-                "VALUES (1, :id, :first, :last, :born, :kid, 'F', :died)"
+    migrate.upgrade(engine, "0006")
+    with engine.begin() as conn:
+        _add_workspace(conn)
+        member = text(
+            "INSERT INTO members (workspace_id, member_id, first_name, last_name, "
+            "date_of_birth, pii_key_id, gender, date_of_death) "
+            "VALUES (1, :id, :first, :last, :born, :kid, 'F', :died)"
+        )
+        sealed = {
+            c: cipher.encrypt(v, table=TABLE, column=c, row_key=row_key(1, "SEALED"))
+            for c, v in (
+                ("first_name", "Ana"),
+                ("last_name", "Diaz"),
+                ("date_of_birth", "1940-01-02"),
             )
-            sealed = {
-                c: cipher.encrypt(v, table=TABLE, column=c, row_key=row_key(1, "SEALED"))
-                for c, v in (
-                    ("first_name", "Ana"),
-                    ("last_name", "Diaz"),
-                    ("date_of_birth", "1940-01-02"),
+        }
+        conn.execute(
+            member,
+            {
+                "id": "SEALED",
+                "first": sealed["first_name"],
+                "last": sealed["last_name"],
+                "born": sealed["date_of_birth"],
+                "kid": cipher.active_key_id,
+                "died": dt.date(2024, 1, 15),
+            },
+        )
+        conn.execute(
+            member,
+            {
+                "id": "PLAIN",
+                "first": "Ben",
+                "last": "Ng",
+                "born": "1950-03-04",
+                "kid": None,
+                "died": dt.date(2024, 3, 1),
+            },
+        )
+        conn.execute(
+            member,
+            {
+                "id": "ALIVE",
+                "first": sealed["first_name"],
+                "last": sealed["last_name"],
+                "born": sealed["date_of_birth"],
+                "kid": cipher.active_key_id,
+                "died": None,
+            },
+        )
+    with Session(engine) as session, session.begin():
+        session.add(_hit("RULE-MED-006", 1, old))
+        session.add(_case("RULE-MED-006", old))
+
+    # Without the key the rows are under, nothing changes.
+    other = settings.model_copy(update={"encryption_key": SecretStr(make_key("other"))})
+    with pytest.raises(migrate.MigrationRefusedError, match="key id\\(s\\) test1"):
+        migrate.upgrade(engine, settings=other)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+
+    migrate.upgrade(engine, settings=settings)
+
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(Member.member_id, Member.date_of_death)).all())
+    assert stored["SEALED"].startswith("v1:test1:") and "2024" not in stored["SEALED"]
+    assert stored["PLAIN"] == "2024-03-01"  # plaintext like the row's other PHI
+    assert stored["ALIVE"] is None
+    with Session(engine) as session:
+        record = get_member(session, cipher, 1, "SEALED")
+        evidence = session.scalars(select(RuleHit.evidence)).one()
+        explanation = session.scalars(select(InvestigationCase.explanation)).one()
+    assert record is not None and record.date_of_death == dt.date(2024, 1, 15)
+    assert evidence == new
+    assert explanation["rules"][0]["samples"] == [{"claim_id": "C1", "evidence": new}]
+
+    migrate.downgrade(engine, "0006", settings=settings)
+    with engine.connect() as conn:
+        back = dict(
+            conn.execute(
+                select(sa.column("member_id"), sa.column("date_of_death", sa.Date)).select_from(
+                    sa.table("members")
                 )
-            }
-            conn.execute(
-                member,
-                {
-                    "id": "SEALED",
-                    "first": sealed["first_name"],
-                    "last": sealed["last_name"],
-                    "born": sealed["date_of_birth"],
-                    "kid": cipher.active_key_id,
-                    "died": dt.date(2024, 1, 15),
-                },
-            )
-            conn.execute(
-                member,
-                {
-                    "id": "PLAIN",
-                    "first": "Ben",
-                    "last": "Ng",
-                    "born": "1950-03-04",
-                    "kid": None,
-                    "died": dt.date(2024, 3, 1),
-                },
-            )
-            conn.execute(
-                member,
-                {
-                    "id": "ALIVE",
-                    "first": sealed["first_name"],
-                    "last": sealed["last_name"],
-                    "born": sealed["date_of_birth"],
-                    "kid": cipher.active_key_id,
-                    "died": None,
-                },
-            )
-        with Session(engine) as session, session.begin():
-            session.add(_hit("RULE-MED-006", 1, old))
-            session.add(_case("RULE-MED-006", old))
-
-        # Without the key the rows are under, nothing changes.
-        other = settings.model_copy(update={"encryption_key": SecretStr(make_key("other"))})
-        with pytest.raises(migrate.MigrationRefusedError, match="key id\\(s\\) test1"):
-            migrate.upgrade(engine, settings=other)
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
-
-        migrate.upgrade(engine, settings=settings)
-
-        with engine.connect() as conn:
-            stored = dict(conn.execute(select(Member.member_id, Member.date_of_death)).all())
-        assert stored["SEALED"].startswith("v1:test1:") and "2024" not in stored["SEALED"]
-        assert stored["PLAIN"] == "2024-03-01"  # plaintext like the row's other PHI
-        assert stored["ALIVE"] is None
-        with Session(engine) as session:
-            record = get_member(session, cipher, 1, "SEALED")
-            evidence = session.scalars(select(RuleHit.evidence)).one()
-            explanation = session.scalars(select(InvestigationCase.explanation)).one()
-        assert record is not None and record.date_of_death == dt.date(2024, 1, 15)
-        assert evidence == new
-        assert explanation["rules"][0]["samples"] == [{"claim_id": "C1", "evidence": new}]
-
-        migrate.downgrade(engine, "0006", settings=settings)
-        with engine.connect() as conn:
-            back = dict(
-                conn.execute(
-                    select(sa.column("member_id"), sa.column("date_of_death", sa.Date)).select_from(
-                        sa.table("members")
-                    )
-                ).all()
-            )
-        assert back == {"SEALED": dt.date(2024, 1, 15), "PLAIN": dt.date(2024, 3, 1), "ALIVE": None}
-    finally:
-        engine.dispose()
+            ).all()
+        )
+    assert back == {"SEALED": dt.date(2024, 1, 15), "PLAIN": dt.date(2024, 3, 1), "ALIVE": None}
