@@ -2,8 +2,11 @@
 quality report, and the gate that holds invalid claims back.
 
 Every check is defined once, as a Pandera schema; :func:`assess_quality` runs the same schemas
-the Dagster asset checks run and turns their failure cases into issue rows. Issues come in two
-severities:
+the Dagster asset checks run and turns their failure cases into issue rows. The claims can also be
+checked in shards (:func:`claim_issues` on each, then :func:`quality_result`): the checks that
+compare claims across shards take what they need of the others (:class:`Elsewhere`: the claim
+ids other shards hold, and each code's amount limit from exact figures that any split adds up to).
+Issues come in two severities:
 
 * ``error``: the claim breaks the data contract (a required value missing, a bad NPI check digit,
   a future date, an amount or count out of range, a claim id already used by an earlier row, a
@@ -356,7 +359,7 @@ def amount_figures(claim_type: ClaimType, frame: pd.DataFrame) -> pd.DataFrame:
             "sq_0": c * c,
         }
     )
-    return parts.groupby(["code", "exponent"]).sum()
+    return parts.groupby(["code", "exponent"])[FIGURE_COLUMNS].sum()
 
 
 def merged_figures(figures: list[pd.DataFrame]) -> pd.DataFrame:
@@ -548,6 +551,7 @@ def _register_backends() -> None:
 
 
 def check_shape(claim_type: ClaimType, frame: pd.DataFrame) -> None:
+    """Fail on a frame lacking a column the checks read: a programming error, not bad data."""
     missing = [c for c in _COLUMNS[claim_type] if c not in frame.columns]
     if missing:
         raise ValueError(f"{claim_type} claims frame lacks columns: {', '.join(missing)}")
