@@ -204,24 +204,10 @@ def database(args: argparse.Namespace) -> Iterator[str]:
     if args.database_url:
         yield args.database_url
         return
-    import psycopg
-    from sqlalchemy import create_engine
+    from tests.conftest import migrated_database
 
-    from fwa_pipeline.store import migrate
-
-    name = f"fwa_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(args.pg_admin_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = args.pg_admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    engine = create_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    try:
+    with migrated_database("fwa_bench", args.pg_admin_dsn) as url:
         yield url
-    finally:
-        with psycopg.connect(args.pg_admin_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def case_proposals(count: int) -> Any:

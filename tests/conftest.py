@@ -63,21 +63,32 @@ def silent_database() -> Iterator[int]:
 
 
 @contextmanager
-def scratch_database(prefix: str = "fwa_mig") -> Iterator[str]:
-    """The URL of an empty PostgreSQL database of the caller's own, dropped after."""
+def scratch_database(prefix: str = "fwa_mig", admin_dsn: str = PG_ADMIN_DSN) -> Iterator[str]:
+    """The URL of an empty PostgreSQL database of the caller's own on ``admin_dsn``'s server,
+    dropped after."""
     name = f"{prefix}_{secrets.token_hex(4)}"
     try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+        admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:  # pragma: no cover - CI starts the server
-        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN_DSN}: {exc}")
+        pytest.fail(f"PostgreSQL is not answering at {admin_dsn}: {exc}")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def migrated_database(prefix: str, admin_dsn: str = PG_ADMIN_DSN) -> Iterator[str]:
+    """:func:`scratch_database`, migrated to the head revision (the benchmarks use it too)."""
+    with scratch_database(prefix, admin_dsn) as url:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -140,10 +151,7 @@ def settings(sqlite_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     """Create a database of our own for this run, migrated; drop it at the end."""
-    with scratch_database("fwa_test") as url:
-        engine = create_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
+    with migrated_database("fwa_test") as url:
         try:
             yield url
         finally:
