@@ -9,7 +9,7 @@ payer's ``claim_id`` for display and export.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from sqlalchemy import (
     JSON,
@@ -39,6 +39,10 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 Money = Numeric(14, 2, asdecimal=False)
+# The leading key column of a table whose rows belong to one workspace and go with it.
+WorkspaceKey = Annotated[
+    int, mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -101,9 +105,7 @@ class Batch(Base):
 class Provider(Base):
     __tablename__ = "providers"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[WorkspaceKey]
     provider_id: Mapped[str] = mapped_column(String(10), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     provider_type: Mapped[str] = mapped_column(String(16))
@@ -141,9 +143,7 @@ class Member(Base):
 class CptReference(Base):
     __tablename__ = "cpt_reference"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[WorkspaceKey]
     cpt_code: Mapped[str] = mapped_column(String(5), primary_key=True)
     description: Mapped[str | None] = mapped_column(String(300))
     minutes_per_unit: Mapped[float | None] = mapped_column(Float)
@@ -157,9 +157,7 @@ class CptReference(Base):
 class NcciEdit(Base):
     __tablename__ = "ncci_edits"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[WorkspaceKey]
     column1_code: Mapped[str] = mapped_column(String(5), primary_key=True)
     column2_code: Mapped[str] = mapped_column(String(5), primary_key=True)
     modifier_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -168,9 +166,7 @@ class NcciEdit(Base):
 class NdcReference(Base):
     __tablename__ = "ndc_reference"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[WorkspaceKey]
     ndc_code: Mapped[str] = mapped_column(String(11), primary_key=True)
     drug_name: Mapped[str | None] = mapped_column(String(200))
     dea_schedule: Mapped[int | None] = mapped_column(Integer)
@@ -251,9 +247,7 @@ class HeldClaim(Base):
 
     __tablename__ = "held_claims"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[WorkspaceKey]
     claim_type: Mapped[str] = mapped_column(String(10), primary_key=True)
     claim_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[str] = mapped_column(String(64))
@@ -266,9 +260,7 @@ class ClaimLabel(Base):
 
     __tablename__ = "claim_labels"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[WorkspaceKey]
     claim_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     rule_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
@@ -394,9 +386,7 @@ class RuleHit(Base):
 class ClaimScore(Base):
     __tablename__ = "claim_scores"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[WorkspaceKey]
     claim_type: Mapped[str] = mapped_column(String(10), primary_key=True)
     claim_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     claim_id: Mapped[str] = mapped_column(String(64))
