@@ -203,22 +203,16 @@ def record_turn(engine: Engine, workspace_id: int, session_id: str, turn: Turn) 
         if not row.title:
             row.title = title_from(turn.question)
         row.updated_at = utcnow()
+        # Both sides carry the exchange's degraded mark: a degraded exchange is never replayed.
+        both = {"session_id": session_id, "degraded": turn.degraded}
+        session.add(ChatMessage(role="user", content=turn.question, **both))
         session.add(
             ChatMessage(
-                session_id=session_id,
-                role="user",
-                content=turn.question,
-                degraded=turn.degraded,
-            )
-        )
-        session.add(
-            ChatMessage(
-                session_id=session_id,
                 role="assistant",
                 content=turn.answer,
                 sources_cited=turn.sources_cited,
                 model_used=turn.model_used,
                 confidence=turn.confidence,
-                degraded=turn.degraded,
+                **both,
             )
         )
