@@ -3,9 +3,11 @@ peer rules' two phases over shards of it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fwa_pipeline.domain.rules import RuleContext
@@ -30,23 +32,22 @@ def test_a_rule_reads_exactly_the_columns_it_declares(rule_id: str, batch_ctx: R
     )
 
 
-@pytest.mark.parametrize(
-    "rule_id", ["RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012"]
-)
+PEER_RULES = ["RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012"]
+
+
+def with_medical(batch_ctx: RuleContext) -> Callable[[pd.DataFrame], RuleContext]:
+    return lambda frame: replace(batch_ctx, medical=frame)
+
+
+@pytest.mark.parametrize("rule_id", PEER_RULES)
 def test_peer_phases_over_shards_find_what_the_rule_finds(
     rule_id: str, batch_ctx: RuleContext
 ) -> None:
-    check_phases(
-        rule_id, params(rule_id), batch_ctx.medical, lambda frame: replace(batch_ctx, medical=frame)
-    )
+    check_phases(rule_id, params(rule_id), batch_ctx.medical, with_medical(batch_ctx))
 
 
-@pytest.mark.parametrize(
-    "rule_id", ["RULE-MED-005", "RULE-MED-010", "RULE-MED-011", "RULE-MED-012"]
-)
+@pytest.mark.parametrize("rule_id", PEER_RULES)
 def test_peer_aggregates_of_batches_merged_are_those_of_one_pass(
     rule_id: str, batch_ctx: RuleContext
 ) -> None:
-    check_increments(
-        rule_id, params(rule_id), batch_ctx.medical, lambda frame: replace(batch_ctx, medical=frame)
-    )
+    check_increments(rule_id, params(rule_id), batch_ctx.medical, with_medical(batch_ctx))
