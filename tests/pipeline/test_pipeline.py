@@ -639,6 +639,31 @@ def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
     assert_the_next_batch_runs(pipeline)
 
 
+def test_peer_statistics_that_cannot_be_made_current_are_recomputed_by_the_next_run(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    processed_batch_one(pipeline)
+    pipeline.land(batch.batch_two())
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fwa_pipeline.steps.peer_statistics.make_current", full_disk)
+    committed = pipeline.run()
+    monkeypatch.undo()
+
+    # The run committed, so it succeeded; its statistics never became current.
+    assert committed.success
+    assert kept_peer_statistics(pipeline)[0] != committed.run_id
+    pipeline.land({"medical_claims.csv": [batch.medical("MC-31", "M3", batch.P2, "2024-03-03")]})
+    after = pipeline.run()
+    assert after.success
+    peers = materializations(pipeline.instance, after.run_id)["peer_statistics"]
+    assert set(peers["recomputed"].values()) == {"no statistics of the last committed run"}
+    assert peers["processed_claims_read"] > 0
+    assert kept_peer_statistics(pipeline)[0] == after.run_id
+
+
 def test_a_held_claims_id_is_taken_for_later_batches_as_for_a_reprocess(
     pipeline: Pipeline,
 ) -> None:
