@@ -452,7 +452,10 @@ def investigation_cases(
     except RunSupersededError as superseded:
         raise dg.Failure(str(superseded)) from superseded
     if summary.copy_not_kept is not None:
-        context.log.warning(f"peer history copy not kept: {summary.copy_not_kept}")
+        context.log.warning(
+            f"peer history or statistics not kept (the next run rebuilds them): "
+            f"{summary.copy_not_kept}"
+        )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(summary.cases),
