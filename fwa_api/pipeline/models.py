@@ -76,9 +76,16 @@ class RunOut(BaseModel):
     )
 
 
+class RunProgress(BaseModel):
+    planned: list[str] = Field(default_factory=list, description="The run's steps, in order.")
+    done: list[str] = Field(default_factory=list, description="The steps it has finished.")
+
+
 class RunDetail(RunOut):
     config_snapshot: dict[str, Any]
     quality_report: dict[str, Any]
+    progress: RunProgress = Field(description="The steps the run planned and has finished.")
+    errors: list[str] = Field(description="Why steps failed, as the run recorded it.")
 
 
 class RunList(BaseModel):

@@ -275,6 +275,8 @@ async def test_run_full_runs_the_job_and_its_run_is_listed(world: World) -> None
     assert body["config_snapshot"]["quality"]["mode"] == "skip_invalid"
     assert "RULE-MED-001" in json.dumps(body["config_snapshot"])
     assert body["quality_report"]["total_claims"] == 9 and body["stats"] == run["stats"]
+    assert body["progress"]["done"] == body["progress"]["planned"] and body["errors"] == []
+    assert body["progress"]["planned"][0] == "landed_batches"
 
     for who, workspace in (("gus", "globex"), ("ines", WORKSPACE)):
         missing = run_id if who == "gus" else "no-such-run"
@@ -389,6 +391,11 @@ async def test_a_failed_job_has_a_result_with_its_reason(world: World) -> None:
         "failure_reason": job["errors"][0],
     }
     assert job["result"]["failure_reason"].startswith("raw_claims: 2 blocking asset checks")
+    # The run's own record says the same, and where it stopped.
+    run = (await world.call("GET", f"/runs/{job['dagster_run_id']}")).json()
+    assert (run["status"], run["errors"]) == ("failure", job["errors"])
+    assert "raw_claims" not in run["progress"]["done"]
+    assert run["progress"]["done"] == run["progress"]["planned"][: len(run["progress"]["done"])]
 
 
 # --------------------------------------------------------------------------- cancel
