@@ -19,8 +19,8 @@
 * ``GET /api/pipeline/runs?limit=&offset=``: the workspace's ``PipelineRun`` rows with their
   stats and the workspace configuration version each applied (``config_version``), newest
   first; ``GET /api/pipeline/runs/{run_id}``: one with its config snapshot (rules, thresholds,
-  scoring in effect, the run's override, reference data hashes, code version) and quality
-  report.
+  scoring in effect, the run's override, reference data hashes, code version), quality report,
+  progress (steps planned and done) and errors, as the run recorded them.
 * ``POST /api/pipeline/run-full?timeout_s=`` (investigator): enqueue and wait for the job to
   end: 200 with its final status, or 202 with the job as it stands when ``timeout_s`` (at most
   ``FWA_PIPELINE_WAIT_MAX_S``) runs out, so the client can poll the job.
