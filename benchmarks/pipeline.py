@@ -2,6 +2,7 @@
 
     python benchmarks/pipeline.py [--claims 1000000] [--batch-share 0.01] [--seed 42]
                                   [--dagster {postgres,memory}] [--admin-dsn postgresql://...]
+                                  [--compute {local,dask,both}] [--workers 2]
 
 Synthesises ``claims x (1 + batch-share)`` claims (sorted by date) and splits them: the first
 ``claims`` land as one batch, the latest ``claims x batch-share`` later as a second batch. Prints:
@@ -21,22 +22,37 @@ with the targets (full < 60 s, full <= 3x the floor, 1% <= 5% of full) and each 
 times. ``--dagster postgres`` (default) keeps Dagster's runs and events in PostgreSQL with the
 production dagster.yaml, as deployed; ``memory`` leaves Dagster's storage out of the figures.
 Databases are created for the run and dropped after.
+
+``--compute`` says where the runs compute: ``local`` (default) in process, ``dask`` on a
+``LocalCluster`` of ``--workers`` processes (one thread each) that each run starts and stops
+(``FWA_COMPUTE=dask``, ``FWA_DASK_WORKERS``), ``both`` each of them in a process of its own,
+then the one against the other with the scale-out targets (Dask's full run at least 1.5x
+faster; Dask's largest process at most 40% of local's peak). Each run also prints the peak
+resident memory of its process (the driver) and of the largest process it started (a Dask
+worker or its nanny), sampled while it runs: ``ru_maxrss`` cannot be reset between runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
+import psutil
 import psycopg
 from sqlalchemy.orm import Session
 
@@ -75,7 +91,56 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dagster", choices=["postgres", "memory"], default="postgres")
     parser.add_argument("--admin-dsn", default=DEFAULT_ADMIN_DSN)
+    parser.add_argument("--compute", choices=["local", "dask", "both"], default="local")
+    parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
+    # Where a mode run by ``both`` leaves its figures for the comparison.
+    parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compute == "both":
+        compare_modes(args)
+    else:
+        benchmark(args)
+
+
+def compare_modes(args: argparse.Namespace) -> None:
+    """Each mode in a fresh process (a clean peak memory), then the one against the other."""
+    forwarded = [
+        *("--claims", str(args.claims), "--batch-share", str(args.batch_share)),
+        *("--seed", str(args.seed), "--dagster", args.dagster, "--admin-dsn", args.admin_dsn),
+        *("--workers", str(args.workers)),
+    ]
+    figures: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="fwa-bench-modes-") as tmp:
+        for mode in ("local", "dask"):
+            print(f"=== {mode} ===", flush=True)
+            summary = Path(tmp) / f"{mode}.json"
+            command = [sys.executable, __file__, *forwarded, "--compute", mode]
+            subprocess.run([*command, "--summary", str(summary)], check=True)
+            figures[mode] = json.loads(summary.read_text())
+            print(flush=True)
+    local, dask = figures["local"], figures["dask"]
+    print(f"=== local against Dask ({args.workers} workers, 1 thread each) ===")
+    for label, key in (("full run", "full"), ("batch run", "batch")):
+        print(
+            f"{label}: local {local[key]['seconds']:.1f} s, Dask {dask[key]['seconds']:.1f} s "
+            f"({local[key]['seconds'] / dask[key]['seconds']:.2f}x as fast on Dask); "
+            f"largest process: local {mib(largest(local[key]))}, Dask {mib(largest(dask[key]))} "
+            f"(driver {mib(dask[key]['driver'])}, largest worker {mib(dask[key]['workers'])})"
+        )
+    speedup = local["full"]["seconds"] / dask["full"]["seconds"]
+    memory = largest(dask["full"]) / largest(local["full"])
+    print("\ntargets")
+    verdict("Dask full run >= 1.5x faster than local", speedup >= 1.5, f"{speedup:.2f}x")
+    verdict("Dask's largest process <= 40% of local's peak", memory <= 0.4, f"{memory:.1%}")
+
+
+def benchmark(args: argparse.Namespace) -> None:
+    # Every run reads where it computes from the environment, as a deployed run does.
+    os.environ["FWA_COMPUTE"] = args.compute
+    os.environ["FWA_DASK_WORKERS"] = str(args.workers)
+    os.environ.pop("FWA_DASK_SCHEDULER_ADDRESS", None)
+    # Each task carries its shard's claims in the graph, by design: Dask warns of it every map.
+    warnings.filterwarnings("ignore", message="Sending large graph")
     extra = round(args.claims * args.batch_share)
 
     with (
@@ -105,8 +170,8 @@ def main() -> None:
             load_directory(engine, settings, WORKSPACE, first)
             print(f"load {args.claims:,} claims: {time.perf_counter() - started:.1f} s\n")
 
-            full_s, full = timed_run(dagster, store)
-            report("full run", full_s, args.claims, dagster, full.run_id)
+            full_s, full, full_rss = timed_run(dagster, store)
+            report("full run", full_s, args.claims, dagster, full.run_id, full_rss)
             claims_s, cases_s = io_floor(settings, full.run_id)
             floor_s = claims_s + cases_s
             print(
@@ -117,10 +182,17 @@ def main() -> None:
             started = time.perf_counter()
             load_directory(engine, settings, WORKSPACE, second)
             print(f"\nload {extra:,} claims: {time.perf_counter() - started:.1f} s")
-            batch_s, batch = timed_run(dagster, store)
-            report(f"{args.batch_share:.0%} batch run", batch_s, extra, dagster, batch.run_id)
-            empty_s, empty = timed_run(dagster, store)
-            report("\nempty run (nothing landed)", empty_s, 0, dagster, empty.run_id)
+            batch_s, batch, batch_rss = timed_run(dagster, store)
+            report(
+                f"{args.batch_share:.0%} batch run",
+                batch_s,
+                extra,
+                dagster,
+                batch.run_id,
+                batch_rss,
+            )
+            empty_s, empty, empty_rss = timed_run(dagster, store)
+            report("\nempty run (nothing landed)", empty_s, 0, dagster, empty.run_id, empty_rss)
             print(f"  {empty_s / full_s:.1%} of the full run")
             # What the batch's claims cost beyond it, against the same for the million.
             print(
@@ -142,6 +214,15 @@ def main() -> None:
                 batch_s <= 0.05 * full_s,
                 f"{batch_s / full_s:.1%}",
             )
+            if args.summary:
+                args.summary.write_text(
+                    json.dumps(
+                        {
+                            "full": {"seconds": full_s, **full_rss},
+                            "batch": {"seconds": batch_s, **batch_rss},
+                        }
+                    )
+                )
 
 
 @contextmanager
@@ -245,20 +326,68 @@ def split(source: Path, tmp: Path, extra: int) -> tuple[Path, Path]:
     return first, second
 
 
-def timed_run(dagster: dg.DagsterInstance, store: StoreResource) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = run_pipeline(WORKSPACE, dagster, store=store, trigger="benchmark")
-    elapsed = time.perf_counter() - started
+def timed_run(
+    dagster: dg.DagsterInstance, store: StoreResource
+) -> tuple[float, object, dict[str, int]]:
+    with peak_rss() as rss:
+        started = time.perf_counter()
+        result = run_pipeline(WORKSPACE, dagster, store=store, trigger="benchmark")
+        elapsed = time.perf_counter() - started
     if not result.success:
         raise SystemExit(f"run {result.run_id} failed")
-    return elapsed, result
+    return elapsed, result, rss
+
+
+@contextmanager
+def peak_rss(interval_s: float = 0.05) -> Iterator[dict[str, int]]:
+    """Peak resident memory (bytes) while the block runs: ``start`` and ``driver`` for this
+    process, ``workers`` for the largest process it started (a Dask worker, its nanny), sampled
+    every ``interval_s`` in a background thread."""
+    driver = psutil.Process()
+    peaks = {"start": driver.memory_info().rss, "driver": 0, "workers": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while True:
+            peaks["driver"] = max(peaks["driver"], driver.memory_info().rss)
+            for child in driver.children(recursive=True):
+                # A process may end between listing and reading.
+                with suppress(psutil.NoSuchProcess):
+                    peaks["workers"] = max(peaks["workers"], child.memory_info().rss)
+            if done.wait(interval_s):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peaks
+    finally:
+        done.set()
+        sampler.join()
+
+
+def largest(rss: dict[str, int]) -> int:
+    return max(rss["driver"], rss["workers"])
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
 
 
 def report(
-    label: str, seconds: float, claims: int, dagster: dg.DagsterInstance, run_id: str
+    label: str,
+    seconds: float,
+    claims: int,
+    dagster: dg.DagsterInstance,
+    run_id: str,
+    rss: dict[str, int],
 ) -> None:
     rate = f" ({claims / seconds:,.0f} claims/s)" if claims else ""
-    print(f"{label}: {seconds:.1f} s{rate}")
+    workers = f", largest process it started {mib(rss['workers'])}" if rss["workers"] else ""
+    print(
+        f"{label}: {seconds:.1f} s{rate}; peak memory: driver {mib(rss['driver'])} "
+        f"({mib(rss['start'])} at its start){workers}"
+    )
     steps = [
         (entry.step_key, entry.dagster_event.event_specific_data.duration_ms / 1000)
         for entry in dagster.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
