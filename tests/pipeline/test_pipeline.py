@@ -620,18 +620,27 @@ def test_a_run_rescores_an_open_case_whose_score_fell_below_the_case_level(
     assert (upserted["cases_opened"], upserted["cases_updated"]) == (0, len(before))
 
 
-def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_on_a_full_disk(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, make_current: str
+) -> LaunchResult:
+    """Batch two's run after batch one's, with ``make_current`` (the dotted path of a cache's
+    publishing function) failing for want of disk space."""
     processed_batch_one(pipeline)
     pipeline.land(batch.batch_two())
 
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(commit, "make_current", full_disk)
+    monkeypatch.setattr(make_current, full_disk)
     committed = pipeline.run()
     monkeypatch.undo()
+    return committed
+
+
+def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committed = run_on_a_full_disk(pipeline, monkeypatch, "fwa_pipeline.steps.commit.make_current")
 
     # The run committed, so it succeeded; the next one rebuilds the copy from the store.
     assert committed.success
@@ -642,15 +651,9 @@ def test_a_peer_copy_that_cannot_be_made_current_fails_nothing(
 def test_peer_statistics_that_cannot_be_made_current_are_recomputed_by_the_next_run(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    processed_batch_one(pipeline)
-    pipeline.land(batch.batch_two())
-
-    def full_disk(*args: object, **kwargs: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("fwa_pipeline.steps.peer_statistics.make_current", full_disk)
-    committed = pipeline.run()
-    monkeypatch.undo()
+    committed = run_on_a_full_disk(
+        pipeline, monkeypatch, "fwa_pipeline.steps.peer_statistics.make_current"
+    )
 
     # The run committed, so it succeeded; its statistics never became current.
     assert committed.success
