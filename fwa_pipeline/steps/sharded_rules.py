@@ -130,12 +130,13 @@ def evaluate_sharded(ctx: RuleContext, config: PipelineConfig, compute: Compute)
     # One round for the rules and the peer statistics, a second for the peer comparisons.
     found = compute.map(_run, [*rules, *statistics])
     hits, per_shard = found[: len(rules)], iter(found[len(rules) :])
-    compare: list[_Task] = []
-    for family, phases, shards in peers:
+    together: dict[str, pd.DataFrame] = {}
+    for _, phases, shards in peers:
         parts = [next(per_shard) for _ in shards]
-        together = {r: (p, _concatenated([part[r] for part in parts])) for r, p in phases.items()}
-        compare += [_Compare(family, shard, together, config) for shard in shards]
-    return combined([*hits, *compute.map(_run, compare)])
+        together |= {r: _concatenated([part[r] for part in parts]) for r in phases}
+    claims = {t: getattr(ctx, t) for t in CLAIM_TYPES}
+    compared = split_rules(config, together)[1]
+    return combined([*hits, compare_sharded(claims, together, compared, compute)])
 
 
 def compare_sharded(
