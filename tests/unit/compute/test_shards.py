@@ -11,16 +11,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fwa_pipeline.compute.shards import shard_of, split
+from fwa_pipeline.compute.shards import BUCKETS, Shard, bucket_of, shard_of, split
 
 KEYS = ["P001", "P002", "M-77", "claim-9", "1234567890"]
 # Fixed here so that a change of hash (and with it every shard a worker reads) fails a test.
-SHARDS_OF_KEYS = [6, 1, 0, 1, 4]
+BUCKETS_OF_KEYS = [950, 2793, 2168, 2697, 3660]
+SHARDS_OF_KEYS = [1, 5, 4, 5, 7]
 
 
 def test_a_keys_shard_is_fixed_whatever_the_series_dtype() -> None:
     for dtype in (object, "str"):
         assert shard_of(pd.Series(KEYS, dtype=dtype), 8).tolist() == SHARDS_OF_KEYS
+
+
+def test_a_keys_bucket_is_fixed_and_small() -> None:
+    found = bucket_of(pd.Series(KEYS))
+    assert found.dtype == np.int16
+    assert found.tolist() == BUCKETS_OF_KEYS
 
 
 def test_another_process_with_another_hash_seed_finds_the_same_shards() -> None:
@@ -48,7 +55,8 @@ def test_shards_are_balanced() -> None:
 
 def test_missing_keys_go_to_shard_zero() -> None:
     keys = pd.Series(["P001", None, float("nan"), pd.NA], dtype=object)
-    assert shard_of(keys, 8).tolist() == [6, 0, 0, 0]
+    assert shard_of(keys, 8).tolist() == [1, 0, 0, 0]
+    assert bucket_of(keys).tolist() == [950, 0, 0, 0]
 
 
 def test_one_shard_holds_everything() -> None:
@@ -59,6 +67,42 @@ def test_one_shard_holds_everything() -> None:
 def test_fewer_than_one_shard_is_refused(shards: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         shard_of(pd.Series(KEYS), shards)
+    with pytest.raises(ValueError, match="at least 1"):
+        Shard(0, shards)
+
+
+def test_more_shards_than_buckets_are_refused() -> None:
+    with pytest.raises(ValueError, match="at most 4096"):
+        shard_of(pd.Series(KEYS), BUCKETS + 1)
+    with pytest.raises(ValueError, match="at most 4096"):
+        Shard.all(BUCKETS + 1)
+
+
+@pytest.mark.parametrize("number", [-1, 4])
+def test_a_shard_outside_its_count_is_refused(number: int) -> None:
+    with pytest.raises(ValueError, match="shard number"):
+        Shard(number, 4)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, BUCKETS])
+def test_every_bucket_is_in_exactly_one_shards_range(count: int) -> None:
+    owners = np.full(BUCKETS, -1)
+    for shard in Shard.all(count):
+        low, high = shard.buckets
+        assert low <= high
+        assert (owners[low : high + 1] == -1).all()
+        owners[low : high + 1] = shard.number
+    assert (owners == np.arange(BUCKETS) * count // BUCKETS).all()
+
+
+def test_shard_of_puts_a_key_in_the_shard_whose_buckets_hold_its_bucket() -> None:
+    keys = pd.Series([f"M{n:06d}" for n in range(5_000)])
+    buckets = bucket_of(keys)
+    for count in (3, 7):
+        owner = shard_of(keys, count)
+        for shard in Shard.all(count):
+            low, high = shard.buckets
+            assert ((owner == shard.number) == ((buckets >= low) & (buckets <= high))).all()
 
 
 def claims(n: int) -> pd.DataFrame:
