@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+from fwa_pipeline.compute.shards import bucket_of
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store import migrate
 from fwa_pipeline.store.models import Base, InvestigationCase, Member, RuleHit, Workspace
@@ -323,3 +325,67 @@ def test_dates_of_death_are_encrypted_and_leave_the_evidence(
             ).all()
         )
     assert back == {"SEALED": dt.date(2024, 1, 15), "PLAIN": dt.date(2024, 3, 1), "ALIVE": None}
+
+
+def test_rows_stored_before_0013_get_their_members_bucket(engine: Engine) -> None:
+    """0013 computes the bucket of every claim and member already stored (a claim without a
+    member in bucket 0), then requires it and indexes it; its downgrade drops it again."""
+    migrate.upgrade(engine, "0012")
+    claims = {"C1": "M1", "C2": "M2", "C3": None, "C4": "M1"}
+    with engine.begin() as conn:
+        _add_workspace(conn)
+        conn.execute(
+            text(
+                "INSERT INTO batches (id, workspace_id, source, landed_at, files, warnings) "
+                "VALUES (1, 1, 'cli', '2026-01-01', '{}', '[]')"
+            )
+        )
+        for table, ids in (("medical_claims", ("C1", "C2", "C3")), ("pharmacy_claims", ("C4",))):
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} (workspace_id, batch_id, claim_id, member_id) "
+                    "VALUES (1, 1, :claim, :member)"
+                ),
+                [{"claim": c, "member": claims[c]} for c in ids],
+            )
+        conn.execute(
+            text(
+                "INSERT INTO members (workspace_id, member_id, first_name, last_name, "
+                "date_of_birth, gender) VALUES (1, 'M2', 'A', 'B', '1950-01-01', 'F')"
+            )
+        )
+
+    migrate.upgrade(engine)
+
+    expected = dict(zip(["M1", "M2"], bucket_of(pd.Series(["M1", "M2"])).tolist(), strict=True))
+    with engine.connect() as conn:
+        stored = {
+            claim_id: bucket
+            for table in ("medical_claims", "pharmacy_claims")
+            for claim_id, bucket in conn.execute(
+                text(f"SELECT claim_id, member_bucket FROM {table}")
+            ).all()
+        }
+        member = conn.execute(text("SELECT member_bucket FROM members")).scalar_one()
+        # Still answers after SQLite recreated the claim tables under it.
+        statuses = conn.execute(text("SELECT count(*) FROM claim_status")).scalar_one()
+    assert stored == {"C1": expected["M1"], "C2": expected["M2"], "C3": 0, "C4": expected["M1"]}
+    assert member == expected["M2"]
+    assert statuses == 4
+    inspector = inspect(engine)
+    for table in ("medical_claims", "pharmacy_claims"):
+        column = next(c for c in inspector.get_columns(table) if c["name"] == "member_bucket")
+        assert column["nullable"] is False
+        indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes(table)}
+        assert indexes[f"ix_{table}_ws_bucket"] == ["workspace_id", "member_bucket"]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO medical_claims (workspace_id, batch_id, claim_id) VALUES (1, 1, 'X')")
+        )
+
+    migrate.downgrade(engine, "0012")
+    inspector = inspect(engine)
+    for table in ("medical_claims", "pharmacy_claims", "members"):
+        assert "member_bucket" not in {c["name"] for c in inspector.get_columns(table)}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM claim_status")).scalar_one() == 4

@@ -40,6 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Executable
 
+from fwa_pipeline.compute.shards import bucket_of
 from fwa_pipeline.store.models import Base
 
 # Rows per COPY chunk: about 10 MB of CSV for a claims row.
@@ -95,7 +96,8 @@ def copy_frame(connection: Connection, table: str | Table, df: pd.DataFrame) -> 
     """Append ``df``'s rows to ``table`` (columns by name) in the connection's transaction.
 
     NULLs are missing values (None/NaN/NA); the frame's columns must exist in the table, and
-    columns it lacks get the model's constant default. Values must be scalars (a JSON column
+    columns it lacks get the model's constant default, and ``member_bucket`` its member's
+    bucket. Values must be scalars (a JSON column
     takes JSON text through a Text-typed ``Table``). Returns the number of rows written.
     """
     return copy_frames(connection, table, [df])
@@ -106,7 +108,7 @@ def copy_frames(connection: Connection, table: str | Table, frames: Iterable[pd.
     one COPY: each goes to the server as soon as it is made, so making the next one overlaps
     the server's work on it."""
     target = _table(table)
-    chunks = (frame for frame in frames if not frame.empty)
+    chunks = (_with_member_bucket(target, frame) for frame in frames if not frame.empty)
     first = next(chunks, None)
     if first is None:
         return 0
@@ -183,11 +185,13 @@ def upsert_frame(connection: Connection, table: str | Table, df: pd.DataFrame) -
 
     Every primary-key column must be in ``df`` and each key must appear once in it (PostgreSQL
     cannot update one row twice in a statement). Columns of the table not in ``df`` keep their
-    value on replaced rows and get the model's constant default on new ones.
+    value on replaced rows and get the model's constant default on new ones (``member_bucket``:
+    its member's bucket, on every row).
     """
     target = _table(table)
     if df.empty:
         return 0
+    df = _with_member_bucket(target, df)
     key = [c.name for c in target.primary_key.columns]
     updated = [c for c in df.columns if c not in key]
     if connection.dialect.name == "postgresql":
@@ -219,6 +223,17 @@ def upsert_frame(connection: Connection, table: str | Table, df: pd.DataFrame) -
         )
         _executemany(connection, statement, df)
     return len(df)
+
+
+def _with_member_bucket(target: Table, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its rows' ``member_bucket`` where ``target`` keeps one and ``df`` lacks it:
+    computed for the whole frame at once, not by the model's per-row default (which COPY
+    skips, and which costs a pandas call per row on SQLite's executemany)."""
+    if "member_bucket" not in target.c or "member_bucket" in df.columns:
+        return df
+    # No member_id column: every row's member is missing, which is bucket 0.
+    members = df["member_id"] if "member_id" in df.columns else pd.Series(None, index=df.index)
+    return df.assign(member_bucket=bucket_of(members))
 
 
 def _with_defaults(target: Table, df: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
+import pandas as pd
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -32,7 +34,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from fwa_pipeline.compute.shards import bucket_of
 
 # JSONB on PostgreSQL, JSON (text) on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -43,6 +48,18 @@ Money = Numeric(14, 2, asdecimal=False)
 WorkspaceKey = Annotated[
     int, mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
 ]
+
+
+def _member_bucket(context: DefaultExecutionContext) -> int:
+    """A row's ``member_bucket`` when an insert does not give it (bulk loads compute it for a
+    whole frame at once, see ``store.bulk``)."""
+    member_id = context.get_current_parameters().get("member_id")
+    return int(bucket_of(pd.Series([member_id], dtype=object))[0])
+
+
+# The bucket of the row's member (``compute.shards.bucket_of``): a shard of a run reads its rows
+# by a range of buckets, through an index.
+MemberBucket = Annotated[int, mapped_column(SmallInteger, default=_member_bucket)]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -136,6 +153,7 @@ class Member(Base):
     state: Mapped[str | None] = mapped_column(String(2))
     date_of_death: Mapped[str | None] = mapped_column(Text)
     batch_id: Mapped[int | None] = mapped_column(Integer)
+    member_bucket: Mapped[MemberBucket]
 
     __table_args__ = (Index("ix_members_pii_key_id", "pii_key_id"),)
 
@@ -195,6 +213,7 @@ class _ClaimRow:
     batch_id: Mapped[int] = mapped_column(Integer, sort_order=-1)
     claim_id: Mapped[str] = mapped_column(String(64), sort_order=-1)
     member_id: Mapped[str | None] = mapped_column(String(64), sort_order=-1)
+    member_bucket: Mapped[MemberBucket]
 
 
 class MedicalClaim(_ClaimRow, Base):
@@ -216,6 +235,8 @@ class MedicalClaim(_ClaimRow, Base):
         Index("ix_medical_claims_ws_batch", "workspace_id", "batch_id"),
         Index("ix_medical_claims_ws_provider_date", "workspace_id", "provider_id", "service_date"),
         Index("ix_medical_claims_ws_member", "workspace_id", "member_id"),
+        # A shard reads its members' claims (a range of buckets).
+        Index("ix_medical_claims_ws_bucket", "workspace_id", "member_bucket"),
     )
 
 
@@ -238,6 +259,7 @@ class PharmacyClaim(_ClaimRow, Base):
         Index("ix_pharmacy_claims_ws_member", "workspace_id", "member_id"),
         Index("ix_pharmacy_claims_ws_pharmacy", "workspace_id", "pharmacy_id"),
         Index("ix_pharmacy_claims_ws_prescriber", "workspace_id", "prescriber_id"),
+        Index("ix_pharmacy_claims_ws_bucket", "workspace_id", "member_bucket"),
     )
 
 
