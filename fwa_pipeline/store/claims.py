@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from fwa_pipeline.compute.shards import Shard
 from fwa_pipeline.domain.quality import MEDICAL_COLUMNS, PHARMACY_COLUMNS
 from fwa_pipeline.reference import load_default_reference
 from fwa_pipeline.store.bulk import read_frame
@@ -161,6 +162,11 @@ def _in_batches(table: Table, workspace: int, batch_ids: Sequence[int]) -> Colum
     return and_(table.c.workspace_id == workspace, table.c.batch_id.in_(list(batch_ids)))
 
 
+def _in_shard(table: Table, shard: Shard | None) -> list[ColumnElement[bool]]:
+    """The rows of ``table`` whose member is in ``shard`` (none to add without one)."""
+    return [] if shard is None else [table.c.member_bucket.between(*shard.buckets)]
+
+
 def _processed(spec: ClaimTable, workspace: int) -> ColumnElement[bool]:
     """Claims of ``workspace`` a run consumed and did not hold back."""
     c = spec.table.c
@@ -176,12 +182,19 @@ def _processed(spec: ClaimTable, workspace: int) -> ColumnElement[bool]:
 
 
 def read_new_claims(
-    source: Source, claim_type: str, workspace: int, batch_ids: Sequence[int]
+    source: Source,
+    claim_type: str,
+    workspace: int,
+    batch_ids: Sequence[int],
+    *,
+    shard: Shard | None = None,
 ) -> pd.DataFrame:
     """The claims of a run's batches (with force_reprocess, every batch: held claims included,
-    the gate judges them again)."""
+    the gate judges them again); only those of ``shard``'s members when given."""
     spec = CLAIM_TABLES[claim_type]
-    statement = select(*_frame_columns(spec)).where(_in_batches(spec.table, workspace, batch_ids))
+    statement = select(*_frame_columns(spec)).where(
+        _in_batches(spec.table, workspace, batch_ids), *_in_shard(spec.table, shard)
+    )
     # Landing order, sorted here: cheaper than an ORDER BY over a million rows in the database.
     return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)
 
@@ -194,16 +207,18 @@ def read_history(
     *,
     same_day: Collection[str] = (),
     windows: Mapping[str, tuple[dt.date, dt.date]] | None = None,
+    shard: Shard | None = None,
 ) -> pd.DataFrame:
     """Processed claims related to the new claims of ``batch_ids``: those sharing an entity
     column of ``same_day`` and the date with a new claim, those of an entity (column of
     ``windows``) a new claim names dated within that window, and those reusing a new claim's
-    id (the quality gate's duplicate-id check). One row per claim."""
+    id (the quality gate's duplicate-id check). One row per claim. With ``shard``, only the
+    history of its members, related to any new claim (of whichever shard)."""
     spec = CLAIM_TABLES[claim_type]
     c = spec.table.c
     new = spec.table.alias("new")
     new_where = _in_batches(new, workspace, batch_ids)
-    history_where = _processed(spec, workspace)
+    history_where = [_processed(spec, workspace), *_in_shard(spec.table, shard)]
     wanted = _frame_columns(spec)
     statements: list[Select] = []
     keys: list[tuple[tuple[str, ...], tuple[dt.date, dt.date] | None]] = [
@@ -214,7 +229,7 @@ def read_history(
     for key, window in keys:
         touched = select(*(new.c[k] for k in key)).where(new_where).distinct().subquery()
         on = and_(*(c[k] == touched.c[k] for k in key))
-        where = [history_where]
+        where = list(history_where)
         if window is not None:
             where.append(c[spec.date].between(*window))
         statements.append(select(*wanted).select_from(spec.table.join(touched, on)).where(*where))
@@ -242,10 +257,15 @@ def held_claim_ids(source: Source, claim_type: str, workspace: int) -> list[str]
     return read_frame(source, statement)["claim_id"].tolist()
 
 
-def read_processed(source: Source, claim_type: str, workspace: int) -> pd.DataFrame:
-    """Every processed claim of ``workspace`` (the peers' history, see ``steps.peer_history``)."""
+def read_processed(
+    source: Source, claim_type: str, workspace: int, *, shard: Shard | None = None
+) -> pd.DataFrame:
+    """Every processed claim of ``workspace`` (the peers' history, see ``steps.peer_history``),
+    or of ``shard``'s members."""
     spec = CLAIM_TABLES[claim_type]
-    statement = select(*_frame_columns(spec)).where(_processed(spec, workspace))
+    statement = select(*_frame_columns(spec)).where(
+        _processed(spec, workspace), *_in_shard(spec.table, shard)
+    )
     return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)
 
 
@@ -283,15 +303,18 @@ def read_members(
     *,
     birth_dates_of: Collection[str] | None = None,
     death_dates_of: Collection[str] | None = None,
+    shard: Shard | None = None,
 ) -> pd.DataFrame:
-    """Members (all, or those of ``member_ids``) with what enrichment needs: gender, and the
-    dates of birth and death decrypted (the only PHI a run reads; names stay sealed), each only
-    for the members of ``birth_dates_of`` / ``death_dates_of`` when given (the others' are
-    missing). Both dates come as datetimes, missing where unknown."""
-    m = Member.__table__.c  # type: ignore[attr-defined]
+    """Members (all, or those of ``member_ids``; only ``shard``'s when given) with what
+    enrichment needs: gender, and the dates of birth and death decrypted (the only PHI a run
+    reads; names stay sealed), each only for the members of ``birth_dates_of`` /
+    ``death_dates_of`` when given (the others' are missing). Both dates come as datetimes,
+    missing where unknown."""
+    members_table: Table = Member.__table__  # type: ignore[assignment]
+    m = members_table.c
     statement = select(
         m.member_id, m.gender, m.state, m.date_of_death, m.date_of_birth, m.pii_key_id
-    ).where(m.workspace_id == workspace)
+    ).where(m.workspace_id == workspace, *_in_shard(members_table, shard))
     if member_ids is not None:
         if not member_ids:
             statement = statement.where(m.member_id.is_(None))
@@ -317,13 +340,21 @@ def read_members(
 
 
 def reference_ids(
-    source: Source, workspace: int, batch_ids: Sequence[int], *, every_member: bool
+    source: Source,
+    workspace: int,
+    batch_ids: Sequence[int],
+    *,
+    every_member: bool,
+    shard: Shard | None = None,
 ) -> tuple[list[str], list[str]]:
     """Referential-integrity ids: the existing members the claims of ``batch_ids`` name (a
     small batch does not need the whole membership; ``every_member`` when nearly every claim
-    is new), and the workspace's provider ids (a few thousand)."""
-    m = Member.__table__.c  # type: ignore[attr-defined]
-    statement = select(m.member_id).where(m.workspace_id == workspace)
+    is new), only ``shard``'s when given, and the workspace's provider ids (a few thousand)."""
+    members_table: Table = Member.__table__  # type: ignore[assignment]
+    m = members_table.c
+    statement = select(m.member_id).where(
+        m.workspace_id == workspace, *_in_shard(members_table, shard)
+    )
     if not every_member:
         named = [
             select(t.table.c.member_id).where(_in_batches(t.table, workspace, batch_ids))
