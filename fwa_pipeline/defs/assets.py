@@ -25,6 +25,7 @@ still pending for the next run.
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -32,7 +33,7 @@ import pandas as pd
 from fwa_pipeline.defs.checks import check_results, check_specs
 from fwa_pipeline.defs.compute import ComputeResource
 from fwa_pipeline.defs.io import COLUMNS
-from fwa_pipeline.defs.metadata import frame_metadata, table_schema
+from fwa_pipeline.defs.metadata import claims_metadata, frame_metadata, table_schema
 from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.evaluation import precision_recall
@@ -42,19 +43,37 @@ from fwa_pipeline.domain.tally import counts
 from fwa_pipeline.runs import ledger
 from fwa_pipeline.runs.config import PipelineRunConfig
 from fwa_pipeline.runs.tags import JOB_ID_TAG
-from fwa_pipeline.steps.claims import CLAIM_TYPES, gated, new_counts
+from fwa_pipeline.steps.claim_shards import ClaimShards, shards_dir
+from fwa_pipeline.steps.claims import (
+    CLAIM_TYPES,
+    as_output,
+    enrich,
+    gated,
+    new_counts,
+    run_claims,
+)
 from fwa_pipeline.steps.commit import commit_run
 from fwa_pipeline.steps.detection import detect
 from fwa_pipeline.steps.frame_files import Frames
-from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
+from fwa_pipeline.steps.intake import (
+    MemberNeeds,
+    judge_claim_shards,
+    judge_quality,
+    read_claim_shards,
+    read_claims,
+    read_run_members,
+)
 from fwa_pipeline.steps.peer_history import peer_history_dir
 from fwa_pipeline.steps.peer_statistics import (
+    InMemory,
+    InShards,
     compared_rules,
     stage_statistics,
     update_statistics,
 )
 from fwa_pipeline.steps.scope import RunScope, fix_scope
-from fwa_pipeline.steps.sharded_enrichment import enrich_sharded
+from fwa_pipeline.steps.sharded_enrichment import enrich_shards, member_needs
+from fwa_pipeline.steps.sharded_rules import split_columns
 from fwa_pipeline.store.claims import (
     read_labels,
     read_reference,
@@ -72,6 +91,11 @@ def _workspace_id(store: StoreResource, workspace: str) -> int:
     if found is None:
         raise dg.Failure(f"workspace {workspace!r} does not exist in the claims store")
     return found
+
+
+def _shards_dir(context: dg.AssetExecutionContext, store: StoreResource, asset: str) -> Path:
+    """Where this run's tasks write their shards of ``asset``."""
+    return shards_dir(store.io_dir(), context.partition_key, asset, context.run.run_id)
 
 
 ASSET = {"partitions_def": WORKSPACES}
@@ -186,23 +210,33 @@ def raw_claims(
     scope = RunScope.of(landed_batches)
     config = pipeline_config.effective()
     engine = store.engine()
-    frames = read_claims(engine, scope, config)
-    result = judge_quality(engine, scope, config, frames, compute.get())
-    frames["issues"] = result.issues
+    run_compute = compute.get()
+    claims: Frames | ClaimShards
+    if run_compute.shards == 1:
+        claims = read_claims(engine, scope, config)
+        result = judge_quality(engine, scope, config, claims)
+    else:
+        place = _shards_dir(context, store, "raw_claims")
+        claims = read_claim_shards(engine, scope, config, place, run_compute)
+        result = judge_claim_shards(engine, scope, config, claims, run_compute)
     ledger.gated(engine, context.run.run_id, scope.workspace_id, result.report)
-    new = new_counts(frames)
+    new = new_counts(claims)
+    total = (
+        claims.counts()
+        if isinstance(claims, ClaimShards)
+        else {t: len(claims[t]) for t in CLAIM_TYPES}
+    )
     yield dg.Output(
-        frames,
+        {**as_output(claims), "issues": result.issues},
         metadata={
-            **frame_metadata({t: frames[t] for t in CLAIM_TYPES}),
+            **claims_metadata(claims),
             "claims_in": dg.MetadataValue.int(sum(new.values())),
             "claims_in_by_type": dg.MetadataValue.json(new),
-            "claims_history": dg.MetadataValue.int(
-                sum(len(frames[t]) - new[t] for t in CLAIM_TYPES)
-            ),
+            "claims_history": dg.MetadataValue.int(sum(total[t] - new[t] for t in CLAIM_TYPES)),
             "quality_issues": dg.MetadataValue.int(len(result.issues)),
             "quality_mode": dg.MetadataValue.text(config.quality.mode.value),
             "force_reprocess": dg.MetadataValue.bool(scope.force),
+            "shards": dg.MetadataValue.int(run_compute.shards),
         },
     )
     yield from check_results("raw_claims", result, config.quality)
@@ -229,7 +263,7 @@ def validated_claims(
     # raw_claims kept the new claims' issues only (new_claims_quality): the gate judges those.
     held = held_back(raw_claims["issues"], mode)
     held_by_type = counts(held["claim_type"])
-    new = new_counts(raw_claims)
+    new = new_counts(run_claims(raw_claims))
     passed = {t: new[t] - held_by_type.get(t, 0) for t in CLAIM_TYPES}
     return dg.Output(
         {"held": held},
@@ -268,22 +302,29 @@ def enriched_claims(
     reference_data: Frames,
     landed_batches: Frames,
 ) -> dg.Output[Frames]:
-    claims = gated(raw_claims, validated_claims["held"])
-    members = read_run_members(
-        store.engine(),
-        store.cipher(),
-        RunScope.of(landed_batches),
-        pipeline_config.effective(),
-        claims,
-        reference_data["cpt_reference"],
-    )
-    frames = {
-        t: enrich_sharded(t, claims[t], members, reference_data, compute.get()) for t in CLAIM_TYPES
-    }
+    config = pipeline_config.effective()
+    scope = RunScope.of(landed_batches)
+    held = validated_claims["held"]
+    claims = gated(raw_claims, held)
+    cpt_reference = reference_data["cpt_reference"]
+    run_compute = compute.get()
+    enriched: Frames | ClaimShards
+    if isinstance(claims, ClaimShards):
+        needs = member_needs(claims, held, config, cpt_reference, run_compute)
+        members = read_run_members(store.engine(), store.cipher(), scope, needs)
+        place = _shards_dir(context, store, "enriched_claims")
+        split_by = split_columns(config)
+        enriched = enrich_shards(
+            claims, held, members, reference_data, split_by, place, run_compute
+        )
+    else:
+        needs = MemberNeeds.of(claims, config, cpt_reference)
+        members = read_run_members(store.engine(), store.cipher(), scope, needs)
+        enriched = {t: enrich(t, claims[t], members, reference_data) for t in CLAIM_TYPES}
     return dg.Output(
-        frames,
+        as_output(enriched),
         metadata={
-            **frame_metadata(frames),
+            **claims_metadata(enriched),
             "members": dg.MetadataValue.int(len(members)),
             "birth_dates_decrypted": dg.MetadataValue.int(
                 int(members["date_of_birth"].notna().sum())
@@ -310,20 +351,21 @@ def peer_statistics(
     context: dg.AssetExecutionContext,
     store: StoreResource,
     pipeline_config: PipelineRunConfig,
+    compute: ComputeResource,
     enriched_claims: Frames,
     reference_data: Frames,
     landed_batches: Frames,
 ) -> dg.Output[Frames]:
     config = pipeline_config.effective()
     peer_directory = peer_history_dir(store.io_dir(), context.partition_key)
-    update = update_statistics(
-        store.engine(),
-        peer_directory,
-        RunScope.of(landed_batches),
-        config,
-        enriched_claims,
-        reference_data,
+    scope = RunScope.of(landed_batches)
+    claims = run_claims(enriched_claims)
+    aggregate = (
+        InShards(store.engine(), scope, config, claims, reference_data, compute.get())
+        if isinstance(claims, ClaimShards)
+        else InMemory(store.engine(), peer_directory, scope, config, claims, reference_data)
     )
+    update = update_statistics(peer_directory, scope, config, reference_data, aggregate)
     stage_statistics(peer_directory, context.run.run_id, update.statistics)
     frames = update.compared(compared_rules(config), reference_data["providers"])
     found = update.statistics.aggregates
@@ -371,7 +413,7 @@ def rule_hits(
         peer_history_dir(store.io_dir(), context.partition_key),
         RunScope.of(landed_batches),
         config,
-        enriched_claims,
+        run_claims(enriched_claims),
         reference_data,
         peer_statistics,
         compute.get(),
@@ -444,6 +486,7 @@ def investigation_cases(
             RunScope.of(landed_batches),
             context.run.run_id,
             gated(raw_claims, validated_claims["held"]),
+            validated_claims["held"],
             rule_hits,
             claim_scores,
             pipeline_config.effective(),

@@ -6,6 +6,9 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Table
 
+from fwa_pipeline.steps.claim_shards import ClaimShards
+from fwa_pipeline.steps.claims import CLAIM_TYPES
+
 
 def column_schema(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dg.TableSchema:
     """The columns of a frame, or of each named frame as ``name.column``."""
@@ -29,3 +32,14 @@ def frame_metadata(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[st
         "dagster/row_count": dg.MetadataValue.int(rows),
         "dagster/column_schema": column_schema(frames),
     }
+
+
+def claims_metadata(claims: Mapping[str, pd.DataFrame] | ClaimShards) -> dict[str, object]:
+    """:func:`frame_metadata` of a run's claims per claim type, held as frames or as shard files
+    (whose columns are read from their files, not their rows)."""
+    if isinstance(claims, ClaimShards):
+        return {
+            "dagster/row_count": dg.MetadataValue.int(sum(claims.counts().values())),
+            "dagster/column_schema": column_schema(claims.empty_frames()),
+        }
+    return frame_metadata({t: claims[t] for t in CLAIM_TYPES})

@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 
 from fwa_pipeline.domain.cases import case_proposals, case_subjects
 from fwa_pipeline.domain.config import PipelineConfig
+from fwa_pipeline.domain.quality import KEY_COLUMNS
 from fwa_pipeline.domain.scoring import ordered_levels
 from fwa_pipeline.domain.tally import counts
 from fwa_pipeline.runs import ledger
+from fwa_pipeline.steps.claim_shards import ClaimShards
 from fwa_pipeline.steps.claims import (
     CLAIM_TYPES,
     STORED_COLUMNS,
@@ -82,22 +84,31 @@ def commit_run(
     engine: Engine,
     scope: RunScope,
     run_id: str,
-    claims_in: Frames,
+    claims_in: Frames | ClaimShards,
+    held: pd.DataFrame,
     rule_hits: pd.DataFrame,
     claim_scores: pd.DataFrame,
     config: PipelineConfig,
     peer_directory: Path,
 ) -> CommitSummary:
     """Commit run ``run_id`` of ``scope``: ``claims_in`` the claims the quality gate let on
-    (and the held ones as ``held``), ``rule_hits`` and ``claim_scores`` what the rules found,
-    ``peer_directory`` where the peers' copy is kept.
+    (frames, or shard files), ``held`` those it held back, ``rule_hits`` and ``claim_scores``
+    what the rules found, ``peer_directory`` where the peers' copy is kept (a run in shards
+    keeps none: the next run reads the processed claims it needs from the store).
 
     Raises ``store.runs.RunSupersededError`` (nothing committed) when another run of the
     workspace committed after this one fixed its scope."""
     processed = claim_keys(claims_in)
+    if isinstance(claims_in, ClaimShards):  # the shard files still hold the held claims
+        held_keys = pd.MultiIndex.from_frame(held[KEY_COLUMNS])
+        processed = processed[~pd.MultiIndex.from_frame(processed).isin(held_keys)]
     claims = flagged_claims(claims_in, rule_hits)
     subjects = case_subjects(rule_hits, claims, config)
-    before = None if scope.covers_all else cached_processed(peer_directory, scope.last_run_id)
+    before = (
+        None
+        if scope.covers_all or not isinstance(claims_in, dict)
+        else cached_processed(peer_directory, scope.last_run_id)
+    )
     with engine.connect() as connection:  # rescored whatever their score now
         open_subjects = open_case_subjects(connection, scope.workspace_id)
     with ThreadPoolExecutor(2) as background:
@@ -112,7 +123,7 @@ def commit_run(
                 before,
                 {t: in_scope(claims_in[t], STORED_COLUMNS[t]) for t in CLAIM_TYPES},
             )
-            if scope.covers_all or before is not None
+            if isinstance(claims_in, dict) and (scope.covers_all or before is not None)
             else None
         )
         # A run that covers every claim builds its cases from its own hits, so it does that while
@@ -141,7 +152,7 @@ def commit_run(
                 rule_hits,
                 claim_scores,
                 processed,
-                claims_in["held"],
+                held,
             )
             if proposed is not None:
                 proposals = proposed.result()

@@ -48,7 +48,7 @@ def private_dir(directory: Path) -> Path:
     return directory
 
 
-def _private_file(path: Path) -> Path:
+def private_file(path: Path) -> Path:
     """``path`` created empty and owner-only (0600), for a writer that truncates it: the file
     keeps that mode, and Arrow still writes it natively, without the GIL."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))
@@ -138,15 +138,15 @@ def stage(directory: Path, version: str, obj: pd.DataFrame | Frames | Encoded) -
         shutil.rmtree(version_dir)
     private_dir(version_dir)
     for name, table in encoded.tables.items():
-        path = _private_file(version_dir / f"{name}.arrow")
+        path = private_file(version_dir / f"{name}.arrow")
         feather.write_feather(table, path, compression="uncompressed")
     manifest = {"single": encoded.single, "frames": list(encoded.tables)}
-    _private_file(version_dir / "manifest.json").write_text(json.dumps(manifest))
+    private_file(version_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
 def make_current(directory: Path, version: str) -> None:
     """Point ``directory`` at its staged ``version`` and remove every other version."""
-    pointer = _private_file(directory / f".{POINTER}.{version}")
+    pointer = private_file(directory / f".{POINTER}.{version}")
     pointer.write_text(version)
     os.replace(pointer, directory / POINTER)
     for stale in directory.iterdir():

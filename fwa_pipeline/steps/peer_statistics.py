@@ -16,23 +16,30 @@ recomputed in full from the processed claims and the new ones.
 
 import hashlib
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine
 
+from fwa_pipeline.compute.base import Compute
+from fwa_pipeline.compute.shards import Shard
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.enrich import PROVIDER_COLUMNS
 from fwa_pipeline.domain.rules import registered
 from fwa_pipeline.domain.rules.aggregates import PeerAggregates
 from fwa_pipeline.domain.rules.base import PeerPhases
+from fwa_pipeline.steps.claim_shards import ClaimShards, ShardFile
 from fwa_pipeline.steps.claims import CLAIM_TYPES, in_scope
 from fwa_pipeline.steps.frame_files import Frames, load, make_current, stage
 from fwa_pipeline.steps.peer_history import enriched_processed, processed_claims
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.steps.selection import plan_history
-from fwa_pipeline.store.claims import Source
+from fwa_pipeline.store.claims import Source, read_processed
+from fwa_pipeline.store.db import engine_for
 
 DIRECTORY = "_peer_statistics"
 # The providers reference column of each subject attribute enrichment names.
@@ -146,19 +153,148 @@ class StatisticsUpdate:
         return frames
 
 
+class Aggregation(Protocol):
+    """How a run aggregates its claims for the compared rules: each rule of ``rules`` over the
+    run's new claims, and those of ``recomputed`` over every processed claim too. Returns the
+    aggregates and the processed claims read."""
+
+    def __call__(
+        self, rules: Mapping[str, PeerPhases], recomputed: Collection[str]
+    ) -> tuple[dict[str, PeerAggregates], int]: ...
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """The aggregation of enriched claims held by this process; processed claims come from the
+    peers' copy in ``peer_directory`` (or the store)."""
+
+    source: Source
+    peer_directory: Path
+    scope: RunScope
+    config: PipelineConfig
+    enriched_claims: Frames
+    reference_data: Frames
+
+    def __call__(
+        self, rules: Mapping[str, PeerPhases], recomputed: Collection[str]
+    ) -> tuple[dict[str, PeerAggregates], int]:
+        family = {r: self.config.rules[r].family for r in rules}
+        new = {t: in_scope(self.enriched_claims[t]) for t in CLAIM_TYPES}
+        claims, read = dict(new), 0  # per family, what recomputed rules aggregate
+        wanted = {family[r] for r in recomputed} if not self.scope.covers_all else set()
+        if wanted:
+            processed = processed_claims(
+                self.source, self.peer_directory, self.scope.workspace_id, self.scope.last_run_id
+            )
+            for t in wanted:
+                plan = plan_history(self.config, t)
+                history = enriched_processed(t, processed[t], plan, self.reference_data)
+                claims[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
+                read += len(history)
+        # A rule carried over aggregates the new claims only: the kept aggregates are added.
+        found = {
+            r: phases.aggregate(
+                (claims if r in recomputed else new)[family[r]], self.config.rules[r]
+            )
+            for r, phases in rules.items()
+        }
+        return found, read
+
+
+@dataclass(frozen=True)
+class _ShardAggregates:
+    """One enriched shard's aggregates for ``rules``: of its new claims, and for ``recomputed``
+    of its members' processed claims too, read from the store (``url``)."""
+
+    file: ShardFile
+    count: int
+    url: str
+    scope: RunScope
+    config: PipelineConfig
+    rules: Mapping[str, PeerPhases]
+    recomputed: frozenset[str]
+    reference_data: Frames
+
+    def run(self) -> tuple[dict[str, PeerAggregates], int]:
+        t = self.file.claim_type
+        new = in_scope(self.file.read())
+        claims, read = new, 0
+        if self.recomputed and not self.scope.covers_all:
+            processed = read_processed(
+                engine_for(self.url),
+                t,
+                self.scope.workspace_id,
+                shard=Shard(self.file.number, self.count),
+            )
+            history = enriched_processed(
+                t, processed, plan_history(self.config, t), self.reference_data
+            )
+            claims = pd.concat([new[history.columns], history], ignore_index=True)
+            read = len(history)
+        found = {
+            r: phases.aggregate(claims if r in self.recomputed else new, self.config.rules[r])
+            for r, phases in self.rules.items()
+        }
+        return found, read
+
+
+def _aggregate(task: _ShardAggregates) -> tuple[dict[str, PeerAggregates], int]:
+    """What ``Compute.map`` runs (a module-level function ships by name)."""
+    return task.run()
+
+
+@dataclass(frozen=True)
+class InShards:
+    """The aggregation of enriched claims kept as ``shards``, a task per shard on ``compute``:
+    a member's claims are in one shard, so the shards' aggregates merge exactly."""
+
+    engine: Engine
+    scope: RunScope
+    config: PipelineConfig
+    shards: ClaimShards
+    reference_data: Frames
+    compute: Compute
+
+    def __call__(
+        self, rules: Mapping[str, PeerPhases], recomputed: Collection[str]
+    ) -> tuple[dict[str, PeerAggregates], int]:
+        url = self.engine.url.render_as_string(hide_password=False)
+        tasks = []
+        for t in CLAIM_TYPES:
+            mine = {r: p for r, p in rules.items() if self.config.rules[r].family == t}
+            if not mine:
+                continue
+            again = frozenset(r for r in recomputed if r in mine)
+            # Empty shards too: each gives the rule's aggregates their columns.
+            files = [f for f in self.shards.files if f.claim_type == t]
+            tasks += [
+                _ShardAggregates(
+                    f,
+                    self.shards.count,
+                    url,
+                    self.scope,
+                    self.config,
+                    mine,
+                    again,
+                    self.reference_data,
+                )
+                for f in files
+            ]
+        parts = self.compute.map(_aggregate, tasks)
+        found = {r: PeerAggregates.total([p[r] for p, _ in parts if r in p]) for r in rules}
+        return found, sum(read for _, read in parts)
+
+
 def update_statistics(
-    source: Source,
     peer_directory: Path,
     scope: RunScope,
     config: PipelineConfig,
-    enriched_claims: Frames,
     reference_data: Frames,
+    aggregate: Aggregation,
 ) -> StatisticsUpdate:
     """The compared rules' statistics after the run of ``scope`` (``peer_directory``: where the
-    peers' copy is kept)."""
+    peers' copy is kept), its claims aggregated by ``aggregate``."""
     rules = compared_rules(config)
-    family = {r: config.rules[r].family for r in rules}
-    new = {t: in_scope(enriched_claims[t]) for t in CLAIM_TYPES}
     prints = {r: fingerprint(r, p, config, reference_data) for r, p in rules.items()}
     kept = (
         None
@@ -167,29 +303,16 @@ def update_statistics(
     )
     recomputed = {r: _why_recompute(r, prints[r], scope, kept) for r in rules}
     recomputed = {r: why for r, why in recomputed.items() if why is not None}
-
-    claims = dict(new)  # per family, the claims recomputed rules aggregate
-    read = 0
-    wanted = {family[r] for r in recomputed} if not scope.covers_all else set()
-    if wanted:
-        processed = processed_claims(source, peer_directory, scope.workspace_id, scope.last_run_id)
-        for t in wanted:
-            history = enriched_processed(t, processed[t], plan_history(config, t), reference_data)
-            claims[t] = pd.concat([new[t][history.columns], history], ignore_index=True)
-            read += len(history)
-
+    found, read = aggregate(rules, set(recomputed))
     aggregates: dict[str, PeerAggregates] = {}
     updated: dict[str, int] = {}
-    for rule_id, phases in rules.items():
-        params = config.rules[rule_id]
+    for rule_id in rules:
         if rule_id in recomputed:
-            aggregates[rule_id] = phases.aggregate(claims[family[rule_id]], params)
-            updated[rule_id] = len(aggregates[rule_id].totals)
-            continue
-        assert kept is not None  # a rule is carried over from kept statistics only
-        delta = phases.aggregate(new[family[rule_id]], params)
-        aggregates[rule_id] = kept.aggregates[rule_id].merged(delta)
-        updated[rule_id] = len(delta.totals)
+            aggregates[rule_id] = found[rule_id]
+        else:
+            assert kept is not None  # a rule is carried over from kept statistics only
+            aggregates[rule_id] = kept.aggregates[rule_id].merged(found[rule_id])
+        updated[rule_id] = len(found[rule_id].totals)
     return StatisticsUpdate(
         PeerStatistics(aggregates, prints),
         recomputed,

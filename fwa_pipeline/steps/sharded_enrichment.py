@@ -1,79 +1,124 @@
-"""Enrichment of claims split into shards by member, each shard a task on the run's ``Compute``.
+"""Enrichment of a run's claim shards (``steps.claim_shards``), each shard a task on the run's
+``Compute`` that reads its raw file and writes its enriched one.
 
 Enrichment joins each line with its member, providers and codes, so lines enrich alone: each
-task gets its shard's claims, its shard's members and the reference data it joins (small, so
-sent to every task whole). The enriched shards come back in the claims' row order, so the frame
-is the one a single pass gives. With one shard, ``enrich`` runs once on the whole frame.
+task gets its shard's members (read, and their dates decrypted, by the run: workers hold no
+key) and the reference data it joins (small, so sent to every task whole). A first round asks
+each shard which members its claims need (:class:`~fwa_pipeline.steps.intake.MemberNeeds`). The
+enriched files also store the bucket of every column a later step splits them by.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fwa_pipeline.compute.base import Compute
 from fwa_pipeline.compute.shards import shard_of
-from fwa_pipeline.steps.claims import enrich
+from fwa_pipeline.domain.config import PipelineConfig
+from fwa_pipeline.domain.quality import passing
+from fwa_pipeline.steps.claim_shards import ClaimShards, ShardFile, with_buckets, write_shard
+from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich
 from fwa_pipeline.steps.frame_files import Frames
+from fwa_pipeline.steps.intake import MemberNeeds
 
-SHARD_COLUMN = "member_id"
 # The reference frames each claim type is joined with.
 REFERENCE_OF = {
     "medical": ("providers", "cpt_reference"),
     "pharmacy": ("providers", "ndc_reference"),
 }
-ROW = "_row"  # a line's position in the claims given, only ever inside this module
+
+
+def _gated(file: ShardFile, held: pd.DataFrame, columns: Sequence[str] | None = None) -> Frames:
+    """The shard's claims the gate let on, as the frames of its claim type (the other type
+    empty, with the columns it needs)."""
+    claims = passing(file.read(columns), held, file.claim_type)  # type: ignore[arg-type]
+    empty = pd.DataFrame({"member_id": [], "cpt_code": [], "in_scope": []}, dtype=object)
+    return {t: claims if t == file.claim_type else empty for t in CLAIM_TYPES}
+
+
+@dataclass(frozen=True)
+class _Needs:
+    file: ShardFile
+    held: pd.DataFrame
+    config: PipelineConfig
+    cpt_reference: pd.DataFrame
+
+    def run(self) -> MemberNeeds:
+        columns = ["claim_pk", "member_id", "in_scope"]
+        if self.file.claim_type == "medical":
+            columns.append("cpt_code")
+        return MemberNeeds.of(
+            _gated(self.file, self.held, columns), self.config, self.cpt_reference
+        )
 
 
 @dataclass(frozen=True)
 class _Enrich:
-    """One shard's claims of ``claim_type`` enriched with its ``members`` and ``reference``."""
+    """One shard's gated claims enriched with its ``members`` and ``reference``, written to
+    ``path`` with the buckets of ``split_by``."""
 
-    claim_type: str
-    claims: pd.DataFrame
+    file: ShardFile
+    held: pd.DataFrame
     members: pd.DataFrame | None
     reference: Frames
+    split_by: tuple[str, ...]
+    path: Path
 
-    def run(self) -> pd.DataFrame:
-        return enrich(self.claim_type, self.claims, self.members, self.reference)
+    def run(self) -> ShardFile:
+        t = self.file.claim_type
+        claims = _gated(self.file, self.held)[t]
+        enriched = with_buckets(enrich(t, claims, self.members, self.reference), self.split_by)
+        return write_shard(self.path, t, self.file.number, enriched)
 
 
-def _run(task: _Enrich) -> pd.DataFrame:
+def _run(task: _Needs | _Enrich) -> object:
     """What ``Compute.map`` runs (a module-level function ships by name)."""
     return task.run()
 
 
-def enrich_sharded(
-    claim_type: str,
-    claims: pd.DataFrame,
+def member_needs(
+    shards: ClaimShards,
+    held: pd.DataFrame,
+    config: PipelineConfig,
+    cpt_reference: pd.DataFrame,
+    compute: Compute,
+) -> MemberNeeds:
+    """What the gated claims of ``shards`` need of the members, one task per shard."""
+    files = [f for t in CLAIM_TYPES for f in shards.of(t)]
+    tasks = [_Needs(f, _held_of(held, f), config, cpt_reference) for f in files]
+    return MemberNeeds.merged(compute.map(_run, tasks))
+
+
+def enrich_shards(
+    shards: ClaimShards,
+    held: pd.DataFrame,
     members: pd.DataFrame | None,
     reference: Frames,
+    split_by: dict[str, tuple[str, ...]],
+    directory: Path,
     compute: Compute,
-) -> pd.DataFrame:
-    """``enrich(claim_type, claims, members, reference)``, run in ``compute.shards`` shards on
-    ``compute``."""
-    if compute.shards == 1 or claims.empty:
-        return enrich(claim_type, claims, members, reference)
-    owner = shard_of(claims[SHARD_COLUMN], compute.shards)
-    member_owner = None if members is None else shard_of(members["member_id"], compute.shards)
-    joined = {name: reference[name] for name in REFERENCE_OF[claim_type]}
-    # Each line carries its position, to put the enriched shards back in the claims' order.
-    numbered = claims.assign(**{ROW: np.arange(len(claims))})
+) -> ClaimShards:
+    """The gated claims of ``shards`` (``held`` left out) enriched as ``enrich`` does, into
+    files in ``directory`` holding the buckets of ``split_by`` (per claim type)."""
+    owner = None if members is None else shard_of(members["member_id"], shards.count)
     tasks = [
         _Enrich(
-            claim_type,
-            numbered[owner == shard],
-            None if members is None else members[member_owner == shard],
-            joined,
+            f,
+            _held_of(held, f),
+            None if members is None or owner is None else members[owner == f.number],
+            {name: reference[name] for name in REFERENCE_OF[f.claim_type]},
+            split_by.get(f.claim_type, ()),
+            directory / Path(f.path).name,
         )
-        for shard in np.unique(owner)
+        for f in shards.files
     ]
-    parts = compute.map(_run, tasks)
-    return (
-        pd.concat(parts, ignore_index=True)
-        .sort_values(ROW, kind="stable")
-        .drop(columns=ROW)
-        .reset_index(drop=True)
-    )
+    return ClaimShards(shards.count, tuple(compute.map(_run, tasks)))
+
+
+def _held_of(held: pd.DataFrame, file: ShardFile) -> pd.DataFrame:
+    """The held claims of ``file``'s claim type (a task ships only those)."""
+    return held[held["claim_type"] == file.claim_type]

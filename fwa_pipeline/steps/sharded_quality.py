@@ -1,16 +1,15 @@
-"""The quality checks over claims split into shards by member, each shard a task on the run's
-``Compute``.
+"""The quality checks over a run's claim shards (``steps.claim_shards``), each shard a task on the
+run's ``Compute`` that reads its own file.
 
 Most checks judge a line alone. Of those comparing claims, the service and fill keys' duplicates
 name the member, so they meet in the member's shard; splitting by member also leaves each task
-only its shard's member ids to look claims up in. The other two run in two rounds: first each
-shard's claim ids with the first ``claim_pk`` of each, and its exact amount figures per code;
-then every check on each shard, with the ids other shards hold too and the amount limits of all
-the lines (``domain.quality.Elsewhere``). With one shard, ``assess_quality`` runs once on the
-whole frames.
+only its shard's members to look claims up in, which it reads from the store itself. The other
+two run in two rounds: first each shard's claim ids with the first ``claim_pk`` of each, and its
+exact amount figures per code; then every check on each shard, with the ids other shards hold
+too and the amount limits of all the lines (``domain.quality.Elsewhere``).
 
-Issues come back in the order one pass gives: any shard count, here or on a cluster, gives the
-same result.
+A task returns the issues of its shard's new claims (history was judged when it was new), so
+the result is the one a single pass over every claim gives.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from fwa_pipeline.compute.base import Compute
-from fwa_pipeline.compute.shards import shard_of, split
+from fwa_pipeline.compute.shards import Shard
 from fwa_pipeline.domain.config import QualityConfig
 from fwa_pipeline.domain.quality import (
     FIGURES_READ,
@@ -31,54 +30,76 @@ from fwa_pipeline.domain.quality import (
     QualityResult,
     amount_figures,
     amount_limits,
-    assess_quality,
-    check_shape,
     claim_issues,
     first_claim_pks,
     merged_figures,
     quality_result,
     shared_first_pks,
 )
-
-SHARD_COLUMN = "member_id"
+from fwa_pipeline.steps.claim_shards import ClaimShards, ShardFile
+from fwa_pipeline.store.claims import reference_ids
+from fwa_pipeline.store.db import engine_for
 
 
 @dataclass(frozen=True)
 class _Figures:
-    """A shard's claim ids with their first ``claim_pk``, and its amount figures (from the
-    columns these read only: the claims travel whole once, to their checks)."""
+    """A shard's claim ids with their first ``claim_pk``, and its amount figures."""
 
-    claim_type: ClaimType
-    claims: pd.DataFrame
+    file: ShardFile
 
     def run(self) -> tuple[pd.Series, pd.DataFrame]:
-        return first_claim_pks(self.claims), amount_figures(self.claim_type, self.claims)
+        claim_type: ClaimType = self.file.claim_type  # type: ignore[assignment]
+        claims = self.file.read(FIGURES_READ[claim_type])
+        return first_claim_pks(claims), amount_figures(claim_type, claims)
+
+
+@dataclass(frozen=True)
+class StoreIds:
+    """Where a check task reads its shard's member ids (and every provider id) from."""
+
+    url: str
+    workspace_id: int
+    batch_ids: tuple[int, ...]
+    every_member: bool
+
+    def of(self, shard: Shard) -> tuple[list[str], list[str]]:
+        return reference_ids(
+            engine_for(self.url),
+            self.workspace_id,
+            self.batch_ids,
+            every_member=self.every_member,
+            shard=shard,
+        )
 
 
 @dataclass(frozen=True)
 class _Checks:
-    """Every check on a shard, with its members' ids and what it needs of the other shards."""
+    """Every check on a shard, with its members' ids and what it needs of the other shards; the
+    issues of its new claims."""
 
-    claim_type: ClaimType
-    claims: pd.DataFrame
-    member_ids: list[str]
-    provider_ids: Collection[str]
+    file: ShardFile
+    count: int
+    ids: StoreIds
     config: QualityConfig
     as_of: dt.date | None
     taken_claim_ids: Collection[str]
     elsewhere: Elsewhere
 
     def run(self) -> list[pd.DataFrame]:
-        return claim_issues(
-            self.claim_type,
-            self.claims,
+        claims = self.file.read()
+        member_ids, provider_ids = self.ids.of(Shard(self.file.number, self.count))
+        found = claim_issues(
+            self.file.claim_type,  # type: ignore[arg-type]
+            claims,
             as_of=self.as_of,
-            member_ids=self.member_ids,
-            provider_ids=self.provider_ids,
+            member_ids=member_ids,
+            provider_ids=provider_ids,
             config=self.config,
             taken_claim_ids=self.taken_claim_ids,
             elsewhere=self.elsewhere,
         )
+        new = claims.loc[claims["in_scope"].astype(bool), "claim_pk"]
+        return [issues[issues["claim_pk"].isin(new)] for issues in found]
 
 
 def _run(task: _Figures | _Checks) -> object:
@@ -86,35 +107,21 @@ def _run(task: _Figures | _Checks) -> object:
     return task.run()
 
 
-def assess_quality_sharded(
-    medical: pd.DataFrame,
-    pharmacy: pd.DataFrame,
-    member_ids: Collection[str],
-    provider_ids: Collection[str],
+def judge_shards(
+    shards: ClaimShards,
+    ids: StoreIds,
     config: QualityConfig,
     as_of: dt.date | None,
     compute: Compute,
-    taken_claim_ids: Mapping[ClaimType, Collection[str]] | None = None,
+    taken_claim_ids: Mapping[str, Collection[str]] | None = None,
 ) -> QualityResult:
-    """``assess_quality`` of the same arguments, run in ``compute.shards`` shards on
-    ``compute``."""
-    if compute.shards == 1:
-        return assess_quality(
-            medical, pharmacy, member_ids, provider_ids, config, as_of, taken_claim_ids
-        )
-    frames: dict[ClaimType, pd.DataFrame] = {"medical": medical, "pharmacy": pharmacy}
-    for claim_type, frame in frames.items():
-        check_shape(claim_type, frame)
-    shards = [
-        (claim_type, number, part)
-        for claim_type, frame in frames.items()
-        for number, part in enumerate(split(frame, SHARD_COLUMN, compute.shards))
-        if not part.empty
-    ]
-    figures = compute.map(_run, [_Figures(t, part[FIGURES_READ[t]]) for t, _, part in shards])
-    by_type: dict[ClaimType, list[tuple[pd.Series, pd.DataFrame]]] = {}
-    for (claim_type, _, _), found in zip(shards, figures, strict=True):
-        by_type.setdefault(claim_type, []).append(found)
+    """The quality of the new claims of ``shards``, judged with their history in two rounds of
+    tasks on ``compute``: what ``assess_quality`` of every claim gives for the new ones."""
+    files = [f for t in ("medical", "pharmacy") for f in shards.of(t)]
+    figures = compute.map(_run, [_Figures(f) for f in files])
+    by_type: dict[str, list[tuple[pd.Series, pd.DataFrame]]] = {}
+    for file, found in zip(files, figures, strict=True):
+        by_type.setdefault(file.claim_type, []).append(found)
     elsewhere = {
         claim_type: Elsewhere(
             shared_first_pks([ids for ids, _ in parts]),
@@ -124,20 +131,17 @@ def assess_quality_sharded(
         )
         for claim_type, parts in by_type.items()
     }
-    members = pd.Series(list(member_ids), dtype=object)
-    owner = shard_of(members, compute.shards)
     checks = [
         _Checks(
-            t,
-            part,
-            members[owner == number].tolist(),
-            provider_ids,
+            f,
+            shards.count,
+            ids,
             config,
             as_of,
-            (taken_claim_ids or {}).get(t, ()),
-            elsewhere[t],
+            (taken_claim_ids or {}).get(f.claim_type, ()),
+            elsewhere[f.claim_type],
         )
-        for t, number, part in shards
+        for f in files
     ]
     found = [issues for part in compute.map(_run, checks) for issues in part]
-    return quality_result(found, {t: len(frame) for t, frame in frames.items()})
+    return quality_result(found, shards.new_counts())  # type: ignore[arg-type]

@@ -199,6 +199,17 @@ def read_new_claims(
     return read_frame(source, statement).sort_values("claim_pk", ignore_index=True)
 
 
+def new_claim_dates(
+    source: Source, claim_type: str, workspace: int, batch_ids: Sequence[int]
+) -> pd.Series:
+    """The distinct dates of the claims of a run's batches: what the run's look-back windows
+    are set around, without reading the claims."""
+    spec = CLAIM_TABLES[claim_type]
+    date = spec.table.c[spec.date]
+    statement = select(date).where(_in_batches(spec.table, workspace, batch_ids)).distinct()
+    return read_frame(source, statement)[spec.date]
+
+
 def read_history(
     source: Source,
     claim_type: str,

@@ -23,8 +23,9 @@ from fwa_pipeline.steps.claims import CLAIM_TYPES, enrich, gated
 from fwa_pipeline.steps.commit import commit_run
 from fwa_pipeline.steps.detection import detect
 from fwa_pipeline.steps.frame_files import Frames, load
-from fwa_pipeline.steps.intake import judge_quality, read_claims, read_run_members
+from fwa_pipeline.steps.intake import MemberNeeds, judge_quality, read_claims, read_run_members
 from fwa_pipeline.steps.peer_statistics import (
+    InMemory,
     PeerStatistics,
     compared_rules,
     stage_statistics,
@@ -48,6 +49,7 @@ class Found:
 
     scope: RunScope
     claims_in: Frames
+    held: pd.DataFrame
     hits: pd.DataFrame
     scores: pd.DataFrame
     config: PipelineConfig
@@ -76,24 +78,23 @@ class Store:
         assert ws_id is not None
         scope, _ = fix_scope(self.engine, ws_id, as_of=AS_OF, force=force)
         raw = read_claims(self.engine, scope, config)
-        quality = judge_quality(self.engine, scope, config, raw, LocalCompute())
-        claims_in = gated(raw, held_back(quality.issues, config.quality.mode))
+        quality = judge_quality(self.engine, scope, config, raw)
+        held = held_back(quality.issues, config.quality.mode)
+        claims_in = gated(raw, held)
+        assert isinstance(claims_in, dict)
         reference = read_reference(self.engine, ws_id)
-        members = read_run_members(
-            self.engine,
-            cipher_from_settings(self.settings),
-            scope,
-            config,
-            claims_in,
-            reference["cpt_reference"],
-        )
+        needs = MemberNeeds.of(claims_in, config, reference["cpt_reference"])
+        members = read_run_members(self.engine, cipher_from_settings(self.settings), scope, needs)
         enriched = {t: enrich(t, claims_in[t], members, reference) for t in CLAIM_TYPES}
-        update = update_statistics(self.engine, self.peers, scope, config, enriched, reference)
+        aggregate = InMemory(self.engine, self.peers, scope, config, enriched, reference)
+        update = update_statistics(self.peers, scope, config, reference, aggregate)
         statistics = update.compared(compared_rules(config), reference["providers"])
         hits = detect(
             self.engine, self.peers, scope, config, enriched, reference, statistics, LocalCompute()
         ).hits
-        return Found(scope, claims_in, hits, score_claims(hits, config), config, update.statistics)
+        return Found(
+            scope, claims_in, held, hits, score_claims(hits, config), config, update.statistics
+        )
 
     def commit(self, found: Found, run_id: str) -> commit.CommitSummary:
         stage_statistics(self.peers, run_id, found.statistics)
@@ -102,6 +103,7 @@ class Store:
             found.scope,
             run_id,
             found.claims_in,
+            found.held,
             found.hits,
             found.scores,
             found.config,

@@ -11,6 +11,7 @@ the order of the terms.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,12 +72,18 @@ class PeerAggregates:
 
     def merged(self, other: PeerAggregates) -> PeerAggregates:
         """The aggregates of both sets of claims."""
-        totals = pd.concat([self.totals, other.totals])
+        return PeerAggregates.total([self, other])
+
+    @classmethod
+    def total(cls, parts: Sequence[PeerAggregates]) -> PeerAggregates:
+        """The aggregates of every part's claims (the parts of claims no two of them share),
+        merged at once."""
+        totals = pd.concat([p.totals for p in parts])
         summed = totals.groupby(level=0).sum() if len(totals) else totals
         pairs = None
-        if self.pairs is not None and other.pairs is not None:
-            pairs = pd.concat([self.pairs, other.pairs], ignore_index=True)
-        return PeerAggregates.of(summed, pairs)
+        if all(p.pairs is not None for p in parts):
+            pairs = pd.concat([p.pairs for p in parts], ignore_index=True)  # type: ignore[misc]
+        return cls.of(summed, pairs)
 
     def finished(self) -> pd.DataFrame:
         """The totals, with each subject's distinct members when pairs are kept."""
