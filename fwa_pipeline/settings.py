@@ -257,6 +257,9 @@ class Settings(BaseSettings):
     compute: Literal["local", "dask"] = "local"
     dask_scheduler_address: str = ""
     dask_workers: int = Field(0, ge=0)
+    # Each worker's memory limit on a run's own cluster ("3GB"; "auto": the machine's memory
+    # shared between them); a worker above it is restarted and its task retried once.
+    dask_worker_memory: str = Field("auto", pattern=r"^(auto|\d+(\.\d+)?\s*[KMGT]i?B)$")
     # How many parts the claims are split into (0: one in process, twice the workers on Dask).
     shards: int = Field(0, ge=0)
 

@@ -34,9 +34,10 @@ CONNECT_TIMEOUT_S = 10
 WORKER_WAIT_S = 60
 
 
-def local_cluster(workers: int = 0) -> LocalCluster:
+def local_cluster(workers: int = 0, memory_limit: str = "auto") -> LocalCluster:
     """Worker processes on this machine, one thread each (pandas holds the GIL); ``workers`` 0:
-    one per core. No dashboard, and the scheduler's HTTP server on a free port: clusters side
+    one per core; each limited to ``memory_limit`` ("3GB"; "auto": the machine's memory shared
+    between them). No dashboard, and the scheduler's HTTP server on a free port: clusters side
     by side must not contend for 8787."""
     limits = {
         "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
@@ -47,6 +48,7 @@ def local_cluster(workers: int = 0) -> LocalCluster:
             n_workers=workers or dask.system.CPU_COUNT,
             threads_per_worker=1,
             processes=True,
+            memory_limit=memory_limit,
             dashboard_address=None,
             scheduler_kwargs={"dashboard_address": ":0"},
         )
@@ -87,9 +89,12 @@ class DaskCompute:
         return compute
 
     @classmethod
-    def start_local(cls, workers: int = 0, shards: int = 0) -> DaskCompute:
-        """A ``LocalCluster`` of ``workers`` processes (0: one per core) and a client of it."""
-        cluster = local_cluster(workers)
+    def start_local(
+        cls, workers: int = 0, shards: int = 0, *, memory_limit: str = "auto"
+    ) -> DaskCompute:
+        """A ``LocalCluster`` of ``workers`` processes (0: one per core), each limited to
+        ``memory_limit``, and a client of it."""
+        cluster = local_cluster(workers, memory_limit)
         try:
             client = Client(cluster, set_as_default=False)
         except BaseException:

@@ -23,7 +23,9 @@ def compute_from_settings(settings: Settings) -> Iterator[Compute]:
     if settings.dask_scheduler_address:
         compute = DaskCompute.connect(settings.dask_scheduler_address, settings.shards)
     else:
-        compute = DaskCompute.start_local(settings.dask_workers, settings.shards)
+        compute = DaskCompute.start_local(
+            settings.dask_workers, settings.shards, memory_limit=settings.dask_worker_memory
+        )
     try:
         yield compute
     finally:

@@ -144,11 +144,15 @@ def test_a_scheduler_that_cannot_be_reached_fails_cleanly(
 
 @pytest.mark.slow
 def test_dask_without_an_address_runs_on_a_cluster_of_its_own_closed_after() -> None:
-    settings = Settings(compute="dask", dask_workers=1, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        compute="dask", dask_workers=1, dask_worker_memory="1GB", _env_file=None
+    )
     with compute_from_settings(settings) as compute:
         assert isinstance(compute, DaskCompute)
         assert compute.describe() == {"mode": "dask", "shards": 2, "workers": 1, "address": None}
         assert compute.map(triple, [5]) == [(5, 15)]
+        workers = compute.client.scheduler_info()["workers"].values()
+        assert [w["memory_limit"] for w in workers] == [10**9]
         cluster = compute.client.cluster
     assert compute.client.status == "closed"
     assert cluster is not None and cluster.status.name == "closed"

@@ -259,3 +259,13 @@ def test_a_bad_compute_setting_is_refused(
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=message):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize("limit", ["auto", "3GB", "1.5GiB", "512MB"])
+def test_a_worker_memory_limit_dask_reads_is_accepted(limit: str) -> None:
+    assert Settings(dask_worker_memory=limit, _env_file=None).dask_worker_memory == limit  # type: ignore[call-arg]
+
+
+def test_a_worker_memory_limit_without_a_unit_is_refused() -> None:
+    with pytest.raises(ValueError, match="dask_worker_memory"):
+        Settings(dask_worker_memory="3", _env_file=None)  # type: ignore[call-arg]
