@@ -96,9 +96,9 @@ def copy_frame(connection: Connection, table: str | Table, df: pd.DataFrame) -> 
     """Append ``df``'s rows to ``table`` (columns by name) in the connection's transaction.
 
     NULLs are missing values (None/NaN/NA); the frame's columns must exist in the table, and
-    columns it lacks get the model's constant default, and ``member_bucket`` its member's
-    bucket. Values must be scalars (a JSON column
-    takes JSON text through a Text-typed ``Table``). Returns the number of rows written.
+    columns it lacks get the model's constant default (``member_bucket``: its member's bucket).
+    Values must be scalars (a JSON column takes JSON text through a Text-typed ``Table``).
+    Returns the number of rows written.
     """
     return copy_frames(connection, table, [df])
 
