@@ -4,7 +4,8 @@
   :class:`ComputeError`.
 * ``dask``: :class:`DaskCompute`, on an existing cluster or a ``LocalCluster`` of its own.
 * ``factory``: :func:`compute_from_settings`, the one the settings ask for.
-* ``shards``: :func:`shard_of` and :func:`split`, the stable hash partition of claims by a key.
+* ``shards``: :func:`bucket_of`, :func:`shard_of`, :class:`Shard` and :func:`split`: each key's
+  fixed bucket, and shards as contiguous ranges of buckets.
 
 In a Dagster run, ``defs.compute.ComputeResource`` (key ``compute``) gives assets theirs.
 """

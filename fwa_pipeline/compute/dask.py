@@ -90,7 +90,7 @@ class DaskCompute:
 
     @classmethod
     def start_local(
-        cls, workers: int = 0, shards: int = 0, *, memory_limit: str = "auto"
+        cls, workers: int = 0, shards: int = 0, memory_limit: str = "auto"
     ) -> DaskCompute:
         """A ``LocalCluster`` of ``workers`` processes (0: one per core), each limited to
         ``memory_limit``, and a client of it."""

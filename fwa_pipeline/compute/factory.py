@@ -24,7 +24,7 @@ def compute_from_settings(settings: Settings) -> Iterator[Compute]:
         compute = DaskCompute.connect(settings.dask_scheduler_address, settings.shards)
     else:
         compute = DaskCompute.start_local(
-            settings.dask_workers, settings.shards, memory_limit=settings.dask_worker_memory
+            settings.dask_workers, settings.shards, settings.dask_worker_memory
         )
     try:
         yield compute

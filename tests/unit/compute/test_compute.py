@@ -97,9 +97,10 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[Made]:
 def test_dask_without_an_address_starts_a_cluster_of_the_workers_asked_and_closes_it(
     made: list[Made],
 ) -> None:
-    with compute_from_settings(settings(compute="dask", dask_workers=3, shards=5)) as compute:
+    asked = settings(compute="dask", dask_workers=3, shards=5, dask_worker_memory="2GB")
+    with compute_from_settings(asked) as compute:
         assert compute is made[0]
-    assert (made[0].how, made[0].args, made[0].closed) == ("start_local", (3, 5), True)
+    assert (made[0].how, made[0].args, made[0].closed) == ("start_local", (3, 5, "2GB"), True)
 
 
 def test_a_scheduler_address_means_dask_on_that_cluster(made: list[Made]) -> None:
