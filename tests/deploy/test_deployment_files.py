@@ -118,6 +118,9 @@ def test_the_runs_compute_on_the_compose_dask_cluster(compose: dict) -> None:
     assert command[command.index("--nworkers") + 1] == "1"
     assert command[command.index("--nthreads") + 1] == "${FWA_DASK_WORKER_THREADS:-1}"
     assert command[command.index("--memory-limit") + 1] == "${FWA_DASK_WORKER_MEMORY:-3GB}"
+    # Workers read their shards of claims from the store and write shard files to the data
+    # directory the runs read them from.
+    assert set(services["postgres"]["networks"]) <= set(worker["networks"])
     for dask in (scheduler, worker):
         # The app's image (the task functions), its data directory, none of its secrets.
         assert (dask["build"], dask["image"]) == (daemon["build"], daemon["image"])
