@@ -310,7 +310,7 @@ def enriched_claims(
     run_compute = compute.get()
     enriched: Frames | ClaimShards
     if isinstance(claims, ClaimShards):
-        needs = member_needs(claims, held, config, cpt_reference, run_compute)
+        needs = member_needs(claims, held, config, cpt_reference, scope.covers_all, run_compute)
         members = read_run_members(store.engine(), store.cipher(), scope, needs)
         place = _shards_dir(context, store, "enriched_claims")
         split_by = split_columns(config)
@@ -318,7 +318,7 @@ def enriched_claims(
             claims, held, members, reference_data, split_by, place, run_compute
         )
     else:
-        needs = MemberNeeds.of(claims, config, cpt_reference)
+        needs = MemberNeeds.of(claims, config, cpt_reference, every_member=scope.covers_all)
         members = read_run_members(store.engine(), store.cipher(), scope, needs)
         enriched = {t: enrich(t, claims[t], members, reference_data) for t in CLAIM_TYPES}
     return dg.Output(

@@ -198,20 +198,27 @@ def new_claims_quality(issues: pd.DataFrame, frames: Frames) -> QualityResult:
 
 @dataclass(frozen=True)
 class MemberNeeds:
-    """What enrichment needs of the members: who the claims name, and whose dates of birth
-    (``ages``) and of death (``deaths``) some rule needs, of the new claims only."""
+    """What enrichment needs of the members: who the claims name (None: every member), and
+    whose dates of birth (``ages``) and of death (``deaths``) some rule needs, of the new claims
+    only."""
 
-    named: frozenset[str]
+    named: frozenset[str] | None
     ages: frozenset[str]
     deaths: frozenset[str]
 
     @classmethod
     def of(
-        cls, claims: Frames, config: PipelineConfig, cpt_reference: pd.DataFrame
+        cls,
+        claims: Frames,
+        config: PipelineConfig,
+        cpt_reference: pd.DataFrame,
+        *,
+        every_member: bool = False,
     ) -> "MemberNeeds":
-        """The needs of ``claims`` (per claim type, gated)."""
+        """The needs of ``claims`` (per claim type, gated); ``every_member``: the run reads every
+        member (it covers every claim), so who the claims name is not looked for."""
         return cls(
-            frozenset(touched_ids({t: claims[t] for t in CLAIM_TYPES})),
+            None if every_member else frozenset(touched_ids({t: claims[t] for t in CLAIM_TYPES})),
             frozenset(
                 members_needing_age(
                     in_scope(claims["medical"], ["member_id", "cpt_code"]), cpt_reference
@@ -227,8 +234,9 @@ class MemberNeeds:
 
     @classmethod
     def merged(cls, parts: list["MemberNeeds"]) -> "MemberNeeds":
+        named = [p.named for p in parts]
         return cls(
-            frozenset().union(*(p.named for p in parts)),
+            None if None in named else frozenset().union(*named),  # type: ignore[arg-type]
             frozenset().union(*(p.ages for p in parts)),
             frozenset().union(*(p.deaths for p in parts)),
         )
@@ -239,7 +247,8 @@ def read_run_members(
 ) -> pd.DataFrame:
     """The members the run's claims are enriched with, dates of birth and death decrypted only
     for the new claims' members some rule needs them of."""
-    wanted = None if scope.covers_all or len(needs.named) > MEMBER_LIST_LIMIT else needs.named
+    named = needs.named
+    wanted = None if scope.covers_all or named is None or len(named) > MEMBER_LIST_LIMIT else named
     return read_members(
         source,
         cipher,

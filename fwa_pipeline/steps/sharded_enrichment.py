@@ -46,13 +46,15 @@ class _Needs:
     held: pd.DataFrame
     config: PipelineConfig
     cpt_reference: pd.DataFrame
+    every_member: bool
 
     def run(self) -> MemberNeeds:
         columns = ["claim_pk", "member_id", "in_scope"]
         if self.file.claim_type == "medical":
             columns.append("cpt_code")
+        claims = _gated(self.file, self.held, columns)
         return MemberNeeds.of(
-            _gated(self.file, self.held, columns), self.config, self.cpt_reference
+            claims, self.config, self.cpt_reference, every_member=self.every_member
         )
 
 
@@ -85,11 +87,13 @@ def member_needs(
     held: pd.DataFrame,
     config: PipelineConfig,
     cpt_reference: pd.DataFrame,
+    every_member: bool,
     compute: Compute,
 ) -> MemberNeeds:
-    """What the gated claims of ``shards`` need of the members, one task per shard."""
+    """What the gated claims of ``shards`` need of the members (``every_member``: the run
+    reads them all), one task per shard."""
     files = [f for t in CLAIM_TYPES for f in shards.of(t)]
-    tasks = [_Needs(f, _held_of(held, f), config, cpt_reference) for f in files]
+    tasks = [_Needs(f, _held_of(held, f), config, cpt_reference, every_member) for f in files]
     return MemberNeeds.merged(compute.map(_run, tasks))
 
 

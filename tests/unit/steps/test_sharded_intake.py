@@ -258,7 +258,7 @@ def enriched_in_shards(
     for name in ("raw", "enriched"):
         (directory / name).mkdir(parents=True)
     raw = ClaimShards.split(claims, directory / "raw", SHARDS)
-    needs = member_needs(raw, held, CONFIG, landed.reference["cpt_reference"], compute)
+    needs = member_needs(raw, held, CONFIG, landed.reference["cpt_reference"], False, compute)
     enriched = enrich_shards(
         raw, held, members, landed.reference, split_columns(CONFIG), directory / "enriched", compute
     )
