@@ -432,6 +432,8 @@ def first_claim_pks(frame: pd.DataFrame) -> pd.Series:
 def shared_first_pks(parts: list[pd.Series]) -> pd.Series:
     """The claim ids in more than one of ``parts`` (:func:`first_claim_pks` of each shard) and
     the first ``claim_pk`` among all of them: the duplicates no shard sees whole."""
+    if not parts:
+        return pd.Series(dtype="int64")
     every = pd.concat(parts)
     grouped = every.groupby(level=0)
     return grouped.min()[grouped.size() > 1]

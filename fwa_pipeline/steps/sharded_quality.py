@@ -4,9 +4,11 @@ run's ``Compute`` that reads its own file.
 Most checks judge a line alone. Of those comparing claims, the service and fill keys' duplicates
 name the member, so they meet in the member's shard; splitting by member also leaves each task
 only its shard's members to look claims up in, which it reads from the store itself. The other
-two run in two rounds: first each shard's claim ids with the first ``claim_pk`` of each, and its
-exact amount figures per code; then every check on each shard, with the ids other shards hold
-too and the amount limits of all the lines (``domain.quality.Elsewhere``).
+two take more than one round: first each shard's exact amount figures per code and the hashes of
+its claim ids; then, only when some hash is in more than one shard, those shards' claims with
+such an id and the first ``claim_pk`` of each (the ids themselves: two ids may share a hash);
+then every check on each shard, with the ids other shards hold too and the amount limits of all
+the lines (``domain.quality.Elsewhere``). The run's process never holds every claim id.
 
 A task returns the issues of its shard's new claims (history was judged when it was new), so
 the result is the one a single pass over every claim gives.
@@ -18,6 +20,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from fwa_pipeline.compute.base import Compute
@@ -41,16 +44,32 @@ from fwa_pipeline.store.claims import reference_ids
 from fwa_pipeline.store.db import engine_for
 
 
+def _id_hashes(claims: pd.DataFrame) -> np.ndarray:
+    return pd.util.hash_array(claims["claim_id"].astype(str).to_numpy(object))
+
+
 @dataclass(frozen=True)
 class _Figures:
-    """A shard's claim ids with their first ``claim_pk``, and its amount figures."""
+    """A shard's amount figures and the distinct hashes of its claim ids."""
 
     file: ShardFile
 
-    def run(self) -> tuple[pd.Series, pd.DataFrame]:
+    def run(self) -> tuple[np.ndarray, pd.DataFrame]:
         claim_type: ClaimType = self.file.claim_type  # type: ignore[assignment]
         claims = self.file.read(FIGURES_READ[claim_type])
-        return first_claim_pks(claims), amount_figures(claim_type, claims)
+        return np.unique(_id_hashes(claims)), amount_figures(claim_type, claims)
+
+
+@dataclass(frozen=True)
+class _SharedIds:
+    """The first ``claim_pk`` of each of a shard's claim ids whose hash is in ``hashes``."""
+
+    file: ShardFile
+    hashes: np.ndarray
+
+    def run(self) -> pd.Series:
+        claims = self.file.read(["claim_pk", "claim_id"])
+        return first_claim_pks(claims[np.isin(_id_hashes(claims), self.hashes)])
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,7 @@ class _Checks:
         return [issues[issues["claim_pk"].isin(new)] for issues in found]
 
 
-def _run(task: _Figures | _Checks) -> object:
+def _run(task: _Figures | _SharedIds | _Checks) -> object:
     """What ``Compute.map`` runs: one task (a module-level function ships by name)."""
     return task.run()
 
@@ -115,21 +134,39 @@ def judge_shards(
     compute: Compute,
     taken_claim_ids: Mapping[str, Collection[str]] | None = None,
 ) -> QualityResult:
-    """The quality of the new claims of ``shards``, judged with their history in two rounds of
-    tasks on ``compute``: what ``assess_quality`` of every claim gives for the new ones."""
+    """The quality of the new claims of ``shards``, judged with their history in rounds of tasks
+    on ``compute``: what ``assess_quality`` of every claim gives for the new ones."""
     files = [f for t in ("medical", "pharmacy") for f in shards.of(t)]
     figures = compute.map(_run, [_Figures(f) for f in files])
-    by_type: dict[str, list[tuple[pd.Series, pd.DataFrame]]] = {}
-    for file, found in zip(files, figures, strict=True):
-        by_type.setdefault(file.claim_type, []).append(found)
+    types = list(dict.fromkeys(f.claim_type for f in files))
+    asked: list[tuple[str, _SharedIds]] = []
+    for claim_type in types:
+        mine = [n for n, f in enumerate(files) if f.claim_type == claim_type]
+        hashes, counted = np.unique(
+            np.concatenate([figures[n][0] for n in mine]), return_counts=True
+        )
+        shared = hashes[counted > 1]
+        # Only the shards holding one of those ids are asked for them, in one round.
+        asked += [
+            (claim_type, _SharedIds(files[n], shared))
+            for n in mine
+            if np.isin(figures[n][0], shared).any()
+        ]
+    first = compute.map(_run, [task for _, task in asked]) if asked else []
     elsewhere = {
         claim_type: Elsewhere(
-            shared_first_pks([ids for ids, _ in parts]),
+            shared_first_pks(
+                [pks for (t, _), pks in zip(asked, first, strict=True) if t == claim_type]
+            ),
             amount_limits(
-                merged_figures([f for _, f in parts]), config.outlier_sd, config.outlier_min_peers
+                merged_figures(
+                    [figures[n][1] for n, f in enumerate(files) if f.claim_type == claim_type]
+                ),
+                config.outlier_sd,
+                config.outlier_min_peers,
             ),
         )
-        for claim_type, parts in by_type.items()
+        for claim_type in types
     }
     checks = [
         _Checks(
