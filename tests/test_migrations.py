@@ -53,20 +53,24 @@ def _hit(rule_id: str, claim_pk: int, evidence: dict[str, Any]) -> RuleHit:
     )
 
 
-def _case(rule_id: str, evidence: dict[str, Any]) -> InvestigationCase:
-    """Case 1 of workspace 1, explained by ``rule_id`` with ``evidence`` as its claim C1 sample."""
+def _add_case(session: Session, rule_id: str, evidence: dict[str, Any]) -> None:
+    """Case 1 of workspace 1, explained by ``rule_id`` with ``evidence`` as its claim C1 sample.
+    A core insert of these columns only: columns later revisions add are not in the older
+    schema."""
     samples = [{"claim_id": "C1", "evidence": evidence}]
-    return InvestigationCase(
-        id=1,
-        case_number="CASE-000001",
-        workspace_id=1,
-        subject_type="provider",
-        subject_id="P1",
-        risk_score=80.0,
-        risk_level="high",
-        explanation={"rules": [{"rule_id": rule_id, "samples": samples}]},
-        run_id="r1",
-        evidence_hash="h",
+    session.execute(
+        sa.insert(InvestigationCase).values(
+            id=1,
+            case_number="CASE-000001",
+            workspace_id=1,
+            subject_type="provider",
+            subject_id="P1",
+            risk_score=80.0,
+            risk_level="high",
+            explanation={"rules": [{"rule_id": rule_id, "samples": samples}]},
+            run_id="r1",
+            evidence_hash="h",
+        )
     )
 
 
@@ -182,7 +186,7 @@ def test_stored_evidence_loses_member_ages(engine: Engine) -> None:
         session.flush()
         session.add(_hit("RULE-MED-008", 1, old))
         session.add(_hit("RULE-MED-007", 2, other))
-        session.add(_case("RULE-MED-008", old))
+        _add_case(session, "RULE-MED-008", old)
 
     migrate.upgrade(engine)
 
@@ -291,7 +295,7 @@ def test_dates_of_death_are_encrypted_and_leave_the_evidence(
         )
     with Session(engine) as session, session.begin():
         session.add(_hit("RULE-MED-006", 1, old))
-        session.add(_case("RULE-MED-006", old))
+        _add_case(session, "RULE-MED-006", old)
 
     # Without the key the rows are under, nothing changes.
     other = settings.model_copy(update={"encryption_key": SecretStr(make_key("other"))})

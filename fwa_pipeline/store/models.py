@@ -422,6 +422,8 @@ class ClaimScore(Base):
 
 CASE_STATUSES = ("open", "under_review", "escalated", "closed")
 RISK_LEVELS = ("low", "medium", "high", "critical")
+# What the investigator who closed a case found; the first two confirm the finding.
+DISPOSITIONS = ("confirmed_fraud", "confirmed_waste_abuse", "no_issue", "insufficient_evidence")
 
 
 class InvestigationCase(Base):
@@ -439,6 +441,9 @@ class InvestigationCase(Base):
     flagged_paid: Mapped[float] = mapped_column(Money, default=0)
     status: Mapped[str] = mapped_column(String(16), default="open")
     assignee: Mapped[str | None] = mapped_column(String(100))
+    # Set when the case is closed (DISPOSITIONS), cleared when it reopens.
+    disposition: Mapped[str | None] = mapped_column(String(24))
+    amount_recovered: Mapped[float | None] = mapped_column(Money)
     run_id: Mapped[str] = mapped_column(String(64))  # the run that last scored it
     # Fingerprint of the evidence the case was last built from: a closed case is not reopened
     # by the same evidence.
@@ -455,6 +460,7 @@ class InvestigationCase(Base):
 
     __table_args__ = (
         Index("ix_investigation_cases_ws_level", "workspace_id", "risk_level", "status"),
+        Index("ix_investigation_cases_ws_assignee", "workspace_id", "assignee"),  # a queue
         # One open case per subject; closed ones may accumulate.
         Index(
             "uq_investigation_cases_open_subject",
@@ -588,6 +594,7 @@ class PhiAuditEvent(Base):
 __all__ = [
     "CASE_STATUSES",
     "CLAIM_STATUSES",
+    "DISPOSITIONS",
     "RISK_LEVELS",
     "ROLES",
     "ApiToken",
