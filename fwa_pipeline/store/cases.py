@@ -18,16 +18,20 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Row, bindparam, func, select, text, update
+from sqlalchemy import case as when
 from sqlalchemy.orm import Session
 
 from fwa_pipeline.domain.cases import PROPOSAL_COLUMNS, SUBJECT
+from fwa_pipeline.domain.feedback import CONFIRMED, INCONCLUSIVE, NO_ISSUE, Verdicts
 from fwa_pipeline.kit.validation import InvalidInput, clean_text
 from fwa_pipeline.store.bulk import copy_frame, wire_table
 from fwa_pipeline.store.models import (
     CASE_STATUSES,
+    DISPOSITIONS,
     CaseClaim,
     CaseEvent,
     InvestigationCase,
+    RuleHit,
     utcnow,
 )
 from fwa_pipeline.store.results import evidence_json
@@ -379,15 +383,23 @@ def change_case_status(
     status: str,
     actor: str,
     note: str | None = None,
+    *,
+    disposition: str | None = None,
+    amount_recovered: float | None = None,
 ) -> CaseEvent | None:
     """Move ``case`` to ``status`` (``models.CASE_STATUSES``), with a ``status_changed`` history
-    entry; None when it already has that status. ``InvalidInput`` for an unknown status or a
-    blank note; reopening a closed case raises :class:`CaseConflictError` when its subject has
-    another open case."""
+    entry; None when it already has that status.
+
+    Closing takes a ``disposition`` (``models.DISPOSITIONS``) and optionally the
+    ``amount_recovered``; any other status takes neither. Reopening a closed case clears both
+    (the entry that closed it keeps them). ``InvalidInput`` naming the field for an unknown
+    status, a blank note, a missing or misplaced disposition or a negative amount; reopening a
+    closed case raises :class:`CaseConflictError` when its subject has another open case."""
     if status not in CASE_STATUSES:
         raise InvalidInput([("status", f"must be one of {', '.join(CASE_STATUSES)}")])
     if note is not None:
         note = clean_text(note, "note")
+    _check_disposition(status, disposition, amount_recovered)
     if status == case.status:
         return None
     if case.status == CLOSED:
@@ -403,10 +415,33 @@ def change_case_status(
         if other is not None:
             raise CaseConflictError(f"{case.case_number} cannot reopen: {other} is open")
     detail: dict[str, Any] = {"from": case.status, "to": status}
+    if status == CLOSED:
+        detail["disposition"] = disposition
+        detail["amount_recovered"] = amount_recovered
     if note is not None:
         detail["note"] = note
     case.status = status
+    case.disposition, case.amount_recovered = disposition, amount_recovered
     return _event(session, case, actor, "status_changed", detail)
+
+
+def _check_disposition(status: str, disposition: str | None, amount: float | None) -> None:
+    problems = []
+    if status == CLOSED:
+        if disposition is None:
+            problems.append(("disposition", "closing a case needs a disposition"))
+        elif disposition not in DISPOSITIONS:
+            problems.append(("disposition", f"must be one of {', '.join(DISPOSITIONS)}"))
+        if amount is not None and not amount >= 0:
+            problems.append(("amount_recovered", "must be zero or more"))
+    else:
+        problems += [
+            (field, "only a case being closed takes one")
+            for field, value in (("disposition", disposition), ("amount_recovered", amount))
+            if value is not None
+        ]
+    if problems:
+        raise InvalidInput(problems)
 
 
 def add_case_note(session: Session, case: InvestigationCase, actor: str, note: str) -> CaseEvent:
@@ -426,3 +461,46 @@ def assign_case(
     detail = {"from": case.assignee, "to": assignee}
     case.assignee = assignee
     return _event(session, case, actor, "assigned", detail)
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+def rule_verdicts(
+    session: Session, workspace_id: int, rule_id: str | None = None
+) -> dict[str, Verdicts]:
+    """Per rule (or only ``rule_id``): the workspace's closed cases citing it (a hit of the rule
+    on one of the case's claims), counted by disposition (``domain.feedback``). One aggregate
+    query; rules no closed case cites are absent."""
+    cited = (
+        select(InvestigationCase.id, InvestigationCase.disposition, RuleHit.rule_id)
+        .join(CaseClaim, CaseClaim.case_id == InvestigationCase.id)
+        .join(
+            RuleHit,
+            (RuleHit.workspace_id == InvestigationCase.workspace_id)
+            & (RuleHit.claim_type == CaseClaim.claim_type)
+            & (RuleHit.claim_pk == CaseClaim.claim_pk),
+        )
+        .where(
+            InvestigationCase.workspace_id == workspace_id,
+            InvestigationCase.status == CLOSED,
+            InvestigationCase.disposition.is_not(None),
+        )
+        .distinct()  # a case cites a rule once, however many of its claims it hit
+    )
+    if rule_id is not None:
+        cited = cited.where(RuleHit.rule_id == rule_id)
+    pairs = cited.subquery()
+
+    def count(dispositions: tuple[str, ...]) -> Any:
+        return func.coalesce(func.sum(when((pairs.c.disposition.in_(dispositions), 1), else_=0)), 0)
+
+    rows = session.execute(
+        select(pairs.c.rule_id, count(CONFIRMED), count(NO_ISSUE), count(INCONCLUSIVE)).group_by(
+            pairs.c.rule_id
+        )
+    )
+    return {
+        rule: Verdicts(int(confirmed), int(no_issue), int(inconclusive))
+        for rule, confirmed, no_issue, inconclusive in rows
+    }

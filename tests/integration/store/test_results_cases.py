@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fwa_pipeline.domain.cases import case_proposals, case_subjects
 from fwa_pipeline.domain.config import default_config
+from fwa_pipeline.domain.feedback import Verdicts
 from fwa_pipeline.domain.rules import HIT_FRAME_COLUMNS
 from fwa_pipeline.domain.scoring import score_claims
 from fwa_pipeline.kit.validation import InvalidInput
@@ -19,6 +20,7 @@ from fwa_pipeline.store.cases import (
     add_case_note,
     assign_case,
     change_case_status,
+    rule_verdicts,
     upsert_cases,
 )
 from fwa_pipeline.store.db import session_scope
@@ -274,7 +276,46 @@ def test_case_lifecycle(store_engine: Engine) -> None:
     with session_scope(store_engine) as session:
         closed = session.get(InvestigationCase, case.id)
         assert closed is not None
-        change_case_status(session, closed, "closed", "token:alice", note="billing error, refunded")
+        for status, disposition, amount, field in [
+            ("closed", None, None, "disposition"),
+            ("closed", "fraud", None, "disposition"),
+            ("closed", "no_issue", -1.0, "amount_recovered"),
+            ("escalated", "no_issue", None, "disposition"),
+            ("escalated", None, 10.0, "amount_recovered"),
+        ]:
+            with pytest.raises(InvalidInput) as refused:
+                change_case_status(
+                    session,
+                    closed,
+                    status,
+                    "token:alice",
+                    disposition=disposition,
+                    amount_recovered=amount,
+                )
+            assert [f for f, _ in refused.value.problems] == [field]
+        change_case_status(
+            session,
+            closed,
+            "closed",
+            "token:alice",
+            note="billing error, refunded",
+            disposition="confirmed_waste_abuse",
+            amount_recovered=1250.5,
+        )
+    with session_scope(store_engine) as session:
+        # The closed case cites both rules that hit its claims, once each.
+        confirmed = Verdicts(confirmed=1)
+        assert rule_verdicts(session, seeded.workspace_id) == {
+            "RULE-MED-003": confirmed,
+            "RULE-MED-006": confirmed,
+        }
+        assert rule_verdicts(session, seeded.workspace_id, "RULE-MED-006") == {
+            "RULE-MED-006": confirmed
+        }
+        assert rule_verdicts(session, seeded.workspace_id + 1) == {}
+        stored = session.get(InvestigationCase, case.id)
+        assert stored is not None
+        assert (stored.disposition, stored.amount_recovered) == ("confirmed_waste_abuse", 1250.5)
     assert propose_and_upsert(store_engine, seeded, "run-2b", run2, config)["skipped_closed"] == 1
     assert len(cases(store_engine)) == 1
     # ... new evidence opens a new case for the subject.
@@ -520,7 +561,7 @@ def test_many_subjects(store_engine: Engine) -> None:
         assert again["unchanged"] == count
         held = session.get(InvestigationCase, stored[0].id)
         assert held is not None
-        change_case_status(session, held, "closed", "alice")
+        change_case_status(session, held, "closed", "alice", disposition="no_issue")
         rescored = upsert_cases(session, seeded.workspace_id, "run-3", proposals(80.0))
         assert held.run_id == "run-1"  # the closed case is untouched (and reloaded)
     assert rescored == {
