@@ -10,15 +10,29 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from fwa_api.kit.pagination import Page
 from fwa_pipeline.kit.validation import FREE_TEXT
-from fwa_pipeline.store.models import CASE_STATUSES, RISK_LEVELS, CaseEvent, InvestigationCase
+from fwa_pipeline.store.models import (
+    CASE_STATUSES,
+    DISPOSITIONS,
+    RISK_LEVELS,
+    CaseEvent,
+    InvestigationCase,
+)
 
 RiskLevel = Literal["low", "medium", "high", "critical"]
 CaseStatus = Literal["open", "under_review", "escalated", "closed"]
+Disposition = Literal[
+    "confirmed_fraud", "confirmed_waste_abuse", "no_issue", "insufficient_evidence"
+]
 # The Literals are what OpenAPI shows; they must not drift from the store's lists.
 assert get_args(RiskLevel) == RISK_LEVELS and get_args(CaseStatus) == CASE_STATUSES
+assert get_args(Disposition) == DISPOSITIONS
 
 MAX_NOTE_CHARS = 4000
 NoteText = Annotated[str, StringConstraints(max_length=MAX_NOTE_CHARS), FREE_TEXT]
+# A token's name (the column's size).
+TokenName = Annotated[str, StringConstraints(max_length=100), FREE_TEXT]
+# The most a money column (14 digits, 2 after the point) holds.
+MAX_MONEY = 999_999_999_999.99
 
 
 class CaseSummary(BaseModel):
@@ -31,6 +45,8 @@ class CaseSummary(BaseModel):
     flagged_billed: float
     flagged_paid: float
     assignee: str | None
+    disposition: Disposition | None
+    amount_recovered: float | None
 
     @classmethod
     def of(cls, row: InvestigationCase) -> CaseSummary:
@@ -44,6 +60,8 @@ class CaseSummary(BaseModel):
             flagged_billed=row.flagged_billed,
             flagged_paid=row.flagged_paid,
             assignee=row.assignee,
+            disposition=row.disposition,  # type: ignore[arg-type]
+            amount_recovered=row.amount_recovered,
         )
 
 
@@ -109,6 +127,18 @@ class CaseDetail(CaseSummary):
 class StatusChange(BaseModel):
     status: CaseStatus = Field(description="The new status.")
     note: NoteText | None = Field(None, description="Why; kept in the history entry.")
+    disposition: Disposition | None = Field(
+        None, description="What the investigation found: required to close, refused otherwise."
+    )
+    amount_recovered: Annotated[float, Field(ge=0, le=MAX_MONEY)] | None = Field(
+        None, description="Money recovered, when closing."
+    )
+
+
+class Assignment(BaseModel):
+    assignee: TokenName | None = Field(
+        description="The token name of an investigator of this workspace; null unassigns."
+    )
 
 
 class NoteIn(BaseModel):

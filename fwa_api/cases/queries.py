@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, load_only
 
+from fwa_api.auth import ROLE_RANK
 from fwa_api.cases.models import (
     CaseDetail,
     CaseEventOut,
@@ -18,8 +19,18 @@ from fwa_api.cases.models import (
 )
 from fwa_api.kit.case_numbers import case_number
 from fwa_api.rules.queries import catalogue
-from fwa_pipeline.store.models import CaseClaim, CaseEvent, InvestigationCase, RuleHit
+from fwa_pipeline.store.models import (
+    ApiToken,
+    CaseClaim,
+    CaseEvent,
+    InvestigationCase,
+    RuleHit,
+    Workspace,
+    utcnow,
+)
 
+# The role that may change a case: its status, notes, assignee; and be assigned one.
+CASE_WORKER = "investigator"
 # Linked claims and rule hits a case detail lists (their counts give the totals).
 DETAIL_ROWS = 100
 
@@ -33,6 +44,8 @@ SUMMARY_COLUMNS = (
     InvestigationCase.flagged_billed,
     InvestigationCase.flagged_paid,
     InvestigationCase.assignee,
+    InvestigationCase.disposition,
+    InvestigationCase.amount_recovered,
 )
 
 
@@ -42,6 +55,7 @@ def list_cases(
     *,
     risk_level: str | None = None,
     status: str | None = None,
+    assignee: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> CasePage:
@@ -51,6 +65,8 @@ def list_cases(
         where.append(InvestigationCase.risk_level == risk_level)
     if status:
         where.append(InvestigationCase.status == status)
+    if assignee:
+        where.append(InvestigationCase.assignee == assignee)
     total = session.scalar(select(func.count()).select_from(InvestigationCase).where(*where))
     rows = session.scalars(
         select(InvestigationCase)
@@ -62,6 +78,21 @@ def list_cases(
     )
     return CasePage(
         total=total or 0, limit=limit, offset=offset, items=[CaseSummary.of(r) for r in rows]
+    )
+
+
+def may_be_assigned(session: Session, workspace_id: int, name: str) -> bool:
+    """Whether ``name`` is the name of a token, neither revoked nor expired, that may work the
+    workspace's cases (the investigator role or above, the workspace among its own)."""
+    workspace = session.scalar(select(Workspace.name).where(Workspace.id == workspace_id))
+    holders = session.execute(
+        select(ApiToken.role, ApiToken.workspaces).where(
+            ApiToken.name == name, ApiToken.revoked_at.is_(None), ApiToken.expires_at > utcnow()
+        )
+    )
+    return any(
+        ROLE_RANK[role] >= ROLE_RANK[CASE_WORKER] and workspace in workspaces
+        for role, workspaces in holders
     )
 
 

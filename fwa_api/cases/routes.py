@@ -1,9 +1,10 @@
-"""Investigation cases: list, detail, and the investigator's actions (status, notes).
+"""Investigation cases: list, detail, and the investigator's actions (status, notes,
+assignment).
 
 Every route takes ``?workspace=NAME``. A case is named by its number (``CASE-000123``;
 ``case-123`` and ``123`` also work); one in another workspace is answered 404 exactly like one
-that does not exist. Status changes and notes are appended to the case's history (never edited)
-and need the investigator role.
+that does not exist. Status changes, notes and assignments are appended to the case's history
+(never edited) and need the investigator role. Closing a case takes a disposition.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from fwa_api.auth import Principal
 from fwa_api.cases import queries
 from fwa_api.cases.models import (
+    Assignment,
     CaseAction,
     CaseDetail,
     CaseEventOut,
@@ -29,12 +32,19 @@ from fwa_api.cases.models import (
     NoteIn,
     RiskLevel,
     StatusChange,
+    TokenName,
 )
 from fwa_api.deps import WorkspaceId, require_role
 from fwa_api.kit.db import in_session
 from fwa_api.params import Offset
 from fwa_api.services import services
-from fwa_pipeline.store.cases import CaseConflictError, add_case_note, change_case_status
+from fwa_pipeline.kit.validation import InvalidInput
+from fwa_pipeline.store.cases import (
+    CaseConflictError,
+    add_case_note,
+    assign_case,
+    change_case_status,
+)
 from fwa_pipeline.store.db import session_scope
 from fwa_pipeline.store.models import CaseEvent, InvestigationCase
 
@@ -46,7 +56,7 @@ CaseRef = Annotated[
     str,
     Path(max_length=32, description="The case number, e.g. CASE-000123 (case-123 or 123 too)."),
 ]
-Investigator = Annotated[Principal, Depends(require_role("investigator"))]
+Investigator = Annotated[Principal, Depends(require_role(queries.CASE_WORKER))]
 
 
 def _case_not_found() -> HTTPException:
@@ -59,6 +69,7 @@ async def list_cases(
     workspace_id: WorkspaceId,
     risk_level: RiskLevel | None = None,
     status: CaseStatus | None = None,
+    assignee: Annotated[TokenName | None, Query(description="Only this token's cases.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> CasePage:
@@ -70,6 +81,7 @@ async def list_cases(
         workspace_id,
         risk_level=risk_level,
         status=status,
+        assignee=assignee,
         limit=limit,
         offset=offset,
     )
@@ -104,6 +116,15 @@ def _act(
                 event = apply(session, case)
             except CaseConflictError as exc:
                 raise HTTPException(409, str(exc)) from exc
+            except InvalidInput as exc:
+                # The store's refusal names a field of the request's body: say so as
+                # validation does.
+                raise RequestValidationError(
+                    [
+                        {"loc": ("body", field), "msg": message, "type": "invalid_input"}
+                        for field, message in exc.problems
+                    ]
+                ) from exc
             session.flush()  # the entry's time
             return CaseAction(case=CaseSummary.of(case), event=CaseEventOut.of(event))
     except IntegrityError as exc:
@@ -125,13 +146,23 @@ async def change_status(
     case_id: CaseRef,
     body: StatusChange,
 ) -> CaseAction:
-    """Move the case to another status (``status_changed`` in its history). Reopening a closed
-    case is refused (409) while its subject has another open case."""
+    """Move the case to another status (``status_changed`` in its history). Closing needs a
+    ``disposition`` (422 naming it otherwise) and may give the ``amount_recovered``; other
+    statuses take neither. Reopening a closed case clears its disposition (its history keeps
+    it), and is refused (409) while its subject has another open case."""
 
     def apply(session: Session, case: InvestigationCase) -> CaseEvent:
         if case.status == body.status:
             raise HTTPException(409, f"{case.case_number} is already {body.status}")
-        event = change_case_status(session, case, body.status, principal.name, body.note)
+        event = change_case_status(
+            session,
+            case,
+            body.status,
+            principal.name,
+            body.note,
+            disposition=body.disposition,
+            amount_recovered=body.amount_recovered,
+        )
         assert event is not None  # None only when the status is unchanged, refused above
         return event
 
@@ -154,5 +185,38 @@ async def add_note(
 
     def apply(session: Session, case: InvestigationCase) -> CaseEvent:
         return add_case_note(session, case, principal.name, body.note)
+
+    return await run_in_threadpool(_act, services(request).engine, workspace_id, case_id, apply)
+
+
+@router.post(
+    "/{case_id}/assign",
+    responses={
+        404: {"description": "No such case in this workspace."},
+        409: {"description": "The case already has that assignee."},
+    },
+)
+async def assign(
+    request: Request,
+    principal: Investigator,
+    workspace_id: WorkspaceId,
+    case_id: CaseRef,
+    body: Assignment,
+) -> CaseAction:
+    """Assign the case to a token holder who may work it (a token of the investigator role or
+    above, unrevoked and unexpired, for this workspace; 422 naming ``assignee`` otherwise), or
+    unassign it with null (``assigned`` in its history, from and to)."""
+
+    def apply(session: Session, case: InvestigationCase) -> CaseEvent:
+        if body.assignee is not None and not queries.may_be_assigned(
+            session, workspace_id, body.assignee
+        ):
+            raise InvalidInput(
+                [("assignee", "must name an active token of an investigator of this workspace")]
+            )
+        event = assign_case(session, case, body.assignee, principal.name)
+        if event is None:
+            raise HTTPException(409, f"{case.case_number} already has that assignee")
+        return event
 
     return await run_in_threadpool(_act, services(request).engine, workspace_id, case_id, apply)

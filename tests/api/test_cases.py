@@ -9,16 +9,16 @@ from unittest.mock import ANY
 import httpx
 import pytest
 from fastapi import APIRouter, Request
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from fwa_api.app import create_app
 from fwa_api.services import services
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.cases import add_case_note, upsert_cases
 from fwa_pipeline.store.db import session_scope
-from fwa_pipeline.store.models import CaseEvent, InvestigationCase
+from fwa_pipeline.store.models import ApiToken, CaseEvent, InvestigationCase
 from tests.agents.harness import FOREIGN_CASE, FOREIGN_SUBJECT
-from tests.api.conftest import serve
+from tests.api.conftest import make_token, serve
 from tests.api.seeded import ACME_CASES, EVIDENCE, World, proposals, seed_world
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.anyio]
@@ -72,6 +72,8 @@ async def test_cases_are_listed_by_score_with_a_total(api: httpx.AsyncClient, wo
         "flagged_billed": 1000.0,
         "flagged_paid": 12345.0,
         "assignee": None,
+        "disposition": None,
+        "amount_recovered": None,
     }
 
 
@@ -347,6 +349,7 @@ async def test_the_routes_are_in_the_schema_with_typed_answers(api: httpx.AsyncC
         ("/api/cases/{case_id}", "get"),
         ("/api/cases/{case_id}/status", "post"),
         ("/api/cases/{case_id}/notes", "post"),
+        ("/api/cases/{case_id}/assign", "post"),
         ("/api/rules", "get"),
         ("/api/rules/{rule_id}", "get"),
         ("/api/providers/{npi}", "get"),
@@ -359,3 +362,178 @@ async def test_the_routes_are_in_the_schema_with_typed_answers(api: httpx.AsyncC
             "#/components/schemas/"
         ), path
         assert "workspace" in {p["name"] for p in operation["parameters"]}, path
+
+
+# --------------------------------------------------------------------------- dispositions
+
+
+async def test_closing_needs_a_disposition_and_only_closing_takes_one(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    investigator = world.headers["investigator"]
+
+    async def status(body: dict[str, Any]) -> httpx.Response:
+        return await api.post(
+            "/api/cases/CASE-000002/status", params=ACME, headers=investigator, json=body
+        )
+
+    missing = await status({"status": "closed"})
+    assert error_fields(missing) == {"body.disposition"}
+    assert "disposition" in missing.json()["errors"][0]["message"]
+    assert error_fields(await status({"status": "closed", "disposition": "fraud"})) == {
+        "body.disposition"
+    }
+    assert error_fields(
+        await status({"status": "closed", "disposition": "no_issue", "amount_recovered": -1})
+    ) == {"body.amount_recovered"}
+    assert error_fields(await status({"status": "escalated", "disposition": "no_issue"})) == {
+        "body.disposition"
+    }
+    assert error_fields(await status({"status": "escalated", "amount_recovered": 5})) == {
+        "body.amount_recovered"
+    }
+    assert history(pg_engine, "CASE-000002") == []  # nothing refused left a trace
+
+
+async def test_a_closed_case_keeps_its_disposition_until_it_reopens(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    investigator = world.headers["investigator"]
+    actor = world.names["investigator"]
+    closed = await api.post(
+        "/api/cases/CASE-000002/status",
+        params=ACME,
+        headers=investigator,
+        json={
+            "status": "closed",
+            "disposition": "confirmed_fraud",
+            "amount_recovered": 1250.5,
+            "note": "provider repaid",
+        },
+    )
+    assert closed.status_code == 200, closed.text
+    body = closed.json()
+    assert (body["case"]["disposition"], body["case"]["amount_recovered"]) == (
+        "confirmed_fraud",
+        1250.5,
+    )
+    closing = {
+        "from": "open",
+        "to": "closed",
+        "disposition": "confirmed_fraud",
+        "amount_recovered": 1250.5,
+        "note": "provider repaid",
+    }
+    assert (body["event"]["actor"], body["event"]["action"], body["event"]["detail"]) == (
+        actor,
+        "status_changed",
+        closing,
+    )
+    detail = (await api.get("/api/cases/CASE-000002", params=ACME, headers=investigator)).json()
+    assert (detail["disposition"], detail["amount_recovered"]) == ("confirmed_fraud", 1250.5)
+    listed = await api.get("/api/cases", params={**ACME, "status": "closed"}, headers=investigator)
+    assert {c["case_id"]: c["disposition"] for c in listed.json()["items"]} == {
+        "CASE-000002": "confirmed_fraud",
+        "CASE-000003": None,  # closed before dispositions
+    }
+
+    reopened = await api.post(
+        "/api/cases/CASE-000002/status", params=ACME, headers=investigator, json={"status": "open"}
+    )
+    assert reopened.status_code == 200, reopened.text
+    case = reopened.json()["case"]
+    assert (case["status"], case["disposition"], case["amount_recovered"]) == ("open", None, None)
+    # The history keeps what the case was closed with.
+    assert history(pg_engine, "CASE-000002") == [
+        (actor, "status_changed", closing),
+        (actor, "status_changed", {"from": "closed", "to": "open"}),
+    ]
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+async def test_a_case_is_assigned_to_an_investigator_of_its_workspace(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    admin = world.headers["admin"]
+    assignee = world.names["investigator"]
+
+    async def assign(name: str | None, headers: dict[str, str] = admin) -> httpx.Response:
+        return await api.post(
+            "/api/cases/case-2/assign", params=ACME, headers=headers, json={"assignee": name}
+        )
+
+    assigned = await assign(assignee)
+    assert assigned.status_code == 200, assigned.text
+    body = assigned.json()
+    assert body["case"]["assignee"] == assignee
+    assert (body["event"]["actor"], body["event"]["action"], body["event"]["detail"]) == (
+        world.names["admin"],
+        "assigned",
+        {"from": None, "to": assignee},
+    )
+    assert body["event"]["at"]
+    again = await assign(assignee)
+    assert (again.status_code, again.json()["detail"]) == (
+        409,
+        "CASE-000002 already has that assignee",
+    )
+    mine = await api.get(
+        "/api/cases", params={**ACME, "assignee": assignee}, headers=world.headers["viewer"]
+    )
+    assert ids(mine.json()) == ["CASE-000002"]
+
+    # Whoever may change a case may assign it; a viewer may not.
+    unassigned = await assign(None, world.headers["investigator"])
+    assert unassigned.status_code == 200 and unassigned.json()["case"]["assignee"] is None
+    denied = await assign(assignee, world.headers["viewer"])
+    assert (denied.status_code, denied.json()["detail"]) == (403, "requires the investigator role")
+    assert history(pg_engine, "CASE-000002") == [
+        (world.names["admin"], "assigned", {"from": None, "to": assignee}),
+        (assignee, "assigned", {"from": assignee, "to": None}),
+    ]
+
+
+async def test_an_assignee_who_cannot_work_the_case_is_refused(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    make_token(pg_engine, "investigator", "acme", name="revoked-ivy")
+    make_token(pg_engine, "investigator", "acme", name="expired-eve")
+    with session_scope(pg_engine) as session:
+        session.execute(
+            update(ApiToken).where(ApiToken.name == "revoked-ivy").values(revoked_at=func.now())
+        )
+        session.execute(
+            update(ApiToken).where(ApiToken.name == "expired-eve").values(expires_at=func.now())
+        )
+    for name in (
+        "nobody",
+        "gina",  # an investigator of globex only
+        world.names["viewer"],  # may see the case, not work it
+        "revoked-ivy",
+        "expired-eve",
+    ):
+        response = await api.post(
+            "/api/cases/CASE-000002/assign",
+            params=ACME,
+            headers=world.headers["investigator"],
+            json={"assignee": name},
+        )
+        assert error_fields(response) == {"body.assignee"}, name
+    blank = await api.post(
+        "/api/cases/CASE-000002/assign",
+        params=ACME,
+        headers=world.headers["investigator"],
+        json={"assignee": " "},
+    )
+    assert error_fields(blank) == {"body.assignee"}
+    # Another workspace's case is not found, whoever the assignee.
+    foreign = await api.post(
+        f"/api/cases/{FOREIGN_CASE}/assign",
+        params=ACME,
+        headers=world.headers["admin"],
+        json={"assignee": world.names["investigator"]},
+    )
+    assert (foreign.status_code, foreign.json()["detail"]) == (404, "case not found")
+    assert history(pg_engine, "CASE-000002") == []
