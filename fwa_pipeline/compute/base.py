@@ -27,10 +27,14 @@ class Description(TypedDict):
 class Compute(Protocol):
     shards: int
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """``fn`` over ``items``, results in the items' order. ``fn`` must be a module-level
-        function and the items picklable (a cluster ships both); an exception raised by a task
-        is raised here, its message kept."""
+    def map(
+        self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None
+    ) -> list[Any]:
+        """``fn`` over ``items``, results in the items' order; with ``shared``, ``fn(item,
+        shared)``: what every task reads (reference data, statistics), sent to each worker once
+        rather than with each task. ``fn`` must be a module-level function and the items and
+        ``shared`` picklable (a cluster ships them); an exception raised by a task is raised
+        here, its message kept."""
         ...
 
     def describe(self) -> Description: ...
@@ -44,8 +48,12 @@ class LocalCompute:
             raise ValueError(f"shards must be at least 1, got {shards}")
         self.shards = shards
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        return [fn(item) for item in items]
+    def map(
+        self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None
+    ) -> list[Any]:
+        if shared is None:
+            return [fn(item) for item in items]
+        return [fn(item, shared) for item in items]
 
     def describe(self) -> Description:
         return {"mode": "local", "shards": self.shards, "workers": 1, "address": None}

@@ -105,9 +105,19 @@ class DaskCompute:
         compute._owned.callback(client.close)  # last in, first out: the client closes first
         return compute
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    def map(
+        self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None
+    ) -> list[Any]:
         items = list(items)
-        futures = self.client.map(fn, items, pure=False)
+        if not items:
+            return []
+        common = []
+        if shared is None:
+            futures = self.client.map(fn, items, pure=False)
+        else:
+            # On every worker once; each task is given it by reference.
+            common = self.client.scatter([shared], broadcast=True, hash=False)
+            futures = self.client.map(fn, items, common * len(items), pure=False)
         position = {future.key: n for n, future in enumerate(futures)}
 
         def task(key: Any) -> str:
@@ -131,7 +141,7 @@ class DaskCompute:
             ) from exc
         finally:
             # Released whatever happened; after a failure, the tasks still running are not wanted.
-            self.client.cancel(futures)
+            self.client.cancel([*futures, *common])
 
     def describe(self) -> Description:
         return {

@@ -213,9 +213,8 @@ class _ShardAggregates:
     config: PipelineConfig
     rules: Mapping[str, PeerPhases]
     recomputed: frozenset[str]
-    reference_data: Frames
 
-    def run(self) -> tuple[dict[str, PeerAggregates], int]:
+    def run(self, reference_data: Frames) -> tuple[dict[str, PeerAggregates], int]:
         t = self.file.claim_type
         new = in_scope(self.file.read())
         claims, read = new, 0
@@ -226,9 +225,7 @@ class _ShardAggregates:
                 self.scope.workspace_id,
                 shard=Shard(self.file.number, self.count),
             )
-            history = enriched_processed(
-                t, processed, plan_history(self.config, t), self.reference_data
-            )
+            history = enriched_processed(t, processed, plan_history(self.config, t), reference_data)
             claims = pd.concat([new[history.columns], history], ignore_index=True)
             read = len(history)
         found = {
@@ -238,9 +235,11 @@ class _ShardAggregates:
         return found, read
 
 
-def _aggregate(task: _ShardAggregates) -> tuple[dict[str, PeerAggregates], int]:
+def _aggregate(
+    task: _ShardAggregates, reference_data: Frames
+) -> tuple[dict[str, PeerAggregates], int]:
     """What ``Compute.map`` runs (a module-level function ships by name)."""
-    return task.run()
+    return task.run(reference_data)
 
 
 @dataclass(frozen=True)
@@ -276,11 +275,10 @@ class InShards:
                     self.config,
                     mine,
                     again,
-                    self.reference_data,
                 )
                 for f in files
             ]
-        parts = self.compute.map(_aggregate, tasks)
+        parts = self.compute.map(_aggregate, tasks, self.reference_data)
         found = {r: PeerAggregates.total([p[r] for p, _ in parts if r in p]) for r in rules}
         return found, sum(read for _, read in parts)
 

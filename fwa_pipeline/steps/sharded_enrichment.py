@@ -41,45 +41,50 @@ def _gated(file: ShardFile, held: pd.DataFrame, columns: Sequence[str] | None = 
 
 
 @dataclass(frozen=True)
+class _Shared:
+    """What every task of a round reads: the held claims, and the reference frames enrichment
+    joins (sent to each worker once)."""
+
+    held: pd.DataFrame
+    reference: Frames
+
+
+@dataclass(frozen=True)
 class _Needs:
     file: ShardFile
-    held: pd.DataFrame
     config: PipelineConfig
-    cpt_reference: pd.DataFrame
     every_member: bool
 
-    def run(self) -> MemberNeeds:
+    def run(self, shared: _Shared) -> MemberNeeds:
         columns = ["claim_pk", "member_id", "in_scope"]
         if self.file.claim_type == "medical":
             columns.append("cpt_code")
-        claims = _gated(self.file, self.held, columns)
-        return MemberNeeds.of(
-            claims, self.config, self.cpt_reference, every_member=self.every_member
-        )
+        claims = _gated(self.file, shared.held, columns)
+        cpt_reference = shared.reference["cpt_reference"]
+        return MemberNeeds.of(claims, self.config, cpt_reference, every_member=self.every_member)
 
 
 @dataclass(frozen=True)
 class _Enrich:
-    """One shard's gated claims enriched with its ``members`` and ``reference``, written to
-    ``path`` with the buckets of ``split_by``."""
+    """One shard's gated claims enriched with its ``members`` and the reference frames, written
+    to ``path`` with the buckets of ``split_by``."""
 
     file: ShardFile
-    held: pd.DataFrame
     members: pd.DataFrame | None
-    reference: Frames
     split_by: tuple[str, ...]
     path: Path
 
-    def run(self) -> ShardFile:
+    def run(self, shared: _Shared) -> ShardFile:
         t = self.file.claim_type
-        claims = _gated(self.file, self.held)[t]
-        enriched = with_buckets(enrich(t, claims, self.members, self.reference), self.split_by)
+        claims = _gated(self.file, shared.held)[t]
+        reference = {name: shared.reference[name] for name in REFERENCE_OF[t]}
+        enriched = with_buckets(enrich(t, claims, self.members, reference), self.split_by)
         return write_shard(self.path, t, self.file.number, enriched)
 
 
-def _run(task: _Needs | _Enrich) -> object:
+def _run(task: _Needs | _Enrich, shared: _Shared) -> object:
     """What ``Compute.map`` runs (a module-level function ships by name)."""
-    return task.run()
+    return task.run(shared)
 
 
 def member_needs(
@@ -93,8 +98,9 @@ def member_needs(
     """What the gated claims of ``shards`` need of the members (``every_member``: the run
     reads them all), one task per shard."""
     files = [f for t in CLAIM_TYPES for f in shards.of(t)]
-    tasks = [_Needs(f, _held_of(held, f), config, cpt_reference, every_member) for f in files]
-    return MemberNeeds.merged(compute.map(_run, tasks))
+    tasks = [_Needs(f, config, every_member) for f in files]
+    shared = _Shared(held, {"cpt_reference": cpt_reference})
+    return MemberNeeds.merged(compute.map(_run, tasks, shared))
 
 
 def enrich_shards(
@@ -112,17 +118,12 @@ def enrich_shards(
     tasks = [
         _Enrich(
             f,
-            _held_of(held, f),
             None if members is None or owner is None else members[owner == f.number],
-            {name: reference[name] for name in REFERENCE_OF[f.claim_type]},
             split_by.get(f.claim_type, ()),
             directory / Path(f.path).name,
         )
         for f in shards.files
     ]
-    return ClaimShards(shards.count, tuple(compute.map(_run, tasks)))
-
-
-def _held_of(held: pd.DataFrame, file: ShardFile) -> pd.DataFrame:
-    """The held claims of ``file``'s claim type (a task ships only those)."""
-    return held[held["claim_type"] == file.claim_type]
+    joined = {name for names in REFERENCE_OF.values() for name in names}
+    shared = _Shared(held, {name: reference[name] for name in sorted(joined)})
+    return ClaimShards(shards.count, tuple(compute.map(_run, tasks, shared)))

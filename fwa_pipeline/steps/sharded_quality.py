@@ -93,18 +93,18 @@ class StoreIds:
 
 @dataclass(frozen=True)
 class _Checks:
-    """Every check on a shard, with its members' ids and what it needs of the other shards; the
-    issues of its new claims."""
+    """Every check on a shard, with its members' ids and what it needs of the claims elsewhere
+    (shared by every check task, per claim type: the ids taken before and what the other
+    shards hold); the issues of its new claims."""
 
     file: ShardFile
     count: int
     ids: StoreIds
     config: QualityConfig
     as_of: dt.date | None
-    taken_claim_ids: Collection[str]
-    elsewhere: Elsewhere
 
-    def run(self) -> list[pd.DataFrame]:
+    def run(self, elsewhere: Mapping[str, tuple[Collection[str], Elsewhere]]) -> list[pd.DataFrame]:
+        taken, others = elsewhere[self.file.claim_type]
         claims = self.file.read()
         member_ids, provider_ids = self.ids.of(Shard(self.file.number, self.count))
         found = claim_issues(
@@ -114,16 +114,23 @@ class _Checks:
             member_ids=member_ids,
             provider_ids=provider_ids,
             config=self.config,
-            taken_claim_ids=self.taken_claim_ids,
-            elsewhere=self.elsewhere,
+            taken_claim_ids=taken,
+            elsewhere=others,
         )
         new = claims.loc[claims["in_scope"].astype(bool), "claim_pk"]
         return [issues[issues["claim_pk"].isin(new)] for issues in found]
 
 
-def _run(task: _Figures | _SharedIds | _Checks) -> object:
+def _run(task: _Figures | _SharedIds) -> object:
     """What ``Compute.map`` runs: one task (a module-level function ships by name)."""
     return task.run()
+
+
+def _check(
+    task: _Checks, elsewhere: Mapping[str, tuple[Collection[str], Elsewhere]]
+) -> list[pd.DataFrame]:
+    """What ``Compute.map`` runs for the checks (a module-level function ships by name)."""
+    return task.run(elsewhere)
 
 
 def judge_shards(
@@ -168,17 +175,8 @@ def judge_shards(
         )
         for claim_type in types
     }
-    checks = [
-        _Checks(
-            f,
-            shards.count,
-            ids,
-            config,
-            as_of,
-            (taken_claim_ids or {}).get(f.claim_type, ()),
-            elsewhere[f.claim_type],
-        )
-        for f in files
-    ]
-    found = [issues for part in compute.map(_run, checks) for issues in part]
+    checks = [_Checks(f, shards.count, ids, config, as_of) for f in files]
+    # What the other shards hold is sent to each worker once, not with each task.
+    shared = {t: ((taken_claim_ids or {}).get(t, ()), elsewhere[t]) for t in types}
+    found = [issues for part in compute.map(_check, checks, shared) for issues in part]
     return quality_result(found, shards.new_counts())  # type: ignore[arg-type]

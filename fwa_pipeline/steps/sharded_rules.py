@@ -77,17 +77,24 @@ class _Rules:
 
 @dataclass(frozen=True)
 class _Compare:
-    """Peer rules' hits on the new claims of ``family`` in ``files`` (``where``: one shard of
-    their subject), from every subject's ``statistics`` (rule id -> phases, statistics)."""
+    """The hits of the peer rules of ``family`` comparing ``subject`` on the new claims in
+    ``files`` (``where``: one shard of the subject), from every subject's statistics (the
+    groups every comparison task shares: (family, subject) -> rule id -> phases, statistics)."""
 
     family: str
+    subject: str
     files: tuple[ShardFile, ...]
     where: Where
-    rules: PeerGroup
     config: PipelineConfig
 
-    def run(self) -> pd.DataFrame:
-        return _compared(self.family, read_rows(self.files, self.where), self.rules, self.config)
+    def run(self, groups: Mapping[tuple[str, str], PeerGroup]) -> pd.DataFrame:
+        rules = groups[(self.family, self.subject)]
+        return _compared(self.family, read_rows(self.files, self.where), rules, self.config)
+
+
+def _compare(task: _Compare, groups: Mapping[tuple[str, str], PeerGroup]) -> pd.DataFrame:
+    """What ``Compute.map`` runs for a comparison (a module-level function ships by name)."""
+    return task.run(groups)
 
 
 def _compared(
@@ -175,12 +182,14 @@ def compare_shards(
     compute: Compute,
 ) -> pd.DataFrame:
     """:func:`compare` on the new claims of ``shards``, in tasks split by subject."""
+    groups = _peer_groups(config, statistics)
     tasks = [
-        _Compare(family, files, where, rules, config)
-        for (family, subject), rules in _peer_groups(config, statistics).items()
+        _Compare(family, subject, files, where, config)
+        for family, subject in groups
         for files, where in _parts(shards, family, subject)
     ]
-    return combined(compute.map(_run, tasks))
+    # The statistics are sent to each worker once, not with each of their tasks.
+    return combined(compute.map(_compare, tasks, groups))
 
 
 def split_columns(config: PipelineConfig) -> dict[str, tuple[str, ...]]:

@@ -32,6 +32,10 @@ def triple(n: int) -> tuple[int, int]:
     return n, 3 * n
 
 
+def scaled(n: int, shared: dict[str, int]) -> int:
+    return n * shared["factor"]
+
+
 def refuse_three(n: int) -> int:
     if n == 3:
         raise ValueError(f"item {n} is not wanted")
@@ -60,6 +64,13 @@ def test_the_cluster_gives_what_the_process_gives_in_item_order(client: Client) 
     compute = DaskCompute(client)
     assert compute.map(triple, items) == LocalCompute().map(triple, items)
     assert compute.map(triple, []) == []
+
+
+def test_what_every_task_shares_reaches_each_task_sent_once(client: Client) -> None:
+    compute = DaskCompute(client)
+    shared = {"factor": 7}
+    assert compute.map(scaled, [1, 2, 3], shared) == LocalCompute().map(scaled, [1, 2, 3], shared)
+    assert compute.map(scaled, [1, 2, 3], shared) == [7, 14, 21]
 
 
 def test_a_tasks_error_reaches_the_caller_with_its_message(client: Client) -> None:

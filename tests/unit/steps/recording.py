@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fwa_pipeline.compute.base import Description
+from fwa_pipeline.compute.base import Description, LocalCompute
 
 
 class Recording:
@@ -14,10 +14,12 @@ class Recording:
     def __init__(self, shards: int) -> None:
         self.shards = shards
         self.batches: list[list[Any]] = []
+        self.shared: list[object] = []  # what each batch's tasks shared
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None) -> list[Any]:
         self.batches.append(list(items))
-        return [fn(item) for item in items]
+        self.shared.append(shared)
+        return LocalCompute(self.shards).map(fn, items, shared)
 
     def describe(self) -> Description:
         return {"mode": "local", "shards": self.shards, "workers": 1, "address": None}

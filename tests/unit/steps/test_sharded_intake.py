@@ -216,6 +216,8 @@ def test_a_check_task_gets_its_shard_and_its_members_only(
     figures, *asked, checks = compute.batches
     assert len(figures) == len(checks) == SHARDS * len(CLAIM_TYPES)
     assert len(asked) <= 1  # a round for ids in more than one shard, when some are
+    # What the other shards hold is shared by the check tasks, per claim type, not sent in each.
+    assert set(compute.shared[-1]) == set(CLAIM_TYPES)
     every_member = set(landed.members["member_id"])
     for task in checks:
         claimed = task.file.read()["member_id"].dropna()
