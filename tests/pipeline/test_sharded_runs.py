@@ -78,3 +78,26 @@ def test_four_shards_find_what_one_finds_on_every_scheme(
     assert pipeline.outcome(SHARDED) == pipeline.outcome(WORKSPACE)
     hits_by_rule = materializations(pipeline.instance, last[SHARDED])["rule_hits"]["hits_by_rule"]
     assert set(hits_by_rule) & PEER_RULES, "no peer rule fired on the new claims"
+
+
+def test_four_shards_recompute_changed_peer_statistics_from_the_store(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    # The second run counts other modifiers: the kept statistics of RULE-MED-010 no longer
+    # match, so each shard's task reads its members' processed claims from the store again.
+    generate(tmp_path / "all", n_claims=3000, seed=5)
+    first, second, _ = split_latest(tmp_path / "all", tmp_path, share=0.2)
+    changed = {"rules": {"RULE-MED-010": {"thresholds": {"modifiers": ["25"]}}}}
+    found = {}
+    for workspace, shards in ((WORKSPACE, 1), (SHARDED, 4)):
+        pipeline.land_directory(first, workspace)
+        run(pipeline, workspace, shards)
+        pipeline.land_directory(second, workspace)
+        last = run(pipeline, workspace, shards, changed)
+        found[workspace] = materializations(pipeline.instance, last)["peer_statistics"]
+
+    assert pipeline.outcome(SHARDED) == pipeline.outcome(WORKSPACE)
+    for statistics in found.values():
+        assert set(statistics["recomputed"]) == {"RULE-MED-010"}
+        assert statistics["subjects_by_rule"] == found[WORKSPACE]["subjects_by_rule"]
+    assert found[SHARDED]["processed_claims_read"] == found[WORKSPACE]["processed_claims_read"] > 0
