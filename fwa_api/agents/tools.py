@@ -51,7 +51,16 @@ MAX_ROWS = 50
 MAX_EXPLANATION_CHARS = 6000
 CASE_ROWS = 20  # linked claims a case detail shows the model
 HISTORY_ROWS = 10  # latest history entries a case detail shows the model
-RULE_FIELDS = {"rule_id", "name", "family", "enabled", "weight", "hits", "claims_hit"}
+RULE_FIELDS = {
+    "rule_id",
+    "name",
+    "family",
+    "enabled",
+    "weight",
+    "hits",
+    "claims_hit",
+    "feedback",
+}
 
 Source = dict[str, str]
 

@@ -125,6 +125,24 @@ class CaseDetail(CaseSummary):
 
 
 class StatusChange(BaseModel):
+    # The schema says what the store checks: closing needs a disposition, and only closing
+    # takes a disposition or an amount.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"status": {"const": "closed"}}},
+            "then": {
+                "required": ["disposition"],
+                "properties": {"disposition": {"enum": list(DISPOSITIONS)}},
+            },
+            "else": {
+                "properties": {
+                    "disposition": {"type": "null"},
+                    "amount_recovered": {"type": "null"},
+                }
+            },
+        }
+    )
+
     status: CaseStatus = Field(description="The new status.")
     note: NoteText | None = Field(None, description="Why; kept in the history entry.")
     disposition: Disposition | None = Field(

@@ -1,12 +1,49 @@
-"""What the rule routes answer: each rule with its parameters in effect and its hits."""
+"""What the rule routes answer: each rule with its parameters in effect, its hits, and what
+investigators' verdicts on the cases citing it say."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from fwa_api.kit.pagination import Page
+from fwa_pipeline.domain.feedback import Verdicts, proposed_weight, wilson_interval
+
+
+class RuleFeedback(BaseModel):
+    """The workspace's closed cases citing the rule, by disposition (``fwa_pipeline.domain.
+    feedback`` has the formulas)."""
+
+    closed_cases: int
+    confirmed: int = Field(description="confirmed_fraud and confirmed_waste_abuse.")
+    no_issue: int
+    inconclusive: int = Field(description="insufficient_evidence.")
+    precision: float | None = Field(
+        description="confirmed / (confirmed + no_issue); null before either."
+    )
+    precision_interval: tuple[float, float] | None = Field(
+        description="The precision's 95% Wilson score interval, [low, high]."
+    )
+    proposed_weight: float | None = Field(
+        description="weight x (interval low / 0.5), within [0, cap], from 10 confirmed or "
+        "no-issue cases on; a proposal, never applied by itself."
+    )
+
+    @classmethod
+    def of(cls, verdicts: Verdicts, weight: float, cap: float) -> RuleFeedback:
+        interval = wilson_interval(verdicts.confirmed, verdicts.decided)
+        return cls(
+            closed_cases=verdicts.decided + verdicts.inconclusive,
+            confirmed=verdicts.confirmed,
+            no_issue=verdicts.no_issue,
+            inconclusive=verdicts.inconclusive,
+            precision=None if verdicts.precision is None else round(verdicts.precision, 4),
+            precision_interval=None
+            if interval is None
+            else (round(interval[0], 4), round(interval[1], 4)),
+            proposed_weight=proposed_weight(verdicts, weight, cap),
+        )
 
 
 class RuleOut(BaseModel):
@@ -21,6 +58,7 @@ class RuleOut(BaseModel):
     thresholds: dict[str, Any]
     hits: int
     claims_hit: int
+    feedback: RuleFeedback
 
 
 class RuleCatalogue(BaseModel):

@@ -1,5 +1,6 @@
 """The rule catalogue of a workspace read from the store: the parameters its latest successful
-run scored with, and how often each rule fired there."""
+run scored with, how often each rule fired there, and the verdicts on the closed cases citing
+it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fwa_api.rules.models import RuleCatalogue, RuleOut
+from fwa_api.rules.models import RuleCatalogue, RuleFeedback, RuleOut
 from fwa_pipeline.domain.config import RuleParams, default_config
+from fwa_pipeline.domain.feedback import Verdicts
+from fwa_pipeline.store.cases import rule_verdicts
 from fwa_pipeline.store.models import PipelineRun, RuleHit
 
 
@@ -45,8 +48,8 @@ def rules_in_effect(
 def rule_catalogue(
     session: Session, workspace_id: int, rule_id: str | None = None
 ) -> RuleCatalogue:
-    """Every rule (or only ``rule_id``) with its parameters in effect and its hits in the
-    workspace, by rule id."""
+    """Every rule (or only ``rule_id``) with its parameters in effect, its hits in the workspace
+    and the feedback of the workspace's closed cases citing it, by rule id."""
     run_id, params = rules_in_effect(session, workspace_id)
     query = (
         select(RuleHit.rule_id, func.count(), func.count(func.distinct(RuleHit.claim_pk)))
@@ -57,12 +60,14 @@ def rule_catalogue(
         params = {rule_id: params[rule_id]} if rule_id in params else {}
         query = query.where(RuleHit.rule_id == rule_id)
     counts = {rule: (hits, claims) for rule, hits, claims in session.execute(query)}
+    verdicts = rule_verdicts(session, workspace_id, rule_id)
     rules = [
         RuleOut(
             rule_id=rule,
             **p.model_dump(),
             hits=counts.get(rule, (0, 0))[0],
             claims_hit=counts.get(rule, (0, 0))[1],
+            feedback=RuleFeedback.of(verdicts.get(rule, Verdicts()), p.weight, p.cap),
         )
         for rule, p in sorted(params.items())
     ]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from fwa_api.agents import sessions
 from fwa_api.agents.tools import TOOLS, Scope, WorkspaceTools, json_parameters
 from fwa_pipeline.store.db import session_scope
-from fwa_pipeline.store.models import ChatSession, PipelineRequest, utcnow
+from fwa_pipeline.store.models import ChatSession, InvestigationCase, PipelineRequest, utcnow
 from tests.agents.conftest import World
 from tests.agents.harness import ACME_NPI, FOREIGN_CASE, GLOBEX_NPI
 
@@ -87,6 +87,27 @@ async def test_rules_with_hit_counts(pg_engine: Engine, world: World) -> None:
     ]
     every = await t.call("query_rules", {"limit": 50})
     assert every.data["count"] == 22
+    assert triggered.data["rules"][0]["feedback"]["closed_cases"] == 0
+
+
+async def test_rules_carry_the_feedback_of_closed_cases(pg_engine: Engine, world: World) -> None:
+    with session_scope(pg_engine) as session:
+        session.execute(
+            update(InvestigationCase)
+            .where(InvestigationCase.case_number == "CASE-000001")
+            .values(status="closed", disposition="no_issue")
+        )
+    found = await tools(pg_engine, world).call("query_rules", {"triggered_only": True})
+    [rule] = found.data["rules"]
+    assert rule["feedback"] == {
+        "closed_cases": 1,
+        "confirmed": 0,
+        "no_issue": 1,
+        "inconclusive": 0,
+        "precision": 0.0,
+        "precision_interval": (0.0, 0.7935),
+        "proposed_weight": None,
+    }
 
 
 async def test_provider_lookup_stays_in_the_workspace(pg_engine: Engine, world: World) -> None:

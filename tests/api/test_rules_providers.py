@@ -6,9 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from fwa_pipeline.domain.config import default_config
+from fwa_pipeline.store.db import session_scope
+from fwa_pipeline.store.models import CaseClaim, InvestigationCase, MedicalClaim
 from tests.agents.harness import ACME_NPI, FOREIGN_CASE, GLOBEX_NPI
 from tests.api.seeded import World, seed_world
 
@@ -107,3 +109,122 @@ async def test_another_workspaces_provider_is_404_like_a_missing_one(
         assert "Globex" not in response.text and FOREIGN_CASE not in response.text
     malformed = await get(api, world, "/api/providers/12345")
     assert malformed.status_code == 422 and malformed.json()["errors"][0]["field"] == "path.npi"
+
+
+# --------------------------------------------------------------------------- feedback
+
+NO_FEEDBACK = {
+    "closed_cases": 0,
+    "confirmed": 0,
+    "no_issue": 0,
+    "inconclusive": 0,
+    "precision": None,
+    "precision_interval": None,
+    "proposed_weight": None,
+}
+
+
+def cases_on_acme_claim(engine: Engine, workspace_id: int, count: int) -> list[str]:
+    """``count`` open cases on members F0.., each linked to ACME-CLM-0 (which RULE-MED-004
+    hit), numbered CASE-000101 on."""
+    with session_scope(engine) as session:
+        claim = session.scalars(
+            select(MedicalClaim).where(MedicalClaim.claim_id == "ACME-CLM-0")
+        ).one()
+        numbers = []
+        for n in range(count):
+            case = InvestigationCase(
+                case_number=f"CASE-{101 + n:06d}",
+                workspace_id=workspace_id,
+                subject_type="member",
+                subject_id=f"F{n}",
+                risk_score=50.0,
+                risk_level="medium",
+                run_id="run-1",
+                evidence_hash=f"F{n}",
+            )
+            session.add(case)
+            session.flush()
+            session.add(
+                CaseClaim(
+                    case_id=case.id,
+                    claim_type="medical",
+                    claim_pk=claim.id,
+                    claim_id=claim.claim_id,
+                )
+            )
+            numbers.append(case.case_number)
+        return numbers
+
+
+async def test_rule_feedback_counts_the_verdicts_of_closed_cases_citing_it(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    before = (await get(api, world, "/api/rules/RULE-MED-004")).json()
+    assert before["feedback"] == NO_FEEDBACK
+
+    # CASE-000001 and nine more cases on the same claims: 8 confirmed, 2 no issue, 1
+    # inconclusive; CASE-000002 (no claims) cites no rule, and one still open counts nothing.
+    numbers = ["CASE-000001", *cases_on_acme_claim(pg_engine, world.acme, 10)]
+    dispositions = (["confirmed_fraud"] * 5 + ["confirmed_waste_abuse"] * 3 + ["no_issue"] * 2) + [
+        "insufficient_evidence"
+    ]
+    for number, disposition in zip(numbers, dispositions, strict=True):
+        response = await api.post(
+            f"/api/cases/{number}/status",
+            params=ACME,
+            headers=world.headers["investigator"],
+            json={"status": "closed", "disposition": disposition},
+        )
+        assert response.status_code == 200, response.text
+    await api.post(
+        "/api/cases/CASE-000002/status",
+        params=ACME,
+        headers=world.headers["investigator"],
+        json={"status": "closed", "disposition": "no_issue"},
+    )
+
+    expected = {
+        "closed_cases": 11,
+        "confirmed": 8,
+        "no_issue": 2,
+        "inconclusive": 1,
+        "precision": 0.8,
+        "precision_interval": [0.4902, 0.9433],
+        # run-1's weight 9.5 x 0.4902 / 0.5 = 9.31, within the rule's cap in effect, 8.
+        "proposed_weight": 8.0,
+    }
+    one = (await get(api, world, "/api/rules/RULE-MED-004")).json()
+    assert one["feedback"] == expected
+    assert one["weight"] == 9.5  # proposed, not applied
+    listed = (await get(api, world, "/api/rules")).json()["items"]
+    by_rule = {r["rule_id"]: r["feedback"] for r in listed}
+    assert by_rule["RULE-MED-004"] == expected
+    assert {rule for rule, feedback in by_rule.items() if feedback != NO_FEEDBACK} == {
+        "RULE-MED-004"
+    }
+    # Another workspace's verdicts are its own.
+    globex = await api.get(
+        "/api/rules/RULE-MED-004", params={"workspace": "globex"}, headers=world.headers["globex"]
+    )
+    assert globex.json()["feedback"] == NO_FEEDBACK
+
+
+async def test_feedback_proposes_no_weight_from_too_few_verdicts(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    response = await api.post(
+        "/api/cases/CASE-000001/status",
+        params=ACME,
+        headers=world.headers["investigator"],
+        json={"status": "closed", "disposition": "confirmed_fraud", "amount_recovered": 300},
+    )
+    assert response.status_code == 200, response.text
+    feedback = (await get(api, world, "/api/rules/RULE-MED-004")).json()["feedback"]
+    assert feedback == {
+        **NO_FEEDBACK,
+        "closed_cases": 1,
+        "confirmed": 1,
+        "precision": 1.0,
+        "precision_interval": [0.2065, 1.0],
+    }
