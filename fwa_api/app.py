@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 
@@ -36,6 +37,7 @@ from fwa_api.middleware.request_context import RequestContextMiddleware
 from fwa_api.middleware.route_templates import RouteTemplates
 from fwa_api.openapi import install_openapi
 from fwa_api.services import Clients, Services
+from fwa_api.signin.store import DatabaseBackend, RedisBackend, SessionStore
 from fwa_pipeline.kit.logging import configure_logging
 from fwa_pipeline.settings import Settings, get_settings
 
@@ -86,6 +88,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 clients.redis, revocation_channel(services.redis_prefix), services.tokens
             )
         )
+    backend = (
+        DatabaseBackend(clients.engine)
+        if clients.redis is None
+        else RedisBackend(clients.redis, services.redis_prefix)
+    )
+    services.session_store = SessionStore(
+        backend,
+        idle=dt.timedelta(minutes=settings.session_idle_minutes),
+        max_age=dt.timedelta(hours=settings.session_max_hours),
+    )
     logger.info("api started", extra={"environment": settings.environment.value})
     try:
         yield
@@ -93,6 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if watcher is not None:
             await _stop(watcher)
         services.rate_limiter = None
+        services.session_store = None
         services.clients = None
         await clients.close()
 
@@ -116,6 +129,7 @@ def create_app(
         metrics=ApiMetrics(),
         redis_prefix=redis_prefix,
         health=HealthChecker(),
+        client_address=ClientAddress(settings.trusted_proxies),
     )
     app.state.services = services
     services.metrics.registry.register(StoreCollector(lambda: services.engine))
@@ -133,7 +147,7 @@ def create_app(
         app.add_middleware(
             RateLimitMiddleware,
             limiter=lambda: services.rate_limiter,
-            client_address=ClientAddress(settings.trusted_proxies),
+            client_address=services.client_address,
             verified_token=lambda scope: verified_token_id(scope, services.tokens, key),
         )
         app.add_middleware(

@@ -31,6 +31,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.orm import Session
 from starlette.types import Scope
 
 from fwa_pipeline.kit.logging import LogThrottle
@@ -191,13 +192,11 @@ def list_tokens(engine: Engine) -> list[ApiToken]:
 
 def load_principal(engine: Engine, token: str, key: bytes) -> Principal | None:
     """The unrevoked token's holder (expired or not: the caller says which), or None. Re-hashes a
-    legacy token with the key, and records the use when the last one is over
-    ``LAST_USE_RESOLUTION`` old (so a busy token costs a write a minute, not one a request)."""
+    legacy token with the key, and records the use (:func:`_record_use`)."""
     keyed = hash_token(token, key)
     legacy = and_(
         ApiToken.token_hash == legacy_hash(token), ApiToken.hash_scheme == LEGACY_HASH_SCHEME
     )
-    now = utcnow()
     with session_scope(engine) as session:
         row = session.scalar(
             select(ApiToken).where(
@@ -206,25 +205,46 @@ def load_principal(engine: Engine, token: str, key: bytes) -> Principal | None:
         )
         if row is None:
             return None
-        principal = Principal(
-            row.id, row.name, row.role, frozenset(row.workspaces), in_utc(row.expires_at)
-        )
         if row.token_hash != keyed or row.hash_scheme != HASH_SCHEME:
             row.token_hash, row.hash_scheme = keyed, HASH_SCHEME
-        if not principal.expired(now):
-            session.execute(
-                update(ApiToken)
-                .where(
-                    ApiToken.id == row.id,
-                    or_(
-                        ApiToken.last_used_at.is_(None),
-                        ApiToken.last_used_at <= now - LAST_USE_RESOLUTION,
-                    ),
-                )
-                .values(last_used_at=now)
-                .execution_options(synchronize_session=False)
+        return _record_use(session, row)
+
+
+def load_principal_by_hash(engine: Engine, token_hash: str) -> Principal | None:
+    """As :func:`load_principal`, for a caller that holds the token's keyed hash, not the token
+    (a browser session)."""
+    with session_scope(engine) as session:
+        row = session.scalar(
+            select(ApiToken).where(
+                ApiToken.token_hash == token_hash,
+                ApiToken.hash_scheme == HASH_SCHEME,
+                ApiToken.revoked_at.is_(None),
             )
-        return principal
+        )
+        return None if row is None else _record_use(session, row)
+
+
+def _record_use(session: Session, row: ApiToken) -> Principal:
+    """The row's holder; records the use when the last one is over ``LAST_USE_RESOLUTION`` old
+    (so a busy token costs a write a minute, not one a request)."""
+    now = utcnow()
+    principal = Principal(
+        row.id, row.name, row.role, frozenset(row.workspaces), in_utc(row.expires_at)
+    )
+    if not principal.expired(now):
+        session.execute(
+            update(ApiToken)
+            .where(
+                ApiToken.id == row.id,
+                or_(
+                    ApiToken.last_used_at.is_(None),
+                    ApiToken.last_used_at <= now - LAST_USE_RESOLUTION,
+                ),
+            )
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return principal
 
 
 def in_utc(moment: dt.datetime) -> dt.datetime:

@@ -13,6 +13,9 @@ and the PHI audit trail.
 ``{workspace}``.) Handlers are best ``async`` with their store work in one
 ``run_in_threadpool`` call, as in ``routes/workspaces.py``.
 
+A request without an ``Authorization`` header may carry the browser's session cookie instead
+(``fwa_api.signin``); it then authenticates as the token it was made from.
+
 401 (with ``WWW-Authenticate: Bearer``) for a missing, unknown, revoked or expired token; 403
 when the role is too low; 404 for a workspace the caller may not see, worded exactly like one
 that does not exist, so a token never learns which other workspaces there are.
@@ -21,6 +24,7 @@ that does not exist, so a token never learns which other workspaces there are.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -36,9 +40,11 @@ from fwa_api.auth import (
     find_workspace_id,
     hash_token,
     load_principal,
+    load_principal_by_hash,
     token_key,
 )
 from fwa_api.services import services
+from fwa_api.signin.store import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from fwa_pipeline.kit.logging import request_id_var
 from fwa_pipeline.store.models import PhiAuditEvent
 
@@ -58,7 +64,10 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None:
-        raise _unauthorized("missing bearer token")
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id is None:
+            raise _unauthorized("missing bearer token")
+        return await session_principal(request, session_id)
     token = credentials.credentials
     if not token.startswith(TOKEN_PREFIX):
         raise _unauthorized("invalid or revoked token", "invalid_token")
@@ -77,6 +86,37 @@ async def current_principal(
         raise _unauthorized(f"token expired at {expired}; ask for a new one", "invalid_token")
     # Read by the access log: lines name the token, never carry it.
     request.state.actor = principal.name
+    return principal
+
+
+async def session_principal(request: Request, session_id: str) -> Principal:
+    """The holder of the token behind a session cookie, checked as a bearer request checks its
+    token (a revoked or expired token ends the session). A write must echo the session's CSRF
+    token in ``X-CSRF-Token``: a cross-site form can make the browser send the cookie, never
+    that header."""
+    app = services(request)
+    store = app.web_sessions
+    record = await store.use(session_id)
+    if record is None:
+        raise _unauthorized("session expired or signed out; sign in again")
+    principal = app.tokens.get(record.token_hash)
+    if principal is None:
+        principal = await run_in_threadpool(load_principal_by_hash, app.engine, record.token_hash)
+        if principal is None:
+            await store.end(session_id)
+            raise _unauthorized("the token behind this session was revoked; sign in again")
+        app.tokens.put(record.token_hash, principal)
+    if principal.expired(dt.datetime.now(dt.UTC)):
+        await store.end(session_id)
+        raise _unauthorized("the token behind this session expired; sign in with a new one")
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), record.csrf_token.encode()):
+            raise HTTPException(
+                403, f"missing or wrong {CSRF_HEADER} header: send the session's CSRF token"
+            )
+    request.state.actor = principal.name
+    request.state.web_session = record
     return principal
 
 

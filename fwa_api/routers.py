@@ -15,12 +15,14 @@ from fwa_api.metrics import routes as metrics
 from fwa_api.pipeline import routes as pipeline
 from fwa_api.providers import routes as providers
 from fwa_api.rules import routes as rules
+from fwa_api.signin import routes as signin
 from fwa_api.uploads import routes as uploads
 from fwa_api.workspaces import config_routes as workspace_config
 from fwa_api.workspaces import routes as workspaces
 
 PUBLIC: list[APIRouter] = [health.router, metrics.router, agents.page_router]
 PROTECTED: list[APIRouter] = [
+    signin.router,
     workspaces.router,
     workspace_config.router,
     agents.router,

@@ -20,7 +20,8 @@ from fwa_api.agents.loop import Assistant
 from fwa_api.auth import TOKEN_TTL_S, Principal, TtlCache
 from fwa_api.health.checker import HealthChecker
 from fwa_api.middleware.metrics import ApiMetrics
-from fwa_api.middleware.rate_limit import RateLimiter
+from fwa_api.middleware.rate_limit import ClientAddress, RateLimiter
+from fwa_api.signin.store import SessionStore
 from fwa_pipeline.settings import Settings
 from fwa_pipeline.store.db import get_engine
 
@@ -82,8 +83,12 @@ class Services:
     health: HealthChecker
     tokens: TtlCache[str, Principal] = field(default_factory=lambda: TtlCache(TOKEN_TTL_S))
     workspace_ids: TtlCache[str, int] = field(default_factory=lambda: TtlCache(WORKSPACE_ID_TTL_S))
+    # Who the client is, and whether it came over HTTPS, as FWA_TRUSTED_PROXIES lets us tell.
+    client_address: ClientAddress = field(default_factory=lambda: ClientAddress([]))
     clients: Clients | None = None
     rate_limiter: RateLimiter | None = None
+    # Browser sessions: in Redis when there is one, else in the database (the lifespan sets it).
+    session_store: SessionStore | None = None
     # Canceling a pipeline job cancels or terminates its Dagster run. Opened on first use (it
     # reads DAGSTER_HOME's configuration and storage, which most requests never need) and kept
     # for the life of the process. Set it to use an instance of the caller's own.
@@ -123,6 +128,12 @@ class Services:
     @property
     def assistant(self) -> Assistant:
         return self._clients().assistant
+
+    @property
+    def web_sessions(self) -> SessionStore:
+        if self.session_store is None:
+            raise RuntimeError("the app has not started (its lifespan opens the session store)")
+        return self.session_store
 
 
 def services(request: Request) -> Services:

@@ -239,6 +239,10 @@ class Settings(BaseSettings):
     # API tokens expire this long after they are made unless `fwa token create --expires-in` says
     # otherwise (longer only with --long-lived).
     token_lifetime_days: int = Field(90, ge=1)
+    # The browser's sign-in (POST /api/session): a session unused this long ends, and none
+    # outlives the cap however busy.
+    session_idle_minutes: int = Field(30, ge=1)
+    session_max_hours: int = Field(12, ge=1)
     log_level: str = "INFO"
     assistant: AssistantSettings = Field(default_factory=AssistantSettings)
     max_upload_mb: int = Field(50, ge=1)

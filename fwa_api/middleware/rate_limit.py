@@ -157,6 +157,17 @@ class ClientAddress:
 
         self._trusted = trusted
 
+    def over_https(self, scope: Scope) -> bool:
+        """Whether the request reached us over TLS, or reached a trusted proxy over TLS as its
+        ``X-Forwarded-Proto`` says (a header from anyone else is the client's own claim)."""
+        if scope.get("scheme") == "https":
+            return True
+        peer = scope.get("client")
+        if not peer or not self._trusted(peer[0]):
+            return False
+        protos = [value for name, value in scope["headers"] if name == b"x-forwarded-proto"]
+        return bool(protos) and protos[-1].strip().lower() == b"https"
+
     def __call__(self, scope: Scope) -> str:
         peer = scope.get("client")
         address: str = peer[0] if peer else "unknown"

@@ -573,6 +573,18 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime())  # to about a minute
 
 
+class WebSession(Base):
+    """A browser's sign-in where Redis is not configured: keyed by a hash of the cookie's value
+    (a copy of the table signs nobody in), holding the token's identity, never the token."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column()
+    # When the session ends unless used again (idle) or at all (the cap); expired rows are purged.
+    expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), index=True)
+
+
 class PhiAuditEvent(Base):
     """Who read or changed which member's PHI; never the PHI itself."""
 
