@@ -1,11 +1,14 @@
 // The chat page: sessions sidebar, streamed answers, confidence dots, case and rule links.
 // No framework and no build step; everything is built with DOM calls (never innerHTML), so the
 // page runs under a CSP without 'unsafe-inline' and model output can never inject markup.
+// Signing in exchanges the token once for an HttpOnly session cookie; the page never keeps the
+// token, only the session's CSRF token (in memory), which every write sends back.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const state = { token: "", workspace: "", session: null, connected: false, busy: false };
+  const state = { csrf: "", workspace: "", session: null, connected: false, busy: false };
+  const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
   const CONFIDENCE = { high: "answered from data", medium: "model with data", low: "no data or fallback" };
 
   // ------------------------------------------------------------------ API
@@ -17,8 +20,9 @@
     }
   }
 
-  function headers(json) {
-    const h = { Authorization: `Bearer ${state.token}` };
+  function headers(method, json) {
+    const h = {};
+    if (UNSAFE.has(method)) h["X-CSRF-Token"] = state.csrf;
     if (json) h["Content-Type"] = "application/json";
     return h;
   }
@@ -31,7 +35,7 @@
   async function api(method, path, body, withWorkspace = true) {
     const response = await fetch(url(path, withWorkspace), {
       method,
-      headers: headers(body !== undefined),
+      headers: headers(method, body !== undefined),
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (response.status === 204) return null;
@@ -47,7 +51,7 @@
   async function stream(path, body, onEvent) {
     const response = await fetch(url(path), {
       method: "POST",
-      headers: headers(true),
+      headers: headers("POST", true),
       body: JSON.stringify(body),
     });
     if (!response.ok) {
@@ -360,13 +364,50 @@
   // While a request runs, the buttons wait; typing the next question does not.
   function updateControls() {
     $("message").disabled = !state.connected;
-    for (const id of ["new-session", "send", "connect-button"]) {
-      $(id).disabled = state.busy || (id !== "connect-button" && !state.connected);
+    for (const id of ["new-session", "send", "connect-button", "sign-out"]) {
+      $(id).disabled = state.busy || (!["connect-button", "sign-out"].includes(id) && !state.connected);
     }
   }
 
-  async function connect() {
-    state.token = $("token").value.trim();
+  // The only request that carries the token: it comes back as the session cookie.
+  async function signIn() {
+    const response = await fetch("/api/session", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${$("token").value.trim()}` },
+    });
+    $("token").value = "";
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new ApiError(response.status, data.detail || `HTTP ${response.status}`);
+    await connect(data);
+  }
+
+  async function signOut() {
+    try {
+      await api("DELETE", "/api/session", undefined, false);
+    } catch (error) {
+      if (error.status !== 401) throw error; // 401: the session had ended already
+    }
+    signedOut("Signed out.");
+  }
+
+  // The page without a session: the sign-in form, nothing else.
+  function signedOut(message) {
+    Object.assign(state, { csrf: "", workspace: "", session: null, connected: false });
+    $("connect").hidden = false;
+    $("account").hidden = true;
+    $("workspace").replaceChildren();
+    $("workspace").disabled = true;
+    for (const id of ["sessions", "messages", "detail-body"]) $(id).replaceChildren();
+    $("detail").hidden = true;
+    $("model-status").textContent = "";
+    notice(message);
+  }
+
+  async function connect(session) {
+    state.csrf = session.csrf_token;
+    $("who").textContent = `Signed in as ${session.name} (${session.role})`;
+    $("connect").hidden = true;
+    $("account").hidden = false;
     const { workspaces } = await api("GET", "/api/workspaces", undefined, false);
     if (!workspaces.length) throw new ApiError(404, "this token has no workspace with data yet");
     const select = $("workspace");
@@ -374,7 +415,6 @@
     select.replaceChildren(...workspaces.map((w) => new Option(w.name, w.name)));
     if (workspaces.some((w) => w.name === previous)) select.value = previous;
     select.disabled = false;
-    sessionStorage.setItem("fwa-token", state.token);
     await useWorkspace(select.value);
     const status = await api("GET", "/api/agents/status", undefined, false).catch(() => null);
     $("model-status").textContent = status
@@ -399,7 +439,8 @@
     try {
       await action();
     } catch (error) {
-      notice(error.status === 401 ? "The token was not accepted." : `Error: ${error.message}`);
+      if (error.status === 401 && state.connected) signedOut("Your session has ended; sign in again.");
+      else notice(error.status === 401 ? "The token was not accepted." : `Error: ${error.message}`);
     } finally {
       state.busy = false;
       updateControls();
@@ -408,8 +449,9 @@
 
   $("connect").addEventListener("submit", (event) => {
     event.preventDefault();
-    guarded(connect);
+    guarded(signIn);
   });
+  $("sign-out").addEventListener("click", () => guarded(signOut));
   $("workspace").addEventListener("change", (event) => guarded(() => useWorkspace(event.target.value)));
   $("new-session").addEventListener("click", () => guarded(newSession));
   $("composer").addEventListener("submit", (event) => {
@@ -436,9 +478,9 @@
     $("detail").hidden = true;
   });
 
-  const saved = sessionStorage.getItem("fwa-token");
-  if (saved) {
-    $("token").value = saved;
-    guarded(connect);
-  }
+  // A reloaded page picks up its session from the cookie (401 without one: the form stays).
+  guarded(async () => {
+    const response = await fetch("/api/session");
+    if (response.ok) await connect(await response.json());
+  });
 })();

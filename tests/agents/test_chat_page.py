@@ -1,7 +1,8 @@
 """The chat page: served by the API under a strict CSP, and driven in Debian's headless Chromium
-over the DevTools protocol (a small client on ``websockets``): connect with a token, create a
-session, send a message, watch the answer stream in, check the confidence dot, follow a case
-link, switch and delete sessions."""
+over the DevTools protocol (a small client on ``websockets``): sign in with a token (exchanged for
+a session cookie the page cannot read; the token is kept nowhere), create a session, send a
+message, watch the answer stream in, check the confidence dot, follow a case link, switch and
+delete sessions, reload still signed in, sign out."""
 
 from __future__ import annotations
 
@@ -161,6 +162,16 @@ new MutationObserver(() => {
 """
 
 
+def reload(browser: Browser) -> None:
+    """Reload the page and wait for the new one (a mark on the old window tells them apart)."""
+    browser.eval("window.beforeReload = true")
+    browser.call("Page.reload")
+    browser.wait_for(
+        "!window.beforeReload && document.readyState === 'complete' && "
+        "!!document.getElementById('connect')"
+    )
+
+
 # The page disables its buttons while a request runs.
 IDLE = "!document.getElementById('new-session').disabled"
 
@@ -180,11 +191,20 @@ def test_chat_in_headless_chromium(api_for: Any, json_llm: FakeLLM, browser: Bro
     browser.call("Page.navigate", url=f"{api.url}/chat")
     browser.wait_for("document.readyState === 'complete' && !!document.getElementById('token')")
 
-    # Connect with a token: the workspace list and the (empty) session list load.
-    browser.type("#token", api.tokens["alice"])
+    # Sign in with a token: the workspace list and the (empty) session list load.
+    token = api.tokens["alice"]
+    browser.type("#token", token)
     browser.click("#connect-button")
     browser.wait_for(IDLE)
     assert browser.eval("document.getElementById('workspace').value") == "acme"
+    assert browser.eval("document.getElementById('who').textContent") == (
+        "Signed in as alice (investigator)"
+    )
+    # The token is gone from the page and from storage; the session cookie is HttpOnly.
+    assert browser.eval("document.getElementById('token').value") == ""
+    stored = browser.eval("JSON.stringify({...sessionStorage, ...localStorage})")
+    assert token not in stored and token[4:] not in stored
+    assert browser.eval("document.cookie") == ""
 
     # Create a session.
     browser.click("#new-session")
@@ -264,4 +284,20 @@ def test_chat_in_headless_chromium(api_for: Any, json_llm: FakeLLM, browser: Bro
     browser.wait_for(IDLE)
     browser.click(f"#sessions li:nth-child({first}) .delete")
     browser.wait_for("document.querySelectorAll('#sessions li').length === 1")
+
+    # A reload keeps the sign-in (the cookie), and writes still pass the CSRF check.
+    reload(browser)
+    browser.wait_for("document.getElementById('connect').hidden && " + IDLE)
+    browser.wait_for("document.querySelectorAll('#sessions li').length === 1")
+    browser.click("#new-session")
+    browser.wait_for("document.querySelectorAll('#sessions li').length === 2")
+
+    # Sign out: the form is back, and a reload does not sign in again.
+    browser.wait_for(IDLE)
+    browser.click("#sign-out")
+    browser.wait_for("!document.getElementById('connect').hidden")
+    assert browser.eval("document.querySelectorAll('#sessions li').length") == 0
+    reload(browser)
+    browser.wait_for("!document.getElementById('connect-button').disabled")
+    assert browser.eval("document.getElementById('account').hidden") is True
     assert browser.console_problems() == []
