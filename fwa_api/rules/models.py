@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from fwa_api.kit.pagination import Page
-from fwa_pipeline.domain.feedback import Verdicts, proposed_weight, wilson_interval
+from fwa_pipeline.domain.feedback import Verdicts, summary
 
 
 class RuleFeedback(BaseModel):
@@ -32,18 +32,7 @@ class RuleFeedback(BaseModel):
 
     @classmethod
     def of(cls, verdicts: Verdicts, weight: float, cap: float) -> RuleFeedback:
-        interval = wilson_interval(verdicts.confirmed, verdicts.decided)
-        return cls(
-            closed_cases=verdicts.decided + verdicts.inconclusive,
-            confirmed=verdicts.confirmed,
-            no_issue=verdicts.no_issue,
-            inconclusive=verdicts.inconclusive,
-            precision=None if verdicts.precision is None else round(verdicts.precision, 4),
-            precision_interval=None
-            if interval is None
-            else (round(interval[0], 4), round(interval[1], 4)),
-            proposed_weight=proposed_weight(verdicts, weight, cap),
-        )
+        return cls(**summary(verdicts, weight, cap))
 
 
 class RuleOut(BaseModel):

@@ -9,7 +9,8 @@ passed and held, hits per rule, cases opened and updated, flagged dollars).
                                                                         │
                                                                         ▼
                                            investigation_cases ◄─ claim_scores
-                                             └─► detection_evaluation
+                                             ├─► detection_evaluation
+                                             └─► rule_feedback
 
 (``landed_batches`` fixes the run's scope (``steps.scope.RunScope``), which the later assets
 read as it was fixed. ``validated_claims`` is the gate's verdict, the claims it holds back:
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from fwa_pipeline.defs.checks import check_results, check_specs
 from fwa_pipeline.defs.compute import ComputeResource
@@ -37,6 +39,7 @@ from fwa_pipeline.defs.metadata import claims_metadata, frame_metadata, table_sc
 from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.resources import StoreResource
 from fwa_pipeline.domain.evaluation import precision_recall
+from fwa_pipeline.domain.feedback import Verdicts, summary
 from fwa_pipeline.domain.quality import KEY_COLUMNS, held_back
 from fwa_pipeline.domain.scoring import HIT_COLUMNS, score_claims
 from fwa_pipeline.domain.tally import counts
@@ -74,6 +77,7 @@ from fwa_pipeline.steps.peer_statistics import (
 from fwa_pipeline.steps.scope import RunScope, fix_scope
 from fwa_pipeline.steps.sharded_enrichment import enrich_shards, member_needs
 from fwa_pipeline.steps.sharded_rules import split_columns
+from fwa_pipeline.store.cases import rule_verdicts
 from fwa_pipeline.store.claims import (
     read_labels,
     read_reference,
@@ -559,6 +563,46 @@ def detection_evaluation(
     )
 
 
+@dg.asset(
+    **ASSET,
+    group_name="evaluation",
+    kinds={"sql"},
+    deps=[investigation_cases],
+    description="What investigators' verdicts say of each enabled rule: the workspace's closed "
+    "cases citing it by disposition (confirmed, no issue, inconclusive), the observed "
+    "precision with its 95% Wilson interval, and the weight that precision proposes (data for "
+    "an admin to review, never applied by itself). Each run records them, so their history "
+    "is this asset's.",
+)
+def rule_feedback(
+    context: dg.AssetExecutionContext, store: StoreResource, pipeline_config: PipelineRunConfig
+) -> dg.MaterializeResult:
+    ws_id = _workspace_id(store, context.partition_key)
+    with Session(store.engine()) as session:
+        verdicts = rule_verdicts(session, ws_id)
+    feedback = {
+        rule_id: summary(verdicts.get(rule_id, Verdicts()), params.weight, params.cap)
+        for rule_id, params in pipeline_config.effective().enabled_rules().items()
+    }
+    # One numeric entry per rule with a precision: the UI plots each over the runs.
+    precisions = {
+        f"precision {rule_id}": dg.MetadataValue.float(found["precision"])
+        for rule_id, found in feedback.items()
+        if found["precision"] is not None
+    }
+    table = pd.DataFrame.from_dict(feedback, orient="index").rename_axis("rule_id")
+    return dg.MaterializeResult(
+        metadata={
+            **frame_metadata(table.reset_index()),
+            "feedback": dg.MetadataValue.json(feedback),
+            "rules_with_verdicts": dg.MetadataValue.int(
+                sum(1 for found in feedback.values() if found["closed_cases"])
+            ),
+            **precisions,
+        }
+    )
+
+
 ASSETS = [
     landed_batches,
     reference_data,
@@ -570,4 +614,5 @@ ASSETS = [
     claim_scores,
     investigation_cases,
     detection_evaluation,
+    rule_feedback,
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 # Dispositions by what they say about the finding.
 CONFIRMED = ("confirmed_fraud", "confirmed_waste_abuse")
@@ -74,3 +75,21 @@ def proposed_weight(verdicts: Verdicts, weight: float, cap: float) -> float | No
     if interval is None or verdicts.decided < MIN_VERDICTS:
         return None
     return round(min(max(weight * interval[0] / PRIOR_PRECISION, 0.0), cap), 2)
+
+
+def summary(verdicts: Verdicts, weight: float, cap: float) -> dict[str, Any]:
+    """What the verdicts say of a rule of ``weight`` and ``cap``: its closed cases by verdict,
+    the precision and its interval (to four decimals) and the proposed weight, as the API and
+    the pipeline's ``rule_feedback`` asset report them."""
+    interval = wilson_interval(verdicts.confirmed, verdicts.decided)
+    return {
+        "closed_cases": verdicts.decided + verdicts.inconclusive,
+        "confirmed": verdicts.confirmed,
+        "no_issue": verdicts.no_issue,
+        "inconclusive": verdicts.inconclusive,
+        "precision": None if verdicts.precision is None else round(verdicts.precision, 4),
+        "precision_interval": None
+        if interval is None
+        else (round(interval[0], 4), round(interval[1], 4)),
+        "proposed_weight": proposed_weight(verdicts, weight, cap),
+    }

@@ -9,9 +9,12 @@ from dataclasses import replace
 import dagster as dg
 import pandas as pd
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
+from fwa_pipeline.domain.config import default_config
 from fwa_pipeline.domain.rules import REGISTRY, Key
 from fwa_pipeline.reference import load_default_reference
 from fwa_pipeline.runs.config import PipelineRunConfig, run_config
@@ -20,7 +23,9 @@ from fwa_pipeline.steps import commit
 from fwa_pipeline.steps.frame_files import load
 from fwa_pipeline.steps.peer_history import peer_history_dir
 from fwa_pipeline.steps.peer_statistics import statistics_dir
+from fwa_pipeline.store.cases import change_case_status, rule_verdicts
 from fwa_pipeline.store.claims import CLAIM_TABLES
+from fwa_pipeline.store.models import InvestigationCase
 from fwa_pipeline.store.runs import get_run
 from tests.pipeline import batch
 from tests.pipeline.conftest import WORKSPACE, Pipeline, check_evaluations, materializations
@@ -124,6 +129,7 @@ def test_assets_carry_row_counts_schemas_and_analyst_figures(pipeline: Pipeline)
         "claim_scores",
         "investigation_cases",
         "detection_evaluation",
+        "rule_feedback",
     }
     one = batch.batch_one()
     claims = len(one["medical_claims.csv"]) + len(one["pharmacy_claims.csv"])
@@ -143,6 +149,8 @@ def test_assets_carry_row_counts_schemas_and_analyst_figures(pipeline: Pipeline)
         "claim_scores": 5,
         "investigation_cases": 3,
         "detection_evaluation": 5,
+        # One row per enabled rule.
+        "rule_feedback": len(default_config().enabled_rules()),
     }
     for name, metadata in found.items():
         assert metadata["dagster/column_schema"].columns, name
@@ -688,3 +696,32 @@ def test_a_held_claims_id_is_taken_for_later_batches_as_for_a_reprocess(
         ("MC-5", "invalid_npi,unknown_provider"),
         ("MC-5", "duplicate_claim_id"),
     ]
+
+
+def test_each_run_records_what_investigators_verdicts_say_of_the_rules(pipeline: Pipeline) -> None:
+    pipeline.land(batch.batch_one())
+    first = materializations(pipeline.instance, pipeline.run().run_id)["rule_feedback"]
+    assert first["rules_with_verdicts"] == 0
+    assert first["feedback"]["RULE-MED-001"] == {
+        "closed_cases": 0,
+        "confirmed": 0,
+        "no_issue": 0,
+        "inconclusive": 0,
+        "precision": None,
+        "precision_interval": None,
+        "proposed_weight": None,
+    }
+    with Session(pipeline.engine) as session:
+        cases = session.scalars(select(InvestigationCase).order_by(InvestigationCase.id)).all()
+        change_case_status(session, cases[0], "closed", "alice", disposition="confirmed_fraud")
+        change_case_status(session, cases[1], "closed", "alice", disposition="no_issue")
+        session.commit()
+        cited = rule_verdicts(session, cases[0].workspace_id)
+
+    found = materializations(pipeline.instance, pipeline.run().run_id)["rule_feedback"]
+    assert found["rules_with_verdicts"] == len(cited) > 0
+    for rule_id, verdicts in cited.items():
+        assert found["feedback"][rule_id]["confirmed"] == verdicts.confirmed
+        assert found["feedback"][rule_id]["no_issue"] == verdicts.no_issue
+        # A number per rule with a verdict, which the UI plots from run to run.
+        assert found[f"precision {rule_id}"] == found["feedback"][rule_id]["precision"]
