@@ -216,8 +216,10 @@ def list_cases(
     page = case_queries.list_cases(
         session,
         scope.workspace_id,
-        risk_level=args.risk_level,
-        status=args.status,
+        case_queries.CaseFilters(
+            risk_level=(args.risk_level,) if args.risk_level else (),
+            status=(args.status,) if args.status else (),
+        ),
         limit=min(args.limit, MAX_ROWS),
     )
     cases = [c.model_dump(mode="json") for c in page.items]

@@ -66,7 +66,9 @@ class CaseSummary(BaseModel):
 
 
 class CasePage(Page[CaseSummary]):
-    pass
+    counts_by_risk_level: dict[RiskLevel, int] = Field(
+        description="Cases each risk level holds under every filter but the risk level itself."
+    )
 
 
 class LinkedClaim(BaseModel):

@@ -4,7 +4,11 @@ The routes return these models as they are; the assistant's tools trim them for 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, load_only
 
 from fwa_api.auth import ROLE_RANK
@@ -20,6 +24,7 @@ from fwa_api.cases.models import (
 from fwa_api.kit.case_numbers import case_number
 from fwa_api.rules.queries import catalogue
 from fwa_pipeline.store.models import (
+    RISK_LEVELS,
     ApiToken,
     CaseClaim,
     CaseEvent,
@@ -49,35 +54,107 @@ SUMMARY_COLUMNS = (
 )
 
 
+# What each ``sort`` orders by; the case's id breaks ties so pages never overlap.
+SORTS = {
+    "score": (InvestigationCase.risk_score.desc(), InvestigationCase.id),
+    # The amount at stake: what was paid on the flagged claims, the money a finding recovers.
+    "amount": (InvestigationCase.flagged_paid.desc(), InvestigationCase.id),
+    "age": (InvestigationCase.created_at, InvestigationCase.id),
+}
+CaseSort = Literal["score", "amount", "age"]
+assert set(get_args(CaseSort)) == set(SORTS)
+# ``assignee=none``: the cases nobody is assigned.
+UNASSIGNED = "none"
+
+
+@dataclass(frozen=True)
+class CaseFilters:
+    """What narrows the queue; an empty tuple or None leaves that dimension open."""
+
+    status: tuple[str, ...] = ()
+    risk_level: tuple[str, ...] = ()
+    assignee: str | None = None
+    rule_id: str | None = None
+    subject_id: str | None = None
+    opened_from: dt.date | None = None
+    opened_to: dt.date | None = None
+
+    def conditions(self, workspace_id: int) -> list[ColumnElement[bool]]:
+        """Every filter but the risk level (the counts by level are taken without it)."""
+        case = InvestigationCase
+        where: list[ColumnElement[bool]] = [case.workspace_id == workspace_id]
+        if self.status:
+            where.append(case.status.in_(self.status))
+        if self.assignee == UNASSIGNED:
+            where.append(case.assignee.is_(None))
+        elif self.assignee:
+            where.append(case.assignee == self.assignee)
+        if self.subject_id:
+            where.append(case.subject_id == self.subject_id)
+        if self.opened_from:
+            where.append(case.created_at >= _midnight(self.opened_from))
+        if self.opened_to:  # the whole day included
+            where.append(case.created_at < _midnight(self.opened_to + dt.timedelta(days=1)))
+        if self.rule_id:
+            # EXISTS, not a join: a case with many hits of the rule is listed once.
+            where.append(
+                select(CaseClaim.case_id)
+                .join(
+                    RuleHit,
+                    (RuleHit.claim_type == CaseClaim.claim_type)
+                    & (RuleHit.claim_pk == CaseClaim.claim_pk),
+                )
+                .where(
+                    CaseClaim.case_id == case.id,
+                    RuleHit.workspace_id == workspace_id,
+                    RuleHit.rule_id == self.rule_id,
+                )
+                .exists()
+            )
+        return where
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
 def list_cases(
     session: Session,
     workspace_id: int,
+    filters: CaseFilters = CaseFilters(),
     *,
-    risk_level: str | None = None,
-    status: str | None = None,
-    assignee: str | None = None,
+    sort: CaseSort = "score",
     limit: int = 50,
     offset: int = 0,
 ) -> CasePage:
-    """Cases highest risk score first (then oldest first), filtered, one page of them."""
-    where = [InvestigationCase.workspace_id == workspace_id]
-    if risk_level:
-        where.append(InvestigationCase.risk_level == risk_level)
-    if status:
-        where.append(InvestigationCase.status == status)
-    if assignee:
-        where.append(InvestigationCase.assignee == assignee)
-    total = session.scalar(select(func.count()).select_from(InvestigationCase).where(*where))
+    """One page of the filtered cases in ``sort`` order, with the total and the counts by risk
+    level (those without the risk level filter, so a queue shows every level's count)."""
+    where = filters.conditions(workspace_id)
+    # One GROUP BY gives the counts and, summed over the chosen levels, the total.
+    counts = {level: 0 for level in RISK_LEVELS}
+    per_level = session.execute(
+        select(InvestigationCase.risk_level, func.count())
+        .where(*where)
+        .group_by(InvestigationCase.risk_level)
+    )
+    counts.update({level: count for level, count in per_level})
+    if filters.risk_level:
+        where.append(InvestigationCase.risk_level.in_(filters.risk_level))
     rows = session.scalars(
         select(InvestigationCase)
         .options(load_only(*SUMMARY_COLUMNS))  # not the explanations: kilobytes each
         .where(*where)
-        .order_by(InvestigationCase.risk_score.desc(), InvestigationCase.id)
+        .order_by(*SORTS[sort])
         .limit(limit)
         .offset(offset)
     )
+    chosen = filters.risk_level or RISK_LEVELS
     return CasePage(
-        total=total or 0, limit=limit, offset=offset, items=[CaseSummary.of(r) for r in rows]
+        total=sum(counts.get(level, 0) for level in chosen),
+        limit=limit,
+        offset=offset,
+        items=[CaseSummary.of(r) for r in rows],
+        counts_by_risk_level=counts,  # type: ignore[arg-type]
     )
 
 

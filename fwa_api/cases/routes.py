@@ -9,6 +9,7 @@ that does not exist. Status changes, notes and assignments are appended to the c
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Annotated
 
@@ -36,7 +37,8 @@ from fwa_api.cases.models import (
 )
 from fwa_api.deps import WorkspaceId, require_role
 from fwa_api.kit.db import in_session
-from fwa_api.params import Offset
+from fwa_api.params import NO_NUL, Offset
+from fwa_api.rules.queries import catalogue
 from fwa_api.services import services
 from fwa_pipeline.kit.validation import InvalidInput
 from fwa_pipeline.store.cases import (
@@ -67,23 +69,72 @@ def _case_not_found() -> HTTPException:
 async def list_cases(
     request: Request,
     workspace_id: WorkspaceId,
-    risk_level: RiskLevel | None = None,
-    status: CaseStatus | None = None,
-    assignee: Annotated[TokenName | None, Query(description="Only this token's cases.")] = None,
+    status: Annotated[
+        list[CaseStatus] | None,
+        Query(description="Only cases in these statuses (repeatable)."),
+    ] = None,
+    risk_level: Annotated[
+        list[RiskLevel] | None,
+        Query(description="Only cases at these risk levels (repeatable)."),
+    ] = None,
+    assignee: Annotated[
+        TokenName | None,
+        Query(description=f"Only this token holder's cases; `{queries.UNASSIGNED}`: unassigned."),
+    ] = None,
+    rule_id: Annotated[
+        str | None,
+        Query(max_length=32, description="Only cases with a hit of this rule on their claims."),
+    ] = None,
+    subject_id: Annotated[
+        str | None,
+        Query(max_length=64, pattern=NO_NUL, description="Only cases on this subject (an NPI…)."),
+    ] = None,
+    opened_from: Annotated[
+        dt.date | None, Query(description="Only cases opened on or after this day (UTC).")
+    ] = None,
+    opened_to: Annotated[
+        dt.date | None, Query(description="Only cases opened on or before this day (UTC).")
+    ] = None,
+    sort: Annotated[
+        queries.CaseSort,
+        Query(
+            description="`score`: highest risk first; `amount`: most paid on the flagged claims "
+            "first; `age`: oldest first. Ties go to the lower case number."
+        ),
+    ] = "score",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> CasePage:
-    """Cases by risk score, highest first; ``total`` counts every case the filters match."""
+    """The queue: one page of the cases the filters match, with ``total`` counting them all and
+    ``counts_by_risk_level`` counting each level under every filter but ``risk_level``."""
+    if rule_id is not None and rule_id not in catalogue():
+        raise _invalid_query("rule_id", "unknown rule")
+    if opened_from and opened_to and opened_to < opened_from:
+        raise _invalid_query("opened_to", "is before opened_from")
+    filters = queries.CaseFilters(
+        status=tuple(status or ()),
+        risk_level=tuple(risk_level or ()),
+        assignee=assignee,
+        rule_id=rule_id,
+        subject_id=subject_id,
+        opened_from=opened_from,
+        opened_to=opened_to,
+    )
     return await run_in_threadpool(
         in_session,
         services(request).engine,
         queries.list_cases,
         workspace_id,
-        risk_level=risk_level,
-        status=status,
-        assignee=assignee,
+        filters,
+        sort=sort,
         limit=limit,
         offset=offset,
+    )
+
+
+def _invalid_query(parameter: str, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"loc": ("query", parameter), "msg": message, "type": "invalid_input"}]
     )
 
 

@@ -3,6 +3,7 @@ the investigator's status changes and notes, and workspace isolation."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from unittest.mock import ANY
 
@@ -103,8 +104,8 @@ async def test_bad_filters_are_422_naming_the_parameter(
 ) -> None:
     viewer = world.headers["viewer"]
     for params, field in [
-        ({"risk_level": "extreme"}, "query.risk_level"),
-        ({"status": "resolved"}, "query.status"),
+        ({"risk_level": "extreme"}, "query.risk_level.0"),
+        ({"status": "resolved"}, "query.status.0"),
         ({"limit": 0}, "query.limit"),
         ({"limit": 201}, "query.limit"),
         ({"offset": -1}, "query.offset"),
@@ -537,3 +538,108 @@ async def test_an_assignee_who_cannot_work_the_case_is_refused(
     )
     assert (foreign.status_code, foreign.json()["detail"]) == (404, "case not found")
     assert history(pg_engine, "CASE-000002") == []
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+async def test_the_queue_filters_sorts_and_counts_by_risk_level(
+    api: httpx.AsyncClient, world: World, pg_engine: Engine
+) -> None:
+    opened = {  # the day each acme case was opened
+        "CASE-000001": "2026-01-05",
+        "CASE-000002": "2026-01-20",
+        "CASE-000003": "2026-01-01",
+        "CASE-000005": "2026-02-10",
+        "CASE-000006": "2026-01-20",
+        "CASE-000007": "2026-02-28",
+    }
+    with session_scope(pg_engine) as session:
+        for number, day in opened.items():
+            session.execute(
+                update(InvestigationCase)
+                .where(InvestigationCase.case_number == number)
+                .values(created_at=dt.datetime.fromisoformat(f"{day}T23:30:00+00:00"))
+            )
+        session.execute(
+            update(InvestigationCase)
+            .where(InvestigationCase.case_number.in_(["CASE-000002", "CASE-000007"]))
+            .values(assignee="viewer-acme")
+        )
+
+    async def listed(params: Any) -> dict[str, Any]:
+        response = await api.get(
+            "/api/cases", params=[*ACME.items(), *params], headers=world.headers["viewer"]
+        )
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    everything = await listed([])
+    assert everything["counts_by_risk_level"] == {"low": 0, "medium": 2, "high": 2, "critical": 2}
+
+    # Repeated values widen a filter; the counts ignore the risk level filter, not the others.
+    page = await listed([("risk_level", "critical"), ("risk_level", "medium")])
+    assert ids(page) == ["CASE-000001", "CASE-000005", "CASE-000007", "CASE-000003"]
+    assert page["total"] == 4 and page["counts_by_risk_level"] == everything["counts_by_risk_level"]
+    page = await listed([("status", "closed"), ("status", "escalated"), ("risk_level", "high")])
+    assert (ids(page), page["total"]) == ([], 0)
+    assert page["counts_by_risk_level"] == {"low": 0, "medium": 1, "high": 0, "critical": 0}
+
+    page = await listed([("assignee", "viewer-acme")])
+    assert ids(page) == ["CASE-000002", "CASE-000007"]
+    page = await listed([("assignee", "none")])
+    assert ids(page) == ["CASE-000001", "CASE-000005", "CASE-000006", "CASE-000003"]
+    assert page["counts_by_risk_level"] == {"low": 0, "medium": 1, "high": 1, "critical": 2}
+
+    # CASE-000001 has three hits of the rule: listed once, counted once. Globex's case cites
+    # the rule too and never appears.
+    page = await listed([("rule_id", "RULE-MED-004")])
+    assert (ids(page), page["total"]) == (["CASE-000001"], 1)
+    assert page["counts_by_risk_level"] == {"low": 0, "medium": 0, "high": 0, "critical": 1}
+    assert FOREIGN_CASE not in str(page)
+    assert ids(await listed([("rule_id", "RULE-MED-001")])) == []
+
+    assert ids(await listed([("subject_id", "M7")])) == ["CASE-000006"]
+    assert ids(await listed([("subject_id", FOREIGN_SUBJECT)])) == []
+
+    # Both ends are whole days, in UTC.
+    page = await listed([("opened_from", "2026-01-20"), ("opened_to", "2026-02-10")])
+    assert ids(page) == ["CASE-000005", "CASE-000006", "CASE-000002"]
+    assert ids(await listed([("opened_to", "2026-01-05")])) == ["CASE-000001", "CASE-000003"]
+
+    # Amount: flagged_paid, most first; age: oldest first; ties by case number.
+    assert ids(await listed([("sort", "amount")])) == [
+        "CASE-000001",  # 12,345 paid
+        "CASE-000002",  # 800
+        "CASE-000003",  # 800
+        "CASE-000005",  # 80
+        "CASE-000006",
+        "CASE-000007",
+    ]
+    assert ids(await listed([("sort", "age")])) == [
+        "CASE-000003",
+        "CASE-000001",
+        "CASE-000002",  # opened the same moment as CASE-000006
+        "CASE-000006",
+        "CASE-000005",
+        "CASE-000007",
+    ]
+    page = await listed([("sort", "age"), ("status", "open"), ("limit", 2), ("offset", 2)])
+    assert (ids(page), page["total"]) == (["CASE-000006", "CASE-000005"], 5)
+
+
+async def test_bad_queue_parameters_are_422_naming_the_parameter(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    viewer = world.headers["viewer"]
+    for params, field in [
+        ([("status", "open"), ("status", "resolved")], "query.status.1"),
+        ([("sort", "oldest")], "query.sort"),
+        ([("rule_id", "RULE-MED-999")], "query.rule_id"),
+        ([("rule_id", "R" * 33)], "query.rule_id"),
+        ([("subject_id", "x\x00")], "query.subject_id"),
+        ([("opened_from", "2026-13-01")], "query.opened_from"),
+        ([("opened_from", "2026-02-01"), ("opened_to", "2026-01-31")], "query.opened_to"),
+    ]:
+        response = await api.get("/api/cases", params=[*ACME.items(), *params], headers=viewer)
+        assert error_fields(response) == {field}
