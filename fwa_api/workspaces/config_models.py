@@ -114,7 +114,14 @@ def _change_model(model: type[BaseModel]) -> type[BaseModel]:
             kind: Any = _rules_change()
         else:
             kind = _change_type(info.annotation, info.metadata)
-        fields[name] = (kind, Field(default=None, description=info.description))
+        fields[name] = (
+            kind,
+            Field(
+                default=None,
+                description=info.description,
+                json_schema_extra=info.json_schema_extra,
+            ),
+        )
     return create_model(f"{model.__name__}Change", __config__=ConfigDict(extra="forbid"), **fields)
 
 

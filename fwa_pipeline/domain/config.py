@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from fwa_pipeline.kit.validation import InvalidInput
 
@@ -23,6 +23,11 @@ class QualityMode(StrEnum):
     skip_invalid = "skip_invalid"  # invalid claims are held back, marked and reported
     halt_on_errors = "halt_on_errors"  # any invalid claim fails the run before scoring
     flag_only = "flag_only"  # every claim goes on; issues are attached to the report
+
+
+# A threshold's name, as the catalogue spells them (``min_robust_z``): a key the schema states,
+# so a request with any other text as a name is refused before it reaches the store.
+ThresholdName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
 class RuleParams(BaseModel):
@@ -37,7 +42,9 @@ class RuleParams(BaseModel):
     cap: float = Field(ge=0)
     # How far back a run must read history for the entities its new claims touch.
     lookback_days: int = Field(0, ge=0)
-    thresholds: dict[str, Any] = Field(default_factory=dict)
+    thresholds: dict[ThresholdName, Any] = Field(
+        default_factory=dict, json_schema_extra={"additionalProperties": False}
+    )
 
 
 class QualityConfig(BaseModel):

@@ -131,6 +131,11 @@ async def test_invalid_configuration_is_refused_naming_the_field(config: Config)
             {"config": {"scoring": {"bands": {"high": "70"}}}, "note": "x"},
             "body.config.scoring.bands.high",
         ),
+        # A threshold is named as the catalogue names them: no other text reaches the store.
+        (
+            {"config": {"rules": {"RULE-MED-011": {"thresholds": {"min\x00z": 1}}}}, "note": "x"},
+            "body.config.rules.RULE-MED-011.thresholds.min\x00z.[key]",
+        ),
     ):
         response = await config.call("PUT", json=body)
         assert response.status_code == 422, body
