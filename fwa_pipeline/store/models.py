@@ -400,7 +400,8 @@ class RuleHit(Base):
 
     __table_args__ = (
         Index("ix_rule_hits_ws_claim", "workspace_id", "claim_type", "claim_pk"),
-        Index("ix_rule_hits_ws_rule", "workspace_id", "rule_id"),
+        # The cases citing a rule: its hits' claims, read from the index alone.
+        Index("ix_rule_hits_ws_rule_claim", "workspace_id", "rule_id", "claim_type", "claim_pk"),
         Index("ix_rule_hits_ws_subject", "workspace_id", "subject_type", "subject_id"),
     )
 
@@ -461,6 +462,13 @@ class InvestigationCase(Base):
     __table_args__ = (
         Index("ix_investigation_cases_ws_level", "workspace_id", "risk_level", "status"),
         Index("ix_investigation_cases_ws_assignee", "workspace_id", "assignee"),  # a queue
+        # The queue's first page in each order (scanned backwards for the descending ones).
+        Index("ix_investigation_cases_ws_score", "workspace_id", "risk_score", "id"),
+        Index(
+            "ix_investigation_cases_ws_status_score", "workspace_id", "status", "risk_score", "id"
+        ),
+        Index("ix_investigation_cases_ws_paid", "workspace_id", "flagged_paid", "id"),
+        Index("ix_investigation_cases_ws_created", "workspace_id", "created_at", "id"),
         # One open case per subject; closed ones may accumulate.
         Index(
             "uq_investigation_cases_open_subject",
