@@ -702,15 +702,12 @@ def test_each_run_records_what_investigators_verdicts_say_of_the_rules(pipeline:
     pipeline.land(batch.batch_one())
     first = materializations(pipeline.instance, pipeline.run().run_id)["rule_feedback"]
     assert first["rules_with_verdicts"] == 0
-    assert first["feedback"]["RULE-MED-001"] == {
-        "closed_cases": 0,
-        "confirmed": 0,
-        "no_issue": 0,
-        "inconclusive": 0,
-        "precision": None,
-        "precision_interval": None,
-        "proposed_weight": None,
-    }
+    nothing = first["feedback"]["RULE-MED-001"]
+    assert (nothing["closed_cases"], nothing["precision"], nothing["proposed_weight"]) == (
+        0,
+        None,
+        None,
+    )
     with Session(pipeline.engine) as session:
         cases = session.scalars(select(InvestigationCase).order_by(InvestigationCase.id)).all()
         change_case_status(session, cases[0], "closed", "alice", disposition="confirmed_fraud")
