@@ -494,6 +494,9 @@ class CaseClaim(Base):
 
     case: Mapped[InvestigationCase] = relationship(back_populates="claims")
 
+    # From a claim to its cases, from the index alone (the cases citing a rule, from its hits).
+    __table_args__ = (Index("ix_case_claims_claim", "claim_type", "claim_pk", "case_id"),)
+
 
 class CaseEvent(Base):
     """Append-only case history: opened, rescored, status changes, assignments, notes."""

@@ -6,8 +6,9 @@ Create Date: 2026-12-07 23:50:00.000000
 
 The queue's first page in each of its orders (risk score, with or without a status filter;
 amount paid; age) is read from an index instead of sorting a workspace's every case, and the
-cases citing a rule start from ``(workspace_id, rule_id, claim_type, claim_pk)`` on the rule's
-hits, read from the index alone; it replaces ``(workspace_id, rule_id)``, its prefix.
+cases citing a rule are found from the rule's hits, ``(workspace_id, rule_id, claim_type,
+claim_pk)`` (it replaces ``(workspace_id, rule_id)``, its prefix), to their claims' cases,
+``case_claims (claim_type, claim_pk, case_id)``, both read from the index alone.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def upgrade() -> None:
         ["workspace_id", "rule_id", "claim_type", "claim_pk"],
     )
     op.drop_index("ix_rule_hits_ws_rule", table_name="rule_hits")
+    op.create_index("ix_case_claims_claim", "case_claims", ["claim_type", "claim_pk", "case_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_case_claims_claim", table_name="case_claims")
     op.create_index("ix_rule_hits_ws_rule", "rule_hits", ["workspace_id", "rule_id"])
     op.drop_index("ix_rule_hits_ws_rule_claim", table_name="rule_hits")
     for name in CASE_INDEXES:
