@@ -18,6 +18,11 @@ starting with the next variant (medians reported):
 * ``full-no-limiter``: the whole stack without Redis, so the limiter is off: the difference to
   ``full`` is what the limiter costs.
 
+``--scenario queue``: the investigators' case queue. 100,000 cases (two claims each, one or two
+rules' hits on each claim) are loaded with COPY into bench-1, then the first page of
+``/api/cases`` (with its total and counts by risk level) is timed through the whole stack, one
+request at a time, for a few filter combinations. Target: p50 under 50 ms each.
+
 Needs PostgreSQL (a throwaway database is created through ``--pg-admin-dsn`` and dropped, unless
 ``--database-url`` names a migrated one) and Redis (``--redis-url``; keys under a random prefix,
 deleted afterwards). Targets: full keeps >= 80% of bare throughput on /api/health and >= 70% on
@@ -65,6 +70,24 @@ TARGETS = [
     Target("cases (auth)", "/api/cases?workspace=bench-0", authenticated=True, min_ratio=0.70),
 ]
 VARIANTS = ("bare", "full", "full-no-limiter")
+
+QUEUE_CASES = 100_000  # in bench-1
+QUEUE_RULE = "RULE-MED-003"  # cited by about a quarter of the cases
+QUEUE_RARE_RULE = "RULE-MED-012"  # by about one in a hundred
+QUEUE_TARGET_P50_MS = 50.0
+# The first page of the queue as investigators load it.
+QUEUE_TARGETS = [
+    Target("queue", "/api/cases?workspace=bench-1", True, 0),
+    Target(
+        "queue open+high",
+        "/api/cases?workspace=bench-1&status=open&risk_level=high",
+        True,
+        0,
+    ),
+    Target("queue rule", f"/api/cases?workspace=bench-1&rule_id={QUEUE_RULE}", True, 0),
+    Target("queue rare rule", f"/api/cases?workspace=bench-1&rule_id={QUEUE_RARE_RULE}", True, 0),
+    Target("queue by amount", "/api/cases?workspace=bench-1&sort=amount", True, 0),
+]
 
 
 @dataclass
@@ -277,6 +300,114 @@ def seed(url: str) -> str:
     return token
 
 
+def seed_queue(url: str, count: int = QUEUE_CASES) -> None:
+    """``count`` cases in bench-1 with their claims and rule hits, loaded with COPY as the
+    pipeline bulk-loads (ids given here; the case id sequence is moved past them)."""
+    import numpy as np
+    import pandas as pd
+    from sqlalchemy import select, text
+
+    from fwa_pipeline.store.bulk import copy_frames, vacuum_after_load, wire_table
+    from fwa_pipeline.store.db import engine_for
+    from fwa_pipeline.store.models import (
+        CaseClaim,
+        InvestigationCase,
+        RuleHit,
+        Workspace,
+    )
+
+    rng = np.random.default_rng(11)
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        workspace = connection.execute(
+            select(Workspace.id).where(Workspace.name == "bench-1")
+        ).scalar_one()
+        first = connection.execute(
+            text("SELECT coalesce(max(id), 0) + 1 FROM investigation_cases")
+        ).scalar_one()
+        ids = np.arange(first, first + count)
+        score = rng.uniform(0, 100, count).round(2)
+        level = np.select(
+            [score >= 90, score >= 70, score >= 40], ["critical", "high", "medium"], "low"
+        )
+        opened = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
+            rng.integers(0, 300 * 86_400, count), unit="s"
+        )
+        cases = pd.DataFrame(
+            {
+                "id": ids,
+                "case_number": [f"CASE-{n:07d}" for n in ids],
+                "workspace_id": workspace,
+                "subject_type": "provider",
+                "subject_id": (2_000_000_000 + ids).astype(str),
+                "risk_score": score,
+                "risk_level": level,
+                "explanation": '{"summary": "flagged by the benchmark"}',
+                "flagged_billed": rng.uniform(1_000, 90_000, count).round(2),
+                "flagged_paid": rng.uniform(500, 70_000, count).round(2),
+                "status": rng.choice(
+                    ["open", "under_review", "escalated", "closed"], count, p=[0.6, 0.2, 0.05, 0.15]
+                ),
+                "assignee": rng.choice(np.array(["ana", "ben", None], dtype=object), count),
+                "run_id": "bench-run",
+                "evidence_hash": ids.astype(str),
+                "created_at": opened,
+                "updated_at": opened,
+            }
+        )
+        # Two claims per case, and on each claim a hit of one rule, sometimes two.
+        claim_pk = np.arange(1, 2 * count + 1)
+        claims = pd.DataFrame(
+            {
+                "case_id": np.repeat(ids, 2),
+                "claim_type": "medical",
+                "claim_pk": claim_pk,
+                "claim_id": [f"BCLM-{n}" for n in claim_pk],
+            }
+        )
+        # Eleven rules alike, each cited by about a quarter of the cases; QUEUE_RARE_RULE by
+        # about one in a hundred.
+        rules = np.arange(1, 13)
+        odds = np.where(rules == int(QUEUE_RARE_RULE[-3:]), 0.05, 1.0)
+        odds /= odds.sum()
+        hit_claims = np.concatenate([claim_pk, claim_pk[rng.random(len(claim_pk)) < 0.5]])
+        hits = pd.DataFrame(
+            {
+                "workspace_id": workspace,
+                "run_id": "bench-run",
+                "rule_id": [
+                    f"RULE-MED-{n:03d}" for n in rng.choice(rules, len(hit_claims), p=odds)
+                ],
+                "rule_version": "1.0",
+                "claim_type": "medical",
+                "claim_pk": hit_claims,
+                "claim_id": [f"BCLM-{n}" for n in hit_claims],
+                "subject_type": "provider",
+                "subject_id": (2_000_000_000 + ids[(hit_claims - 1) // 2]).astype(str),
+                "severity": rng.uniform(0.5, 1, len(hit_claims)).round(3),
+                "weight": 5.0,
+                "evidence": "{}",
+            }
+        )
+        copy_frames(connection, wire_table(InvestigationCase.__table__, ["explanation"]), [cases])
+        copy_frames(connection, CaseClaim.__table__, [claims])
+        copy_frames(connection, wire_table(RuleHit.__table__, ["evidence"], ["id"]), [hits])
+        connection.execute(
+            text("SELECT setval(pg_get_serial_sequence('investigation_cases', 'id'), :n)"),
+            {"n": int(ids[-1])},
+        )
+    # As the pipeline settles its loads (statistics, visibility map for index-only scans).
+    vacuum_after_load(
+        engine,
+        {
+            InvestigationCase.__table__: len(cases),
+            CaseClaim.__table__: len(claims),
+            RuleHit.__table__: len(hits),
+        },
+    )
+    engine.dispose()
+
+
 def drop_keys(redis_url: str, prefix: str) -> None:
     import redis
 
@@ -300,7 +431,10 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="a migrated database to use")
     parser.add_argument("--pg-admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--scenario", choices=("middleware", "queue"), default="middleware")
     args = parser.parse_args()
+    if args.scenario == "queue":
+        sys.exit(0 if queue(args) else 1)
 
     load: Load = run_wrk if shutil.which("wrk") else run_httpx
     generator = "wrk" if load is run_wrk else "httpx (wrk not found)"
@@ -339,6 +473,46 @@ def main() -> None:
         finally:
             drop_keys(args.redis_url, prefix)
     sys.exit(0 if report(results) else 1)
+
+
+def queue(args: argparse.Namespace) -> bool:
+    """The queue scenario: p50/p99 of each first page, one request at a time on the full stack
+    (latency, not throughput); True when every p50 is under the target."""
+    print(f"queue: {QUEUE_CASES:,} cases; {args.rounds} rounds x {args.duration:.0f} s per page")
+    prefix = f"fwa-bench-{secrets.token_hex(4)}:"
+    serial = argparse.Namespace(**{**vars(args), "connections": 1})
+    results: dict[str, list[Result]] = {}
+    with database(args) as url, tempfile.TemporaryDirectory() as scratch:
+        auth = {"Authorization": f"Bearer {seed(url)}"}
+        started = time.perf_counter()
+        seed_queue(url)
+        print(f"seeded with COPY in {time.perf_counter() - started:.1f} s", flush=True)
+        env = {
+            "FWA_ENVIRONMENT": "test",
+            "FWA_DATABASE_URL": url,
+            "FWA_REDIS_URL": args.redis_url,
+            "FWA_RATE_LIMIT_PER_MINUTE": str(10**9),
+            "FWA_OLLAMA_URL": "http://127.0.0.1:9",
+            "FWA_LOG_LEVEL": "INFO",
+        }
+        try:
+            with server("full", env, prefix, Path(scratch) / "queue.log") as running:
+                for round_ in range(1, args.rounds + 1):
+                    for target in QUEUE_TARGETS:
+                        result = measure(run_httpx, running, target, auth, serial)
+                        results.setdefault(target.name, []).append(result)
+                        print(f"  round {round_} {target.name:<16} {result}", flush=True)
+        finally:
+            drop_keys(args.redis_url, prefix)
+    print(f"\nmedians\n{'page':<16} {Result.HEADER}  target p50 < {QUEUE_TARGET_P50_MS:.0f} ms")
+    met = True
+    for name, runs in results.items():
+        fields = ("rps", "p50_ms", "p99_ms", "cpu_us")
+        median = Result(*(statistics.median(getattr(r, f) for r in runs) for f in fields))
+        ok = median.p50_ms < QUEUE_TARGET_P50_MS
+        met &= ok
+        print(f"{name:<16} {median}  {'ok' if ok else 'MISSED'}")
+    return met
 
 
 def report(results: dict[tuple[str, str], list[Result]]) -> bool:
