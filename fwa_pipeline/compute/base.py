@@ -27,9 +27,7 @@ class Description(TypedDict):
 class Compute(Protocol):
     shards: int
 
-    def map(
-        self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None
-    ) -> list[Any]:
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None) -> list[Any]:
         """``fn`` over ``items``, results in the items' order; with ``shared``, ``fn(item,
         shared)``: what every task reads (reference data, statistics), sent to each worker once
         rather than with each task. ``fn`` must be a module-level function and the items and
@@ -48,9 +46,7 @@ class LocalCompute:
             raise ValueError(f"shards must be at least 1, got {shards}")
         self.shards = shards
 
-    def map(
-        self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None
-    ) -> list[Any]:
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None) -> list[Any]:
         if shared is None:
             return [fn(item) for item in items]
         return [fn(item, shared) for item in items]

@@ -105,9 +105,7 @@ class DaskCompute:
         compute._owned.callback(client.close)  # last in, first out: the client closes first
         return compute
 
-    def map(
-        self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None
-    ) -> list[Any]:
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: object = None) -> list[Any]:
         items = list(items)
         if not items:
             return []
