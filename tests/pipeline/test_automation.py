@@ -14,6 +14,7 @@ from dagster import DagsterRunStatus
 
 from fwa_pipeline.definitions import build_defs
 from fwa_pipeline.defs import assets
+from fwa_pipeline.defs.assets import ASSETS
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import WORKSPACES
 from fwa_pipeline.defs.schedules import nightly_rescore
@@ -147,7 +148,7 @@ def test_an_enqueued_job_runs_and_reports_its_status(pipeline: Pipeline) -> None
     status = job_status(pipeline.engine, job_id)
     assert status is not None
     assert status.status == "success" and status.phase == "done" and status.errors == []
-    assert status.progress == {"done": 10, "total": 10}
+    assert status.progress == {"done": len(ASSETS), "total": len(ASSETS)}
     assert status.claims_processed == 9
     assert status.started_at is not None and status.completed_at is not None
     assert status.dagster_run_id == run.run_id
@@ -214,7 +215,9 @@ def test_a_run_records_its_success_and_its_failure(pipeline: Pipeline) -> None:
     assert row is not None and row.status == "success" and row.completed_at is not None
     assert row.stats["claims_in"] == 9 and row.stats["hits"] >= 4
     assert row.config_snapshot["quality"]["mode"] == "skip_invalid"
-    assert row.progress["done"] == row.progress["planned"] and len(row.progress["done"]) == 10
+    assert row.progress["done"] == row.progress["planned"] and len(row.progress["done"]) == len(
+        ASSETS
+    )
     failure = get_run(pipeline.engine, failed.run_id)
     assert failure is not None and failure.status == "failure" and failure.force_reprocess
     assert failure.config_snapshot["quality"]["mode"] == "halt_on_errors"
@@ -243,7 +246,7 @@ def test_a_run_records_its_progress_as_it_goes(
     (midway,) = seen
     assert isinstance(midway, JobStatus)
     assert (midway.status, midway.phase) == ("running", "rule_hits")
-    assert midway.progress == {"done": 6, "total": 10}
+    assert midway.progress == {"done": 6, "total": len(ASSETS)}
     assert midway.claims_processed == 9  # the claims it read, until its results commit
     assert midway.result is None and midway.completed_at is None
     done = job_status(pipeline.engine, job_id)

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from fwa_pipeline.definitions import build_defs, defs
+from fwa_pipeline.defs.assets import ASSETS
 from fwa_pipeline.defs.io import ArrowFramesIOManager
 from fwa_pipeline.defs.jobs import PIPELINE_JOB
 from fwa_pipeline.defs.partitions import WORKSPACES
@@ -47,7 +48,7 @@ def test_every_asset_is_partitioned_documented_grouped_and_kinded(
     resolved: dg.Definitions,
 ) -> None:
     graph = resolved.resolve_asset_graph()
-    assert len(graph.get_all_asset_keys()) == 10
+    assert len(graph.get_all_asset_keys()) == len(ASSETS) == 11
     assert graph.get(dg.AssetKey("peer_statistics")).group_name == "detection"
     for key in graph.get_all_asset_keys():
         spec = graph.get(key)
