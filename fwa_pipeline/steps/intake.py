@@ -29,7 +29,7 @@ from fwa_pipeline.store.claims import (
     reference_ids,
 )
 from fwa_pipeline.store.crypto import FieldCipher
-from fwa_pipeline.store.db import engine_for
+from fwa_pipeline.store.db import engine_for, url_of
 
 # Above this many members, reading them all beats a huge IN list.
 MEMBER_LIST_LIMIT = 50_000
@@ -121,7 +121,7 @@ def read_claim_shards(
 ) -> ClaimShards:
     """The claims :func:`read_claims` reads, each member shard read by a task on ``compute``
     into its file in ``directory``: no process reads every claim."""
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     tasks = []
     for claim_type in CLAIM_TYPES:
         # The windows around every new claim's date, as one pass reads them, whatever the shard.
@@ -168,7 +168,7 @@ def judge_claim_shards(
     """:func:`judge_quality` of claims kept as ``shards``: each task reads its shard and its
     members' ids itself."""
     ids = StoreIds(
-        engine.url.render_as_string(hide_password=False),
+        url_of(engine),
         scope.workspace_id,
         scope.batch_ids,
         every_member=scope.covers_all,

@@ -39,7 +39,7 @@ from fwa_pipeline.steps.peer_history import enriched_processed, processed_claims
 from fwa_pipeline.steps.scope import RunScope
 from fwa_pipeline.steps.selection import plan_history
 from fwa_pipeline.store.claims import Source, read_processed
-from fwa_pipeline.store.db import engine_for
+from fwa_pipeline.store.db import engine_for, url_of
 
 DIRECTORY = "_peer_statistics"
 # The providers reference column of each subject attribute enrichment names.
@@ -257,7 +257,7 @@ class InShards:
     def __call__(
         self, rules: Mapping[str, PeerPhases], recomputed: Collection[str]
     ) -> tuple[dict[str, PeerAggregates], int]:
-        url = self.engine.url.render_as_string(hide_password=False)
+        url = url_of(self.engine)
         tasks = []
         for t in CLAIM_TYPES:
             mine = {r: p for r, p in rules.items() if self.config.rules[r].family == t}

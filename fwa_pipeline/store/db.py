@@ -71,6 +71,12 @@ def _engine(url: str, connect_timeout_s: int, statement_timeout_s: int) -> Engin
     return engine
 
 
+def url_of(engine: Engine) -> str:
+    """``engine``'s URL with its password: what opens the same database elsewhere (a task on
+    a worker, through :func:`engine_for`; Alembic). Never to be logged."""
+    return engine.url.render_as_string(hide_password=False)
+
+
 def clear_engines() -> None:
     """Forget the process's engines (tests that drop their database)."""
     _engine.cache_clear()

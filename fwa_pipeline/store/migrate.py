@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from fwa_pipeline.settings import Settings
+from fwa_pipeline.store.db import url_of
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -51,14 +52,14 @@ def require_current(engine: Engine) -> None:
 
 
 def upgrade(engine: Engine, revision: str = "head", *, settings: Settings | None = None) -> None:
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    config = alembic_config(url_of(engine))
     with engine.begin() as connection:
         config.attributes.update(connection=connection, settings=settings)
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str, *, settings: Settings | None = None) -> None:
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    config = alembic_config(url_of(engine))
     with engine.begin() as connection:
         config.attributes.update(connection=connection, settings=settings)
         command.downgrade(config, revision)
@@ -72,7 +73,7 @@ def migration_settings(config: Config) -> Settings:
 
 def revision(engine: Engine, message: str) -> None:
     command.revision(
-        alembic_config(engine.url.render_as_string(hide_password=False)),
+        alembic_config(url_of(engine)),
         message=message,
         autogenerate=True,
     )
