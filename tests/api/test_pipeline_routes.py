@@ -515,7 +515,8 @@ async def test_a_running_job_is_terminated_and_ends_canceled(
             asset_graph=location.get_repository(job.repository_handle.repository_name).asset_graph,
         )
         instance.launch_run(run.run_id, workspace.create_request_context())
-        await until(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED)
+        # Canceled once it waits on the lock: the step reading the claims has started.
+        await until(lambda: "raw_claims" in started_steps(instance, run.run_id))
 
         response = await world.call("POST", f"/jobs/{job_id}/cancel")
 
@@ -532,6 +533,11 @@ async def test_a_running_job_is_terminated_and_ends_canceled(
     assert job_now["errors"] and job_now["errors"][0].endswith(": interrupted")
     assert (job_now["status"], job_now["result"]["status"]) == ("canceled", "canceled")
     assert world.pipeline.query("SELECT count(*) FROM rule_hits") == [(0,)]
+
+
+def started_steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+    return {event.step_key for event in events if event.step_key}
 
 
 async def until(condition: Callable[[], bool], limit_s: float = 180) -> None:
