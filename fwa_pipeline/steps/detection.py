@@ -15,7 +15,7 @@ import pandas as pd
 from fwa_pipeline.compute.base import Compute
 from fwa_pipeline.domain.config import PipelineConfig
 from fwa_pipeline.domain.rules import RuleContext, combined, evaluate
-from fwa_pipeline.steps.claim_shards import ClaimShards, read_rows
+from fwa_pipeline.steps.claim_shards import ClaimShards
 from fwa_pipeline.steps.claims import CLAIM_TYPES
 from fwa_pipeline.steps.frame_files import Frames
 from fwa_pipeline.steps.peer_history import peer_frames
@@ -71,11 +71,7 @@ def detect(
         return Detection(combined(hits), 0)
     # A peer rule without phases compares the new claims with their processed peers in this
     # process (the catalogue's peer rules all have phases).
-    new = (
-        {t: read_rows(enriched_claims.of(t)) for t in CLAIM_TYPES}
-        if isinstance(enriched_claims, ClaimShards)
-        else enriched_claims
-    )
+    new = enriched_claims.frames() if isinstance(enriched_claims, ClaimShards) else enriched_claims
     peers = peer_frames(source, peer_directory, peers_only, new, reference_data, scope)
     hits.append(run(peers, peers_only))
     return Detection(combined(hits), sum(int((~peers[t]["in_scope"]).sum()) for t in CLAIM_TYPES))

@@ -124,9 +124,12 @@ def read_claim_shards(
     url = url_of(engine)
     tasks = []
     for claim_type in CLAIM_TYPES:
-        # The windows around every new claim's date, as one pass reads them, whatever the shard.
-        dates = new_claim_dates(engine, claim_type, scope.workspace_id, scope.batch_ids)
-        windows = None if dates.empty else _windows(scope, config, claim_type, dates)
+        # The windows around every new claim's date, as one pass reads them, whatever the shard
+        # (a run over every claim reads no history: no windows to set).
+        windows = None
+        if not scope.covers_all:
+            dates = new_claim_dates(engine, claim_type, scope.workspace_id, scope.batch_ids)
+            windows = None if dates.empty else _windows(scope, config, claim_type, dates)
         tasks += [
             _ReadShard(
                 url,

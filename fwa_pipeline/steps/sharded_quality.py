@@ -40,6 +40,7 @@ from fwa_pipeline.domain.quality import (
     shared_first_pks,
 )
 from fwa_pipeline.steps.claim_shards import ClaimShards, ShardFile
+from fwa_pipeline.steps.claims import CLAIM_TYPES
 from fwa_pipeline.store.claims import reference_ids
 from fwa_pipeline.store.db import engine_for
 
@@ -143,7 +144,7 @@ def judge_shards(
 ) -> QualityResult:
     """The quality of the new claims of ``shards``, judged with their history in rounds of tasks
     on ``compute``: what ``assess_quality`` of every claim gives for the new ones."""
-    files = [f for t in ("medical", "pharmacy") for f in shards.of(t)]
+    files = [f for t in CLAIM_TYPES for f in shards.of(t)]
     figures = compute.map(_run, [_Figures(f) for f in files])
     types = list(dict.fromkeys(f.claim_type for f in files))
     asked: list[tuple[str, _SharedIds]] = []
